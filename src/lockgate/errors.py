@@ -1,0 +1,45 @@
+"""Domain errors. Each carries a status so that one handler can render it (CLI or HTTP)."""
+
+from __future__ import annotations
+
+
+class LockgateError(Exception):
+    """Base for every error Lockgate raises on purpose; its message is safe to show."""
+
+    status = 400
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class ConfigError(LockgateError):
+    """A project, task file or setting is wrong; the message says where and how to fix it."""
+
+    exit_code = 2
+
+
+class TaskFileError(ConfigError):
+    """Every problem found in one task file, each as `file: field.path: what is expected`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class NotFound(LockgateError):
+    status = 404
+
+
+class Conflict(LockgateError):
+    """The request contradicts stored state (e.g. an idempotency key reused with other input)."""
+
+    status = 409
+
+
+class InputError(LockgateError):
+    """An input record does not match the task's input schema."""
+
+    status = 422

@@ -1,0 +1,116 @@
+"""The provider interface: a prepared request in, a candidate output (or a classified error) out.
+
+A provider never validates against the task's output schema and never decides a route; the
+pipeline does both. A provider must not put input text, secrets or response bodies into the
+messages of the errors it raises: those messages reach logs and API responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from lockgate.settings import Settings
+    from lockgate.task import ModelSpec, TaskSpec
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """What every provider receives for one input."""
+
+    task: TaskSpec
+    input: Mapping[str, Any]
+    repair_hint: str | None = None
+    """Set on a repair attempt: what was wrong with the previous output, to be fixed."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A provider's answer before validation.
+
+    `output` is either a mapping of output fields or the raw text a model produced (JSON expected);
+    `alternatives` maps an output field to the values considered, best first, with their scores.
+    """
+
+    output: Mapping[str, Any] | str
+    usage: Usage = field(default_factory=Usage)
+    confidence: float | None = None
+    alternatives: Mapping[str, Sequence[tuple[str, float]]] | None = None
+
+
+class ProviderError(Exception):
+    """A classified provider failure. `error_class` is a short stable name used in metrics."""
+
+    def __init__(
+        self, error_class: str, message: str, *, retryable: bool, usage: Usage | None = None
+    ) -> None:
+        self.error_class = error_class
+        self.retryable = retryable
+        self.usage = usage or Usage()
+        super().__init__(message)
+
+
+def retryable(error_class: str, message: str) -> ProviderError:
+    return ProviderError(error_class, message, retryable=True)
+
+
+def fatal(error_class: str, message: str) -> ProviderError:
+    return ProviderError(error_class, message, retryable=False)
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What a provider may use to build itself: the task, its project and settings."""
+
+    task: TaskSpec
+    settings: Settings
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    """Artifact hashes pinned by the release, keyed by `provider:output_field`."""
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.settings.artifact_dir
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One configured model in a task's chain."""
+
+    name: str
+    endpoint: str
+    """Identity of what is called (for the circuit breaker): provider, address and model."""
+    can_repair: bool
+    """True when sending the validation error back may fix an invalid output (LLMs)."""
+
+    async def complete(self, request: PreparedRequest) -> Candidate: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BatchProvider(Provider, Protocol):
+    """A provider that answers many inputs in one call (a local classifier)."""
+
+    def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]: ...
+
+
+class ProviderFactory(Protocol):
+    """The object an entry point in the `lockgate.providers` group names (usually the class)."""
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, context: ProviderContext) -> Provider: ...
+
+    @classmethod
+    def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
+        """Artifact hashes a release must pin for this model (empty when it uses none)."""
+        ...

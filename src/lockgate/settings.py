@@ -1,0 +1,158 @@
+"""Settings, built once at the entry point and passed down; never read from globals.
+
+Precedence: explicit arguments (CLI flags), then environment variables, then the project's
+`lockgate.yaml`, then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lockgate.errors import ConfigError
+
+STATE_DIR = ".lockgate"
+TASKS_DIR = "tasks"
+SETTINGS_FILE = "lockgate.yaml"
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per 1,000 tokens, and per call."""
+
+    input_per_1k: float = 0.0
+    output_per_1k: float = 0.0
+    per_call: float = 0.0
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            self.per_call
+            + input_tokens / 1000 * self.input_per_1k
+            + output_tokens / 1000 * self.output_per_1k
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    database_url: str
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: Secret = field(default_factory=lambda: Secret(""))
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    batch_size: int = 500
+    """Records decided and committed together by `lockgate run`."""
+    concurrency: int = 16
+    """Concurrent calls to a remote provider within one batch."""
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project_dir / STATE_DIR
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.project_dir / TASKS_DIR
+
+    def price(self, model: str) -> Price:
+        return self.prices.get(model, Price())
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def default_database_url(project_dir: Path) -> str:
+    return f"sqlite:///{(project_dir / STATE_DIR / 'lockgate.db').resolve()}"
+
+
+def load_settings(
+    project_dir: str | Path | None = None,
+    *,
+    database_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings for the project in `project_dir` (default: the current folder)."""
+    env = os.environ if environ is None else environ
+    project = Path(project_dir or ".").resolve()
+    file_values = _read_settings_file(project / SETTINGS_FILE)
+    prices = {
+        name: _price(name, value) for name, value in (file_values.get("prices") or {}).items()
+    }
+    url = (
+        database_url
+        or env.get("LOCKGATE_DATABASE_URL")
+        or file_values.get("database_url")
+        or default_database_url(project)
+    )
+    return Settings(
+        project_dir=project,
+        database_url=str(url),
+        openai_base_url=str(
+            env.get("OPENAI_BASE_URL")
+            or file_values.get("openai_base_url")
+            or "https://api.openai.com/v1"
+        ).rstrip("/"),
+        openai_api_key=Secret(env.get("OPENAI_API_KEY", "")),
+        prices=prices,
+        batch_size=int(file_values.get("batch_size", 500)),
+        concurrency=int(file_values.get("concurrency", 16)),
+    )
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: must be a mapping of setting names to values")
+    if "openai_api_key" in data:
+        raise ConfigError(
+            f"{path.name}: openai_api_key must not be stored in a file",
+            hint="set the OPENAI_API_KEY environment variable instead",
+        )
+    return data
+
+
+def _price(model: str, value: Any) -> Price:
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{SETTINGS_FILE}: prices.{model}: expected a mapping like "
+            "{input_per_1k: 0.00015, output_per_1k: 0.0006}"
+        )
+    try:
+        return Price(**{k: float(v) for k, v in value.items()})
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{SETTINGS_FILE}: prices.{model}: known keys are input_per_1k, output_per_1k, "
+            "per_call, each a number"
+        ) from None

@@ -1,0 +1,389 @@
+"""Task files: one YAML file per task under a project's `tasks/` folder.
+
+Loading reports every problem at once, each as `tasks/NAME.yaml: field.path: what is expected`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lockgate.errors import ConfigError, TaskFileError
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputField(_Strict):
+    type: Literal["string", "number", "integer", "boolean"] = "string"
+    required: bool = True
+    max_length: int | None = Field(default=None, gt=0)
+    pii: bool = False
+    description: str = ""
+
+
+class OutputField(_Strict):
+    type: Literal["string", "number", "boolean", "enum"]
+    values: tuple[str, ...] | None = None
+    values_file: str | None = None
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _enough_distinct_values(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if values is None:
+            return None
+        if len(values) < 2:
+            raise ValueError("must list at least 2 values")
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"lists {', '.join(duplicates)} more than once")
+        return values
+
+    @model_validator(mode="after")
+    def _values_only_for_enums(self) -> OutputField:
+        if self.type == "enum" and self.values is None and self.values_file is None:
+            raise ValueError("an enum needs `values: [a, b, ...]` or `values_file: FILE`")
+        if self.type != "enum" and (self.values is not None or self.values_file is not None):
+            raise ValueError(f"`values` only applies to enums, not to type {self.type}")
+        return self
+
+
+class Condition(_Strict):
+    """A test on an output field (`field`) or an input field (`input`)."""
+
+    field: str | None = None
+    input: str | None = None
+    equals: Any = None
+    in_: tuple[Any, ...] | None = Field(default=None, alias="in")
+    matches: str | None = None
+    empty: bool | None = None
+    above: float | None = None
+    below: float | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("matches")
+    @classmethod
+    def _regex_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            _check_regex(pattern)
+        return pattern
+
+    @model_validator(mode="after")
+    def _one_subject_one_test(self) -> Condition:
+        if (self.field is None) == (self.input is None):
+            raise ValueError("name exactly one of `field` (an output field) or `input`")
+        tests = [
+            k
+            for k in ("equals", "in_", "matches", "empty", "above", "below")
+            if getattr(self, k) is not None
+        ]
+        if not tests:
+            raise ValueError("needs a test: equals, in, matches, empty, above or below")
+        return self
+
+    def holds(self, value: Any) -> bool:
+        if self.equals is not None and value != self.equals:
+            return False
+        if self.in_ is not None and value not in self.in_:
+            return False
+        if self.matches is not None and not (
+            isinstance(value, str) and re.search(self.matches, value)
+        ):
+            return False
+        if self.empty is not None and _is_empty(value) != self.empty:
+            return False
+        if self.above is not None and not (_is_number(value) and value > self.above):
+            return False
+        return not (self.below is not None and not (_is_number(value) and value < self.below))
+
+
+class PolicySpec(_Strict):
+    auto_min_confidence: float = Field(default=0.8, ge=0.0, le=1.0)
+    review_when: tuple[Condition, ...] = ()
+    reject_when: tuple[Condition, ...] = ()
+    on_failure: Literal["fail", "review"] = "fail"
+    """What happens when every model in the chain fails: a `failed` decision, or human review."""
+    mode: Literal["gated", "suggest"] = "gated"
+
+
+class ModelSpec(BaseModel):
+    """One entry of the model chain; provider-specific keys are kept and passed to the provider."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    provider: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    model: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_s: float = Field(default=0.5, ge=0, le=60)
+    """First retry delay; doubles on each retry, with full jitter."""
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
+    """Consecutive failures that open the circuit breaker for this endpoint."""
+    breaker_cooldown_s: float = Field(default=30.0, ge=0, le=3600)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return (self.model_extra or {}).get(key, default)
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+
+class EvaluationSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    gate_dataset: str | None = None
+    holdout_share: float = Field(default=0.2, gt=0, lt=1)
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    owner: str = ""
+    input: Mapping[str, InputField]
+    output: Mapping[str, OutputField]
+    instructions: str = ""
+    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    deliver: tuple[Mapping[str, Any], ...] = ()
+    budget: Mapping[str, Any] = Field(default_factory=dict)
+
+    @field_validator("input", "output")
+    @classmethod
+    def _at_least_one_field(cls, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+        if not fields:
+            raise ValueError("declare at least one field")
+        bad = [name for name in fields if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name)]
+        if bad:
+            raise ValueError(f"field names must be identifiers, not {', '.join(map(repr, bad))}")
+        return fields
+
+    @property
+    def pii_fields(self) -> tuple[str, ...]:
+        return tuple(name for name, f in self.input.items() if f.pii)
+
+    def enum_values(self, field_name: str) -> tuple[str, ...]:
+        values = self.output[field_name].values
+        if values is None:
+            raise ConfigError(f"output.{field_name} is not an enum")
+        return values
+
+    def output_json_schema(self) -> dict[str, Any]:
+        """The output schema as JSON Schema (used for structured output from LLMs)."""
+        properties: dict[str, Any] = {}
+        for name, f in self.output.items():
+            prop: dict[str, Any]
+            if f.type == "enum":
+                prop = {"type": "string", "enum": list(f.values or ())}
+            else:
+                prop = {"type": f.type}
+            if f.description:
+                prop["description"] = f.description
+            properties[name] = prop
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(self.output),
+            "additionalProperties": False,
+        }
+
+
+def _check_regex(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def parse_task(
+    data: Any,
+    source: str,
+    *,
+    base_dir: Path | None = None,
+    known_providers: Iterable[str] | None = None,
+) -> TaskSpec:
+    """Validate a task mapping; raise `TaskFileError` listing every problem found."""
+    if not isinstance(data, dict):
+        raise TaskFileError([f"{source}: the file must be a mapping of task keys (name, input, ...)"])
+    data = dict(data)
+    problems: list[str] = []
+    if base_dir is not None:
+        _inline_values_files(data, base_dir, source, problems)
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe(source, err) for err in exc.errors())
+        raise TaskFileError(problems) from None
+    problems.extend(_cross_checks(spec, source, known_providers))
+    if problems:
+        raise TaskFileError(problems)
+    return spec
+
+
+def load_task(path: str | Path, *, known_providers: Iterable[str] | None = None) -> TaskSpec:
+    path = Path(path)
+    source = _display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such task file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise TaskFileError([f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"])
+    spec = parse_task(
+        data, source, base_dir=path.parent.parent, known_providers=known_providers
+    )
+    if spec.name != path.stem:
+        raise TaskFileError(
+            [f"{source}: name: is {spec.name!r} but the file is {path.name}; rename one to match"]
+        )
+    return spec
+
+
+def task_files(tasks_dir: Path) -> list[Path]:
+    return sorted([*tasks_dir.glob("*.yaml"), *tasks_dir.glob("*.yml")])
+
+
+def _display_path(path: Path) -> str:
+    parts = path.parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else str(path)
+
+
+def _inline_values_files(
+    data: dict[str, Any], base_dir: Path, source: str, problems: list[str]
+) -> None:
+    """Replace `values_file: FILE` by the file's values (one per line; relative to the project)."""
+    output = data.get("output")
+    if not isinstance(output, dict):
+        return
+    output = data["output"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in output.items()}
+    for name, f in output.items():
+        if not isinstance(f, dict) or "values_file" not in f:
+            continue
+        file = base_dir / str(f["values_file"])
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            problems.append(
+                f"{source}: output.{name}.values_file: cannot read {f['values_file']} "
+                "(a path relative to the project folder, one value per line)"
+            )
+            continue
+        f["values"] = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        del f["values_file"]
+
+
+def _describe(source: str, err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",))
+    loc = loc.replace("in_", "in")
+    kind = err["type"]
+    msg = str(err["msg"])
+    if kind == "missing":
+        msg = "is required"
+    elif kind == "extra_forbidden":
+        msg = "is not a known key (check the spelling)"
+    elif kind == "literal_error":
+        msg = "must be one of " + msg.split("Input should be ", 1)[-1]
+    elif kind == "string_pattern_mismatch" and loc.endswith("name"):
+        msg = "must be lower-case letters, digits, '-' or '_', starting with a letter"
+    elif kind == "too_short" and loc == "models":
+        msg = "must list at least one model"
+    elif msg.startswith("Value error, "):
+        msg = msg.removeprefix("Value error, ")
+    elif msg.startswith("Input should be"):
+        msg = "must be" + msg.removeprefix("Input should be")
+    return f"{source}: {loc or '(top level)'}: {msg}"
+
+
+def _cross_checks(
+    spec: TaskSpec, source: str, known_providers: Iterable[str] | None
+) -> list[str]:
+    problems: list[str] = []
+    known = set(known_providers) if known_providers is not None else None
+    for i, model in enumerate(spec.models):
+        if known is not None and model.provider not in known:
+            problems.append(
+                f"{source}: models.{i}.provider: unknown provider {model.provider!r}; "
+                f"installed: {', '.join(sorted(known))}"
+            )
+    for group in ("review_when", "reject_when"):
+        for i, cond in enumerate(getattr(spec.policy, group)):
+            if cond.field is not None and cond.field not in spec.output:
+                problems.append(
+                    f"{source}: policy.{group}.{i}.field: {cond.field!r} is not an output field "
+                    f"(output fields: {', '.join(spec.output)})"
+                )
+            if cond.input is not None and cond.input not in spec.input:
+                problems.append(
+                    f"{source}: policy.{group}.{i}.input: {cond.input!r} is not an input field "
+                    f"(input fields: {', '.join(spec.input)})"
+                )
+            if cond.field is not None and cond.field in spec.output:
+                out = spec.output[cond.field]
+                wanted = [cond.equals] if cond.equals is not None else list(cond.in_ or ())
+                unknown = [v for v in wanted if out.values and v not in out.values]
+                if unknown:
+                    problems.append(
+                        f"{source}: policy.{group}.{i}: {', '.join(map(str, unknown))} is not a "
+                        f"value of output.{cond.field} ({', '.join(out.values or ())})"
+                    )
+    return problems
+
+
+def load_tasks(
+    tasks_dir: Path, *, known_providers: Iterable[str] | None = None
+) -> dict[str, TaskSpec]:
+    """Load every task of a project; problems of all files are reported together."""
+    if not tasks_dir.is_dir():
+        raise ConfigError(
+            f"no tasks/ folder in {tasks_dir.parent}",
+            hint="run `lockgate init DIR` to create a project, or pass --project DIR",
+        )
+    tasks: dict[str, TaskSpec] = {}
+    problems: list[str] = []
+    for path in task_files(tasks_dir):
+        try:
+            spec = load_task(path, known_providers=known_providers)
+        except TaskFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        tasks[spec.name] = spec
+    if problems:
+        raise TaskFileError(problems)
+    return tasks
+
+
+def task_to_dict(spec: TaskSpec) -> dict[str, Any]:
+    """A plain, canonical mapping of the task (enum values inlined), for hashing and storage."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
