@@ -1,0 +1,1 @@
+"""The test kit: real adapters used by tests and benchmarks instead of mocks."""
