@@ -228,7 +228,9 @@ def parse_task(
 ) -> TaskSpec:
     """Validate a task mapping; raise `TaskFileError` listing every problem found."""
     if not isinstance(data, dict):
-        raise TaskFileError([f"{source}: the file must be a mapping of task keys (name, input, ...)"])
+        raise TaskFileError(
+            [f"{source}: the file must be a mapping of task keys (name, input, ...)"]
+        )
     data = dict(data)
     problems: list[str] = []
     if base_dir is not None:
@@ -256,10 +258,9 @@ def load_task(path: str | Path, *, known_providers: Iterable[str] | None = None)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise TaskFileError([f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"])
-    spec = parse_task(
-        data, source, base_dir=path.parent.parent, known_providers=known_providers
-    )
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise TaskFileError([f"{source}: not valid YAML{where}: {problem}"]) from None
+    spec = parse_task(data, source, base_dir=path.parent.parent, known_providers=known_providers)
     if spec.name != path.stem:
         raise TaskFileError(
             [f"{source}: name: is {spec.name!r} but the file is {path.name}; rename one to match"]
@@ -283,7 +284,9 @@ def _inline_values_files(
     output = data.get("output")
     if not isinstance(output, dict):
         return
-    output = data["output"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in output.items()}
+    output = data["output"] = {
+        k: (dict(v) if isinstance(v, dict) else v) for k, v in output.items()
+    }
     for name, f in output.items():
         if not isinstance(f, dict) or "values_file" not in f:
             continue
@@ -322,9 +325,7 @@ def _describe(source: str, err: Any) -> str:
     return f"{source}: {loc or '(top level)'}: {msg}"
 
 
-def _cross_checks(
-    spec: TaskSpec, source: str, known_providers: Iterable[str] | None
-) -> list[str]:
+def _cross_checks(spec: TaskSpec, source: str, known_providers: Iterable[str] | None) -> list[str]:
     problems: list[str] = []
     known = set(known_providers) if known_providers is not None else None
     for i, model in enumerate(spec.models):

@@ -52,11 +52,19 @@ class ProviderError(Exception):
     """A classified provider failure. `error_class` is a short stable name used in metrics."""
 
     def __init__(
-        self, error_class: str, message: str, *, retryable: bool, usage: Usage | None = None
+        self,
+        error_class: str,
+        message: str,
+        *,
+        retryable: bool,
+        usage: Usage | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.error_class = error_class
         self.retryable = retryable
         self.usage = usage or Usage()
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait before the next try (HTTP Retry-After)."""
         super().__init__(message)
 
 

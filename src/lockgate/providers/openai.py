@@ -116,13 +116,13 @@ class OpenAIProvider:
     async def complete(self, request: PreparedRequest) -> Candidate:
         session = self._session_for_loop()
         body = self._body(request, json_schema=self.json_schema_supported)
-        status, raw = await self._post(session, body)
+        status, raw, retry_after = await self._post(session, body)
         if status in (400, 422) and self.json_schema_supported and _rejects_json_schema(raw):
             self.json_schema_supported = False
             body["response_format"] = {"type": "json_object"}
-            status, raw = await self._post(session, body)
+            status, raw, retry_after = await self._post(session, body)
         if status >= 400:
-            raise _status_error(status)
+            raise _status_error(status, retry_after)
         return self._candidate(raw)
 
     async def aclose(self) -> None:
@@ -148,14 +148,14 @@ class OpenAIProvider:
 
     async def _post(
         self, session: aiohttp.ClientSession, body: dict[str, Any]
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, float | None]:
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         headers = dict(_JSON_HEADERS)
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         try:
             async with session.post(self._url, data=data, headers=headers) as response:
-                return response.status, await response.read()
+                return response.status, await response.read(), _seconds(response.headers)
         except TimeoutError:
             raise retryable("timeout", "the model server did not answer in time") from None
         except aiohttp.ClientConnectionError as exc:
@@ -254,12 +254,19 @@ def _rejects_json_schema(raw: bytes) -> bool:
     return any(marker in text for marker in _REJECTION_MARKERS)
 
 
-def _status_error(status: int) -> ProviderError:
+def _seconds(headers: Mapping[str, str]) -> float | None:
+    """The Retry-After header in seconds (the delta form; an HTTP date is ignored)."""
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _status_error(status: int, retry_after: float | None = None) -> ProviderError:
     message = f"the model server answered HTTP {status}"
-    if status == 429:
-        return retryable("rate_limited", message)
-    if status >= 500:
-        return retryable("server_error", message)
+    if status == 429 or status >= 500:
+        error_class = "rate_limited" if status == 429 else "server_error"
+        return ProviderError(error_class, message, retryable=True, retry_after=retry_after)
     if status in (401, 403):
         return fatal("auth", f"{message}; check the API key")
     return fatal("bad_request", message)

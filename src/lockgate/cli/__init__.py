@@ -1,0 +1,1 @@
+"""The `lockgate` command line, split into command groups."""

@@ -1,0 +1,71 @@
+"""Options and helpers shared by the command groups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from lockgate.runtime import Runtime
+from lockgate.settings import load_settings
+
+T = TypeVar("T")
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project folder (holds tasks/); default: the current folder.",
+        show_default=False,
+    ),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="Database URL, e.g. postgresql://user@host/db; default: LOCKGATE_DATABASE_URL, "
+        "else .lockgate/lockgate.db in the project.",
+        show_default=False,
+    ),
+]
+ActorOption = Annotated[
+    str, typer.Option("--actor", help="Who makes this change (recorded in the audit log).")
+]
+
+
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
+@contextmanager
+def open_runtime(project: Path | None, database: str | None) -> Iterator[Runtime]:
+    """Settings, store (migrated) and providers for one command; closed at the end."""
+    settings = load_settings(project, database_url=database)
+    runtime = Runtime.open(settings)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def run_async(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T:
+    """Run async work in one event loop, closing the providers it opened in that same loop."""
+
+    async def main() -> T:
+        try:
+            return await work()
+        finally:
+            await runtime.aclose()
+
+    return asyncio.run(main())
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,60 @@
+"""The `lockgate` command: one Typer app assembled from command groups."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from lockgate.cli import decisions, project, releases
+from lockgate.cli.demo import demo
+from lockgate.errors import LockgateError, TaskFileError
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="lockgate",
+        help="Run an AI decision in production: validated, gated, reviewed, measured, reversible.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.command()(project.init)
+    app.command()(project.tasks)
+    app.command()(project.train)
+    app.command()(decisions.decide)
+    app.command()(decisions.run)
+    app.command()(demo)
+    app.add_typer(releases.app, name="release")
+    app.add_typer(project.db, name="db")
+    app.add_typer(project.audit, name="audit")
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = build_app()
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TaskFileError as exc:
+        count = len(exc.problems)
+        typer.echo(f"error: {count} problem{'s' if count > 1 else ''} in task files:", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        sys.exit(exc.exit_code)
+    except LockgateError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

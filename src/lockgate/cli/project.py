@@ -1,0 +1,130 @@
+"""`lockgate init`, `train`, `tasks`, `db upgrade` and `audit verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json
+from lockgate.errors import ConfigError
+from lockgate.providers.registry import ProviderRegistry
+from lockgate.scaffold import scaffold_project
+from lockgate.settings import load_settings
+from lockgate.store import Store
+from lockgate.task import load_tasks
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+) -> None:
+    """Create a working project with one example task and example data.
+
+    Example: lockgate init support
+    """
+    created = scaffold_project(directory)
+    for path in created:
+        typer.echo(f"created {path}")
+    typer.echo(
+        "\nnext:\n"
+        f"  cd {directory}\n"
+        "  lockgate train routing --data data/routing-train.csv\n"
+        "  lockgate release create routing\n"
+        "  lockgate release promote routing@1\n"
+        '  lockgate decide routing --input \'{"text": "Someone used my card in Paris"}\''
+    )
+
+
+def train(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Labeled examples: .csv or .jsonl, columns named by "
+            "the task's input and output fields.",
+        ),
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the held-out split.")] = 0,
+    project: ProjectOption = None,
+) -> None:
+    """Train the task's local classifier and print its held-out accuracy.
+
+    Example: lockgate train routing --data data/routing-train.csv
+    """
+    from lockgate.training import train_classifier
+
+    settings = load_settings(project)
+    tasks = load_tasks(settings.tasks_dir, known_providers=ProviderRegistry.discover().names())
+    if task not in tasks:
+        raise ConfigError(f"no task named {task!r}", hint=f"tasks: {', '.join(sorted(tasks))}")
+    report = train_classifier(
+        tasks[task], data, settings, seed=seed, progress=lambda msg: typer.echo(msg, err=True)
+    )
+    typer.echo(f"trained on {report.n_rows} rows in {report.duration_s:.1f} s")
+    for name in report.holdout_accuracy:
+        typer.echo(
+            f"held-out {name}: accuracy {report.holdout_accuracy[name]:.3f}, "
+            f"macro-F1 {report.holdout_macro_f1[name]:.3f}"
+        )
+    if any(report.unseen_labels.values()):
+        for name, labels in report.unseen_labels.items():
+            if labels:
+                typer.echo(f"warning: {name} values never seen in training: {', '.join(labels)}")
+    typer.echo(f"artifact {report.sha256[:12]} (data {report.data_hash[:12]})")
+    typer.echo(f"next: lockgate release create {task}")
+
+
+def tasks(
+    project: ProjectOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check every task file and list the tasks (all problems are reported at once).
+
+    Example: lockgate tasks --project support
+    """
+    settings = load_settings(project)
+    found = load_tasks(settings.tasks_dir, known_providers=ProviderRegistry.discover().names())
+    if as_json:
+        print_json({name: spec.description for name, spec in found.items()})
+        return
+    for name, spec in found.items():
+        chain = " -> ".join(m.label for m in spec.models)
+        typer.echo(f"{name}: {spec.description or '(no description)'} [{chain}]")
+
+
+db = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+@db.command("upgrade")
+def db_upgrade(project: ProjectOption = None, database: DatabaseOption = None) -> None:
+    """Apply pending migrations (every command also does this on start).
+
+    Example: lockgate db upgrade --database postgresql://lockgate@db/lockgate
+    """
+    settings = load_settings(project, database_url=database)
+    store = Store(settings.database_url)
+    current, head = store.migration_state()
+    store.close()
+    typer.echo(f"{store.display_url}: schema at {current} (newest {head})")
+
+
+audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit.command("verify")
+def audit_verify(project: ProjectOption = None, database: DatabaseOption = None) -> None:
+    """Check the audit log's hash chain; name the first broken entry.
+
+    Example: lockgate audit verify
+    """
+    with open_runtime(project, database) as runtime:
+        broken = runtime.store.verify_audit()
+        count = len(runtime.store.audit_entries())
+    if broken is not None:
+        typer.echo(
+            f"audit log broken at entry {broken}: it was changed, removed or reordered", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(f"audit log intact: {count} entries")

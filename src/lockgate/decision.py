@@ -1,0 +1,99 @@
+"""Decisions and attempts: what the pipeline produces and the store keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Status = Literal[
+    "decided", "pending_review", "approved", "corrected", "rejected", "failed", "delivered"
+]
+Route = Literal["auto", "review", "reject"]
+FINAL_STATUSES: frozenset[str] = frozenset(
+    {"decided", "approved", "corrected", "rejected", "failed"}
+)
+
+
+def new_id() -> str:
+    """A time-ordered unique id: 12 hex digits of milliseconds, then 14 random hex digits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(7)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def input_hash(values: Mapping[str, Any]) -> str:
+    """The hash of a normalised input: the same input always hashes the same."""
+    return hashlib.sha256(canonical_json(values).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call of one provider (or one refusal by its breaker) for one decision."""
+
+    provider: str
+    model: str | None
+    endpoint: str
+    latency_ms: float
+    outcome: Literal["valid", "invalid", "error"]
+    error_class: str | None = None
+    message: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    repair: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: str
+    task: str
+    release: int
+    idempotency_key: str
+    input_hash: str
+    input: Mapping[str, Any]
+    redacted_input: Mapping[str, Any]
+    output: Mapping[str, Any] | None
+    confidence: float | None
+    route: Route | None
+    status: Status
+    reason: str
+    cost: float
+    latency_ms: float
+    created_at: datetime
+    attempts: Sequence[Attempt] = ()
+    alternatives: Mapping[str, Any] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    submitted_by: str | None = None
+
+    @property
+    def release_ref(self) -> str:
+        return f"{self.task}@{self.release}"
+
+    def public(self) -> dict[str, Any]:
+        """What callers see: never the raw input."""
+        return {
+            "id": self.id,
+            "task": self.task,
+            "release": self.release_ref,
+            "idempotency_key": self.idempotency_key,
+            "output": dict(self.output) if self.output is not None else None,
+            "confidence": self.confidence,
+            "route": self.route,
+            "status": self.status,
+            "reason": self.reason,
+            "cost": round(self.cost, 8),
+            "latency_ms": round(self.latency_ms, 3),
+            "created_at": self.created_at.isoformat(),
+        }

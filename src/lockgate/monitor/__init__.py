@@ -1,0 +1,1 @@
+"""Observability: redaction, logging, metrics and tracing."""

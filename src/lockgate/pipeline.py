@@ -1,0 +1,352 @@
+"""The decision flow: intake, idempotency, model chain, validation, policy, one commit.
+
+No HTTP and no SQL here: the pipeline talks to a `DecisionStore` and to providers through
+small interfaces, so the CLI, the HTTP server and tests drive the very same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from lockgate.decision import Attempt, Decision, Status, input_hash, new_id, utcnow
+from lockgate.errors import Conflict, InputError, LockgateError
+from lockgate.monitor.redaction import redact_record
+from lockgate.policy import Routing, route, route_input_only
+from lockgate.providers.base import (
+    BatchProvider,
+    Candidate,
+    PreparedRequest,
+    Provider,
+    ProviderError,
+)
+from lockgate.resilience import Breakers, CircuitBreaker, Retrier, Try
+from lockgate.task import ModelSpec, TaskSpec
+from lockgate.validation import OutputInvalid, validate_input, validate_output
+
+
+class DecisionStore(Protocol):
+    def find_decisions(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]: ...
+
+    def save_decisions(
+        self, batch: Sequence[Decision], sinks: Sequence[str] = ()
+    ) -> list[Decision]: ...
+
+
+@dataclass(frozen=True)
+class ChainModel:
+    spec: ModelSpec
+    provider: Provider
+
+
+@dataclass(frozen=True)
+class ReleaseRuntime:
+    """A release ready to decide: its task spec and its model chain, providers built."""
+
+    task: TaskSpec
+    release: int
+    models: tuple[ChainModel, ...]
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return tuple(f"{i}:{sink.get('sink', '?')}" for i, sink in enumerate(self.task.deliver))
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    input: Mapping[str, Any]
+    idempotency_key: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    submitted_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome for one request: a decision (new or replayed), or an error for the caller."""
+
+    decision: Decision | None
+    replayed: bool = False
+    error: LockgateError | None = None
+
+
+@dataclass
+class _Item:
+    request: DecisionRequest
+    input: dict[str, Any]
+    hash: str
+    attempts: list[Attempt] = field(default_factory=list)
+    candidate: Candidate | None = None
+    output: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+    routing: Routing | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: DecisionStore,
+        *,
+        breakers: Breakers | None = None,
+        retrier: Retrier | None = None,
+        concurrency: int = 16,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.store = store
+        self.breakers = breakers or Breakers()
+        self.retrier = retrier or Retrier()
+        self.concurrency = concurrency
+        self.clock = clock
+
+    async def decide(self, runtime: ReleaseRuntime, request: DecisionRequest) -> Result:
+        """Decide one input; bad input raises `InputError`, a reused key with other input
+        raises `Conflict`, and nothing is stored for either."""
+        (result,) = await self.decide_many(runtime, [request], invalid_input="error")
+        if result.error is not None:
+            raise result.error
+        return result
+
+    async def decide_many(
+        self,
+        runtime: ReleaseRuntime,
+        requests: Sequence[DecisionRequest],
+        *,
+        invalid_input: Literal["fail", "error"] = "fail",
+    ) -> list[Result]:
+        """Decide a batch and commit it in one transaction before returning.
+
+        With `invalid_input="fail"` (batch jobs) an input that breaks the schema is stored as a
+        `failed` decision with the reason, so a re-run does not retry it; with "error" it is
+        returned as an error and nothing is stored.
+        """
+        started = self.clock()
+        task = runtime.task
+        results: list[Result | None] = [None] * len(requests)
+        known = self.store.find_decisions(task.name, [r.idempotency_key for r in requests])
+        fresh: dict[str, tuple[int, _Item]] = {}
+        later: list[tuple[int, str, str]] = []  # repeated keys inside this batch
+        rejected_inputs: list[tuple[int, _Item, str]] = []
+        for index, request in enumerate(requests):
+            clean, problems = validate_input(task, request.input)
+            digest = input_hash(clean if not problems else dict(request.input))
+            key = request.idempotency_key
+            stored = known.get(key)
+            if stored is not None:
+                results[index] = _replay(stored, digest)
+            elif key in fresh:
+                later.append((index, key, digest))
+            elif problems and invalid_input == "error":
+                results[index] = Result(None, error=InputError("; ".join(problems)))
+            else:
+                item = _Item(request, clean, digest)
+                fresh[key] = (index, item)
+                if problems:
+                    rejected_inputs.append((index, item, "; ".join(problems)))
+
+        items = [item for _, item in fresh.values()]
+        invalid = {id(item): reason for _, item, reason in rejected_inputs}
+        for item in items:
+            if id(item) not in invalid:
+                item.routing = route_input_only(task.policy, item.input)
+        to_model = [i for i in items if id(i) not in invalid and i.routing is None]
+        await self._run_chain(runtime, to_model)
+
+        decisions = [self._finish(runtime, item, invalid.get(id(item)), started) for item in items]
+        stored_batch = self.store.save_decisions(decisions, runtime.sinks) if decisions else []
+        for (index, item), new, stored in zip(fresh.values(), decisions, stored_batch, strict=True):
+            # Another writer may have stored the same key first: theirs is the decision.
+            results[index] = Result(stored) if stored.id == new.id else _replay(stored, item.hash)
+        by_key = {d.idempotency_key: d for d in stored_batch}
+        for index, key, digest in later:
+            results[index] = _replay(by_key[key], digest)
+        return [r if r is not None else Result(None) for r in results]
+
+    # ---- model chain
+
+    async def _run_chain(self, runtime: ReleaseRuntime, items: list[_Item]) -> None:
+        pending = items
+        for model in runtime.models:
+            if not pending:
+                return
+            breaker = self.breakers.for_endpoint(model.provider.endpoint, model.spec)
+            if isinstance(model.provider, BatchProvider):
+                await self._run_batch(runtime.task, model, breaker, pending)
+            else:
+                await self._run_each(runtime.task, model, breaker, pending)
+            pending = [item for item in pending if item.output is None]
+
+    async def _run_batch(
+        self, task: TaskSpec, model: ChainModel, breaker: CircuitBreaker, items: list[_Item]
+    ) -> None:
+        provider = model.provider
+        assert isinstance(provider, BatchProvider)
+        requests = [PreparedRequest(task, item.input) for item in items]
+
+        async def call() -> list[Candidate]:
+            return provider.complete_batch(requests)
+
+        outcome = await self.retrier.call(call, model.spec, breaker)
+        for item_index, item in enumerate(items):
+            self._record_tries(model, item, outcome.tries, repair=False)
+            if outcome.value is not None:
+                self._accept(task, model, item, outcome.value[item_index], outcome.tries[-1])
+
+    async def _run_each(
+        self, task: TaskSpec, model: ChainModel, breaker: CircuitBreaker, items: list[_Item]
+    ) -> None:
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: _Item) -> None:
+            async with limit:
+                await self._run_one(task, model, breaker, item)
+
+        await asyncio.gather(*(one(item) for item in items))
+
+    async def _run_one(
+        self, task: TaskSpec, model: ChainModel, breaker: CircuitBreaker, item: _Item
+    ) -> None:
+        request = PreparedRequest(task, item.input)
+        for repair in (False, True):
+            outcome = await self.retrier.call(
+                lambda request=request: model.provider.complete(request), model.spec, breaker
+            )
+            self._record_tries(model, item, outcome.tries, repair=repair)
+            if outcome.value is None:
+                return
+            problems = self._accept(task, model, item, outcome.value, outcome.tries[-1], repair)
+            if problems is None or not model.provider.can_repair:
+                return
+            request = replace(request, repair_hint="; ".join(problems))
+
+    def _record_tries(
+        self, model: ChainModel, item: _Item, tries: Sequence[Try], *, repair: bool
+    ) -> None:
+        """Record failed tries; the last successful one is recorded by `_accept`."""
+        for t in tries:
+            if t.error is None:
+                continue
+            item.attempts.append(_attempt(model, t, "error", repair=repair, error=t.error))
+        if tries and tries[-1].error is not None:
+            item.failures.append(f"{model.spec.label}: {tries[-1].error.error_class}")
+
+    def _accept(
+        self,
+        task: TaskSpec,
+        model: ChainModel,
+        item: _Item,
+        candidate: Candidate,
+        last: Try,
+        repair: bool = False,
+    ) -> list[str] | None:
+        """Validate a candidate; keep it if valid. Returns the problems when invalid."""
+        try:
+            output = validate_output(task, candidate.output)
+        except OutputInvalid as exc:
+            item.attempts.append(
+                _attempt(
+                    model,
+                    last,
+                    "invalid",
+                    repair=repair,
+                    candidate=candidate,
+                    message="; ".join(exc.problems),
+                )
+            )
+            item.failures.append(f"{model.spec.label}: invalid output ({exc.problems[0]})")
+            return exc.problems
+        item.attempts.append(_attempt(model, last, "valid", repair=repair, candidate=candidate))
+        item.output = output
+        item.candidate = candidate
+        return None
+
+    # ---- outcome
+
+    def _finish(
+        self, runtime: ReleaseRuntime, item: _Item, input_problem: str | None, started: float
+    ) -> Decision:
+        task = runtime.task
+        confidence = item.candidate.confidence if item.candidate else None
+        status: Status
+        if input_problem is not None:
+            routing, status = Routing("reject", f"invalid input: {input_problem}"), "failed"
+        elif item.routing is not None:  # rejected on input alone, before any model
+            routing, status = item.routing, "rejected"
+        elif item.output is None:
+            reason = "every model failed: " + "; ".join(item.failures or ["no model configured"])
+            if task.policy.on_failure == "review":
+                routing, status = Routing("review", reason), "pending_review"
+            else:
+                routing, status = Routing("reject", reason), "failed"
+        else:
+            routing = route(task.policy, item.output, confidence, item.input)
+            status = {"auto": "decided", "review": "pending_review", "reject": "rejected"}[
+                routing.route
+            ]  # type: ignore[assignment]
+        alternatives = item.candidate.alternatives if item.candidate else None
+        return Decision(
+            id=new_id(),
+            task=task.name,
+            release=runtime.release,
+            idempotency_key=item.request.idempotency_key,
+            input_hash=item.hash,
+            input=item.input if input_problem is None else dict(item.request.input),
+            redacted_input=redact_record(
+                item.input if input_problem is None else dict(item.request.input)
+            ),
+            output=item.output,
+            confidence=confidence,
+            route=None if status == "failed" else routing.route,
+            status=status,
+            reason=routing.reason,
+            cost=sum(a.cost for a in item.attempts),
+            latency_ms=(self.clock() - started) * 1000,
+            created_at=utcnow(),
+            attempts=tuple(item.attempts),
+            alternatives={k: [list(p) for p in v] for k, v in alternatives.items()}
+            if alternatives
+            else None,
+            metadata=dict(item.request.metadata),
+            submitted_by=item.request.submitted_by,
+        )
+
+
+def _attempt(
+    model: ChainModel,
+    t: Try,
+    outcome: Literal["valid", "invalid", "error"],
+    *,
+    repair: bool,
+    candidate: Candidate | None = None,
+    error: ProviderError | None = None,
+    message: str | None = None,
+) -> Attempt:
+    usage = candidate.usage if candidate else (error.usage if error else None)
+    return Attempt(
+        provider=model.provider.name,
+        model=model.spec.model,
+        endpoint=model.provider.endpoint,
+        latency_ms=t.latency_ms,
+        outcome=outcome,
+        error_class=error.error_class if error else None,
+        message=str(error) if error else message,
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        cost=usage.cost if usage else 0.0,
+        repair=repair,
+    )
+
+
+def _replay(stored: Decision, digest: str) -> Result:
+    if stored.input_hash != digest:
+        return Result(
+            None,
+            error=Conflict(
+                f"idempotency key {stored.idempotency_key!r} was used before with a different "
+                "input",
+                hint="use a new key for a new input; resend the same input to get the stored "
+                "decision",
+            ),
+        )
+    return Result(stored, replayed=True)

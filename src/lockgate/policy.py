@@ -1,0 +1,78 @@
+"""The policy: from a validated output, its confidence and the input to a route.
+
+Order: a `reject_when` rule rejects; a `review_when` rule, a confidence below the threshold, an
+unknown confidence or suggest mode sends to review; otherwise the decision is automated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lockgate.task import Condition, PolicySpec
+
+Route = Literal["auto", "review", "reject"]
+
+
+@dataclass(frozen=True)
+class Routing:
+    route: Route
+    reason: str
+
+
+def _subject(cond: Condition, output: Mapping[str, Any], inputs: Mapping[str, Any]) -> Any:
+    return output.get(cond.field) if cond.field is not None else inputs.get(cond.input or "")
+
+
+def _describe(group: str, index: int, cond: Condition) -> str:
+    subject = f"output {cond.field}" if cond.field is not None else f"input {cond.input}"
+    return f"policy.{group}.{index} matched ({subject})"
+
+
+def check_rules(
+    policy: PolicySpec,
+    group: str,
+    output: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    *,
+    inputs_only: bool = False,
+) -> str | None:
+    """The reason of the first rule of `group` that holds, or None."""
+    for index, cond in enumerate(getattr(policy, group)):
+        if cond.field is not None and (inputs_only or cond.field not in output):
+            continue
+        if cond.holds(_subject(cond, output, inputs)):
+            return _describe(group, index, cond)
+    return None
+
+
+def route(
+    policy: PolicySpec,
+    output: Mapping[str, Any],
+    confidence: float | None,
+    inputs: Mapping[str, Any],
+) -> Routing:
+    rejected = check_rules(policy, "reject_when", output, inputs)
+    if rejected:
+        return Routing("reject", rejected)
+    reviewed = check_rules(policy, "review_when", output, inputs)
+    if reviewed:
+        return Routing("review", reviewed)
+    if policy.mode == "suggest":
+        return Routing("review", "suggest mode: every decision is reviewed")
+    if confidence is None:
+        return Routing("review", "the model gave no confidence")
+    if confidence < policy.auto_min_confidence:
+        return Routing(
+            "review",
+            f"confidence {confidence:.2f} is below auto_min_confidence "
+            f"{policy.auto_min_confidence:.2f}",
+        )
+    return Routing("auto", f"confidence {confidence:.2f} >= {policy.auto_min_confidence:.2f}")
+
+
+def route_input_only(policy: PolicySpec, inputs: Mapping[str, Any]) -> Routing | None:
+    """Rules on input alone (e.g. reject an empty message) decide before any model is called."""
+    rejected = check_rules(policy, "reject_when", {}, inputs, inputs_only=True)
+    return Routing("reject", rejected) if rejected else None

@@ -1,0 +1,83 @@
+"""Releases: immutable, numbered, content-hashed versions of how a task decides."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from lockgate.decision import canonical_json
+from lockgate.errors import ConfigError
+from lockgate.task import TaskSpec, dump_yaml, parse_task
+
+Stage = Literal["draft", "shadow", "canary", "live", "retired"]
+STAGES: tuple[Stage, ...] = ("draft", "shadow", "canary", "live", "retired")
+_REF = re.compile(r"^(?P<task>[a-z][a-z0-9_-]*)(?:@(?P<number>\d+|live|previous))?$")
+
+
+@dataclass(frozen=True)
+class Release:
+    task: str
+    number: int
+    content_hash: str
+    spec: Mapping[str, Any]
+    artifacts: Mapping[str, str]
+    stage: Stage
+    created_at: datetime
+    created_by: str = "cli"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.task}@{self.number}"
+
+    def task_spec(self) -> TaskSpec:
+        return parse_task(dict(self.spec), f"release {self.ref}")
+
+    def snapshot_yaml(self) -> str:
+        return dump_yaml({"spec": dict(self.spec), "artifacts": dict(self.artifacts)})
+
+
+def content_hash(spec: Mapping[str, Any], artifacts: Mapping[str, str]) -> str:
+    """sha256 over the canonical task spec and the hashes of the artifacts it pins."""
+    payload = canonical_json({"spec": spec, "artifacts": artifacts})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReleaseRef:
+    task: str
+    selector: int | Literal["live", "previous"] | None
+
+    @classmethod
+    def parse(cls, text: str) -> ReleaseRef:
+        match = _REF.match(text.strip())
+        if not match:
+            raise ConfigError(
+                f"{text!r} is not a release reference",
+                hint="write TASK@NUMBER, e.g. routing@3, or TASK@live",
+            )
+        number = match["number"]
+        selector: int | Literal["live", "previous"] | None
+        if number is None:
+            selector = None
+        elif number.isdigit():
+            selector = int(number)
+        else:
+            selector = "live" if number == "live" else "previous"
+        return cls(match["task"], selector)
+
+
+def diff_releases(a: Release, b: Release) -> str:
+    """A unified diff of two releases' snapshots (spec and pinned artifacts)."""
+    return "".join(
+        difflib.unified_diff(
+            a.snapshot_yaml().splitlines(keepends=True),
+            b.snapshot_yaml().splitlines(keepends=True),
+            fromfile=a.ref,
+            tofile=b.ref,
+        )
+    )

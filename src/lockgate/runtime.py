@@ -1,0 +1,122 @@
+"""The runtime of one process: settings, store, provider registry, breakers and pipeline.
+
+Built once at an entry point (a CLI command, the server's app factory) and passed down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lockgate.decision import utcnow
+from lockgate.errors import ConfigError, NotFound
+from lockgate.pipeline import ChainModel, Pipeline, ReleaseRuntime
+from lockgate.providers.base import Provider, ProviderContext
+from lockgate.providers.registry import ProviderRegistry
+from lockgate.release import Release, content_hash
+from lockgate.settings import Settings
+from lockgate.store import Store
+from lockgate.task import TaskSpec, load_tasks, task_to_dict
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    registry: ProviderRegistry
+
+    def __post_init__(self) -> None:
+        self.pipeline = Pipeline(self.store, concurrency=self.settings.concurrency)
+        self._loaded: dict[tuple[str, int], ReleaseRuntime] = {}
+
+    @classmethod
+    def open(cls, settings: Settings, registry: ProviderRegistry | None = None) -> Runtime:
+        return cls(settings, Store(settings.database_url), registry or ProviderRegistry.discover())
+
+    # ---- tasks and releases
+
+    def tasks(self) -> dict[str, TaskSpec]:
+        return load_tasks(self.settings.tasks_dir, known_providers=self.registry.names())
+
+    def task(self, name: str) -> TaskSpec:
+        tasks = self.tasks()
+        if name not in tasks:
+            known = ", ".join(sorted(tasks)) or "none"
+            raise NotFound(
+                f"no task named {name!r} in {self.settings.tasks_dir}", hint=f"tasks: {known}"
+            )
+        return tasks[name]
+
+    def draft_release(self, spec: TaskSpec) -> Release:
+        """The release the task file describes now, with the artifacts it would pin."""
+        artifacts: dict[str, str] = {}
+        for index, model in enumerate(spec.models):
+            context = ProviderContext(task=spec, settings=self.settings)
+            for key, digest in self.registry.pinned_artifacts(model, context).items():
+                artifacts[f"models.{index}.{key}"] = digest
+        body = task_to_dict(spec)
+        return Release(
+            task=spec.name,
+            number=0,
+            content_hash=content_hash(body, artifacts),
+            spec=body,
+            artifacts=artifacts,
+            stage="draft",
+            created_at=utcnow(),
+        )
+
+    def create_release(self, task_name: str, actor: str) -> tuple[Release, bool]:
+        draft = self.draft_release(self.task(task_name))
+        self._check_buildable(draft)
+        return self.store.create_release(draft, actor)
+
+    def release_runtime(self, task_name: str, number: int | None = None) -> ReleaseRuntime:
+        """The given release, or the live one, ready to decide (built once per process)."""
+        if number is None:
+            live = self.store.live_release(task_name)
+            if live is None:
+                raise NotFound(
+                    f"task {task_name!r} has no live release",
+                    hint=f"run `lockgate release create {task_name}` then "
+                    f"`lockgate release promote {task_name}@N`",
+                )
+            release = live
+        else:
+            release = self.store.release(task_name, number)
+        key = (release.task, release.number)
+        if key not in self._loaded:
+            self._loaded[key] = self._build(release)
+        return self._loaded[key]
+
+    def _build(self, release: Release) -> ReleaseRuntime:
+        spec = release.task_spec()
+        models = tuple(
+            ChainModel(model, self._provider(spec, release, index))
+            for index, model in enumerate(spec.models)
+        )
+        return ReleaseRuntime(task=spec, release=release.number, models=models)
+
+    def _provider(self, spec: TaskSpec, release: Release, index: int) -> Provider:
+        prefix = f"models.{index}."
+        pinned = {
+            k.removeprefix(prefix): v for k, v in release.artifacts.items() if k.startswith(prefix)
+        }
+        context = ProviderContext(task=spec, settings=self.settings, artifacts=pinned)
+        return self.registry.build(spec.models[index], context)
+
+    def _check_buildable(self, draft: Release) -> None:
+        """Build every provider once, so a release that cannot run is never created."""
+        try:
+            self._build(draft)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"cannot create a release of {draft.task}: {exc.message}", hint=exc.hint
+            ) from None
+
+    async def aclose(self) -> None:
+        for loaded in self._loaded.values():
+            for model in loaded.models:
+                await model.provider.aclose()
+        self._loaded.clear()
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,99 @@
+"""Storage: one `Store` per process, built from a database URL; SQL stays in this package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from lockgate.decision import Decision
+from lockgate.release import Release
+from lockgate.store import audit, database
+from lockgate.store import decisions as decision_queries
+from lockgate.store import releases as release_queries
+from lockgate.store.audit import AuditEntry
+
+__all__ = ["AuditEntry", "Store"]
+
+
+class Store:
+    """Repository facade over one engine. Each method is one transaction."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = database.make_engine(url)
+        if migrate:
+            database.upgrade(self.engine)
+
+    @property
+    def display_url(self) -> str:
+        return database.redact_url(self.url)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migration_state(self) -> tuple[str | None, str | None]:
+        return database.migration_state(self.engine)
+
+    # ---- releases
+
+    def releases(self, task: str) -> list[Release]:
+        with database.read(self.engine) as conn:
+            return release_queries.list_for(conn, task)
+
+    def release(self, task: str, number: int) -> Release:
+        with database.read(self.engine) as conn:
+            return release_queries.get(conn, task, number)
+
+    def live_release(self, task: str) -> Release | None:
+        with database.read(self.engine) as conn:
+            return release_queries.live(conn, task)
+
+    def create_release(self, draft: Release, actor: str) -> tuple[Release, bool]:
+        """Store a new release, or return the existing one with the same content (and False)."""
+        with self.engine.begin() as conn:
+            existing = release_queries.by_hash(conn, draft.task, draft.content_hash)
+            if existing is not None:
+                return existing, False
+            return release_queries.create(conn, draft, actor), True
+
+    def promote(self, task: str, number: int, actor: str, reason: str | None = None) -> Release:
+        with self.engine.begin() as conn:
+            return release_queries.promote(conn, task, number, actor, reason)
+
+    def rollback(self, task: str, actor: str, reason: str | None = None) -> Release:
+        with self.engine.begin() as conn:
+            return release_queries.rollback(conn, task, actor, reason)
+
+    # ---- decisions
+
+    def find_decisions(self, task: str, keys: Iterable[str]) -> dict[str, Decision]:
+        with database.read(self.engine) as conn:
+            return decision_queries.by_keys(conn, task, keys)
+
+    def decision(self, decision_id: str) -> Decision | None:
+        with database.read(self.engine) as conn:
+            return decision_queries.get(conn, decision_id)
+
+    def save_decisions(
+        self, batch: Sequence[Decision], sinks: Sequence[str] = ()
+    ) -> list[Decision]:
+        """Commit a batch in one transaction. Where another writer stored a decision under the
+        same idempotency key first, that stored decision is returned in its place."""
+        with self.engine.begin() as conn:
+            inserted = decision_queries.insert_many(conn, batch, sinks)
+            lost = [d.idempotency_key for d in batch if d.id not in inserted]
+            winners = decision_queries.by_keys(conn, batch[0].task, lost) if lost else {}
+        return [d if d.id in inserted else winners[d.idempotency_key] for d in batch]
+
+    # ---- audit
+
+    def audit_entries(self, task: str | None = None) -> list[AuditEntry]:
+        with database.read(self.engine) as conn:
+            return audit.entries(conn, task)
+
+    def verify_audit(self) -> int | None:
+        with database.read(self.engine) as conn:
+            return audit.verify(conn)

@@ -1,0 +1,118 @@
+"""Engines and migrations for SQLite (the embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from lockgate.errors import ConfigError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 7_343_001
+
+
+def redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable database URL)"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL, set up for durability and concurrency."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "the database URL cannot be parsed",
+            hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if backend == "sqlite":
+        return _sqlite_engine(url)
+    raise ConfigError(
+        f"unsupported database {backend!r}", hint="Lockgate runs on SQLite or PostgreSQL"
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Transactions are begun explicitly below; WAL lets readers run beside one writer, and
+        # synchronous=FULL makes every commit durable across a power cut, not only a crash.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock at BEGIN, so read-then-write transactions never deadlock.
+        read_only = conn.get_execution_options().get("lockgate_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (safe to run from many processes at once)."""
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            command.upgrade(_alembic_config(conn), "head")
+    except OperationalError as exc:
+        raise ConfigError(
+            f"cannot reach the database at {redact_url(str(engine.url))}: "
+            f"{type(exc.orig).__name__}",
+            hint="check the URL, that the server runs, and the credentials",
+        ) from None
+
+
+def migration_state(engine: Engine) -> tuple[str | None, str | None]:
+    """(current revision, newest revision) of the database."""
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head
+
+
+@contextmanager
+def read(engine: Engine) -> Iterator[Connection]:
+    with engine.connect().execution_options(lockgate_read_only=True) as conn:
+        yield conn
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every datetime Lockgate stores is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

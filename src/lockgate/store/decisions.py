@@ -1,0 +1,146 @@
+"""Decision queries: idempotent batched inserts with their attempts and outbox rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from lockgate.decision import Attempt, Decision
+from lockgate.store.database import aware
+from lockgate.store.tables import attempts, decisions, outbox
+
+_KEY_CHUNK = 500
+
+
+def _row(d: Decision) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "task": d.task,
+        "release": d.release,
+        "idempotency_key": d.idempotency_key,
+        "input_hash": d.input_hash,
+        "input": dict(d.input),
+        "redacted_input": dict(d.redacted_input),
+        "output": dict(d.output) if d.output is not None else None,
+        "alternatives": dict(d.alternatives) if d.alternatives is not None else None,
+        "confidence": d.confidence,
+        "route": d.route,
+        "status": d.status,
+        "reason": d.reason,
+        "cost": d.cost,
+        "latency_ms": d.latency_ms,
+        "metadata": dict(d.metadata),
+        "submitted_by": d.submitted_by,
+        "created_at": d.created_at,
+        "updated_at": d.created_at,
+    }
+
+
+def _decision(row: RowMapping, attempt_rows: Sequence[Attempt] = ()) -> Decision:
+    return Decision(
+        id=row["id"],
+        task=row["task"],
+        release=row["release"],
+        idempotency_key=row["idempotency_key"],
+        input_hash=row["input_hash"],
+        input=row["input"],
+        redacted_input=row["redacted_input"],
+        output=row["output"],
+        confidence=row["confidence"],
+        route=row["route"],
+        status=row["status"],
+        reason=row["reason"],
+        cost=row["cost"],
+        latency_ms=row["latency_ms"],
+        created_at=aware(row["created_at"]),
+        attempts=attempt_rows,
+        alternatives=row["alternatives"],
+        metadata=row["metadata"],
+        submitted_by=row["submitted_by"],
+    )
+
+
+def by_keys(conn: Connection, task: str, keys: Iterable[str]) -> dict[str, Decision]:
+    keys = list(dict.fromkeys(keys))
+    found: dict[str, Decision] = {}
+    for start in range(0, len(keys), _KEY_CHUNK):
+        chunk = keys[start : start + _KEY_CHUNK]
+        rows = conn.execute(
+            select(decisions).where(
+                decisions.c.task == task, decisions.c.idempotency_key.in_(chunk)
+            )
+        ).mappings()
+        for row in rows:
+            found[row["idempotency_key"]] = _decision(row)
+    return found
+
+
+def get(conn: Connection, decision_id: str) -> Decision | None:
+    row = conn.execute(select(decisions).where(decisions.c.id == decision_id)).mappings().first()
+    if row is None:
+        return None
+    trail = conn.execute(
+        select(attempts).where(attempts.c.decision_id == decision_id).order_by(attempts.c.seq)
+    ).mappings()
+    return _decision(
+        row,
+        [
+            Attempt(**{k: v for k, v in a.items() if k not in ("id", "decision_id", "seq")})
+            for a in trail
+        ],
+    )
+
+
+def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> set[str]:
+    """Insert decisions not yet stored under their idempotency key, with their attempts and,
+    for automated final ones, an outbox row per sink. Returns the ids actually inserted."""
+    if not batch:
+        return set()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(decisions)
+        .on_conflict_do_nothing(index_elements=["task", "idempotency_key"])
+        .returning(decisions.c.id)
+    )
+    inserted = {row[0] for row in conn.execute(statement, [_row(d) for d in batch])}
+    attempt_rows = [
+        {
+            "decision_id": d.id,
+            "seq": seq,
+            "provider": a.provider,
+            "model": a.model,
+            "endpoint": a.endpoint,
+            "latency_ms": a.latency_ms,
+            "outcome": a.outcome,
+            "error_class": a.error_class,
+            "message": a.message,
+            "input_tokens": a.input_tokens,
+            "output_tokens": a.output_tokens,
+            "cost": a.cost,
+            "repair": a.repair,
+        }
+        for d in batch
+        if d.id in inserted
+        for seq, a in enumerate(d.attempts, start=1)
+    ]
+    if attempt_rows:
+        conn.execute(attempts.insert(), attempt_rows)
+    outbox_rows = [
+        {
+            "decision_id": d.id,
+            "sink": sink,
+            "payload": d.public(),
+            "status": "pending",
+            "tries": 0,
+            "created_at": d.created_at,
+        }
+        for d in batch
+        if d.id in inserted and d.status == "decided"
+        for sink in sinks
+    ]
+    if outbox_rows:
+        conn.execute(outbox.insert(), outbox_rows)
+    return inserted

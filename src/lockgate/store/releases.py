@@ -1,0 +1,171 @@
+"""Release queries: numbering, the live pointer, promotion and rollback."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, RowMapping, func, select, update
+
+from lockgate.decision import utcnow
+from lockgate.errors import Conflict, NotFound
+from lockgate.release import Release
+from lockgate.store import audit
+from lockgate.store.database import aware
+from lockgate.store.tables import promotions, releases
+
+
+def _release(row: RowMapping) -> Release:
+    return Release(
+        task=row["task"],
+        number=row["number"],
+        content_hash=row["content_hash"],
+        spec=row["spec"],
+        artifacts=row["artifacts"],
+        stage=row["stage"],
+        created_at=aware(row["created_at"]),
+        created_by=row["created_by"],
+    )
+
+
+def list_for(conn: Connection, task: str) -> list[Release]:
+    rows = conn.execute(
+        select(releases).where(releases.c.task == task).order_by(releases.c.number)
+    ).mappings()
+    return [_release(r) for r in rows]
+
+
+def get(conn: Connection, task: str, number: int) -> Release:
+    row = (
+        conn.execute(select(releases).where(releases.c.task == task, releases.c.number == number))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(
+            f"release {task}@{number} does not exist",
+            hint=f"`lockgate release list {task}` shows the releases",
+        )
+    return _release(row)
+
+
+def live(conn: Connection, task: str) -> Release | None:
+    row = (
+        conn.execute(select(releases).where(releases.c.task == task, releases.c.stage == "live"))
+        .mappings()
+        .first()
+    )
+    return _release(row) if row else None
+
+
+def by_hash(conn: Connection, task: str, content_hash: str) -> Release | None:
+    row = (
+        conn.execute(
+            select(releases).where(releases.c.task == task, releases.c.content_hash == content_hash)
+        )
+        .mappings()
+        .first()
+    )
+    return _release(row) if row else None
+
+
+def create(conn: Connection, draft: Release, actor: str) -> Release:
+    """Insert `draft` with the next number for its task (its own number is ignored)."""
+    highest = conn.execute(
+        select(func.max(releases.c.number)).where(releases.c.task == draft.task)
+    ).scalar()
+    number = (highest or 0) + 1
+    created_at = utcnow()
+    conn.execute(
+        releases.insert().values(
+            task=draft.task,
+            number=number,
+            content_hash=draft.content_hash,
+            spec=dict(draft.spec),
+            artifacts=dict(draft.artifacts),
+            stage="draft",
+            created_at=created_at,
+            created_by=actor,
+        )
+    )
+    audit.append(
+        conn,
+        actor=actor,
+        action="release.created",
+        task=draft.task,
+        subject=f"{draft.task}@{number}",
+        details={"content_hash": draft.content_hash, "artifacts": dict(draft.artifacts)},
+    )
+    return get(conn, draft.task, number)
+
+
+def _set_live(conn: Connection, task: str, number: int) -> int | None:
+    current = live(conn, task)
+    if current is not None:
+        conn.execute(
+            update(releases)
+            .where(releases.c.task == task, releases.c.number == current.number)
+            .values(stage="retired")
+        )
+    conn.execute(
+        update(releases)
+        .where(releases.c.task == task, releases.c.number == number)
+        .values(stage="live")
+    )
+    return current.number if current else None
+
+
+def promote(conn: Connection, task: str, number: int, actor: str, reason: str | None) -> Release:
+    target = get(conn, task, number)
+    if target.stage == "live":
+        raise Conflict(f"{target.ref} is already live")
+    previous = _set_live(conn, task, number)
+    _record(conn, task, number, previous, "promote", actor, reason)
+    return get(conn, task, number)
+
+
+def rollback(conn: Connection, task: str, actor: str, reason: str | None) -> Release:
+    """Make the release that was live before the current one live again."""
+    current = live(conn, task)
+    if current is None:
+        raise NotFound(f"task {task!r} has no live release to roll back")
+    history = conn.execute(
+        select(promotions.c.number, promotions.c.previous)
+        .where(promotions.c.task == task)
+        .order_by(promotions.c.id.desc())
+        .limit(1)
+    ).first()
+    if history is None or history.previous is None:
+        raise Conflict(
+            f"{current.ref} is the first live release of {task}; there is nothing to roll back to"
+        )
+    _set_live(conn, task, history.previous)
+    _record(conn, task, history.previous, current.number, "rollback", actor, reason)
+    return get(conn, task, history.previous)
+
+
+def _record(
+    conn: Connection,
+    task: str,
+    number: int,
+    previous: int | None,
+    action: str,
+    actor: str,
+    reason: str | None,
+) -> None:
+    conn.execute(
+        promotions.insert().values(
+            task=task,
+            number=number,
+            previous=previous,
+            action=action,
+            at=utcnow(),
+            actor=actor,
+            reason=reason,
+        )
+    )
+    audit.append(
+        conn,
+        actor=actor,
+        action=f"release.{action}",
+        task=task,
+        subject=f"{task}@{number}",
+        details={"previous": previous, "reason": reason},
+    )

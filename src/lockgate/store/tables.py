@@ -1,0 +1,131 @@
+"""The database schema (SQLAlchemy Core). Changes here need an Alembic migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("artifacts", JSON, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    UniqueConstraint("task", "number", name="uq_releases_task_number"),
+)
+
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(64), nullable=False, index=True),
+    Column("number", Integer, nullable=False),
+    Column("previous", Integer, nullable=True),
+    Column("action", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=True),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task", String(64), nullable=False),
+    Column("release", Integer, nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("input_hash", String(64), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("redacted_input", JSON, nullable=False),
+    Column("output", JSON, nullable=True),
+    Column("alternatives", JSON, nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("route", String(16), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("submitted_by", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("task", "idempotency_key", name="uq_decisions_task_key"),
+    Index("ix_decisions_task_status_created", "task", "status", "created_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(32), ForeignKey("decisions.id"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(128), nullable=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error_class", String(64), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("repair", Boolean, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(32), ForeignKey("decisions.id"), nullable=False, index=True),
+    Column("sink", String(255), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("next_try_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_status_next", "status", "next_try_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("task", String(64), nullable=True, index=True),
+    Column("subject", String(255), nullable=True),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
