@@ -1,0 +1,75 @@
+# Lockgate developer tasks. Run `make` (or `make help`) for the list.
+#
+# Works on a fresh clone with only Python 3.11 installed: the first target that
+# needs it creates .venv and installs the package with its dev extras.
+# `make test` starts a throw-away PostgreSQL server (installing Debian's
+# `postgresql` package if needed) so the storage tests run against SQLite and
+# PostgreSQL.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo lint fmt test pytest bench clean
+
+help: ## List the targets
+	@echo "Lockgate make targets:"
+	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: PYTEST_ARGS='...' (extra pytest arguments), PYTHON=... (interpreter for .venv)"
+
+# The virtualenv. The stamp file is rewritten after a successful install, so an
+# edit to pyproject.toml (or a failed install) triggers a reinstall.
+$(VENV_STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "*** neither python3.11 nor python3 is on PATH; install Python 3.11" >&2; exit 1; fi
+	@echo "==> Setting up $(VENV) with $$($(PYTHON) -V 2>&1) ($(PYTHON))"
+	@rm -f $(VENV_STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(VENV_STAMP)
+	@echo "==> $(VENV) ready"
+
+venv: $(VENV_STAMP) ## Create/update the virtualenv (.venv: pip install -e '.[dev]')
+.venv: $(VENV_STAMP)
+
+demo: $(VENV_STAMP) ## Run the Lockgate demo (lockgate demo)
+	$(BIN)/lockgate demo
+
+lint: $(VENV_STAMP) ## ruff check + mypy (both run; fails if either fails)
+	@status=0; \
+	echo "==> ruff check src tests"; \
+	$(BIN)/ruff check src tests || { status=1; echo "*** LINT FAILED: ruff check found the problems above (try 'make fmt' / 'ruff check --fix')" >&2; }; \
+	echo "==> mypy (config in pyproject.toml)"; \
+	$(BIN)/mypy || { status=1; echo "*** LINT FAILED: mypy found the type errors above" >&2; }; \
+	exit $$status
+
+fmt: $(VENV_STAMP) ## Format the code (ruff format) and apply safe import sorting
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --select I --fix src tests
+
+test: lint ## lint, then pytest against SQLite and a throw-away PostgreSQL
+	@$(MAKE) --no-print-directory pytest
+
+pytest: $(VENV_STAMP) ## pytest only (no lint), with a throw-away PostgreSQL server
+	@rc=0; scripts/postgres.sh run -- $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "*** pytest collected no tests (exit status 5)" >&2; fi; \
+	exit $$rc
+
+bench: $(VENV_STAMP) ## Run benchmarks/run_all.sh (if present)
+	@if [ -f benchmarks/run_all.sh ]; then \
+		PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/run_all.sh; \
+	else \
+		echo "no benchmarks/run_all.sh yet; nothing to run"; \
+	fi
+
+clean: ## Remove .venv, caches, build output and demo-project/
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-project build dist
+	rm -rf src/*.egg-info
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

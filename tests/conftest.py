@@ -1,0 +1,141 @@
+"""Shared pytest fixtures for the Lockgate test suite.
+
+Storage tests take the ``database_url`` fixture and so run twice, once per
+backend: ``test_x[sqlite]`` and ``test_x[postgresql]``.
+
+The PostgreSQL variant needs a server; ``make test`` (via
+``scripts/postgres.sh run``) starts a throw-away one and exports
+``LOCKGATE_TEST_POSTGRES_URL``. Every test gets its own freshly created
+database on that server, dropped afterwards. Without the variable the
+PostgreSQL variants are skipped, unless ``LOCKGATE_REQUIRE_POSTGRES=1`` or
+``CI`` is set, in which case they fail: CI must never silently lose a backend.
+
+Only stdlib, pytest, PyYAML and SQLAlchemy are imported here, so this file
+works whatever state the ``lockgate`` package is in.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+POSTGRES_URL_ENV = "LOCKGATE_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "LOCKGATE_REQUIRE_POSTGRES"
+POSTGRES_MISSING = (
+    "PostgreSQL not available: run the tests with `make test`, which starts a server "
+    f"(or set {POSTGRES_URL_ENV}=postgresql+psycopg://USER@HOST:PORT/postgres)"
+)
+
+_FALSY = {"", "0", "false", "no", "off"}
+
+
+def _postgres_required() -> bool:
+    """True when a missing PostgreSQL server must fail the run instead of skipping."""
+    return (
+        os.environ.get(REQUIRE_POSTGRES_ENV, "").strip().lower() not in _FALSY
+        or os.environ.get("CI", "").strip().lower() not in _FALSY
+    )
+
+
+def _postgres_admin_url() -> URL | None:
+    raw = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if not raw:
+        return None
+    url = make_url(raw)
+    if url.drivername in ("postgresql", "postgres"):
+        # Plain postgresql:// would pick psycopg2, which is not a dependency.
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = _postgres_admin_url()
+    if url is None:
+        consequence = "postgresql tests will FAIL" if _postgres_required() else "skipped"
+        return f"lockgate PostgreSQL: {POSTGRES_URL_ENV} not set ({consequence})"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+    return f"lockgate PostgreSQL: {url.drivername} at {where} (from {POSTGRES_URL_ENV})"
+
+
+def _admin_engine(url: URL) -> sa.Engine:
+    return sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture
+def postgres_database_url() -> Iterator[str]:
+    """URL of a brand-new, empty PostgreSQL database, dropped after the test."""
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        if _postgres_required():
+            pytest.fail(POSTGRES_MISSING, pytrace=False)
+        pytest.skip(POSTGRES_MISSING)
+
+    name = f"lg_test_{uuid.uuid4().hex[:12]}"
+    engine = _admin_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        engine = _admin_engine(admin_url)
+        try:
+            with engine.connect() as conn:
+                # WITH (FORCE) (PostgreSQL 13+) ends connections a test leaked.
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLAlchemy URL of an empty database; the test runs once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/lockgate.db"
+    url: str = request.getfixturevalue("postgres_database_url")
+    return url
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """An empty Lockgate project folder containing a ``tasks/`` subfolder."""
+    project = tmp_path / "project"
+    (project / "tasks").mkdir(parents=True)
+    return project
+
+
+def write_task_file(project_dir: Path, text: str) -> Path:
+    """Write YAML ``text`` to ``project_dir/tasks/<name>.yaml``; return the path.
+
+    ``<name>`` is the task's top-level ``name`` key. The text is dedented, so
+    indented triple-quoted strings are fine.
+    """
+    text = textwrap.dedent(text).lstrip("\n")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
+        raise ValueError("write_task: the YAML needs a top-level string `name:`")
+    name = data["name"]
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"write_task: task name {name!r} is not usable as a file name")
+    path = project_dir / "tasks" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def write_task() -> Callable[[Path, str], Path]:
+    """``write_task(project_dir, yaml_text) -> Path`` (see ``write_task_file``)."""
+    return write_task_file

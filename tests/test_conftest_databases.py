@@ -1,0 +1,60 @@
+"""Checks that the shared fixtures in conftest.py give working databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.pool import NullPool
+
+
+def test_database_roundtrip(database_url: str, request: pytest.FixtureRequest) -> None:
+    backend = request.node.callspec.params["database_url"]
+    engine = sa.create_engine(database_url, poolclass=NullPool)
+    try:
+        assert engine.dialect.name == backend
+        metadata = sa.MetaData()
+        items = sa.Table(
+            "roundtrip_items",
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("name", sa.String(50), nullable=False),
+        )
+        with engine.begin() as conn:
+            # Each test gets a fresh, empty database.
+            assert sa.inspect(conn).get_table_names() == []
+            metadata.create_all(conn)
+            conn.execute(sa.insert(items), [{"name": "alpha"}, {"name": "beta"}])
+        with engine.connect() as conn:
+            names = conn.execute(sa.select(items.c.name).order_by(items.c.id)).scalars().all()
+            assert names == ["alpha", "beta"]
+            if backend == "postgresql":
+                version = conn.execute(sa.text("select version()")).scalar_one()
+                assert "PostgreSQL" in version
+                database = conn.execute(sa.text("select current_database()")).scalar_one()
+                assert database.startswith("lg_test_")
+    finally:
+        engine.dispose()
+
+
+def test_project_dir_and_write_task(
+    project_dir: Path, write_task: Callable[[Path, str], Path]
+) -> None:
+    assert (project_dir / "tasks").is_dir()
+    path = write_task(
+        project_dir,
+        """
+        name: triage
+        description: route support tickets
+        """,
+    )
+    assert path == project_dir / "tasks" / "triage.yaml"
+    assert yaml.safe_load(path.read_text()) == {
+        "name": "triage",
+        "description": "route support tickets",
+    }
+    with pytest.raises(ValueError):
+        write_task(project_dir, "description: no name\n")
