@@ -238,7 +238,14 @@ def parse_task(
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_describe(source, err) for err in exc.errors())
+        errors = exc.errors()
+        # A list whose items failed is also reported "too short" by pydantic; one line is enough.
+        item_paths = {tuple(e["loc"][:i]) for e in errors for i in range(1, len(e["loc"]))}
+        problems.extend(
+            _describe(source, err)
+            for err in errors
+            if not (err["type"] == "too_short" and tuple(err["loc"]) in item_paths)
+        )
         raise TaskFileError(problems) from None
     problems.extend(_cross_checks(spec, source, known_providers))
     if problems:

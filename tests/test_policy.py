@@ -1,0 +1,62 @@
+"""The policy routes each validated output to auto, review or reject."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockgate.policy import route, route_input_only
+from lockgate.task import PolicySpec
+
+POLICY = PolicySpec.model_validate(
+    {
+        "auto_min_confidence": 0.8,
+        "review_when": [{"field": "queue", "equals": "fraud"}],
+        "reject_when": [{"input": "text", "empty": True}],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("output", "confidence", "inputs", "expected"),
+    [
+        pytest.param({"queue": "cards"}, 0.95, {"text": "hi"}, "auto", id="confident"),
+        pytest.param({"queue": "cards"}, 0.8, {"text": "hi"}, "auto", id="at-threshold"),
+        pytest.param({"queue": "cards"}, 0.79, {"text": "hi"}, "review", id="below-threshold"),
+        pytest.param({"queue": "cards"}, None, {"text": "hi"}, "review", id="no-confidence"),
+        pytest.param({"queue": "fraud"}, 0.99, {"text": "hi"}, "review", id="review-rule"),
+        pytest.param({"queue": "cards"}, 0.99, {"text": "  "}, "reject", id="empty-input"),
+    ],
+)
+def test_route(output: dict, confidence: float | None, inputs: dict, expected: str) -> None:
+    assert route(POLICY, output, confidence, inputs).route == expected
+
+
+def test_the_reason_names_the_rule_that_matched() -> None:
+    routing = route(POLICY, {"queue": "fraud"}, 0.99, {"text": "x"})
+    assert routing.reason == "policy.review_when.0 matched (output queue)"
+
+
+def test_suggest_mode_sends_everything_to_review() -> None:
+    policy = PolicySpec(mode="suggest")
+    assert route(policy, {"queue": "cards"}, 1.0, {"text": "x"}).route == "review"
+
+
+def test_input_rules_reject_before_any_model_runs() -> None:
+    assert route_input_only(POLICY, {"text": ""}) is not None
+    assert route_input_only(POLICY, {"text": "hello"}) is None
+
+
+@pytest.mark.parametrize(
+    ("condition", "value", "holds"),
+    [
+        ({"field": "q", "in": ["a", "b"]}, "b", True),
+        ({"field": "q", "in": ["a", "b"]}, "c", False),
+        ({"field": "q", "matches": "^fr"}, "fraud", True),
+        ({"field": "amount", "above": 1000}, 1500.0, True),
+        ({"field": "amount", "above": 1000}, "1500", False),
+        ({"field": "amount", "below": 10}, 3, True),
+    ],
+)
+def test_conditions(condition: dict, value: object, holds: bool) -> None:
+    policy = PolicySpec.model_validate({"review_when": [condition]})
+    assert policy.review_when[0].holds(value) is holds

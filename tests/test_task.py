@@ -1,0 +1,161 @@
+"""Task files: the documented example loads as it is; mistakes are all reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lockgate.errors import TaskFileError
+from lockgate.scaffold import EXAMPLE_TASK
+from lockgate.task import load_task, load_tasks
+
+ISSUE_EXAMPLE = """\
+name: routing
+description: Route a customer message to the queue that can resolve it
+owner: support-platform
+input:
+  text: {type: string, max_length: 4000, pii: true}
+output:
+  queue: {type: enum, values: [cards, payments, fraud, other]}
+instructions: |
+  Route the customer's message to the queue that can resolve it.
+models:
+  - provider: local-classifier
+  - provider: rules
+    rules:
+      - {if_matches: "(?i)stolen|fraud", then: {queue: fraud}}
+policy:
+  auto_min_confidence: 0.8
+  review_when:
+    - {field: queue, equals: fraud}
+"""
+
+PROVIDERS = ["local-classifier", "rules", "openai", "deterministic"]
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    (tmp_path / "tasks").mkdir(exist_ok=True)
+    path = tmp_path / "tasks" / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_example_loads_with_the_meaning_it_states(tmp_path: Path) -> None:
+    spec = load_task(write(tmp_path, "routing", ISSUE_EXAMPLE), known_providers=PROVIDERS)
+    assert spec.input["text"].pii is True
+    assert spec.input["text"].max_length == 4000
+    assert spec.output["queue"].values == ("cards", "payments", "fraud", "other")
+    assert [m.provider for m in spec.models] == ["local-classifier", "rules"]
+    assert spec.models[1].option("rules")[0]["then"] == {"queue": "fraud"}
+    assert spec.policy.auto_min_confidence == 0.8
+    assert spec.policy.review_when[0].field == "queue"
+    assert spec.policy.review_when[0].equals == "fraud"
+
+
+def test_the_scaffolded_example_task_loads(tmp_path: Path) -> None:
+    spec = load_task(write(tmp_path, "routing", EXAMPLE_TASK), known_providers=PROVIDERS)
+    assert spec.policy.reject_when[0].input == "text"
+
+
+def test_a_file_with_several_mistakes_gets_one_error_listing_each(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "routing",
+        """\
+name: routing
+input:
+  text: {type: strng}
+output:
+  queue: {type: enum, values: [cards]}
+  score: {type: number, values: [a, b]}
+models:
+  - provider: local-classifier
+    timeout_s: -1
+polcy: {}
+""",
+    )
+    with pytest.raises(TaskFileError) as caught:
+        load_task(path, known_providers=PROVIDERS)
+    problems = caught.value.problems
+    assert "tasks/routing.yaml: output.queue.values: must list at least 2 values" in problems
+    assert any(
+        p.startswith("tasks/routing.yaml: input.text.type: must be one of") for p in problems
+    )
+    assert any(p.startswith("tasks/routing.yaml: output.score:") and "enum" in p for p in problems)
+    assert any(p.startswith("tasks/routing.yaml: models.0.timeout_s:") for p in problems)
+    assert "tasks/routing.yaml: polcy: is not a known key (check the spelling)" in problems
+    assert len(problems) == 5
+
+
+def test_cross_field_mistakes_are_reported_together(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "routing",
+        ISSUE_EXAMPLE.replace("provider: rules", "provider: rulez").replace(
+            "{field: queue, equals: fraud}", "{field: queue, equals: frauds}"
+        )
+        + "  reject_when:\n    - {input: body, empty: true}\n",
+    )
+    with pytest.raises(TaskFileError) as caught:
+        load_task(path, known_providers=PROVIDERS)
+    text = str(caught.value)
+    assert "models.1.provider: unknown provider 'rulez'" in text
+    assert "policy.review_when.0: frauds is not a value of output.queue" in text
+    assert "policy.reject_when.0.input: 'body' is not an input field" in text
+
+
+def test_enum_values_can_come_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "queues.txt").write_text("# queues\ncards\npayments\n\nfraud\n")
+    path = write(
+        tmp_path,
+        "routing",
+        ISSUE_EXAMPLE.replace(
+            "{type: enum, values: [cards, payments, fraud, other]}",
+            "{type: enum, values_file: data/queues.txt}",
+        ),
+    )
+    assert load_task(path).output["queue"].values == ("cards", "payments", "fraud")
+
+
+def test_a_missing_values_file_is_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "routing",
+        ISSUE_EXAMPLE.replace(
+            "{type: enum, values: [cards, payments, fraud, other]}",
+            "{type: enum, values_file: data/nope.txt}",
+        ),
+    )
+    with pytest.raises(TaskFileError, match=r"output\.queue\.values_file: cannot read"):
+        load_task(path)
+
+
+def test_the_task_name_must_match_the_file_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "other", ISSUE_EXAMPLE)
+    with pytest.raises(TaskFileError, match="rename one to match"):
+        load_task(path)
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "routing", "name: routing\ninput: [unclosed\n")
+    with pytest.raises(TaskFileError, match=r"not valid YAML \(line \d+"):
+        load_task(path)
+
+
+def test_problems_of_all_task_files_are_reported_together(tmp_path: Path) -> None:
+    write(tmp_path, "a", "name: a\n")
+    write(tmp_path, "b", "name: b\n")
+    with pytest.raises(TaskFileError) as caught:
+        load_tasks(tmp_path / "tasks")
+    files = {p.split(":")[0] for p in caught.value.problems}
+    assert files == {"tasks/a.yaml", "tasks/b.yaml"}
+
+
+def test_output_schema_becomes_json_schema(tmp_path: Path) -> None:
+    spec = load_task(write(tmp_path, "routing", ISSUE_EXAMPLE))
+    schema = spec.output_json_schema()
+    assert schema["properties"]["queue"]["enum"] == ["cards", "payments", "fraud", "other"]
+    assert schema["required"] == ["queue"]
+    assert schema["additionalProperties"] is False
