@@ -70,7 +70,7 @@ def test_inputs_are_converted_from_csv_text() -> None:
 
 
 def test_input_problems_are_all_listed() -> None:
-    clean, problems = validate_input(TASK, {"text": "x" * 21, "amount": "lots"})
+    _, problems = validate_input(TASK, {"text": "x" * 21, "amount": "lots"})
     assert problems == [
         "input.text: is 21 characters long; at most 20 allowed",
         "input.amount: must be a number",
