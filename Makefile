@@ -31,8 +31,8 @@ $(VENV_STAMP): pyproject.toml
 	@echo "==> Setting up $(VENV) with $$($(PYTHON) -V 2>&1) ($(PYTHON))"
 	@rm -f $(VENV_STAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@$(BIN)/python -m pip install -qq -e '.[dev]'
 	@touch $(VENV_STAMP)
 	@echo "==> $(VENV) ready"
 
