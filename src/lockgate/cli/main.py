@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from lockgate.cli import decisions, project, releases
@@ -35,10 +34,9 @@ def build_app() -> typer.Typer:
 def main(argv: list[str] | None = None) -> None:
     app = build_app()
     try:
-        app(args=argv, standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # Typer handles usage errors, --help and Ctrl-C itself and exits; Lockgate's own errors
+        # come out here and become one clear message and a non-zero exit code.
+        app(args=argv)
     except TaskFileError as exc:
         count = len(exc.problems)
         typer.echo(f"error: {count} problem{'s' if count > 1 else ''} in task files:", err=True)
@@ -50,11 +48,3 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             typer.echo(f"hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)

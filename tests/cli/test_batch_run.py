@@ -1,0 +1,153 @@
+"""`lockgate run`: batch jobs that resume after a crash and never decide a record twice."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from tests.cli.kit import lockgate, lockgate_command, make_project
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def prepare(tmp_path: Path, database_url: str) -> Path:
+    project = make_project(tmp_path / "proj")
+    lockgate("release", "create", "routing", cwd=project, database=database_url)
+    lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
+    return project
+
+
+def count_decisions(database_url: str) -> int:
+    engine = sa.create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg://"), poolclass=NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("select count(*) from decisions")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_results_come_in_input_order_with_reasons_for_failures(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = prepare(tmp_path, database_url)
+    data = project / "in.csv"
+    data.write_text("id,text\nA7,my card was stolen\nB2,where is my transfer\nC9,\nD4,hello\n")
+    result = lockgate(
+        "run",
+        "routing",
+        "in.csv",
+        "--out",
+        "out.jsonl",
+        "--json",
+        cwd=project,
+        database=database_url,
+    )
+    summary = json.loads(result.stdout)
+    assert summary["total"] == 4
+    assert summary["by_status"]["pending_review"] == 1
+    assert summary["by_status"]["rejected"] == 1
+    lines = [json.loads(x) for x in (project / "out.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == ["A7", "B2", "C9", "D4"]
+    assert lines[0]["output"] == {"queue": "fraud"} and lines[0]["route"] == "review"
+    assert lines[2]["status"] == "rejected"
+    assert all(x["release"] == "routing@1" for x in lines)
+    assert set(lines[1]) >= {"id", "output", "confidence", "route", "status", "release"}
+
+
+def test_records_without_an_id_are_numbered_by_line(tmp_path: Path, database_url: str) -> None:
+    project = prepare(tmp_path, database_url)
+    write_jsonl(project / "in.jsonl", [{"text": "a"}, {"text": "b"}, {"body": "no text"}])
+    result = lockgate(
+        "run", "routing", "in.jsonl", "--out", "o.jsonl", cwd=project, database=database_url
+    )
+    lines = [json.loads(x) for x in (project / "o.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == ["1", "2", "3"]
+    assert lines[2]["status"] == "failed"
+    assert "input.text: is required" in lines[2]["reason"]
+    assert "1 x invalid input: input.text: is required (string) (e.g. records 3)" in result.stdout
+
+
+def test_a_second_run_decides_nothing_again(tmp_path: Path, database_url: str) -> None:
+    project = prepare(tmp_path, database_url)
+    write_jsonl(project / "in.jsonl", [{"id": i, "text": f"ticket {i}"} for i in range(50)])
+    lockgate("run", "routing", "in.jsonl", cwd=project, database=database_url)
+    again = json.loads(
+        lockgate("run", "routing", "in.jsonl", "--json", cwd=project, database=database_url).stdout
+    )
+    assert (again["new"], again["already_decided"]) == (0, 50)
+    assert count_decisions(database_url) == 50
+
+
+def test_repeated_ids_are_refused_before_anything_is_decided(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = prepare(tmp_path, database_url)
+    (project / "in.csv").write_text("id,text\n1,a\n2,b\n1,c\n")
+    result = lockgate("run", "routing", "in.csv", cwd=project, database=database_url, check=False)
+    assert result.returncode != 0
+    assert "line 4 repeats id '1' first seen on line 2" in result.stderr
+    assert count_decisions(database_url) == 0
+
+
+def test_a_killed_run_resumes_and_decides_every_record_exactly_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = prepare(tmp_path, database_url)
+    total = 30_000
+    write_jsonl(
+        project / "in.jsonl",
+        [{"id": f"r{i}", "text": f"ticket number {i} about my card"} for i in range(total)],
+    )
+    command = lockgate_command(
+        "run",
+        "routing",
+        "in.jsonl",
+        "--out",
+        "out.jsonl",
+        "--batch-size",
+        "100",
+        "--database",
+        database_url,
+    )
+    process = subprocess.Popen(
+        command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    committed = 0
+    while time.monotonic() < deadline and committed < 1000:
+        time.sleep(0.05)
+        committed = count_decisions(database_url)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before_restart = count_decisions(database_url)
+    assert 0 < before_restart < total, "the run must be killed mid-way"
+    assert not (project / "out.jsonl").exists(), "a partial output must not pass for a result"
+
+    result = lockgate(
+        "run",
+        "routing",
+        "in.jsonl",
+        "--out",
+        "out.jsonl",
+        "--json",
+        "--batch-size",
+        "500",
+        cwd=project,
+        database=database_url,
+    )
+    summary = json.loads(result.stdout)
+    assert summary["already_decided"] == before_restart
+    assert summary["new"] == total - before_restart
+    assert count_decisions(database_url) == total
+    ids = [json.loads(x)["id"] for x in (project / "out.jsonl").read_text().splitlines()]
+    assert ids == [f"r{i}" for i in range(total)]
