@@ -1,0 +1,1 @@
+"""A synthetic bank support desk: labelled tickets for the `lockgate demo` command."""
