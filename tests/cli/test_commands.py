@@ -1,0 +1,139 @@
+"""The command line as a user meets it: clear output, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lockgate.cli.main import build_app
+from tests.cli.kit import lockgate, make_project
+
+
+def command_paths() -> list[list[str]]:
+    """Every command and sub-command of the CLI, as argument lists."""
+    import typer.main
+
+    root = typer.main.get_command(build_app())
+    paths: list[list[str]] = []
+
+    def walk(group, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                walk(command, [*prefix, name])
+            else:
+                paths.append([*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=lambda p: " ".join(p))
+def test_every_command_has_help_with_an_example(path: list[str], tmp_path: Path) -> None:
+    result = lockgate(*path, "--help", cwd=tmp_path)
+    assert "Example: lockgate" in result.stdout
+
+
+def test_a_broken_task_file_gives_one_error_listing_each_problem(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    (project / "tasks" / "broken.yaml").write_text(
+        "name: broken\ninput: {}\noutput:\n  q: {type: enum, values: [a]}\nmodels: []\n"
+    )
+    result = lockgate("tasks", cwd=project, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: 3 problems in task files:"
+    assert "  tasks/broken.yaml: output.q.values: must list at least 2 values" in lines
+    assert "  tasks/broken.yaml: input: declare at least one field" in lines
+    assert "Traceback" not in result.stderr
+
+
+def test_init_scaffolds_a_project_that_trains_releases_and_decides(tmp_path: Path) -> None:
+    lockgate("init", "support", cwd=tmp_path)
+    project = tmp_path / "support"
+    assert ".lockgate/" in (project / ".gitignore").read_text()
+    trained = lockgate("train", "routing", "--data", "data/routing-train.csv", cwd=project)
+    assert "held-out queue: accuracy" in trained.stdout
+    lockgate("release", "create", "routing", cwd=project)
+    lockgate("release", "promote", "routing@1", cwd=project)
+    decided = json.loads(
+        lockgate(
+            "decide", "routing", "--input", '{"text": "Someone stole my card"}', cwd=project
+        ).stdout
+    )
+    assert decided["release"] == "routing@1"
+    assert decided["output"]["queue"] == "fraud"
+    assert decided["route"] == "review"
+
+
+def test_init_refuses_to_overwrite_a_project(tmp_path: Path) -> None:
+    lockgate("init", "p", cwd=tmp_path)
+    result = lockgate("init", "p", cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ")
+
+
+def test_the_same_key_returns_the_stored_decision(tmp_path: Path, database_url: str) -> None:
+    project = make_project(tmp_path)
+    lockgate("release", "create", "routing", cwd=project, database=database_url)
+    lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
+    args = ("decide", "routing", "--input", '{"text": "hi"}', "--key", "k-1")
+    first = json.loads(lockgate(*args, cwd=project, database=database_url).stdout)
+    second = json.loads(lockgate(*args, cwd=project, database=database_url).stdout)
+    assert second["id"] == first["id"]
+    assert (first["replayed"], second["replayed"]) == (False, True)
+    clash = lockgate(
+        "decide",
+        "routing",
+        "--input",
+        '{"text": "other"}',
+        "--key",
+        "k-1",
+        cwd=project,
+        database=database_url,
+        check=False,
+    )
+    assert clash.returncode != 0
+    assert "was used before with a different input" in clash.stderr
+
+
+def test_bad_input_is_refused_with_what_to_fix(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lockgate("release", "create", "routing", cwd=project)
+    lockgate("release", "promote", "routing@1", cwd=project)
+    result = lockgate("decide", "routing", "--input", '{"txt": 1}', cwd=project, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: input.text: is required (string)"
+    result = lockgate("decide", "routing", "--input", "{not json", cwd=project, check=False)
+    assert "--input is not valid JSON" in result.stderr
+
+
+def test_deciding_without_a_live_release_says_what_to_run(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    result = lockgate("decide", "routing", "--input", '{"text": "x"}', cwd=project, check=False)
+    assert "task 'routing' has no live release" in result.stderr
+    assert "lockgate release create routing" in result.stderr
+
+
+def test_release_lifecycle_from_the_command_line(tmp_path: Path, database_url: str) -> None:
+    project = make_project(tmp_path)
+    run = lambda *a: lockgate(*a, cwd=project, database=database_url)  # noqa: E731
+    assert "created routing@1" in run("release", "create", "routing").stdout
+    assert "unchanged: routing@1" in run("release", "create", "routing").stdout
+    task_file = project / "tasks" / "routing.yaml"
+    task_file.write_text(task_file.read_text().replace("0.8", "0.7"))
+    assert "created routing@2" in run("release", "create", "routing").stdout
+    run("release", "promote", "routing@1")
+    run("release", "promote", "routing@2")
+    diff = run("release", "diff", "routing@1", "routing@2").stdout
+    assert "-    auto_min_confidence: 0.8" in diff and "+    auto_min_confidence: 0.7" in diff
+    assert "routing@1 is live again" in run("release", "rollback", "routing").stdout
+    listed = json.loads(run("release", "list", "routing", "--json").stdout)
+    assert [(r["ref"], r["stage"]) for r in listed] == [
+        ("routing@1", "live"),
+        ("routing@2", "retired"),
+    ]
+    decided = json.loads(run("decide", "routing", "--input", '{"text": "x"}').stdout)
+    assert decided["release"] == "routing@1"
+    assert "audit log intact: 5 entries" in run("audit", "verify").stdout
