@@ -1,0 +1,55 @@
+"""Lockgate: run an AI decision in production, validated, gated, reviewed and reversible.
+
+The public API is what `__all__` lists; every other module is internal and may change.
+"""
+
+from lockgate.decision import Attempt, Decision
+from lockgate.errors import (
+    ConfigError,
+    Conflict,
+    InputError,
+    LockgateError,
+    NotFound,
+    TaskFileError,
+)
+from lockgate.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
+from lockgate.providers.base import (
+    Candidate,
+    PreparedRequest,
+    ProviderContext,
+    ProviderError,
+    Usage,
+)
+from lockgate.release import Release
+from lockgate.runtime import Runtime
+from lockgate.settings import Settings, load_settings
+from lockgate.store import Store
+from lockgate.task import TaskSpec, load_task
+
+__all__ = [
+    "Attempt",
+    "Candidate",
+    "ConfigError",
+    "Conflict",
+    "Decision",
+    "DecisionRequest",
+    "InputError",
+    "LockgateError",
+    "NotFound",
+    "Pipeline",
+    "PreparedRequest",
+    "ProviderContext",
+    "ProviderError",
+    "Release",
+    "ReleaseRuntime",
+    "Result",
+    "Runtime",
+    "Settings",
+    "Store",
+    "TaskFileError",
+    "TaskSpec",
+    "Usage",
+    "load_settings",
+    "load_task",
+]
+__version__ = "0.1.0"

@@ -7,6 +7,7 @@ small interfaces, so the CLI, the HTTP server and tests drive the very same code
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -210,7 +211,7 @@ class Pipeline:
         request = PreparedRequest(task, item.input)
         for repair in (False, True):
             outcome = await self.retrier.call(
-                lambda request=request: model.provider.complete(request), model.spec, breaker
+                functools.partial(model.provider.complete, request), model.spec, breaker
             )
             self._record_tries(model, item, outcome.tries, repair=repair)
             if outcome.value is None:

@@ -14,7 +14,7 @@ from lockgate.batch import BatchSummary, run_batch, scan
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json, run_async
 from lockgate.cli.common import stderr as err_console
 from lockgate.errors import InputError
-from lockgate.pipeline import DecisionRequest
+from lockgate.pipeline import DecisionRequest, Result
 
 
 def decide(
@@ -44,7 +44,7 @@ def decide(
     request = DecisionRequest(input=data, idempotency_key=key or f"cli:{secrets.token_hex(12)}")
     with open_runtime(project, database) as runtime:
 
-        async def work():  # type: ignore[no-untyped-def]
+        async def work() -> Result:
             loaded = runtime.release_runtime(task, release)
             return await runtime.pipeline.decide(loaded, request)
 
