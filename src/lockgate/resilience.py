@@ -57,6 +57,10 @@ class CircuitBreaker:
         self._failures = 0
         self._probe_in_flight = False
 
+    def release_probe(self) -> None:
+        """The probe ended without a verdict (it was cancelled): let another one through."""
+        self._probe_in_flight = False
+
     def record_failure(self) -> None:
         self._probe_in_flight = False
         if self._state == "half_open":
@@ -130,9 +134,14 @@ class Retrier:
                     )
                 )
                 return Outcome(None, tries)
+            probing = breaker.state == "half_open"
             started = self.clock()
             try:
                 value = await asyncio.wait_for(make_call(), spec.timeout_s)
+            except asyncio.CancelledError:
+                if probing:  # a cancelled probe says nothing about the endpoint
+                    breaker.release_probe()
+                raise
             except Exception as exc:  # every failure is classified, none escapes unrecorded
                 error = classify(exc, spec)
                 breaker.record_failure()
