@@ -1,0 +1,391 @@
+"""Training the local classifier: check labeled records against a task, fit, measure on a held-out
+share, refit on every row and store a content-addressed artifact.
+
+An artifact lives in `artifact_dir/TASK/local-classifier/` as `SHA256.joblib` (named by the sha256
+of its bytes), `SHA256.json` (metadata) and `latest.json` (`{"sha256": ...}`). A joblib file is
+code: `load_artifact` checks its hash before unpickling it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import FeatureUnion
+
+from lockgate.errors import ConfigError
+from lockgate.records import Record, iter_records
+from lockgate.settings import Settings
+from lockgate.task import TaskSpec
+from lockgate.text_classifier import ClassifierModel, FastTfidfVectorizer
+
+ARTIFACT_KIND = "local-classifier"
+MIN_ROWS = 10
+_EXAMPLES = 5
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class FieldMetrics:
+    """One output field's scores on the held-out share, from a model fitted without it."""
+
+    accuracy: float
+    macro_f1: float
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    task: str
+    sha256: str
+    path: Path
+    n_rows: int
+    n_holdout: int
+    data_hash: str
+    holdout: Mapping[str, FieldMetrics]
+    unseen_labels: Mapping[str, tuple[str, ...]]
+    """Enum values with no training example, per output field: the model never predicts them."""
+    duration_s: float
+
+    @property
+    def holdout_accuracy(self) -> dict[str, float]:
+        return {name: m.accuracy for name, m in self.holdout.items()}
+
+    @property
+    def holdout_macro_f1(self) -> dict[str, float]:
+        return {name: m.macro_f1 for name, m in self.holdout.items()}
+
+
+def train_classifier(
+    task: TaskSpec,
+    records: Iterable[Record] | str | Path,
+    settings: Settings,
+    *,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> TrainReport:
+    """Fit the local classifier of `task` on labeled records and store it as the latest artifact."""
+    started = time.perf_counter()
+    say = progress or (lambda _message: None)
+    input_fields = _check_task(task)
+    source = str(records) if isinstance(records, str | Path) else "training records"
+    rows = iter_records(records) if isinstance(records, str | Path) else records
+    say("reading records")
+    texts, labels, data_hash = _read(task, input_fields, rows, source)
+    seen = {name: set(ys) for name, ys in labels.items()}
+    unseen = {
+        name: tuple(v for v in task.enum_values(name) if v not in seen[name]) for name in seen
+    }
+    train, test = _split(labels, task.evaluation.holdout_share, seed)
+    say(f"fitting on {len(train)} rows, measuring on {len(test)} held out")
+    holdout = _evaluate(texts, labels, train, test, seed)
+    say(f"fitting on all {len(texts)} rows")
+    model = _fit(task.name, input_fields, texts, labels, seed)
+    say("writing artifact")
+    meta = {
+        "task": task.name,
+        "kind": ARTIFACT_KIND,
+        "input_fields": list(input_fields),
+        "output": {name: model.classes(name) for name in labels},
+        "unseen_labels": {name: list(v) for name, v in unseen.items()},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_hash": data_hash,
+        "n_rows": len(texts),
+        "n_holdout": len(test),
+        "label_counts": {name: dict(Counter(ys).most_common()) for name, ys in labels.items()},
+        "holdout": {name: vars(m) for name, m in holdout.items()},
+        "seed": seed,
+        "sklearn_version": sklearn.__version__,
+    }
+    sha, path = _store(settings, task.name, model, meta)
+    return TrainReport(
+        task=task.name,
+        sha256=sha,
+        path=path,
+        n_rows=len(texts),
+        n_holdout=len(test),
+        data_hash=data_hash,
+        holdout=holdout,
+        unseen_labels=unseen,
+        duration_s=time.perf_counter() - started,
+    )
+
+
+def artifact_folder(settings: Settings, task_name: str) -> Path:
+    return settings.artifact_dir / task_name / ARTIFACT_KIND
+
+
+def latest_artifact(settings: Settings, task_name: str) -> str | None:
+    """The sha256 of the task's most recently trained classifier, or None when there is none."""
+    pointer = artifact_folder(settings, task_name) / "latest.json"
+    try:
+        sha = json.loads(pointer.read_text(encoding="utf-8")).get("sha256")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        sha = None
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise ConfigError(
+            f"{pointer}: not a valid pointer to a trained classifier",
+            hint=f"run `lockgate train {task_name} --data FILE` to retrain",
+        )
+    return sha
+
+
+def load_artifact(settings: Settings, task_name: str, sha256: str) -> ClassifierModel:
+    """Load a trained classifier after checking that its bytes still hash to `sha256`."""
+    retrain = f"run `lockgate train {task_name} --data FILE` to retrain"
+    if not _SHA256.match(sha256):
+        raise ConfigError(f"{sha256!r} is not a sha256 of a local-classifier artifact")
+    path = artifact_folder(settings, task_name) / f"{sha256}.joblib"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"task {task_name!r} has no local classifier {sha256[:12]} (missing {path})",
+            hint=retrain,
+        ) from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ConfigError(
+            f"{path}: the artifact was modified after training (its sha256 no longer matches "
+            "its name); refusing to load it",
+            hint=retrain,
+        )
+    try:
+        model = joblib.load(io.BytesIO(data))
+    except Exception as exc:  # an artifact from another version of Lockgate or scikit-learn
+        raise ConfigError(
+            f"{path}: cannot load the artifact with the installed Lockgate and scikit-learn "
+            f"({type(exc).__name__})",
+            hint=retrain,
+        ) from None
+    if not isinstance(model, ClassifierModel) or model.task_name != task_name:
+        raise ConfigError(f"{path}: not a local classifier of task {task_name!r}", hint=retrain)
+    return model
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _check_task(task: TaskSpec) -> tuple[str, ...]:
+    for name, out in task.output.items():
+        if out.type != "enum":
+            raise ConfigError(
+                f"task {task.name!r}: output.{name} is of type {out.type}; the local classifier "
+                "only handles enum output fields",
+                hint="use an LLM provider for this task, or make the field an enum",
+            )
+    input_fields = tuple(name for name, f in task.input.items() if f.type == "string")
+    if not input_fields:
+        raise ConfigError(
+            f"task {task.name!r} has no string input field; the local classifier reads text"
+        )
+    return input_fields
+
+
+@dataclass
+class _Problem:
+    what: str
+    lines: list[str] = field(default_factory=list)
+
+
+def _read(
+    task: TaskSpec, input_fields: tuple[str, ...], rows: Iterable[Record], source: str
+) -> tuple[list[str], dict[str, list[str]], str]:
+    required = [name for name in input_fields if task.input[name].required]
+    allowed = {name: set(task.enum_values(name)) for name in task.output}
+    problems: dict[tuple[str, str], _Problem] = {}
+    texts: list[str] = []
+    labels: dict[str, list[str]] = {name: [] for name in task.output}
+    digest = hashlib.sha256()
+    n_records = 0
+
+    for record in rows:
+        n_records += 1
+        found: list[tuple[tuple[str, str], str, str]] = []
+        for name in required:
+            if record.values.get(name) is None:
+                found.append(((name, "missing"), f"no {name!r} value (a required input)", ""))
+        row_labels: dict[str, str] = {}
+        for name in task.output:
+            value = _text(record.values.get(name)).strip()
+            row_labels[name] = value
+            if not value:
+                found.append(((name, "missing"), f"no {name!r} label", ""))
+            elif value not in allowed[name]:
+                what = (
+                    f"a {name!r} label that is not a value of output.{name} "
+                    f"(expected one of {_listing(task.enum_values(name))})"
+                )
+                found.append(((name, "unknown"), what, f" ({value[:40]!r})"))
+        for key, what, detail in found:
+            problems.setdefault(key, _Problem(what)).lines.append(f"line {record.line}{detail}")
+        if found:
+            continue
+        inputs = {name: _text(record.values.get(name)) for name in input_fields}
+        texts.append("\n".join(inputs[name] for name in input_fields))
+        for name, value in row_labels.items():
+            labels[name].append(value)
+        normalised = {"input": inputs, "output": row_labels}
+        digest.update(json.dumps(normalised, sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    if problems:
+        bad = ["  - " + _describe(p, n_records) for p in problems.values()]
+        raise ConfigError(
+            f"{source}: cannot train task {task.name!r} on these records:\n" + "\n".join(bad)
+        )
+    if len(texts) < MIN_ROWS:
+        raise ConfigError(
+            f"{source}: {len(texts)} labeled records; training needs at least {MIN_ROWS}",
+            hint="label more examples (a few dozen per label is a good start)",
+        )
+    for name, ys in labels.items():
+        if len(set(ys)) < 2:
+            raise ConfigError(
+                f"{source}: every record has the same {name!r} label ({ys[0]!r}); "
+                "a classifier needs examples of at least 2 labels"
+            )
+    return texts, labels, digest.hexdigest()
+
+
+def _describe(problem: _Problem, n_records: int) -> str:
+    n = len(problem.lines)
+    shown = ", ".join(problem.lines[:_EXAMPLES])
+    more = f" and {n - _EXAMPLES} more" if n > _EXAMPLES else ""
+    every = " (every record: is the column missing?)" if n == n_records and n > 1 else ""
+    return f"{n} record{'s' if n != 1 else ''} with {problem.what}{every}: {shown}{more}"
+
+
+def _split(
+    labels: Mapping[str, list[str]], share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a held-out split, stratified by the labels when every label allows it."""
+    columns = list(labels.values())
+    n = len(columns[0])
+    n_test = max(1, round(n * share))
+    stratify = None
+    for strata in (["\x1f".join(t) for t in zip(*columns, strict=True)], columns[0]):
+        counts = Counter(strata)
+        if min(counts.values()) >= 2 and len(counts) <= min(n_test, n - n_test):
+            stratify = strata
+            break
+    train, test = train_test_split(
+        np.arange(n), test_size=n_test, random_state=seed, shuffle=True, stratify=stratify
+    )
+    return np.sort(train), np.sort(test)
+
+
+def _evaluate(
+    texts: list[str],
+    labels: Mapping[str, list[str]],
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+) -> dict[str, FieldMetrics]:
+    features = _features()
+    x_train = features.fit_transform([texts[i] for i in train])
+    x_test = features.transform([texts[i] for i in test])
+    metrics: dict[str, FieldMetrics] = {}
+    for name, ys in labels.items():
+        y_train = [ys[i] for i in train]
+        y_test = [ys[i] for i in test]
+        if len(set(y_train)) < 2:  # a tiny, skewed set: the model can only say the one label
+            predicted = [y_train[0]] * len(y_test)
+        else:
+            predicted = list(_classifier(seed).fit(x_train, y_train).predict(x_test))
+        metrics[name] = FieldMetrics(
+            accuracy=float(accuracy_score(y_test, predicted)),
+            macro_f1=float(f1_score(y_test, predicted, average="macro", zero_division=0)),
+        )
+    return metrics
+
+
+def _fit(
+    task_name: str,
+    input_fields: tuple[str, ...],
+    texts: list[str],
+    labels: Mapping[str, list[str]],
+    seed: int,
+) -> ClassifierModel:
+    features = _features()
+    matrix = features.fit_transform(texts)
+    classifiers = {}
+    for name, ys in labels.items():
+        clf = _classifier(seed).fit(matrix, ys)
+        clf.coef_ = clf.coef_.astype(np.float32)  # half the size, float32 precision
+        clf.intercept_ = clf.intercept_.astype(np.float32)
+        classifiers[name] = clf
+    return ClassifierModel(task_name, input_fields, features, classifiers)
+
+
+def _features() -> FeatureUnion:
+    words = FastTfidfVectorizer(
+        ngram_range=(1, 2), sublinear_tf=True, max_features=20_000, dtype=np.float32
+    )
+    chars = FastTfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        sublinear_tf=True,
+        min_df=2,
+        max_features=20_000,
+        dtype=np.float32,
+    )
+    return FeatureUnion([("words", words), ("chars", chars)])
+
+
+def _classifier(seed: int) -> LogisticRegression:
+    return LogisticRegression(C=10.0, solver="lbfgs", max_iter=2000, random_state=seed)
+
+
+def _store(
+    settings: Settings, task_name: str, model: ClassifierModel, meta: dict[str, Any]
+) -> tuple[str, Path]:
+    folder = artifact_folder(settings, task_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=3)
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    path = folder / f"{sha}.joblib"
+    _write_atomic(path, data)
+    _write_atomic(folder / f"{sha}.json", json.dumps(meta, indent=2).encode() + b"\n")
+    _write_atomic(folder / "latest.json", json.dumps({"sha256": sha}).encode() + b"\n")
+    return sha, path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _listing(values: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(values[:limit])
+    return shown + (f", ... ({len(values)} values)" if len(values) > limit else "")
