@@ -240,11 +240,6 @@ def test_no_unvalidated_output_is_ever_stored(make_kit: MakeKit, server: FaultSe
             assert all(a.outcome != "valid" for a in decision.attempts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RulesProvider.complete_batch raises no_rule_matched for the whole batch when "
-    "one input matches no rule, so inputs that do match fail too",
-)
 def test_a_matching_rule_decides_even_when_another_input_in_the_batch_matches_none(
     make_kit: MakeKit,
 ) -> None:
@@ -256,11 +251,6 @@ def test_a_matching_rule_decides_even_when_another_input_in_the_batch_matches_no
     assert unmatched.status == "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: every non-retryable error counts as a breaker failure, so inputs that match no "
-    "rule open the rules provider's breaker and inputs that do match are then refused",
-)
 def test_inputs_that_match_no_rule_do_not_open_the_rules_breaker(make_kit: MakeKit) -> None:
     kit = make_kit(rules_model(pattern="(?i)card", breaker_failures=2))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class BatchSummary:
     cost: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     releases: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    """Wall time of the batch itself (reading, deciding, committing, writing)."""
 
     def add(self, record: Record, result: Result) -> None:
         self.total += 1
@@ -85,6 +88,8 @@ class BatchSummary:
             "latency_p50_ms": round(self.latency(0.5), 3),
             "latency_p95_ms": round(self.latency(0.95), 3),
             "releases": dict(self.releases),
+            "seconds": round(self.seconds, 3),
+            "decisions_per_s": round(self.total / self.seconds, 1) if self.seconds else 0.0,
         }
 
 
@@ -142,6 +147,7 @@ async def run_batch(
     on_progress: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """Decide every record of `path`; each chunk is committed before the next one starts."""
+    started = time.perf_counter()
     run = run_id or file_sha256(path)[:16]
     summary = BatchSummary()
     handle: IO[str] | None = None
@@ -177,4 +183,5 @@ async def run_batch(
     finally:
         if handle is not None:
             handle.close()
+    summary.seconds = time.perf_counter() - started
     return summary

@@ -185,14 +185,21 @@ class Pipeline:
         assert isinstance(provider, BatchProvider)
         requests = [PreparedRequest(task, item.input) for item in items]
 
-        async def call() -> list[Candidate]:
+        async def call() -> Sequence[Candidate | ProviderError]:
             return provider.complete_batch(requests)
 
         outcome = await self.retrier.call(call, model.spec, breaker)
         for item_index, item in enumerate(items):
             self._record_tries(model, item, outcome.tries, repair=False)
-            if outcome.value is not None:
-                self._accept(task, model, item, outcome.value[item_index], outcome.tries[-1])
+            if outcome.value is None:
+                continue
+            answer = outcome.value[item_index]
+            if isinstance(answer, ProviderError):
+                # This input alone could not be answered: the call itself succeeded.
+                failed = Try(outcome.tries[-1].latency_ms, answer)
+                self._record_tries(model, item, [failed], repair=False)
+            else:
+                self._accept(task, model, item, answer, outcome.tries[-1])
 
     async def _run_each(
         self, task: TaskSpec, model: ChainModel, breaker: CircuitBreaker, items: list[_Item]

@@ -144,7 +144,10 @@ class Retrier:
                 raise
             except Exception as exc:  # every failure is classified, none escapes unrecorded
                 error = classify(exc, spec)
-                breaker.record_failure()
+                if error.endpoint_fault:
+                    breaker.record_failure()
+                else:  # the endpoint answered; only this input could not be served
+                    breaker.record_success()
                 tries.append(Try((self.clock() - started) * 1000, error))
                 if not error.retryable or attempt == spec.retries:
                     return Outcome(None, tries)

@@ -48,6 +48,9 @@ class Candidate:
     alternatives: Mapping[str, Sequence[tuple[str, float]]] | None = None
 
 
+ENDPOINT_FAULTS = frozenset({"auth", "provider_crash"})
+
+
 class ProviderError(Exception):
     """A classified provider failure. `error_class` is a short stable name used in metrics."""
 
@@ -66,6 +69,15 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         """Seconds the server asked us to wait before the next try (HTTP Retry-After)."""
         super().__init__(message)
+
+    @property
+    def endpoint_fault(self) -> bool:
+        """Does this failure say the endpoint is unhealthy (and so count for its breaker)?
+
+        Timeouts, connection errors, 429s, 5xx, bad responses, rejected credentials and crashes
+        do; an error about one input (a 400, no matching rule) says the endpoint answered.
+        """
+        return self.retryable or self.error_class in ENDPOINT_FAULTS
 
 
 def retryable(error_class: str, message: str) -> ProviderError:
@@ -107,9 +119,14 @@ class Provider(Protocol):
 
 @runtime_checkable
 class BatchProvider(Provider, Protocol):
-    """A provider that answers many inputs in one call (a local classifier)."""
+    """A provider that answers many inputs in one call (a local classifier).
 
-    def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]: ...
+    An input it cannot answer gets a `ProviderError` in its place; raising fails the batch.
+    """
+
+    def complete_batch(
+        self, requests: Sequence[PreparedRequest]
+    ) -> Sequence[Candidate | ProviderError]: ...
 
 
 class ProviderFactory(Protocol):

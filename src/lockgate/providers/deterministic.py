@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lockgate.decision import canonical_json
-from lockgate.providers.base import Candidate, PreparedRequest, ProviderContext
+from lockgate.providers.base import Candidate, PreparedRequest, ProviderContext, ProviderError
 from lockgate.task import ModelSpec, TaskSpec
 
 
@@ -42,7 +42,9 @@ class DeterministicProvider:
     def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
         return {}
 
-    def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]:
+    def complete_batch(
+        self, requests: Sequence[PreparedRequest]
+    ) -> Sequence[Candidate | ProviderError]:
         return [self._answer(r) for r in requests]
 
     async def complete(self, request: PreparedRequest) -> Candidate:

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockgate.errors import ConfigError
-from lockgate.providers.base import Candidate, PreparedRequest, ProviderContext, fatal
+from lockgate.providers.base import (
+    Candidate,
+    PreparedRequest,
+    ProviderContext,
+    ProviderError,
+    fatal,
+)
 from lockgate.task import ModelSpec
 
 
@@ -77,8 +83,16 @@ class RulesProvider:
     def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
         return {}
 
-    def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]:
-        return [self._answer(r) for r in requests]
+    def complete_batch(
+        self, requests: Sequence[PreparedRequest]
+    ) -> list[Candidate | ProviderError]:
+        answers: list[Candidate | ProviderError] = []
+        for request in requests:
+            try:
+                answers.append(self._answer(request))
+            except ProviderError as exc:
+                answers.append(exc)
+        return answers
 
     async def complete(self, request: PreparedRequest) -> Candidate:
         return self._answer(request)
