@@ -63,10 +63,10 @@ def train(
         tasks[task], data, settings, seed=seed, progress=lambda msg: typer.echo(msg, err=True)
     )
     typer.echo(f"trained on {report.n_rows} rows in {report.duration_s:.1f} s")
-    for name in report.holdout_accuracy:
+    for name, metrics in report.holdout.items():
         typer.echo(
-            f"held-out {name}: accuracy {report.holdout_accuracy[name]:.3f}, "
-            f"macro-F1 {report.holdout_macro_f1[name]:.3f}"
+            f"held-out {name}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f} "
+            f"({report.n_holdout} rows not used for fitting)"
         )
     if any(report.unseen_labels.values()):
         for name, labels in report.unseen_labels.items():
