@@ -163,6 +163,7 @@ def describe(result: DemoResult, directory: Path) -> str:
     auto_acc = (
         f"{result.automated_accuracy:.1%}" if result.automated_accuracy is not None else "n/a"
     )
+    rate = s.total / s.seconds if s.seconds else 0.0
     lines = [
         "",
         f"Lockgate demo: {s.total} new tickets decided by {', '.join(s.releases)}",
@@ -174,7 +175,7 @@ def describe(result: DemoResult, directory: Path) -> str:
         f"  model accuracy over all tickets: {result.overall_accuracy:.1%} "
         "(what automating everything would give)",
         f"  cost ${s.cost:.4f} (local model)   latency p50 {s.latency(0.5):.1f} ms, "
-        f"p95 {s.latency(0.95):.1f} ms   {s.total / s.seconds if s.seconds else 0:,.0f} decisions/s",
+        f"p95 {s.latency(0.95):.1f} ms   {rate:,.0f} decisions/s",
         f"  every decision is committed in {directory / '.lockgate' / 'lockgate.db'}; "
         f"results in {result.out}",
         f"  finished in {result.seconds:.1f} s",
