@@ -100,12 +100,21 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     if not batch:
         return set()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(decisions)
-        .on_conflict_do_nothing(index_elements=["task", "idempotency_key"])
-        .returning(decisions.c.id)
+    statement = dialect.insert(decisions).on_conflict_do_nothing(
+        index_elements=["task", "idempotency_key"]
     )
-    inserted = {row[0] for row in conn.execute(statement, [_row(d) for d in batch])}
+    conn.execute(statement, [_row(d) for d in batch])
+    # Ids are new and unique, so the rows found under them are the ones this call inserted; a
+    # key already taken by another writer left its row out. (Cheaper than RETURNING with
+    # executemany, which would have the driver parse one huge statement.)
+    ids = [d.id for d in batch]
+    inserted = {
+        row[0]
+        for start in range(0, len(ids), _KEY_CHUNK)
+        for row in conn.execute(
+            select(decisions.c.id).where(decisions.c.id.in_(ids[start : start + _KEY_CHUNK]))
+        )
+    }
     attempt_rows = [
         {
             "decision_id": d.id,
