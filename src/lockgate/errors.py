@@ -43,3 +43,15 @@ class InputError(LockgateError):
     """An input record does not match the task's input schema."""
 
     status = 422
+
+
+class Unauthorized(LockgateError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+
+
+class Forbidden(LockgateError):
+    """The API key is valid but its role or task scope does not allow this action."""
+
+    status = 403

@@ -68,6 +68,16 @@ class Settings:
     """Records decided and committed together by `lockgate run`."""
     concurrency: int = 16
     """Concurrent calls to a remote provider within one batch."""
+    max_body_bytes: int = 1_000_000
+    """Largest HTTP request body the server accepts; larger ones get a 413."""
+    request_timeout_seconds: float = 30.0
+    """Longest time one HTTP request may take before the server answers 504."""
+    batch_max_items: int = 100
+    """Most inputs in one `POST /v1/tasks/{task}/decisions:batch` request."""
+    metrics_public: bool = False
+    """Serve `/metrics` without an API key (for a Prometheus on a private network)."""
+    shutdown_timeout_seconds: float = 30.0
+    """On SIGTERM, how long `lockgate serve` waits for in-flight requests to finish."""
 
     @property
     def state_dir(self) -> Path:
@@ -123,6 +133,11 @@ def load_settings(
         prices=prices,
         batch_size=int(file_values.get("batch_size", 500)),
         concurrency=int(file_values.get("concurrency", 16)),
+        max_body_bytes=int(file_values.get("max_body_bytes", 1_000_000)),
+        request_timeout_seconds=float(file_values.get("request_timeout_seconds", 30.0)),
+        batch_max_items=int(file_values.get("batch_max_items", 100)),
+        metrics_public=bool(file_values.get("metrics_public", False)),
+        shutdown_timeout_seconds=float(file_values.get("shutdown_timeout_seconds", 30.0)),
     )
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from sqlalchemy import text
+
 from lockgate.decision import Decision
 from lockgate.release import Release
-from lockgate.store import audit, database
+from lockgate.security import ApiKey, Role, hash_key, new_key
+from lockgate.store import audit, database, keys
 from lockgate.store import decisions as decision_queries
 from lockgate.store import releases as release_queries
 from lockgate.store.audit import AuditEntry
+from lockgate.store.decisions import DecisionFilter
 
-__all__ = ["AuditEntry", "Store"]
+__all__ = ["AuditEntry", "DecisionFilter", "Store"]
 
 
 class Store:
@@ -36,6 +40,11 @@ class Store:
 
     def migration_state(self) -> tuple[str | None, str | None]:
         return database.migration_state(self.engine)
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with database.read(self.engine) as conn:
+            conn.execute(text("SELECT 1"))
 
     # ---- releases
 
@@ -87,6 +96,38 @@ class Store:
             lost = [d.idempotency_key for d in batch if d.id not in inserted]
             winners = decision_queries.by_keys(conn, batch[0].task, lost) if lost else {}
         return [d if d.id in inserted else winners[d.idempotency_key] for d in batch]
+
+    def decision_page(self, query: DecisionFilter) -> list[Decision]:
+        """Decisions newest first, `query.limit + 1` at most (see `decisions.page`)."""
+        with database.read(self.engine) as conn:
+            return decision_queries.page(conn, query)
+
+    # ---- API keys
+
+    def create_key(
+        self, name: str, role: Role, tasks: Sequence[str], actor: str
+    ) -> tuple[ApiKey, str]:
+        """Store a new key (only its hash) and return it with the secret, shown once."""
+        secret = new_key()
+        with self.engine.begin() as conn:
+            key = keys.create(conn, name, role, tasks, hash_key(secret), actor)
+        return key, secret
+
+    def keys(self) -> list[ApiKey]:
+        with database.read(self.engine) as conn:
+            return keys.list_all(conn)
+
+    def revoke_key(self, name_or_id: str, actor: str) -> ApiKey:
+        with self.engine.begin() as conn:
+            return keys.revoke(conn, name_or_id, actor)
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The live key with this secret, or None (unknown or revoked)."""
+        with database.read(self.engine) as conn:
+            key = keys.by_hash(conn, hash_key(secret))
+        if key is None or key.revoked or not key.matches(secret):
+            return None
+        return key
 
     # ---- audit
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.decision import Attempt, Decision
@@ -153,3 +155,39 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     if outbox_rows:
         conn.execute(outbox.insert(), outbox_rows)
     return inserted
+
+
+@dataclass(frozen=True)
+class DecisionFilter:
+    """Which decisions of one task to list, newest first; `after` is the last (created_at, id)
+    of the previous page."""
+
+    task: str
+    status: str | None = None
+    route: str | None = None
+    since: datetime | None = None
+    submitted_by: str | None = None
+    after: tuple[datetime, str] | None = None
+    limit: int = 50
+
+
+def page(conn: Connection, query: DecisionFilter) -> list[Decision]:
+    """Up to `limit + 1` decisions, ordered by (created_at, id) descending; the extra one tells
+    the caller that there is a next page."""
+    c = decisions.c
+    statement = select(decisions).where(c.task == query.task)
+    if query.status is not None:
+        statement = statement.where(c.status == query.status)
+    if query.route is not None:
+        statement = statement.where(c.route == query.route)
+    if query.since is not None:
+        statement = statement.where(c.created_at >= query.since)
+    if query.submitted_by is not None:
+        statement = statement.where(c.submitted_by == query.submitted_by)
+    if query.after is not None:
+        at, last_id = query.after
+        statement = statement.where(
+            or_(c.created_at < at, and_(c.created_at == at, c.id < last_id))
+        )
+    statement = statement.order_by(c.created_at.desc(), c.id.desc()).limit(query.limit + 1)
+    return [_decision(row) for row in conn.execute(statement).mappings()]

@@ -1,0 +1,100 @@
+"""API key queries: create, look up by hash, list, revoke; changes go to the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, RowMapping, or_, select, update
+
+from lockgate.decision import new_id, utcnow
+from lockgate.errors import Conflict, NotFound
+from lockgate.security import ApiKey, Role
+from lockgate.store import audit
+from lockgate.store.database import aware
+from lockgate.store.tables import api_keys
+
+
+def _key(row: RowMapping) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        key_hash=row["key_hash"],
+        role=row["role"],
+        tasks=tuple(row["tasks"]),
+        created_at=aware(row["created_at"]),
+        revoked_at=aware(row["revoked_at"]) if row["revoked_at"] else None,
+    )
+
+
+def create(
+    conn: Connection, name: str, role: Role, tasks: Sequence[str], key_hash: str, actor: str
+) -> ApiKey:
+    taken = conn.execute(select(api_keys.c.id).where(api_keys.c.name == name)).first()
+    if taken is not None:
+        raise Conflict(
+            f"an API key named {name!r} exists already",
+            hint="choose another name; `lockgate keys list` shows the names in use",
+        )
+    key = ApiKey(
+        id=new_id(),
+        name=name,
+        key_hash=key_hash,
+        role=role,
+        tasks=tuple(dict.fromkeys(tasks)),
+        created_at=utcnow(),
+    )
+    conn.execute(
+        api_keys.insert().values(
+            id=key.id,
+            name=key.name,
+            key_hash=key.key_hash,
+            role=key.role,
+            tasks=list(key.tasks),
+            created_at=key.created_at,
+        )
+    )
+    audit.append(
+        conn,
+        actor=actor,
+        action="key.created",
+        subject=f"key:{key.id}",
+        details={"name": name, "role": role, "tasks": list(key.tasks)},
+    )
+    return key
+
+
+def by_hash(conn: Connection, key_hash: str) -> ApiKey | None:
+    row = conn.execute(select(api_keys).where(api_keys.c.key_hash == key_hash)).mappings().first()
+    return _key(row) if row else None
+
+
+def list_all(conn: Connection) -> list[ApiKey]:
+    rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id))
+    return [_key(r) for r in rows.mappings()]
+
+
+def revoke(conn: Connection, name_or_id: str, actor: str) -> ApiKey:
+    row = (
+        conn.execute(
+            select(api_keys).where(or_(api_keys.c.name == name_or_id, api_keys.c.id == name_or_id))
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(
+            f"no API key named {name_or_id!r}", hint="`lockgate keys list` shows names and ids"
+        )
+    key = _key(row)
+    if key.revoked:
+        return key
+    now = utcnow()
+    conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(revoked_at=now))
+    audit.append(
+        conn,
+        actor=actor,
+        action="key.revoked",
+        subject=f"key:{key.id}",
+        details={"name": key.name, "role": key.role},
+    )
+    return by_hash(conn, key.key_hash) or key
