@@ -139,3 +139,22 @@ def write_task_file(project_dir: Path, text: str) -> Path:
 def write_task() -> Callable[[Path, str], Path]:
     """``write_task(project_dir, yaml_text) -> Path`` (see ``write_task_file``)."""
     return write_task_file
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per storage backend, so a run shows that both really ran."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            if outcome == "passed" and report.when != "call":
+                continue
+            node = getattr(report, "nodeid", "")
+            for backend in ("sqlite", "postgresql"):
+                if f"[{backend}" in node or f"-{backend}]" in node or f"-{backend}-" in node:
+                    by_outcome = counts.setdefault(backend, {})
+                    by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+    for backend, by_outcome in sorted(counts.items(), reverse=True):
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(by_outcome.items()))
+        terminalreporter.write_line(f"storage tests on {backend}: {parts}")
