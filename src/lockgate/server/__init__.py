@@ -1,0 +1,65 @@
+"""The HTTP service: `create_app(settings)` builds the FastAPI app; nothing happens on import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from lockgate.runtime import Runtime
+from lockgate.server import decisions, health, problems, tasks
+from lockgate.server.limits import Limits
+from lockgate.settings import Settings, load_settings
+
+__all__ = ["create_app", "create_app_from_environment"]
+
+PROJECT_ENV = "LOCKGATE_PROJECT"
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    """The API for one project. Without `runtime`, one is opened from `settings` on startup
+    and closed on shutdown; a given runtime has its providers closed but stays open."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = runtime if runtime is not None else await _open(settings)
+        app.state.runtime = active
+        try:
+            yield
+        finally:
+            await active.aclose()
+            if runtime is None:
+                active.close()
+
+    from lockgate import __version__
+
+    app = FastAPI(
+        title="Lockgate",
+        version=__version__,
+        description="Run an AI decision in production.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.add_middleware(
+        Limits,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.request_timeout_seconds,
+    )
+    app.include_router(health.router)
+    app.include_router(decisions.router, prefix="/v1")
+    app.include_router(tasks.router, prefix="/v1")
+    return app
+
+
+async def _open(settings: Settings) -> Runtime:
+    return await anyio.to_thread.run_sync(Runtime.open, settings)
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for `uvicorn --factory` (used by `lockgate serve`, also with several workers):
+    the project from LOCKGATE_PROJECT, the database from LOCKGATE_DATABASE_URL."""
+    return create_app(load_settings(os.environ.get(PROJECT_ENV)))

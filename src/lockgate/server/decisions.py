@@ -1,0 +1,216 @@
+"""Decision endpoints: decide one, decide a batch, read one, list with cursor pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from lockgate.decision import Decision, Route, Status
+from lockgate.errors import Conflict, InputError, LockgateError, NotFound
+from lockgate.pipeline import DecisionRequest, Result
+from lockgate.runtime import Runtime
+from lockgate.security import Principal
+from lockgate.server.auth import Authorize, get_runtime
+from lockgate.store import DecisionFilter
+
+router = APIRouter(tags=["decisions"])
+
+MAX_KEY_LENGTH = 255
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: dict[str, Any] = Field(description="The task's input fields.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Stored, not decided on.")
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: dict[str, Any]
+    idempotency_key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[BatchItem] = Field(min_length=1)
+
+
+def _view(result: Result) -> dict[str, Any]:
+    assert result.decision is not None
+    return {**result.decision.public(), "replayed": result.replayed}
+
+
+def _error(exc: LockgateError) -> dict[str, Any]:
+    detail = exc.message if exc.hint is None else f"{exc.message}; {exc.hint}"
+    return {"status": exc.status, "detail": detail}
+
+
+def _check_owner(principal: Principal, result: Result) -> Result:
+    """A submitter may not obtain another client's decision by reusing its key."""
+    decision = result.decision
+    if (
+        result.replayed
+        and decision is not None
+        and principal.own_decisions_only
+        and decision.submitted_by != principal.key_id
+    ):
+        raise Conflict(
+            f"idempotency key {decision.idempotency_key!r} was used by another client",
+            hint="use a new key for a new input",
+        )
+    return result
+
+
+@router.post("/tasks/{task}/decisions", status_code=201)
+async def create_decision(
+    task: str,
+    body: DecisionBody,
+    response: Response,
+    principal: Annotated[Principal, Depends(Authorize("decide"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> dict[str, Any]:
+    """Decide one input with the task's live release (201), or return the stored decision for
+    a repeated `Idempotency-Key` with the same input (200, `replayed: true`)."""
+    if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+        raise LockgateError(
+            "the Idempotency-Key header is missing or longer than 255 characters",
+            hint="send a unique key per input, e.g. `Idempotency-Key: ticket-4711`; resending "
+            "the same key returns the stored decision",
+        )
+    loaded = runtime.release_runtime(task)
+    request = DecisionRequest(
+        input=body.input,
+        idempotency_key=idempotency_key,
+        metadata=body.metadata,
+        submitted_by=principal.key_id,
+    )
+    result = _check_owner(principal, await runtime.pipeline.decide(loaded, request))
+    if result.replayed:
+        response.status_code = 200
+    return _view(result)
+
+
+@router.post("/tasks/{task}/decisions:batch")
+async def create_decisions(
+    task: str,
+    body: BatchBody,
+    principal: Annotated[Principal, Depends(Authorize("decide"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> dict[str, Any]:
+    """Decide up to `batch_max_items` inputs in one transaction; one result per item, in order,
+    each a decision or an error."""
+    limit = runtime.settings.batch_max_items
+    if len(body.items) > limit:
+        raise InputError(
+            f"items: {len(body.items)} inputs, at most {limit} per request",
+            hint="split the batch into several requests (setting batch_max_items)",
+        )
+    loaded = runtime.release_runtime(task)
+    requests = [
+        DecisionRequest(
+            input=item.input,
+            idempotency_key=item.idempotency_key,
+            metadata=item.metadata,
+            submitted_by=principal.key_id,
+        )
+        for item in body.items
+    ]
+    results = await runtime.pipeline.decide_many(loaded, requests, invalid_input="error")
+    items: list[dict[str, Any]] = []
+    for index, (item, result) in enumerate(zip(body.items, results, strict=True)):
+        entry: dict[str, Any] = {"index": index, "idempotency_key": item.idempotency_key}
+        try:
+            if result.error is not None:
+                raise result.error
+            entry["decision"] = _view(_check_owner(principal, result))
+        except LockgateError as exc:
+            entry["error"] = _error(exc)
+        items.append(entry)
+    return {"items": items, "errors": sum("error" in i for i in items)}
+
+
+def _visible(principal: Principal, decision: Decision | None) -> Decision:
+    if (
+        decision is None
+        or not principal.may_see_task(decision.task)
+        or (principal.own_decisions_only and decision.submitted_by != principal.key_id)
+    ):
+        raise NotFound(
+            "no decision with this id", hint="ids come from the response that created it"
+        )
+    return decision
+
+
+@router.get("/decisions/{decision_id}")
+async def get_decision(
+    decision_id: str,
+    principal: Annotated[Principal, Depends(Authorize("read_decisions"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> dict[str, Any]:
+    """One decision with every model attempt made for it."""
+    found = await anyio.to_thread.run_sync(runtime.store.decision, decision_id)
+    decision = _visible(principal, found)
+    return {
+        **decision.public(),
+        "metadata": dict(decision.metadata),
+        "attempts": [asdict(a) for a in decision.attempts],
+    }
+
+
+def encode_cursor(decision: Decision) -> str:
+    raw = json.dumps([decision.created_at.isoformat(), decision.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at_text, last_id = json.loads(raw)
+        at = datetime.fromisoformat(at_text)
+        if not isinstance(last_id, str):
+            raise ValueError
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise LockgateError(
+            "cursor: not a cursor this API issued",
+            hint="pass the `next_cursor` value of the previous page unchanged",
+        ) from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)), last_id
+
+
+@router.get("/tasks/{task}/decisions")
+async def list_decisions(
+    task: str,
+    principal: Annotated[Principal, Depends(Authorize("read_decisions"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    status: Status | None = None,
+    route: Route | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """A task's decisions, newest first; follow `next_cursor` for the next page."""
+    query = DecisionFilter(
+        task=task,
+        status=status,
+        route=route,
+        since=(since if since is None or since.tzinfo else since.replace(tzinfo=UTC)),
+        submitted_by=principal.key_id if principal.own_decisions_only else None,
+        after=decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    rows = await anyio.to_thread.run_sync(runtime.store.decision_page, query)
+    page = rows[:limit]
+    return {
+        "items": [d.public() for d in page],
+        "next_cursor": encode_cursor(page[-1]) if len(rows) > limit else None,
+    }

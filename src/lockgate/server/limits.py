@@ -1,0 +1,59 @@
+"""Per-request limits as plain ASGI middleware: body size and time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lockgate.server.problems import BodyTooLarge, problem
+
+
+class Limits:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, timeout_seconds: float) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.timeout_seconds = timeout_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await problem(413, str(BodyTooLarge(limit).detail))(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout_seconds) as deadline:
+                await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await problem(413, str(exc.detail))(scope, receive, send)
+        except TimeoutError:
+            if started or not deadline.expired():
+                raise
+            await problem(
+                504,
+                f"the request took longer than {self.timeout_seconds:g} s and was stopped; "
+                "retry with the same Idempotency-Key (setting request_timeout_seconds)",
+            )(scope, receive, send)

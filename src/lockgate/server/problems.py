@@ -1,0 +1,105 @@
+"""Errors as `application/problem+json` (RFC 9457): one renderer for every error the API returns.
+
+A problem says what is wrong and how to fix it; it never carries input values or secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lockgate.errors import LockgateError
+
+MEDIA_TYPE = "application/problem+json"
+
+_DEFAULT_DETAIL = {
+    401: "send an API key as `Authorization: Bearer KEY`; `lockgate keys create` makes one",
+    404: "no such endpoint; /openapi.json lists the API",
+    405: "this endpoint does not accept this method; /openapi.json lists the API",
+    413: "the request body is too large; send less data per request (setting max_body_bytes)",
+}
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while reading a body past the limit (an HTTPException so FastAPI passes it on)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"the request body is larger than {limit} bytes; send fewer or smaller inputs "
+            "per request",
+        )
+
+
+def slug(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "-")
+    except ValueError:
+        return "error"
+
+
+def problem(
+    status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body = {
+        "type": f"urn:lockgate:problem:{slug(status)}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+async def _lockgate_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LockgateError)
+    detail = exc.message if exc.hint is None else f"{exc.message}; {exc.hint}"
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem(exc.status, detail, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only where and what, never the offending value: it may be personal data.
+    errors = [
+        {"field": _field(e.get("loc", ())), "problem": e.get("msg", "")} for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors)
+    return problem(422, f"{detail}; fix these fields and send the request again", errors=errors)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    try:
+        default = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        default = ""
+    detail = str(exc.detail)
+    if detail == default:
+        detail = _DEFAULT_DETAIL.get(exc.status_code, detail)
+    return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+    return problem(500, "an unexpected error occurred; it was not caused by the request")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(LockgateError, _lockgate_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,92 @@
+"""Tasks and releases: list them; promote and roll back (operators), audited by key name."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from lockgate.release import Release
+from lockgate.runtime import Runtime
+from lockgate.security import Principal, visible_tasks
+from lockgate.server.auth import Authorize, get_runtime
+
+router = APIRouter(tags=["tasks and releases"])
+
+
+class ChangeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=1000, description="Why (audited).")
+
+
+def release_view(release: Release) -> dict[str, Any]:
+    return {
+        "ref": release.ref,
+        "task": release.task,
+        "number": release.number,
+        "stage": release.stage,
+        "content_hash": release.content_hash,
+        "artifacts": dict(release.artifacts),
+        "created_at": release.created_at.isoformat(),
+        "created_by": release.created_by,
+    }
+
+
+@router.get("/tasks")
+async def list_tasks(
+    principal: Annotated[Principal, Depends(Authorize("read_tasks"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> dict[str, Any]:
+    """The project's tasks this key may see, each with its live release."""
+
+    def load() -> list[dict[str, Any]]:
+        tasks = runtime.tasks()
+        items = []
+        for name in visible_tasks(principal, sorted(tasks)):
+            live = runtime.store.live_release(name)
+            items.append({"name": name, "live_release": live.ref if live else None})
+        return items
+
+    return {"items": await anyio.to_thread.run_sync(load)}
+
+
+@router.get("/tasks/{task}/releases")
+async def list_releases(
+    task: str,
+    _principal: Annotated[Principal, Depends(Authorize("read_tasks"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> dict[str, Any]:
+    """A task's releases, oldest first."""
+    releases = await anyio.to_thread.run_sync(runtime.store.releases, task)
+    return {"items": [release_view(r) for r in releases]}
+
+
+@router.post("/tasks/{task}/releases/{number}:promote")
+async def promote(
+    task: str,
+    number: int,
+    principal: Annotated[Principal, Depends(Authorize("manage_releases"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    body: ChangeBody | None = None,
+) -> dict[str, Any]:
+    """Make a release live; the one live before is retired."""
+    reason = body.reason if body else None
+    release = await anyio.to_thread.run_sync(
+        runtime.store.promote, task, number, principal.name, reason
+    )
+    return release_view(release)
+
+
+@router.post("/tasks/{task}:rollback")
+async def rollback(
+    task: str,
+    principal: Annotated[Principal, Depends(Authorize("manage_releases"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    body: ChangeBody | None = None,
+) -> dict[str, Any]:
+    """Make the previous live release live again."""
+    reason = body.reason if body else None
+    release = await anyio.to_thread.run_sync(runtime.store.rollback, task, principal.name, reason)
+    return release_view(release)
