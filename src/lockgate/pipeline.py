@@ -7,14 +7,17 @@ small interfaces, so the CLI, the HTTP server and tests drive the very same code
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from lockgate.attempts import build_attempt
 from lockgate.decision import Attempt, Decision, Status, input_hash, new_id, utcnow
 from lockgate.errors import Conflict, InputError, LockgateError
+from lockgate.monitor.observer import Id, NullObserver, Observer
 from lockgate.monitor.redaction import redact_record
 from lockgate.policy import Routing, route, route_input_only
 from lockgate.providers.base import (
@@ -62,6 +65,8 @@ class DecisionRequest:
     idempotency_key: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
     submitted_by: str | None = None
+    request_id: str | None = None
+    """The caller's request id (e.g. of an HTTP request), for logs only; never stored."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class _Item:
     output: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
     routing: Routing | None = None
+    id: str = field(default_factory=new_id)
+    """The id the decision will have: known from intake on, so traces and logs can carry it."""
 
 
 class Pipeline:
@@ -94,12 +101,14 @@ class Pipeline:
         retrier: Retrier | None = None,
         concurrency: int = 16,
         clock: Callable[[], float] = time.perf_counter,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.breakers = breakers or Breakers()
         self.retrier = retrier or Retrier()
         self.concurrency = concurrency
         self.clock = clock
+        self.observer: Observer = observer or NullObserver()
 
     async def decide(self, runtime: ReleaseRuntime, request: DecisionRequest) -> Result:
         """Decide one input; bad input raises `InputError`, a reused key with other input
@@ -124,45 +133,76 @@ class Pipeline:
         """
         started = self.clock()
         task = runtime.task
+        observer = self.observer
+        stages: dict[str, float] = {}
         results: list[Result | None] = [None] * len(requests)
-        known = self.store.find_decisions(task.name, [r.idempotency_key for r in requests])
-        fresh: dict[str, tuple[int, _Item]] = {}
-        later: list[tuple[int, str, str]] = []  # repeated keys inside this batch
-        rejected_inputs: list[tuple[int, _Item, str]] = []
-        for index, request in enumerate(requests):
-            clean, problems = validate_input(task, request.input)
-            digest = input_hash(clean if not problems else dict(request.input))
-            key = request.idempotency_key
-            stored = known.get(key)
-            if stored is not None:
-                results[index] = _replay(stored, digest)
-            elif key in fresh:
-                later.append((index, key, digest))
-            elif problems and invalid_input == "error":
-                results[index] = Result(None, error=InputError("; ".join(problems)))
-            else:
-                item = _Item(request, clean, digest)
-                fresh[key] = (index, item)
-                if problems:
-                    rejected_inputs.append((index, item, "; ".join(problems)))
-
-        items = [item for _, item in fresh.values()]
-        invalid = {id(item): reason for _, item, reason in rejected_inputs}
-        for item in items:
-            if id(item) not in invalid:
-                item.routing = route_input_only(task.policy, item.input)
-        to_model = [i for i in items if id(i) not in invalid and i.routing is None]
-        await self._run_chain(runtime, to_model)
-
-        decisions = [self._finish(runtime, item, invalid.get(id(item)), started) for item in items]
-        stored_batch = self.store.save_decisions(decisions, runtime.sinks) if decisions else []
+        with (
+            observer.protect(_pii_values(task, requests)),
+            observer.span("decide_batch", task=task.name, release=runtime.release),
+        ):
+            with self._stage("idempotency", stages, task.name):
+                known = self.store.find_decisions(task.name, [r.idempotency_key for r in requests])
+            fresh: dict[str, tuple[int, _Item]] = {}
+            later: list[tuple[int, str, str]] = []  # repeated keys inside this batch
+            invalid: dict[int, str] = {}  # id(item) -> why its input was refused
+            with self._stage("intake", stages, task.name):
+                for index, request in enumerate(requests):
+                    clean, problems = validate_input(task, request.input)
+                    digest = input_hash(clean if not problems else dict(request.input))
+                    key = request.idempotency_key
+                    stored = known.get(key)
+                    if stored is not None:
+                        results[index] = _replay(stored, digest)
+                    elif key in fresh:
+                        later.append((index, key, digest))
+                    elif problems and invalid_input == "error":
+                        reason = "; ".join(problems)
+                        observer.input_rejected(task.name, reason, request_id=request.request_id)
+                        results[index] = Result(None, error=InputError(reason))
+                    else:
+                        item = _Item(request, clean, digest)
+                        fresh[key] = (index, item)
+                        if problems:
+                            invalid[id(item)] = "; ".join(problems)
+                        else:
+                            item.routing = route_input_only(task.policy, item.input)
+            items = [item for _, item in fresh.values()]
+            to_model = [i for i in items if id(i) not in invalid and i.routing is None]
+            with self._stage("model_chain", stages, task.name):
+                await self._run_chain(runtime, to_model)
+            observer.breaker_states(self.breakers.states())
+            with self._stage("policy", stages, task.name):
+                decisions = [self._finish(runtime, i, invalid.get(id(i)), started) for i in items]
+            with self._stage("commit", stages, task.name):
+                stored_batch = (
+                    self.store.save_decisions(decisions, runtime.sinks) if decisions else []
+                )
+        elapsed = self.clock() - started
+        observer.stages_timed(task.name, stages)
         for (index, item), new, stored in zip(fresh.values(), decisions, stored_batch, strict=True):
             # Another writer may have stored the same key first: theirs is the decision.
-            results[index] = Result(stored) if stored.id == new.id else _replay(stored, item.hash)
+            if stored.id == new.id:
+                results[index] = Result(stored)
+                observer.decision_finished(
+                    new, elapsed_s=elapsed, request_id=item.request.request_id
+                )
+            else:
+                results[index] = _replay(stored, item.hash)
         by_key = {d.idempotency_key: d for d in stored_batch}
         for index, key, digest in later:
             results[index] = _replay(by_key[key], digest)
         return [r if r is not None else Result(None) for r in results]
+
+    @contextlib.contextmanager
+    def _stage(self, name: str, stages: dict[str, float], task: str) -> Iterator[None]:
+        started = self.clock()
+        with self.observer.span(name, task=task):
+            yield
+        stages[name] = self.clock() - started
+
+    def _record(self, item: _Item, attempt: Attempt) -> None:
+        item.attempts.append(attempt)
+        self.observer.attempt_recorded(attempt, decision_id=item.id)
 
     # ---- model chain
 
@@ -188,7 +228,8 @@ class Pipeline:
         async def call() -> Sequence[Candidate | ProviderError]:
             return provider.complete_batch(requests)
 
-        outcome = await self.retrier.call(call, model.spec, breaker)
+        with self.observer.span("model_call", size=len(items), **_model_ids(model)):
+            outcome = await self.retrier.call(call, model.spec, breaker)
         for item_index, item in enumerate(items):
             self._record_tries(model, item, outcome.tries, repair=False)
             if outcome.value is None:
@@ -217,9 +258,10 @@ class Pipeline:
     ) -> None:
         request = PreparedRequest(task, item.input)
         for repair in (False, True):
-            outcome = await self.retrier.call(
-                functools.partial(model.provider.complete, request), model.spec, breaker
-            )
+            with self.observer.span("model_call", decision_id=item.id, **_model_ids(model)):
+                outcome = await self.retrier.call(
+                    functools.partial(model.provider.complete, request), model.spec, breaker
+                )
             self._record_tries(model, item, outcome.tries, repair=repair)
             if outcome.value is None:
                 return
@@ -235,7 +277,7 @@ class Pipeline:
         for t in tries:
             if t.error is None:
                 continue
-            item.attempts.append(_attempt(model, t, "error", repair=repair, error=t.error))
+            self._record(item, build_attempt(model, t, "error", repair=repair, error=t.error))
         if tries and tries[-1].error is not None:
             item.failures.append(f"{model.spec.label}: {tries[-1].error.error_class}")
 
@@ -252,19 +294,20 @@ class Pipeline:
         try:
             output = validate_output(task, candidate.output)
         except OutputInvalid as exc:
-            item.attempts.append(
-                _attempt(
+            self._record(
+                item,
+                build_attempt(
                     model,
                     last,
                     "invalid",
                     repair=repair,
                     candidate=candidate,
                     message="; ".join(exc.problems),
-                )
+                ),
             )
             item.failures.append(f"{model.spec.label}: invalid output ({exc.problems[0]})")
             return exc.problems
-        item.attempts.append(_attempt(model, last, "valid", repair=repair, candidate=candidate))
+        self._record(item, build_attempt(model, last, "valid", repair=repair, candidate=candidate))
         item.output = output
         item.candidate = candidate
         return None
@@ -294,7 +337,7 @@ class Pipeline:
             ]  # type: ignore[assignment]
         alternatives = item.candidate.alternatives if item.candidate else None
         return Decision(
-            id=new_id(),
+            id=item.id,
             task=task.name,
             release=runtime.release,
             idempotency_key=item.request.idempotency_key,
@@ -320,30 +363,16 @@ class Pipeline:
         )
 
 
-def _attempt(
-    model: ChainModel,
-    t: Try,
-    outcome: Literal["valid", "invalid", "error"],
-    *,
-    repair: bool,
-    candidate: Candidate | None = None,
-    error: ProviderError | None = None,
-    message: str | None = None,
-) -> Attempt:
-    usage = candidate.usage if candidate else (error.usage if error else None)
-    return Attempt(
-        provider=model.provider.name,
-        model=model.spec.model,
-        endpoint=model.provider.endpoint,
-        latency_ms=t.latency_ms,
-        outcome=outcome,
-        error_class=error.error_class if error else None,
-        message=str(error) if error else message,
-        input_tokens=usage.input_tokens if usage else 0,
-        output_tokens=usage.output_tokens if usage else 0,
-        cost=usage.cost if usage else 0.0,
-        repair=repair,
-    )
+def _model_ids(model: ChainModel) -> dict[str, Id]:
+    return {"provider": model.provider.name, "model": model.spec.model}
+
+
+def _pii_values(task: TaskSpec, requests: Sequence[DecisionRequest]) -> list[str]:
+    """The values of the task's `pii: true` input fields, to be kept out of logs and traces."""
+    fields = task.pii_fields
+    if not fields:
+        return []
+    return [str(r.input[f]) for r in requests for f in fields if r.input.get(f) is not None]
 
 
 def _replay(stored: Decision, digest: str) -> Result:

@@ -5,10 +5,11 @@ Built once at an entry point (a CLI command, the server's app factory) and passe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lockgate.decision import utcnow
 from lockgate.errors import ConfigError, NotFound
+from lockgate.monitor.observer import NullObserver, Observer
 from lockgate.pipeline import ChainModel, Pipeline, ReleaseRuntime
 from lockgate.providers.base import Provider, ProviderContext
 from lockgate.providers.registry import ProviderRegistry
@@ -23,14 +24,28 @@ class Runtime:
     settings: Settings
     store: Store
     registry: ProviderRegistry
+    observer: Observer = field(default_factory=NullObserver)
+    """Metrics, traces and logs of the pipeline (`monitor.telemetry.build_observer`)."""
 
     def __post_init__(self) -> None:
-        self.pipeline = Pipeline(self.store, concurrency=self.settings.concurrency)
+        self.pipeline = Pipeline(
+            self.store, concurrency=self.settings.concurrency, observer=self.observer
+        )
         self._loaded: dict[tuple[str, int], ReleaseRuntime] = {}
 
     @classmethod
-    def open(cls, settings: Settings, registry: ProviderRegistry | None = None) -> Runtime:
-        return cls(settings, Store(settings.database_url), registry or ProviderRegistry.discover())
+    def open(
+        cls,
+        settings: Settings,
+        registry: ProviderRegistry | None = None,
+        observer: Observer | None = None,
+    ) -> Runtime:
+        return cls(
+            settings,
+            Store(settings.database_url),
+            registry or ProviderRegistry.discover(),
+            observer or NullObserver(),
+        )
 
     # ---- tasks and releases
 

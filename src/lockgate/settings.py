@@ -68,6 +68,8 @@ class Settings:
     """Records decided and committed together by `lockgate run`."""
     concurrency: int = 16
     """Concurrent calls to a remote provider within one batch."""
+    otlp_endpoint: str | None = None
+    """Base URL of an OTLP/HTTP collector (spans go to `/v1/traces`); None: tracing off."""
     max_body_bytes: int = 1_000_000
     """Largest HTTP request body the server accepts; larger ones get a 413."""
     request_timeout_seconds: float = 30.0
@@ -133,6 +135,10 @@ def load_settings(
         prices=prices,
         batch_size=int(file_values.get("batch_size", 500)),
         concurrency=int(file_values.get("concurrency", 16)),
+        otlp_endpoint=str(
+            env.get("LOCKGATE_OTLP_ENDPOINT") or file_values.get("otlp_endpoint") or ""
+        )
+        or None,
         max_body_bytes=int(file_values.get("max_body_bytes", 1_000_000)),
         request_timeout_seconds=float(file_values.get("request_timeout_seconds", 30.0)),
         batch_max_items=int(file_values.get("batch_max_items", 100)),

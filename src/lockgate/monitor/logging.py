@@ -1,0 +1,143 @@
+"""Structured JSON logs, one line per event, with personal data and secrets redacted.
+
+`configure_logging(settings, stream)` is called at an entry point (never at import). Every
+record that reaches its handler passes `RedactingFilter` first: the message, every string
+attribute and the formatted exception (traceback included) go through `redact_text`, and any
+value registered with `Redactor.protect` (an input's `pii: true` fields) is removed outright.
+The code never logs input on purpose; this layer is the safety net.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import traceback
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from lockgate.monitor.redaction import redact_text
+from lockgate.settings import Settings
+
+PII_PLACEHOLDER = "[pii]"
+MIN_PROTECTED_LENGTH = 4
+"""Shorter values (a "no", a digit) are left alone: scrubbing them would shred every line."""
+
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class Redactor:
+    """Redacts text: known patterns everywhere, plus the values protected in this context."""
+
+    def __init__(self) -> None:
+        self._protected: ContextVar[frozenset[str]] = ContextVar(
+            f"lockgate_protected_{id(self)}", default=frozenset()
+        )
+
+    @contextlib.contextmanager
+    def protect(self, values: Iterable[str]) -> Iterator[None]:
+        """Scrub `values` from everything redacted in this context (and tasks started in it)."""
+        extra = frozenset(v for v in values if len(v) >= MIN_PROTECTED_LENGTH)
+        token = self._protected.set(self._protected.get() | extra)
+        try:
+            yield
+        finally:
+            self._protected.reset(token)
+
+    def __call__(self, text: str) -> str:
+        # Longest first, so a value containing another is removed whole.
+        for value in sorted(self._protected.get(), key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, PII_PLACEHOLDER)
+        return redact_text(text)
+
+    def value(self, value: Any) -> Any:
+        """Redact a string, or every string inside a list, tuple or dict."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record in place so nothing after it sees unredacted text."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact = self.redactor
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            text = "".join(traceback.format_exception(*record.exc_info))
+            record.exc_text = redact(text.rstrip("\n"))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD_ATTRIBUTES:
+                record.__dict__[name] = redact.value(value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event, then the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_ATTRIBUTES and not name.startswith("_"):
+                line[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class LockgateLogHandler(logging.StreamHandler[IO[str]]):
+    """The handler `configure_logging` installs (replaced, not stacked, when called again)."""
+
+
+def configure_logging(
+    settings: Settings,
+    stream: IO[str],
+    *,
+    redactor: Redactor | None = None,
+    level: int = logging.INFO,
+) -> LockgateLogHandler:
+    """Send every log record of the process to `stream` as redacted JSON lines.
+
+    Pass the observer's `redactor` so values it protects are also scrubbed from logs. Returns
+    the handler; `logging.getLogger().removeHandler(handler)` undoes the configuration.
+    """
+    del settings  # reserved for log settings (level, format); none exist yet
+    handler = LockgateLogHandler(stream)
+    handler.addFilter(RedactingFilter(redactor or Redactor()))
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LockgateLogHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler

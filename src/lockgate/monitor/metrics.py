@@ -1,0 +1,173 @@
+"""Prometheus metrics of one process, in a registry of its own (never the global default one).
+
+Label values are ids only (task, release, route, status, provider, model, outcome, error class,
+stage, endpoint): never input text or outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from lockgate.decision import Attempt, Decision
+
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+STAGES = ("intake", "idempotency", "model_chain", "policy", "commit")
+BREAKER_VALUES: Mapping[str, int] = {"closed": 0, "half_open": 1, "open": 2}
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def endpoint_label(endpoint: str) -> str:
+    """An endpoint id safe for a label: any `user:password@` in its address is dropped."""
+    return _USERINFO.sub("//", endpoint)
+
+
+class Metrics:
+    """Counters, histograms and gauges of the decision flow; `render()` serves `/metrics`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "lockgate_decisions",
+            "Decisions made, by task, release, route and status.",
+            ["task", "release", "route", "status"],
+            registry=r,
+        )
+        self.input_rejections = Counter(
+            "lockgate_input_rejections",
+            "Requests refused for input that breaks the task's input schema (nothing stored).",
+            ["task"],
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "lockgate_decision_latency_seconds",
+            "End-to-end time from intake to commit, per decision.",
+            ["task"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.stage_latency = Histogram(
+            "lockgate_stage_latency_seconds",
+            "Time spent in each pipeline stage, per batch of decisions.",
+            ["task", "stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "lockgate_model_attempts",
+            "Model attempts by provider, model, outcome (valid, invalid, error) and error class.",
+            ["task", "provider", "model", "outcome", "error_class"],
+            registry=r,
+        )
+        self.attempt_latency = Histogram(
+            "lockgate_model_attempt_latency_seconds",
+            "Latency of model attempts.",
+            ["provider", "model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.retries = Counter(
+            "lockgate_model_retries",
+            "Attempts that repeated a failed call to the same model.",
+            ["task", "provider", "model"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "lockgate_fallbacks",
+            "Decisions answered by a model other than the first of the chain.",
+            ["task", "release", "provider", "model"],
+            registry=r,
+        )
+        self.validation_failures = Counter(
+            "lockgate_validation_failures",
+            "Model outputs that failed the task's output schema.",
+            ["task", "provider", "model"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "lockgate_tokens",
+            "Tokens used, by direction (input, output).",
+            ["task", "provider", "model", "direction"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "lockgate_cost_usd",
+            "Cost of model calls in US dollars.",
+            ["task", "provider", "model"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "lockgate_breaker_state",
+            "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.",
+            ["endpoint"],
+            registry=r,
+        )
+
+    # ---- recording
+
+    def record_decision(self, decision: Decision, elapsed_s: float) -> None:
+        task = decision.task
+        self.decisions.labels(
+            task, str(decision.release), decision.route or "none", decision.status
+        ).inc()
+        self.decision_latency.labels(task).observe(elapsed_s)
+        previous: Attempt | None = None
+        for attempt in decision.attempts:
+            self.record_attempt(task, attempt, retry=_is_retry(previous, attempt))
+            previous = attempt
+        answered = next((a for a in decision.attempts if a.outcome == "valid"), None)
+        if answered is not None and answered.endpoint != decision.attempts[0].endpoint:
+            self.fallbacks.labels(
+                task, str(decision.release), answered.provider, answered.model or ""
+            ).inc()
+
+    def record_attempt(self, task: str, attempt: Attempt, *, retry: bool = False) -> None:
+        provider, model = attempt.provider, attempt.model or ""
+        self.attempts.labels(
+            task, provider, model, attempt.outcome, attempt.error_class or ""
+        ).inc()
+        if attempt.error_class != "breaker_open":  # a refusal is not a call
+            self.attempt_latency.labels(provider, model).observe(attempt.latency_ms / 1000)
+        if retry:
+            self.retries.labels(task, provider, model).inc()
+        if attempt.outcome == "invalid":
+            self.validation_failures.labels(task, provider, model).inc()
+        if attempt.input_tokens:
+            self.tokens.labels(task, provider, model, "input").inc(attempt.input_tokens)
+        if attempt.output_tokens:
+            self.tokens.labels(task, provider, model, "output").inc(attempt.output_tokens)
+        if attempt.cost:
+            self.cost.labels(task, provider, model).inc(attempt.cost)
+
+    def record_stages(self, task: str, stages: Mapping[str, float]) -> None:
+        for stage, seconds in stages.items():
+            self.stage_latency.labels(task, stage).observe(seconds)
+
+    def record_input_rejected(self, task: str) -> None:
+        self.input_rejections.labels(task).inc()
+
+    def record_breakers(self, states: Mapping[str, str]) -> None:
+        for endpoint, state in states.items():
+            self.breaker_state.labels(endpoint_label(endpoint)).set(BREAKER_VALUES[state])
+
+    # ---- exposition
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of every metric, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _is_retry(previous: Attempt | None, attempt: Attempt) -> bool:
+    """Another try of the same model after an error, within one call (not a repair)."""
+    return (
+        previous is not None
+        and previous.outcome == "error"
+        and previous.endpoint == attempt.endpoint
+        and previous.repair == attempt.repair
+    )
