@@ -177,17 +177,19 @@ class Pipeline:
                 stored_batch = (
                     self.store.save_decisions(decisions, runtime.sinks) if decisions else []
                 )
-        elapsed = self.clock() - started
-        observer.stages_timed(task.name, stages)
-        for (index, item), new, stored in zip(fresh.values(), decisions, stored_batch, strict=True):
-            # Another writer may have stored the same key first: theirs is the decision.
-            if stored.id == new.id:
-                results[index] = Result(stored)
-                observer.decision_finished(
-                    new, elapsed_s=elapsed, request_id=item.request.request_id
-                )
-            else:
-                results[index] = _replay(stored, item.hash)
+            elapsed = self.clock() - started
+            observer.stages_timed(task.name, stages)
+            for (index, item), new, stored in zip(
+                fresh.values(), decisions, stored_batch, strict=True
+            ):
+                # Another writer may have stored the same key first: theirs is the decision.
+                if stored.id == new.id:
+                    results[index] = Result(stored)
+                    observer.decision_finished(
+                        new, elapsed_s=elapsed, request_id=item.request.request_id
+                    )
+                else:
+                    results[index] = _replay(stored, item.hash)
         by_key = {d.idempotency_key: d for d in stored_batch}
         for index, key, digest in later:
             results[index] = _replay(by_key[key], digest)
