@@ -6,8 +6,9 @@ import sys
 
 import typer
 
-from lockgate.cli import decisions, project, releases
+from lockgate.cli import decisions, keys, project, releases
 from lockgate.cli.demo import demo
+from lockgate.cli.serve import serve
 from lockgate.errors import LockgateError, TaskFileError
 
 
@@ -25,7 +26,9 @@ def build_app() -> typer.Typer:
     app.command()(decisions.decide)
     app.command()(decisions.run)
     app.command()(demo)
+    app.command()(serve)
     app.add_typer(releases.app, name="release")
+    app.add_typer(keys.app, name="keys")
     app.add_typer(project.db, name="db")
     app.add_typer(project.audit, name="audit")
     return app

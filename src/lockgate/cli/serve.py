@@ -1,0 +1,50 @@
+"""`lockgate serve`: the HTTP API on uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from lockgate.cli.common import DatabaseOption, ProjectOption
+from lockgate.settings import load_settings
+from lockgate.store import Store
+
+FACTORY = "lockgate.server:create_app_from_environment"
+
+
+def serve(
+    project: ProjectOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
+    database: DatabaseOption = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API. SIGTERM stops taking new requests and lets running ones finish.
+
+    Example: lockgate serve --project support --host 0.0.0.0 --port 8000 --workers 2
+    """
+    # Imported here so that other commands start without loading the web stack.
+    import uvicorn
+
+    from lockgate.server import PROJECT_ENV, create_app
+
+    settings = load_settings(project, database_url=database)
+    Store(settings.database_url).close()  # migrate once, before any worker starts
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_seconds),
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Worker processes build their own app from the same settings, passed by environment.
+    os.environ[PROJECT_ENV] = str(settings.project_dir)
+    os.environ["LOCKGATE_DATABASE_URL"] = settings.database_url
+    uvicorn.run(FACTORY, factory=True, workers=workers, **options)
