@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,11 +20,10 @@ from lockgate.pipeline import DecisionRequest, Result
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.auth import Authorize, get_runtime
+from lockgate.server.params import KEY_PATTERN, DecisionId, TaskName
 from lockgate.store import DecisionFilter
 
 router = APIRouter(tags=["decisions"])
-
-MAX_KEY_LENGTH = 255
 
 
 class DecisionBody(BaseModel):
@@ -35,7 +35,7 @@ class DecisionBody(BaseModel):
 class BatchItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input: dict[str, Any]
-    idempotency_key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+    idempotency_key: str = Field(pattern=KEY_PATTERN)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -72,7 +72,7 @@ def _check_owner(principal: Principal, result: Result) -> Result:
 
 @router.post("/tasks/{task}/decisions", status_code=201)
 async def create_decision(
-    task: str,
+    task: TaskName,
     body: DecisionBody,
     response: Response,
     principal: Annotated[Principal, Depends(Authorize("decide"))],
@@ -81,9 +81,10 @@ async def create_decision(
 ) -> dict[str, Any]:
     """Decide one input with the task's live release (201), or return the stored decision for
     a repeated `Idempotency-Key` with the same input (200, `replayed: true`)."""
-    if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+    if not idempotency_key or not re.match(KEY_PATTERN, idempotency_key):
         raise LockgateError(
-            "the Idempotency-Key header is missing or longer than 255 characters",
+            "the Idempotency-Key header is missing, longer than 255 characters or has control "
+            "characters",
             hint="send a unique key per input, e.g. `Idempotency-Key: ticket-4711`; resending "
             "the same key returns the stored decision",
         )
@@ -102,7 +103,7 @@ async def create_decision(
 
 @router.post("/tasks/{task}/decisions:batch")
 async def create_decisions(
-    task: str,
+    task: TaskName,
     body: BatchBody,
     principal: Annotated[Principal, Depends(Authorize("decide"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
@@ -153,7 +154,7 @@ def _visible(principal: Principal, decision: Decision | None) -> Decision:
 
 @router.get("/decisions/{decision_id}")
 async def get_decision(
-    decision_id: str,
+    decision_id: DecisionId,
     principal: Annotated[Principal, Depends(Authorize("read_decisions"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> dict[str, Any]:
@@ -177,7 +178,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_text, last_id = json.loads(raw)
         at = datetime.fromisoformat(at_text)
-        if not isinstance(last_id, str):
+        if not isinstance(last_id, str) or not re.fullmatch(r"[0-9a-f]{1,32}", last_id):
             raise ValueError
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise LockgateError(
@@ -189,7 +190,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 @router.get("/tasks/{task}/decisions")
 async def list_decisions(
-    task: str,
+    task: TaskName,
     principal: Annotated[Principal, Depends(Authorize("read_decisions"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
     status: Status | None = None,

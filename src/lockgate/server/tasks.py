@@ -12,6 +12,7 @@ from lockgate.release import Release
 from lockgate.runtime import Runtime
 from lockgate.security import Principal, visible_tasks
 from lockgate.server.auth import Authorize, get_runtime
+from lockgate.server.params import ReleaseNumber, TaskName
 
 router = APIRouter(tags=["tasks and releases"])
 
@@ -54,7 +55,7 @@ async def list_tasks(
 
 @router.get("/tasks/{task}/releases")
 async def list_releases(
-    task: str,
+    task: TaskName,
     _principal: Annotated[Principal, Depends(Authorize("read_tasks"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> dict[str, Any]:
@@ -65,8 +66,8 @@ async def list_releases(
 
 @router.post("/tasks/{task}/releases/{number}:promote")
 async def promote(
-    task: str,
-    number: int,
+    task: TaskName,
+    number: ReleaseNumber,
     principal: Annotated[Principal, Depends(Authorize("manage_releases"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
     body: ChangeBody | None = None,
@@ -81,7 +82,7 @@ async def promote(
 
 @router.post("/tasks/{task}:rollback")
 async def rollback(
-    task: str,
+    task: TaskName,
     principal: Annotated[Principal, Depends(Authorize("manage_releases"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
     body: ChangeBody | None = None,
