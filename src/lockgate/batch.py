@@ -8,6 +8,7 @@ and appears only when complete (written to a temporary file, then renamed).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import statistics
@@ -173,6 +174,9 @@ async def run_batch(
                     handle.write(output_line(record, result.decision, error) + "\n")
             if on_progress is not None:
                 on_progress(len(chunk))
+            # A chunk decided by a local model never suspends; yielding here lets Ctrl-C
+            # (delivered by asyncio as a cancellation) stop the job between commits.
+            await asyncio.sleep(0)
         if handle is not None:
             handle.flush()
             os.fsync(handle.fileno())

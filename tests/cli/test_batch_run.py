@@ -151,3 +151,36 @@ def test_a_killed_run_resumes_and_decides_every_record_exactly_once(
     assert count_decisions(database_url) == total
     ids = [json.loads(x)["id"] for x in (project / "out.jsonl").read_text().splitlines()]
     assert ids == [f"r{i}" for i in range(total)]
+
+
+def test_ctrl_c_stops_between_commits_and_says_how_to_resume(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = prepare(tmp_path, database_url)
+    total = 30_000
+    write_jsonl(project / "in.jsonl", [{"id": i, "text": f"ticket {i}"} for i in range(total)])
+    process = subprocess.Popen(
+        lockgate_command(
+            "run", "routing", "in.jsonl", "--batch-size", "50", "--database", database_url
+        ),
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a child started from a non-interactive shell may inherit SIGINT as ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and count_decisions(database_url) < 500:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    committed = count_decisions(database_url)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in stderr
+    assert 0 < committed < total
+
+    summary = json.loads(
+        lockgate("run", "routing", "in.jsonl", "--json", cwd=project, database=database_url).stdout
+    )
+    assert (summary["already_decided"], summary["new"]) == (committed, total - committed)

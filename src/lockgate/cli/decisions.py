@@ -109,9 +109,10 @@ def run(
                 )
             except KeyboardInterrupt:
                 done = int(progress.tasks[0].completed)
-                console.print(
+                typer.echo(
                     f"interrupted after {done} of {total} records; every finished chunk is "
-                    "committed: run the same command again to resume"
+                    "committed: run the same command again to resume",
+                    err=True,
                 )
                 raise typer.Exit(130) from None
     if as_json:
