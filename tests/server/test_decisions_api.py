@@ -150,7 +150,7 @@ def test_a_decision_is_read_by_id_with_its_attempts(api: Api) -> None:
     body = response.json()
     assert body["id"] == created["id"]
     assert [a["provider"] for a in body["attempts"]] == ["deterministic"]
-    assert_problem(api.client.get("/v1/decisions/nope", headers=api.auth("viewer")), 404)
+    assert_problem(api.client.get("/v1/decisions/" + "0" * 26, headers=api.auth("viewer")), 404)
 
 
 def test_listing_pages_through_every_decision_newest_first(api: Api) -> None:
