@@ -212,7 +212,7 @@ def test_schema_violating_answers_twice_move_the_chain_to_the_next_model(
         ("rules", "valid", None, False),
     ]
     assert decision.attempts[1].message is not None
-    assert "unexpected fields extra" in decision.attempts[1].message
+    assert "1 unexpected field; allowed: queue" in decision.attempts[1].message
     assert decision.output == {"queue": "other"}  # from the rules, not from either bad answer
 
 

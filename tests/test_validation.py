@@ -48,7 +48,7 @@ def test_json_text_and_code_fences_are_parsed() -> None:
         pytest.param({**GOOD, "paid": "yes"}, "paid: must be true or false", id="boolean"),
         pytest.param({**GOOD, "total": True}, "total: must be a number", id="bool-not-number"),
         pytest.param({k: v for k, v in GOOD.items() if k != "note"}, "note: is missing", id="gap"),
-        pytest.param({**GOOD, "extra": 1}, "unexpected fields extra", id="extra"),
+        pytest.param({**GOOD, "extra": 1}, "1 unexpected field; allowed: queue, total, paid, note", id="extra"),
     ],
 )
 def test_invalid_outputs_are_refused_with_the_reason(raw: object, problem: str) -> None:
@@ -61,6 +61,12 @@ def test_problems_never_echo_the_value() -> None:
     with pytest.raises(OutputInvalid) as caught:
         validate_output(TASK, {**GOOD, "queue": "secret@example.com"})
     assert "secret@example.com" not in str(caught.value)
+
+
+def test_problems_never_echo_unexpected_keys() -> None:
+    with pytest.raises(OutputInvalid) as caught:
+        validate_output(TASK, {**GOOD, "jane@example.com": 1})
+    assert "jane@example.com" not in str(caught.value)
 
 
 def test_inputs_are_converted_from_csv_text() -> None:

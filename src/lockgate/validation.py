@@ -57,7 +57,11 @@ def validate_output(task: TaskSpec, raw: Mapping[str, Any] | str) -> dict[str, A
             result[name] = _normalise(spec, data[name])
     extra = sorted(set(data) - set(task.output))
     if extra:
-        problems.append(f"unexpected fields {', '.join(extra)}; allowed: {', '.join(task.output)}")
+        # Never name them: a model that echoes its input could put personal data in a key.
+        problems.append(
+            f"{len(extra)} unexpected field{'s' if len(extra) > 1 else ''}; "
+            f"allowed: {', '.join(task.output)}"
+        )
     if problems:
         raise OutputInvalid(problems)
     return result
