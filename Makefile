@@ -58,6 +58,7 @@ test: lint ## lint, then pytest against SQLite and a throw-away PostgreSQL
 	@$(MAKE) --no-print-directory pytest
 
 pytest: $(VENV_STAMP) ## pytest only (no lint), with a throw-away PostgreSQL server
+	@scripts/test-tools.sh
 	@rc=0; scripts/postgres.sh run -- $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "*** pytest collected no tests (exit status 5)" >&2; fi; \
 	exit $$rc

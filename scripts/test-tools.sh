@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that some tests drive for real, when they are missing:
+#   prometheus  (a real Prometheus scrapes /metrics)
+# Tests that need a missing tool skip with the reason; in CI (CI set) a failed install fails.
+set -euo pipefail
+
+log() { printf 'scripts/test-tools.sh: %s\n' "$*" >&2; }
+
+missing=()
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "not installing ${missing[*]} (needs root and apt-get); the tests that use them will skip"
+    exit 0
+fi
+log "installing Debian packages: ${missing[*]}"
+if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+    log "could not install ${missing[*]}"
+    [ -n "${CI:-}" ] && exit 1
+fi
+# The package starts its own Prometheus service where an init system runs; tests start theirs.
+exit 0
