@@ -7,10 +7,13 @@ import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
+from lockgate.testing.fault_server import Fault, FaultServer
 from tests.cli.kit import lockgate, lockgate_command, make_project
 from tests.server.kit import running_api
 
@@ -20,6 +23,50 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+SLOW_TASK = """\
+name: routing
+input:
+  text: {type: string, max_length: 4000}
+output:
+  queue: {type: enum, values: [cards, payments, fraud, other]}
+models:
+  - {provider: openai, model: test-model, timeout_s: 20, retries: 0}
+"""
+
+
+def start_server(project: Path, database_url: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    env = {**os.environ, "LOCKGATE_DATABASE_URL": database_url}
+    server = subprocess.Popen(
+        lockgate_command("serve", "--project", str(project), "--port", str(port)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def wait_until_healthy(server: subprocess.Popen[str], base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, server.communicate()
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not start in 30 s"
+        time.sleep(0.1)
+
+
+def submitter_key(project: Path, database_url: str) -> str:
+    created = lockgate(
+        "keys", "create", "--name", "app", "--role", "submitter", cwd=project, database=database_url
+    )
+    return created.stdout.splitlines()[-1]
 
 
 def test_keys_create_prints_the_key_alone_on_the_last_line_and_it_authenticates(
@@ -54,31 +101,10 @@ def test_serve_answers_decisions_and_shuts_down_cleanly_on_sigterm(
     project = make_project(tmp_path / "project")
     lockgate("release", "create", "routing", cwd=project, database=database_url)
     lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
-    created = lockgate(
-        "keys", "create", "--name", "app", "--role", "submitter", cwd=project, database=database_url
-    )
-    secret = created.stdout.splitlines()[-1]
-    port = free_port()
-    env = {**os.environ, "LOCKGATE_DATABASE_URL": database_url}
-    server = subprocess.Popen(
-        lockgate_command("serve", "--project", str(project), "--port", str(port)),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    secret = submitter_key(project, database_url)
+    server, base = start_server(project, database_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start in 30 s"
-            time.sleep(0.1)
+        wait_until_healthy(server, base)
         assert httpx.get(f"{base}/readyz").status_code == 200
         response = httpx.post(
             f"{base}/v1/tasks/routing/decisions",
@@ -100,3 +126,42 @@ def test_serve_answers_decisions_and_shuts_down_cleanly_on_sigterm(
     assert "Application shutdown complete" in stderr
     assert "Traceback" not in stderr
     assert secret not in stderr
+
+
+def test_sigterm_lets_a_request_in_flight_finish(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FaultServer() as upstream:
+        upstream.set_default(Fault.delay(2.0))
+        monkeypatch.setenv("OPENAI_BASE_URL", upstream.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        project = make_project(tmp_path / "project", SLOW_TASK)
+        lockgate("release", "create", "routing", cwd=project, database=database_url)
+        lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
+        secret = submitter_key(project, database_url)
+        server, base = start_server(project, database_url)
+        try:
+            wait_until_healthy(server, base)
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(
+                    httpx.post,
+                    f"{base}/v1/tasks/routing/decisions",
+                    json={"input": {"text": "slow"}},
+                    headers={"Authorization": f"Bearer {secret}", "Idempotency-Key": "slow-1"},
+                    timeout=30,
+                )
+                deadline = time.monotonic() + 10
+                while upstream.request_count == 0:  # the request is inside the model call
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                server.send_signal(signal.SIGTERM)
+                response = pending.result(timeout=30)
+            _, stderr = server.communicate(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.communicate()
+    assert response.status_code == 201, response.text
+    assert response.json()["output"] == {"queue": "cards"}
+    assert server.returncode in (0, -signal.SIGTERM), stderr
+    assert "Traceback" not in stderr
