@@ -48,7 +48,11 @@ def test_json_text_and_code_fences_are_parsed() -> None:
         pytest.param({**GOOD, "paid": "yes"}, "paid: must be true or false", id="boolean"),
         pytest.param({**GOOD, "total": True}, "total: must be a number", id="bool-not-number"),
         pytest.param({k: v for k, v in GOOD.items() if k != "note"}, "note: is missing", id="gap"),
-        pytest.param({**GOOD, "extra": 1}, "1 unexpected field; allowed: queue, total, paid, note", id="extra"),
+        pytest.param(
+            {**GOOD, "extra": 1},
+            "1 unexpected field; allowed: queue, total, paid, note",
+            id="extra",
+        ),
     ],
 )
 def test_invalid_outputs_are_refused_with_the_reason(raw: object, problem: str) -> None:

@@ -137,7 +137,10 @@ class Retrier:
             probing = breaker.state == "half_open"
             started = self.clock()
             try:
-                value = await asyncio.wait_for(make_call(), spec.timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+                # (Ctrl-C, shutdown) that arrives just as the call completes.
+                async with asyncio.timeout(spec.timeout_s):
+                    value = await make_call()
             except asyncio.CancelledError:
                 if probing:  # a cancelled probe says nothing about the endpoint
                     breaker.release_probe()
