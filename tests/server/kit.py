@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lockgate.monitor.telemetry import build_observer
 from lockgate.runtime import Runtime
 from lockgate.security import Role
 from lockgate.server import create_app
@@ -58,7 +59,7 @@ def running_api(
 ) -> Iterator[Api]:
     project = make_project(root / "project", DETERMINISTIC_TASK)
     config = load_settings(project, database_url=database_url, environ={}).with_changes(**settings)
-    runtime = Runtime.open(config)
+    runtime = Runtime.open(config, observer=build_observer(config))
     api = Api(TestClient(create_app(config, runtime=runtime)), runtime)
     try:
         if live:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
 
+from lockgate.monitor.logging import configure_logging
+from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
-from lockgate.server import decisions, health, problems, tasks
+from lockgate.server import decisions, health, metrics, problems, tasks
 from lockgate.server.limits import Limits
 from lockgate.settings import Settings, load_settings
 
@@ -33,6 +36,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             await active.aclose()
             if runtime is None:
                 active.close()
+                if isinstance(active.observer, MetricsObserver):
+                    active.observer.shutdown()
 
     from lockgate import __version__
 
@@ -50,13 +55,17 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         timeout_seconds=settings.request_timeout_seconds,
     )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(decisions.router, prefix="/v1")
     app.include_router(tasks.router, prefix="/v1")
     return app
 
 
 async def _open(settings: Settings) -> Runtime:
-    return await anyio.to_thread.run_sync(Runtime.open, settings)
+    """The process's runtime, with metrics, traces and redacted JSON logs on stderr."""
+    observer = build_observer(settings)
+    configure_logging(settings, sys.stderr, redactor=observer.redactor)
+    return await anyio.to_thread.run_sync(lambda: Runtime.open(settings, observer=observer))
 
 
 def create_app_from_environment() -> FastAPI:

@@ -10,7 +10,7 @@ from lockgate.errors import Unauthorized
 from lockgate.runtime import Runtime
 from lockgate.security import Action, Principal
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from `lockgate keys create`.")
+bearer = HTTPBearer(auto_error=False, description="An API key from `lockgate keys create`.")
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -28,7 +28,7 @@ class Authorize:
     async def __call__(
         self,
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
         runtime: Runtime = Depends(get_runtime),
     ) -> Principal:
         if credentials is None:

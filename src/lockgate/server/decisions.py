@@ -6,12 +6,13 @@ import base64
 import binascii
 import json
 import re
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.decision import Decision, Route, Status
@@ -42,6 +43,15 @@ class BatchItem(BaseModel):
 class BatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[BatchItem] = Field(min_length=1)
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id(request: Request) -> str:
+    """The caller's `X-Request-ID` when it is a safe token, else a new id (for logs and traces)."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 def _view(result: Result) -> dict[str, Any]:
@@ -75,6 +85,7 @@ async def create_decision(
     task: TaskName,
     body: DecisionBody,
     response: Response,
+    http_request: Request,
     principal: Annotated[Principal, Depends(Authorize("decide"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -94,6 +105,7 @@ async def create_decision(
         idempotency_key=idempotency_key,
         metadata=body.metadata,
         submitted_by=principal.key_id,
+        request_id=request_id(http_request),
     )
     result = _check_owner(principal, await runtime.pipeline.decide(loaded, request))
     if result.replayed:
@@ -105,6 +117,7 @@ async def create_decision(
 async def create_decisions(
     task: TaskName,
     body: BatchBody,
+    http_request: Request,
     principal: Annotated[Principal, Depends(Authorize("decide"))],
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> dict[str, Any]:
@@ -123,6 +136,7 @@ async def create_decisions(
             idempotency_key=item.idempotency_key,
             metadata=item.metadata,
             submitted_by=principal.key_id,
+            request_id=request_id(http_request),
         )
         for item in body.items
     ]

@@ -1,0 +1,45 @@
+"""`/metrics` serves the process's Prometheus metrics, behind a key unless opened by a setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server.kit import running_api
+
+
+def decisions_counted(text: str) -> float:
+    for family in text_string_to_metric_families(text):
+        if family.name == "lockgate_decisions":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return 0.0
+
+
+def test_metrics_need_a_key_by_default(tmp_path: Path, database_url: str) -> None:
+    with running_api(tmp_path, database_url) as api:
+        assert api.client.get("/metrics").status_code == 401
+        api.decide("where is my card", "k-1")
+        response = api.client.get("/metrics", headers=api.auth("viewer"))
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert decisions_counted(response.text) == 1
+
+
+def test_metrics_can_be_opened_to_scrapers(tmp_path: Path, database_url: str) -> None:
+    with running_api(tmp_path, database_url, metrics_public=True) as api:
+        response = api.client.get("/metrics")
+        assert response.status_code == 200
+        assert "lockgate_decisions" in response.text
+
+
+def test_a_request_id_is_taken_from_the_caller_only_when_safe() -> None:
+    from starlette.requests import Request
+
+    from lockgate.server.decisions import request_id
+
+    def req(value: str) -> Request:
+        return Request({"type": "http", "headers": [(b"x-request-id", value.encode())]})
+
+    assert request_id(req("abc-123")) == "abc-123"
+    assert request_id(req("bad id\nwith newline")) != "bad id\nwith newline"
