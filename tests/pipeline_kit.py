@@ -137,23 +137,28 @@ class Kit:
         return decision
 
 
-def build_kit(
-    database_url: str,
-    tmp_path: Path,
-    models: Sequence[Mapping[str, Any]],
-    *,
-    server_url: str = "http://127.0.0.1:9/v1",
-    **policy: Any,
-) -> Kit:
-    spec = task_spec(models, **policy)
-    settings = Settings(
+def kit_settings(database_url: str, tmp_path: Path, server_url: str) -> Settings:
+    return Settings(
         project_dir=tmp_path,
         database_url=database_url,
         openai_base_url=server_url,
         openai_api_key=Secret(API_KEY),
         prices={MODEL: PRICE},
     )
-    context = ProviderContext(task=spec, settings=settings)
+
+
+def build_kit(
+    database_url: str,
+    tmp_path: Path,
+    models: Sequence[Mapping[str, Any]],
+    *,
+    server_url: str = "http://127.0.0.1:9/v1",
+    spec: TaskSpec | None = None,
+    **policy: Any,
+) -> Kit:
+    """A pipeline over `models` (or over the given task `spec`) on a fresh store."""
+    spec = spec or task_spec(models, **policy)
+    context = ProviderContext(task=spec, settings=kit_settings(database_url, tmp_path, server_url))
     chain = tuple(
         ChainModel(model, _FACTORIES[model.provider].from_spec(model, context))
         for model in spec.models

@@ -20,11 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lockgate.monitor.logging import LockgateLogHandler, configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
-from lockgate.pipeline import ChainModel, ReleaseRuntime
-from lockgate.providers.base import ProviderContext
-from lockgate.settings import Secret, Settings
 from lockgate.task import TaskSpec, parse_task
-from tests.pipeline_kit import _FACTORIES, API_KEY, MODEL, PRICE, Kit, build_kit
+from tests.pipeline_kit import Kit, build_kit, kit_settings
 
 TASK = "tickets"
 
@@ -90,18 +87,8 @@ def observed_kit(
     server_url: str = "http://127.0.0.1:9/v1",
 ) -> Iterator[Observed]:
     """A kit whose pipeline reports to a fresh observer; undo the log set-up after."""
-    kit = build_kit(database_url, tmp_path, models, server_url=server_url)
-    spec = pii_task(models)
-    settings = Settings(
-        project_dir=tmp_path,
-        database_url=database_url,
-        openai_base_url=server_url,
-        openai_api_key=Secret(API_KEY),
-        prices={MODEL: PRICE},
-    )
-    context = ProviderContext(task=spec, settings=settings)
-    chain = tuple(ChainModel(m, _FACTORIES[m.provider].from_spec(m, context)) for m in spec.models)
-    kit.spec, kit.runtime = spec, ReleaseRuntime(task=spec, release=1, models=chain)
+    kit = build_kit(database_url, tmp_path, models, server_url=server_url, spec=pii_task(models))
+    settings = kit_settings(database_url, tmp_path, server_url)
     exporter = InMemorySpanExporter()
     observer = build_observer(settings, exporter=exporter)
     kit.pipeline.observer = observer
