@@ -88,6 +88,8 @@ class _Item:
     output: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
     routing: Routing | None = None
+    input_problem: str | None = None
+    """Why the input was refused (batch jobs store such an input as a failed decision)."""
     id: str = field(default_factory=new_id)
     """The id the decision will have: known from intake on, so traces and logs can carry it."""
 
@@ -144,7 +146,6 @@ class Pipeline:
                 known = self.store.find_decisions(task.name, [r.idempotency_key for r in requests])
             fresh: dict[str, tuple[int, _Item]] = {}
             later: list[tuple[int, str, str]] = []  # repeated keys inside this batch
-            invalid: dict[int, str] = {}  # id(item) -> why its input was refused
             with self._stage("intake", stages, task.name):
                 for index, request in enumerate(requests):
                     clean, problems = validate_input(task, request.input)
@@ -163,16 +164,16 @@ class Pipeline:
                         item = _Item(request, clean, digest)
                         fresh[key] = (index, item)
                         if problems:
-                            invalid[id(item)] = "; ".join(problems)
+                            item.input_problem = "; ".join(problems)
                         else:
                             item.routing = route_input_only(task.policy, item.input)
             items = [item for _, item in fresh.values()]
-            to_model = [i for i in items if id(i) not in invalid and i.routing is None]
+            to_model = [i for i in items if i.input_problem is None and i.routing is None]
             with self._stage("model_chain", stages, task.name):
                 await self._run_chain(runtime, to_model)
             observer.breaker_states(self.breakers.states())
             with self._stage("policy", stages, task.name):
-                decisions = [self._finish(runtime, i, invalid.get(id(i)), started) for i in items]
+                decisions = [self._finish(runtime, i, started) for i in items]
             with self._stage("commit", stages, task.name):
                 stored_batch = (
                     self.store.save_decisions(decisions, runtime.sinks) if decisions else []
@@ -316,12 +317,11 @@ class Pipeline:
 
     # ---- outcome
 
-    def _finish(
-        self, runtime: ReleaseRuntime, item: _Item, input_problem: str | None, started: float
-    ) -> Decision:
+    def _finish(self, runtime: ReleaseRuntime, item: _Item, started: float) -> Decision:
         task = runtime.task
         confidence = item.candidate.confidence if item.candidate else None
         status: Status
+        input_problem = item.input_problem
         if input_problem is not None:
             routing, status = Routing("reject", f"invalid input: {input_problem}"), "failed"
         elif item.routing is not None:  # rejected on input alone, before any model
@@ -338,16 +338,16 @@ class Pipeline:
                 routing.route
             ]  # type: ignore[assignment]
         alternatives = item.candidate.alternatives if item.candidate else None
+        # A refused input is kept as it was sent, so a person can see what was wrong with it.
+        kept = item.input if input_problem is None else dict(item.request.input)
         return Decision(
             id=item.id,
             task=task.name,
             release=runtime.release,
             idempotency_key=item.request.idempotency_key,
             input_hash=item.hash,
-            input=item.input if input_problem is None else dict(item.request.input),
-            redacted_input=redact_record(
-                item.input if input_problem is None else dict(item.request.input)
-            ),
+            input=kept,
+            redacted_input=redact_record(kept),
             output=item.output,
             confidence=confidence,
             route=None if status == "failed" else routing.route,
