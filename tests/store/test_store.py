@@ -136,3 +136,14 @@ def test_automated_decisions_get_one_outbox_row_per_sink(store: Store) -> None:
     with store.engine.connect() as conn:
         rows = conn.execute(select(outbox.c.sink)).all()
     assert sorted(r.sink for r in rows) == ["0:webhook", "1:file"]
+
+
+def test_the_migrated_schema_matches_the_table_definitions(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from lockgate.store.tables import metadata
+
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []

@@ -39,6 +39,8 @@ releases = Table(
     Column("stage", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(128), nullable=False),
+    # Share of traffic (0-100) a `canary` release decides; None for other stages.
+    Column("canary_percent", Float, nullable=True),
     UniqueConstraint("task", "number", name="uq_releases_task_number"),
 )
 
@@ -77,8 +79,30 @@ decisions = Table(
     Column("submitted_by", String(128), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The review queue: a pending decision's priority, its claim (a lease) and escalation.
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("claimed_by", String(128), nullable=True),
+    Column("claim_expires_at", DateTime(timezone=True), nullable=True),
+    Column("escalated_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("task", "idempotency_key", name="uq_decisions_task_key"),
     Index("ix_decisions_task_status_created", "task", "status", "created_at"),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(32), ForeignKey("decisions.id"), nullable=False, index=True),
+    Column("task", String(64), nullable=False),
+    # approve, correct or reject.
+    Column("verdict", String(16), nullable=False),
+    Column("reviewer", String(128), nullable=False),
+    # The output the reviewer accepted or wrote (None for reject).
+    Column("output", JSON, nullable=True),
+    Column("previous_output", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_reviews_task_at", "task", "at"),
 )
 
 attempts = Table(
@@ -113,7 +137,10 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_status_next", "status", "next_try_at"),
+    UniqueConstraint("decision_id", "sink", name="uq_outbox_decision_sink"),
 )
 
 audit_log = Table(
@@ -140,4 +167,71 @@ api_keys = Table(
     Column("tasks", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("sealed", Boolean, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("source", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    UniqueConstraint("task", "name", name="uq_datasets_task_name"),
+)
+
+dataset_rows = Table(
+    "dataset_rows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("expected", JSON, nullable=False),
+    Column("input_hash", String(64), nullable=False, index=True),
+    UniqueConstraint("dataset_id", "seq", name="uq_dataset_rows_dataset_id"),
+)
+
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task", String(64), nullable=False),
+    Column("release", Integer, nullable=False),
+    Column("dataset", String(64), nullable=False),
+    Column("dataset_hash", String(64), nullable=False),
+    Column("repeat", Integer, nullable=False),
+    # The headline figures (n, accuracy, macro_f1, coverage, auto_accuracy, ...).
+    Column("metrics", JSON, nullable=False),
+    # Everything else: per-label figures, confusion matrix, curves, per-run spread.
+    Column("report", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Index("ix_eval_runs_task_release", "task", "release"),
+)
+
+shadow_runs = Table(
+    "shadow_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(32), ForeignKey("decisions.id"), nullable=False),
+    Column("task", String(64), nullable=False),
+    Column("release", Integer, nullable=False),
+    # pending (queued with the live decision), done, or failed.
+    Column("status", String(16), nullable=False),
+    Column("output", JSON, nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("route", String(16), nullable=True),
+    Column("decision_status", String(32), nullable=True),
+    Column("cost", Float, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("decision_id", "release", name="uq_shadow_runs_decision_id"),
+    Index("ix_shadow_runs_task_release_status", "task", "release", "status"),
 )
