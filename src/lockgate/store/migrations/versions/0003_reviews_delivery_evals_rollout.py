@@ -23,9 +23,7 @@ def upgrade() -> None:
 
     # -- decisions: the review queue (priority, claim lease, escalation)
     with op.batch_alter_table("decisions", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("priority", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("priority", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("claimed_by", sa.String(length=128), nullable=True))
         batch_op.add_column(
             sa.Column("claim_expires_at", sa.DateTime(timezone=True), nullable=True)
@@ -88,7 +86,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("dataset_id", "seq", name="uq_dataset_rows_dataset_id"),
     )
     with op.batch_alter_table("dataset_rows", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_dataset_rows_input_hash"), ["input_hash"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_dataset_rows_input_hash"), ["input_hash"], unique=False
+        )
     op.create_table(
         "eval_runs",
         sa.Column("id", sa.String(length=32), nullable=False),
