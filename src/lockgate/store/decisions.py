@@ -11,8 +11,9 @@ from sqlalchemy import Connection, RowMapping, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.decision import Attempt, Decision
+from lockgate.store import outbox
 from lockgate.store.database import aware
-from lockgate.store.tables import attempts, decisions, outbox
+from lockgate.store.tables import attempts, decisions
 
 _KEY_CHUNK = 500
 
@@ -139,21 +140,7 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     ]
     if attempt_rows:
         conn.execute(attempts.insert(), attempt_rows)
-    outbox_rows = [
-        {
-            "decision_id": d.id,
-            "sink": sink,
-            "payload": d.public(),
-            "status": "pending",
-            "tries": 0,
-            "created_at": d.created_at,
-        }
-        for d in batch
-        if d.id in inserted and d.status == "decided"
-        for sink in sinks
-    ]
-    if outbox_rows:
-        conn.execute(outbox.insert(), outbox_rows)
+    outbox.enqueue(conn, (d for d in batch if d.id in inserted and d.status == "decided"), sinks)
     return inserted
 
 
