@@ -80,6 +80,22 @@ class Settings:
     """Serve `/metrics` without an API key (for a Prometheus on a private network)."""
     shutdown_timeout_seconds: float = 30.0
     """On SIGTERM, how long `lockgate serve` waits for in-flight requests to finish."""
+    delivery_in_process: bool = True
+    """Run the delivery worker inside `lockgate serve`; off when `lockgate worker` runs apart."""
+    delivery_poll_seconds: float = 1.0
+    """How often an idle delivery worker looks for due outbox rows."""
+    delivery_lease_seconds: float = 120.0
+    """How long a worker's claim on a batch lasts; a crashed worker's rows return after it."""
+    delivery_batch_size: int = 100
+    """Outbox rows one worker claims at a time."""
+    delivery_concurrency: int = 16
+    """Deliveries one worker sends at the same time."""
+    delivery_max_tries: int = 8
+    """Tries before a row is dead-lettered, for sinks without their own `max_tries`."""
+    delivery_backoff_base_seconds: float = 2.0
+    """Delay before the first retry; doubles on each retry, with jitter."""
+    delivery_backoff_cap_seconds: float = 600.0
+    """Longest delay between two tries of one delivery."""
 
     @property
     def state_dir(self) -> Path:
@@ -144,6 +160,14 @@ def load_settings(
         batch_max_items=int(file_values.get("batch_max_items", 100)),
         metrics_public=bool(file_values.get("metrics_public", False)),
         shutdown_timeout_seconds=float(file_values.get("shutdown_timeout_seconds", 30.0)),
+        delivery_in_process=bool(file_values.get("delivery_in_process", True)),
+        delivery_poll_seconds=float(file_values.get("delivery_poll_seconds", 1.0)),
+        delivery_lease_seconds=float(file_values.get("delivery_lease_seconds", 120.0)),
+        delivery_batch_size=int(file_values.get("delivery_batch_size", 100)),
+        delivery_concurrency=int(file_values.get("delivery_concurrency", 16)),
+        delivery_max_tries=int(file_values.get("delivery_max_tries", 8)),
+        delivery_backoff_base_seconds=float(file_values.get("delivery_backoff_base_seconds", 2.0)),
+        delivery_backoff_cap_seconds=float(file_values.get("delivery_backoff_cap_seconds", 600.0)),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -141,6 +141,79 @@ class ModelSpec(BaseModel):
         return f"{self.provider}:{self.model}" if self.model else self.provider
 
 
+SINK_KINDS = ("webhook", "file", "python")
+
+
+class SinkSpecBase(_Strict):
+    """What every `deliver:` entry has: its kind and how often a delivery is tried."""
+
+    sink: str
+    max_tries: int | None = Field(default=None, ge=1, le=100)
+    """Tries before a row is dead-lettered; None: the `delivery_max_tries` setting."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Mapping-style read (`spec.get("sink")`), as the untyped entries allowed."""
+        return getattr(self, key, default)
+
+
+class WebhookSinkSpec(SinkSpecBase):
+    """POST the decision as signed JSON to `url`."""
+
+    sink: Literal["webhook"]
+    url: str
+    secret_env: str
+    """The environment variable holding the signing secret (never the secret itself)."""
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+(?:[/?#]\S*)?$", url):
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return url
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise ValueError(
+                "must be the name of an environment variable (e.g. ROUTING_HOOK_SECRET), "
+                "not the secret itself"
+            )
+        return name
+
+
+class FileSinkSpec(SinkSpecBase):
+    """Append one JSON line per decision to `path` (relative to the project folder)."""
+
+    sink: Literal["file"]
+    path: str = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, path: str) -> str:
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            raise ValueError("must be a path inside the project folder, e.g. out/decisions.jsonl")
+        return path
+
+
+class PythonSinkSpec(SinkSpecBase):
+    """Call `callable` ("package.module:function") with the decision."""
+
+    sink: Literal["python"]
+    callable: str
+
+    @field_validator("callable")
+    @classmethod
+    def _import_path(cls, path: str) -> str:
+        if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", path):
+            raise ValueError('must be an import path like "package.module:function"')
+        return path
+
+
+SinkSpec = Annotated[WebhookSinkSpec | FileSinkSpec | PythonSinkSpec, Field(discriminator="sink")]
+
+
 class EvaluationSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -158,8 +231,21 @@ class TaskSpec(_Strict):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    deliver: tuple[Mapping[str, Any], ...] = ()
+    deliver: tuple[SinkSpec, ...] = ()
     budget: Mapping[str, Any] = Field(default_factory=dict)
+
+    @field_validator("deliver", mode="before")
+    @classmethod
+    def _known_sinks(cls, entries: Any) -> Any:
+        for i, entry in enumerate(entries if isinstance(entries, list | tuple) else ()):
+            kind = entry.get("sink") if isinstance(entry, Mapping) else None
+            if kind not in SINK_KINDS:
+                what = "has no `sink:` key" if kind is None else "names an unknown sink"
+                raise ValueError(
+                    f"entry {i} {what}; use `sink:` webhook, file or python, e.g. "
+                    "{sink: file, path: out/decisions.jsonl}"
+                )
+        return entries
 
     @field_validator("input", "output")
     @classmethod

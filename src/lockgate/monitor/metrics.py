@@ -108,6 +108,18 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
+        self.deliveries = Counter(
+            "lockgate_deliveries",
+            "Delivery tries from the outbox, by task, sink and outcome (delivered, retry, dead).",
+            ["task", "sink", "outcome"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "lockgate_outbox_depth",
+            "Outbox rows waiting to be delivered (pending) or dead-lettered (dead).",
+            ["status"],
+            registry=r,
+        )
 
     # ---- recording
 
@@ -155,6 +167,13 @@ class Metrics:
     def record_breakers(self, states: Mapping[str, str]) -> None:
         for endpoint, state in states.items():
             self.breaker_state.labels(endpoint_label(endpoint)).set(BREAKER_VALUES[state])
+
+    def record_delivery(self, task: str, sink: str, outcome: str) -> None:
+        self.deliveries.labels(task, sink, outcome).inc()
+
+    def record_outbox_depth(self, counts: Mapping[str, int]) -> None:
+        for status, count in counts.items():
+            self.outbox_depth.labels(status).set(count)
 
     # ---- exposition
 

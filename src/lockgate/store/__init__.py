@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from sqlalchemy import text
 
 from lockgate.decision import Decision
 from lockgate.release import Release
 from lockgate.security import ApiKey, Role, hash_key, new_key
+from lockgate.sinks import DeliveryResult, OutboxRow
 from lockgate.store import audit, database, keys
 from lockgate.store import decisions as decision_queries
+from lockgate.store import outbox as outbox_queries
 from lockgate.store import releases as release_queries
 from lockgate.store.audit import AuditEntry
 from lockgate.store.decisions import DecisionFilter
@@ -128,6 +131,55 @@ class Store:
         if key is None or key.revoked or not key.matches(secret):
             return None
         return key
+
+    # ---- delivery outbox
+
+    def claim_deliveries(
+        self, worker: str, limit: int, lease_seconds: float, now: datetime | None = None
+    ) -> list[OutboxRow]:
+        """Lease up to `limit` due outbox rows to `worker` (see `outbox.claim`)."""
+        with self.engine.begin() as conn:
+            return outbox_queries.claim(conn, worker, limit, lease_seconds, now)
+
+    def finish_deliveries(self, worker: str, results: Sequence[DeliveryResult]) -> int:
+        with self.engine.begin() as conn:
+            return outbox_queries.finish(conn, worker, results)
+
+    def outbox_depth(self) -> dict[str, int]:
+        with database.read(self.engine) as conn:
+            return outbox_queries.depth(conn)
+
+    def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        decision_id: str | None = None,
+        limit: int = 100,
+    ) -> list[OutboxRow]:
+        with database.read(self.engine) as conn:
+            return outbox_queries.listing(
+                conn, status=status, task=task, decision_id=decision_id, limit=limit
+            )
+
+    def retry_deliveries(self, refs: Sequence[str], actor: str) -> list[OutboxRow]:
+        """Dead rows (by outbox id or decision id) back to pending, audited."""
+        with self.engine.begin() as conn:
+            return outbox_queries.retry(conn, refs, actor)
+
+    def replay_deliveries(
+        self,
+        actor: str,
+        *,
+        decision_id: str | None = None,
+        since: datetime | None = None,
+        task: str | None = None,
+    ) -> list[OutboxRow]:
+        """Delivered rows back to pending, to be sent again; audited."""
+        with self.engine.begin() as conn:
+            return outbox_queries.replay(
+                conn, actor, decision_id=decision_id, since=since, task=task
+            )
 
     # ---- audit
 
