@@ -76,6 +76,8 @@ class Decision:
     alternatives: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     submitted_by: str | None = None
+    priority: int = 0
+    """Review-queue priority of a pending decision (policy `priority_when`; escalation)."""
 
     @property
     def release_ref(self) -> str:

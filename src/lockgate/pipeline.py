@@ -19,7 +19,7 @@ from lockgate.decision import Attempt, Decision, Status, input_hash, new_id, utc
 from lockgate.errors import Conflict, InputError, LockgateError
 from lockgate.monitor.observer import Id, NullObserver, Observer
 from lockgate.monitor.redaction import redact_record
-from lockgate.policy import Routing, route, route_input_only
+from lockgate.policy import Routing, gated_route, priority, route, route_input_only
 from lockgate.providers.base import (
     BatchProvider,
     Candidate,
@@ -338,6 +338,15 @@ class Pipeline:
                 routing.route
             ]  # type: ignore[assignment]
         alternatives = item.candidate.alternatives if item.candidate else None
+        metadata = dict(item.request.metadata)
+        queue_priority = 0
+        if status == "pending_review":
+            queue_priority = priority(task.policy, item.output or {}, item.input)
+            if task.policy.mode == "suggest" and item.output is not None:
+                # What gated automation would have done: the suggest report compares it with
+                # the human verdicts.
+                would = gated_route(task.policy, item.output, confidence, item.input)
+                metadata["suggested_route"] = would.route
         # A refused input is kept as it was sent, so a person can see what was wrong with it.
         kept = item.input if input_problem is None else dict(item.request.input)
         return Decision(
@@ -360,8 +369,9 @@ class Pipeline:
             alternatives={k: [list(p) for p in v] for k, v in alternatives.items()}
             if alternatives
             else None,
-            metadata=dict(item.request.metadata),
+            metadata=metadata,
             submitted_by=item.request.submitted_by,
+            priority=queue_priority,
         )
 
 

@@ -72,6 +72,34 @@ def route(
     return Routing("auto", f"confidence {confidence:.2f} >= {policy.auto_min_confidence:.2f}")
 
 
+def gated_route(
+    policy: PolicySpec,
+    output: Mapping[str, Any],
+    confidence: float | None,
+    inputs: Mapping[str, Any],
+) -> Routing:
+    """The route this decision would take under gated automation (what suggest mode reports)."""
+    return route(policy.model_copy(update={"mode": "gated"}), output, confidence, inputs)
+
+
+def priority(policy: PolicySpec, output: Mapping[str, Any], inputs: Mapping[str, Any]) -> int:
+    """A pending decision's review priority: the highest `priority_when` rule that holds, or 0."""
+    found = [
+        rule.priority
+        for rule in policy.priority_when
+        if (rule.field is None or rule.field in output)
+        and rule.holds(_subject(rule, output, inputs))
+    ]
+    return max(found, default=0)
+
+
+def needs_two_persons(
+    policy: PolicySpec, output: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> bool:
+    """True when a `two_person_when` rule holds for this output and input."""
+    return check_rules(policy, "two_person_when", output, inputs) is not None
+
+
 def route_input_only(policy: PolicySpec, inputs: Mapping[str, Any]) -> Routing | None:
     """Rules on input alone (e.g. reject an empty message) decide before any model is called."""
     rejected = check_rules(policy, "reject_when", {}, inputs, inputs_only=True)

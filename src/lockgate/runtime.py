@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 from lockgate.decision import utcnow
 from lockgate.errors import ConfigError, NotFound
+from lockgate.monitor.metrics import Metrics
 from lockgate.monitor.observer import NullObserver, Observer
 from lockgate.pipeline import ChainModel, Pipeline, ReleaseRuntime
 from lockgate.providers.base import Provider, ProviderContext
 from lockgate.providers.registry import ProviderRegistry
 from lockgate.release import Release, content_hash
+from lockgate.review import ReviewService
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.task import TaskSpec, load_tasks, task_to_dict
@@ -32,6 +34,12 @@ class Runtime:
             self.store, concurrency=self.settings.concurrency, observer=self.observer
         )
         self._loaded: dict[tuple[str, int], ReleaseRuntime] = {}
+        metrics = getattr(self.observer, "metrics", None)
+        self.reviews = ReviewService(
+            self.store,
+            lease_seconds=self.settings.review_lease_seconds,
+            metrics=metrics if isinstance(metrics, Metrics) else None,
+        )
 
     @classmethod
     def open(

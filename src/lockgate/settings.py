@@ -80,6 +80,10 @@ class Settings:
     """Serve `/metrics` without an API key (for a Prometheus on a private network)."""
     shutdown_timeout_seconds: float = 30.0
     """On SIGTERM, how long `lockgate serve` waits for in-flight requests to finish."""
+    review_lease_seconds: float = 900.0
+    """How long a reviewer's claim on a review item lasts; then the item returns to the queue."""
+    review_escalation_interval_seconds: float = 60.0
+    """How often `lockgate serve` escalates review items pending longer than their task's SLA."""
     delivery_in_process: bool = True
     """Run the delivery worker inside `lockgate serve`; off when `lockgate worker` runs apart."""
     delivery_poll_seconds: float = 1.0
@@ -160,6 +164,10 @@ def load_settings(
         batch_max_items=int(file_values.get("batch_max_items", 100)),
         metrics_public=bool(file_values.get("metrics_public", False)),
         shutdown_timeout_seconds=float(file_values.get("shutdown_timeout_seconds", 30.0)),
+        review_lease_seconds=float(file_values.get("review_lease_seconds", 900.0)),
+        review_escalation_interval_seconds=float(
+            file_values.get("review_escalation_interval_seconds", 60.0)
+        ),
         delivery_in_process=bool(file_values.get("delivery_in_process", True)),
         delivery_poll_seconds=float(file_values.get("delivery_poll_seconds", 1.0)),
         delivery_lease_seconds=float(file_values.get("delivery_lease_seconds", 120.0)),

@@ -109,6 +109,12 @@ class Condition(_Strict):
         return not (self.below is not None and not (_is_number(value) and value < self.below))
 
 
+class PriorityRule(Condition):
+    """A condition and the review-queue priority it gives a pending decision (higher first)."""
+
+    priority: int = Field(ge=-1000, le=1000)
+
+
 class PolicySpec(_Strict):
     auto_min_confidence: float = Field(default=0.8, ge=0.0, le=1.0)
     review_when: tuple[Condition, ...] = ()
@@ -116,6 +122,12 @@ class PolicySpec(_Strict):
     on_failure: Literal["fail", "review"] = "fail"
     """What happens when every model in the chain fails: a `failed` decision, or human review."""
     mode: Literal["gated", "suggest"] = "gated"
+    two_person_when: tuple[Condition, ...] = ()
+    """Outcomes (or inputs) that need approvals by two different reviewers to become final."""
+    priority_when: tuple[PriorityRule, ...] = ()
+    """A pending decision's queue priority: the highest of the rules that hold, else 0."""
+    review_sla_minutes: float | None = Field(default=None, gt=0)
+    """An item pending longer than this is escalated (priority raised, event emitted)."""
 
 
 class ModelSpec(BaseModel):
@@ -427,7 +439,7 @@ def _cross_checks(spec: TaskSpec, source: str, known_providers: Iterable[str] | 
                 f"{source}: models.{i}.provider: unknown provider {model.provider!r}; "
                 f"installed: {', '.join(sorted(known))}"
             )
-    for group in ("review_when", "reject_when"):
+    for group in ("review_when", "reject_when", "two_person_when", "priority_when"):
         for i, cond in enumerate(getattr(spec.policy, group)):
             if cond.field is not None and cond.field not in spec.output:
                 problems.append(

@@ -121,7 +121,17 @@ class Metrics:
             registry=r,
         )
 
+        self.reviews_escalated = Counter(
+            "lockgate_reviews_escalated",
+            "Review items escalated for waiting longer than their task's review SLA.",
+            ["task"],
+            registry=r,
+        )
+
     # ---- recording
+
+    def record_review_escalated(self, task: str) -> None:
+        self.reviews_escalated.labels(task).inc()
 
     def record_decision(self, decision: Decision, elapsed_s: float) -> None:
         task = decision.task

@@ -17,6 +17,8 @@ from lockgate.store import outbox as outbox_queries
 from lockgate.store import releases as release_queries
 from lockgate.store.audit import AuditEntry
 from lockgate.store.decisions import DecisionFilter
+from lockgate.store.reviews import ReviewStore
+from lockgate.store.reviews import set_priorities as _set_review_priorities
 
 __all__ = ["AuditEntry", "DecisionFilter", "Store"]
 
@@ -29,6 +31,11 @@ class Store:
         self.engine = database.make_engine(url)
         if migrate:
             database.upgrade(self.engine)
+
+    @property
+    def reviews(self) -> ReviewStore:
+        """The review queue: claims, verdicts, escalation (`store.reviews`)."""
+        return ReviewStore(self.engine)
 
     @property
     def display_url(self) -> str:
@@ -96,6 +103,7 @@ class Store:
         same idempotency key first, that stored decision is returned in its place."""
         with self.engine.begin() as conn:
             inserted = decision_queries.insert_many(conn, batch, sinks)
+            _set_review_priorities(conn, [d for d in batch if d.id in inserted])
             lost = [d.idempotency_key for d in batch if d.id not in inserted]
             winners = decision_queries.by_keys(conn, batch[0].task, lost) if lost else {}
         return [d if d.id in inserted else winners[d.idempotency_key] for d in batch]

@@ -1,0 +1,480 @@
+"""The review queue: claims with an expiring lease, verdicts, separation of duties, escalation.
+
+Pure logic over the store (`Store.reviews` runs the transactions); no HTTP here. Every method
+takes the acting `Principal`. Who may review what is decided in one place, `check_may_review`.
+
+How a pending decision becomes final:
+
+- one verdict (approve, correct or reject) by a reviewer holding a live claim makes it final,
+  unless the release's policy has a `two_person_when` rule that holds for the model's output,
+  the input, or a correction; then it needs approvals by two different reviewers. The first
+  approval (or correction, which counts as its author's approval of the corrected output) is
+  recorded and the claim released; the decision stays `pending_review`. The second reviewer's
+  approve, correct or reject makes it final. A reject is final at once: nothing is delivered.
+- approved (the model's output stands) and corrected (a reviewer's output replaces it) go to
+  the outbox in the transaction that makes them final; rejected never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from lockgate.decision import Decision, utcnow
+from lockgate.errors import Conflict, Forbidden, InputError, NotFound
+from lockgate.pipeline import ReleaseRuntime
+from lockgate.policy import needs_two_persons
+from lockgate.security import Principal
+from lockgate.store import Store
+from lockgate.store.reviews import PENDING, QueueQuery, ReviewState, Ruling, Verdict, VerdictKind
+from lockgate.task import TaskSpec
+from lockgate.validation import OutputInvalid, validate_output
+
+if TYPE_CHECKING:
+    from lockgate.monitor.metrics import Metrics
+    from lockgate.review_report import SuggestReport
+
+__all__ = [
+    "ESCALATION_BOOST",
+    "ReviewItem",
+    "ReviewService",
+    "Verdict",
+    "check_may_review",
+]
+
+#: Added to an escalated item's priority, so it comes before every item that is not escalated
+#: (keep `priority_when` priorities below it).
+ESCALATION_BOOST = 100
+QUEUE_STATUSES = ("pending_review", "approved", "corrected", "rejected")
+MAX_PAGE = 500
+_WORD = re.compile(r"\w+")
+LOGGER_NAME = "lockgate.reviews"
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A decision as the review queue sees it."""
+
+    decision: Decision
+    claimed_by: str | None
+    """The name of the key holding the claim (also after it expired, until someone else claims)."""
+    claim_expires_at: datetime | None
+    priority: int
+    escalated: bool
+    escalated_at: datetime | None
+    approvals: tuple[str, ...]
+    """Reviewers who approved (or corrected) it so far while it stayed pending."""
+    approvals_needed: int
+    verdicts: tuple[Verdict, ...]
+    proposed_output: Mapping[str, Any] | None = None
+    """A first reviewer's correction that waits for a second reviewer (two-person rule)."""
+
+    def claim_live(self, now: datetime) -> bool:
+        return self.claim_expires_at is not None and self.claim_expires_at >= now
+
+    def public(self) -> dict[str, Any]:
+        """What the API and CLI show: the decision (never its raw input) and the queue state."""
+        return {
+            **self.decision.public(),
+            "priority": self.priority,
+            "escalated": self.escalated,
+            "escalated_at": self.escalated_at.isoformat() if self.escalated_at else None,
+            "claimed_by": self.claimed_by,
+            "claim_expires_at": (
+                self.claim_expires_at.isoformat() if self.claim_expires_at else None
+            ),
+            "approvals": list(self.approvals),
+            "approvals_needed": self.approvals_needed,
+            "proposed_output": dict(self.proposed_output) if self.proposed_output else None,
+            "suggested_route": self.decision.metadata.get("suggested_route"),
+            "verdicts": [
+                {
+                    "verdict": v.verdict,
+                    "reviewer": v.reviewer,
+                    "output": dict(v.output) if v.output is not None else None,
+                    "reason": v.reason,
+                    "at": v.at.isoformat(),
+                }
+                for v in self.verdicts
+            ],
+        }
+
+
+def check_may_review(principal: Principal, decision: Decision, approvals: tuple[str, ...]) -> None:
+    """Separation of duties, the one place it is decided. Raises `Forbidden` unless
+    `principal` may claim or give a verdict on `decision`:
+
+    - the key's role has the `review` permission and its scope includes the task (the model
+      and the pipeline have no key: they cannot give a verdict, so only people approve);
+    - the key did not submit the decision (no self-review);
+    - the key has not already approved it (two approvals come from two reviewers).
+    """
+    principal.require("review", decision.task)
+    if decision.submitted_by is not None and decision.submitted_by == principal.key_id:
+        raise Forbidden(
+            "this key submitted the decision, so it may not review it",
+            hint="another reviewer must review it (separation of duties)",
+        )
+    if principal.name in approvals:
+        raise Forbidden(
+            "this key already approved the decision; a second approval must come from another "
+            "reviewer",
+            hint="leave it to a different reviewer (two-person rule)",
+        )
+
+
+@dataclass
+class ReviewService:
+    store: Store
+    lease_seconds: float = 900.0
+    metrics: Metrics | None = None
+    """Where escalations are counted (`lockgate_reviews_escalated_total`), if anywhere."""
+    clock: Callable[[], datetime] = utcnow
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME))
+    _specs: dict[tuple[str, int], TaskSpec] = field(default_factory=dict, repr=False)
+
+    # ---- reading
+
+    def queue(
+        self,
+        principal: Principal,
+        task: str | None = None,
+        status: str = PENDING,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> list[ReviewItem]:
+        """Items in `status`, highest priority first, then oldest first; only the tasks the key
+        may see. `after` is the id of the last item of the previous page."""
+        principal.require("review", task)
+        if status not in QUEUE_STATUSES:
+            raise InputError(
+                f"unknown review status {status!r}", hint=f"use one of {', '.join(QUEUE_STATUSES)}"
+            )
+        if not 1 <= limit <= MAX_PAGE:
+            raise InputError(f"limit must be between 1 and {MAX_PAGE}")
+        query = QueueQuery(status, task, principal.tasks, limit, after)
+        return [self._item(s) for s in self.store.reviews.queue(query)]
+
+    def item(self, principal: Principal, decision_id: str) -> ReviewItem:
+        """One item with its attempts, verdicts and claim."""
+        return self._item(self._state(principal, decision_id))
+
+    def similar(self, principal: Principal, decision_id: str, limit: int = 5) -> list[Decision]:
+        """Final decisions of the same task whose input shares the most words with this one
+        (Jaccard similarity over the words of the input's text fields), most alike first."""
+        current = self._state(principal, decision_id).decision
+        words = _words(current.input)
+        if not words or limit < 1:
+            return []
+        candidates = self.store.reviews.recent_decided(current.task, current.id, 500)
+        scored = [(_jaccard(words, _words(d.input)), d) for d in candidates]
+        scored = [(score, d) for score, d in scored if score > 0]
+        scored.sort(key=lambda pair: -pair[0])
+        return [d for _, d in scored[:limit]]
+
+    def done_today(self, principal: Principal, *, now: datetime | None = None) -> int:
+        """Verdicts given by this key since 00:00 UTC."""
+        now = now or self.clock()
+        midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+        return self.store.reviews.verdict_count(principal.name, midnight)
+
+    def suggest_report(
+        self, principal: Principal, task: str, target: float | None = None
+    ) -> SuggestReport:
+        """How suggestions compare with human verdicts (see `review_report`); a label is ready
+        when its agreement's lower bound reaches `target` (default 0.95)."""
+        from lockgate.review_report import DEFAULT_TARGET, build_report
+
+        if target is not None and not 0 < target <= 1:
+            raise InputError("target must be a share between 0 and 1, e.g. 0.95")
+
+        principal.require("read_decisions", task)
+        if principal.own_decisions_only:
+            raise Forbidden(
+                "the submitter role may not read review figures",
+                hint="use a reviewer, viewer, operator or admin key",
+            )
+        live = self.store.live_release(task)
+        reviewed = self.store.reviews.reviewed(task)
+        return build_report(task, reviewed, live, target=target or DEFAULT_TARGET)
+
+    # ---- acting
+
+    def claim(
+        self, principal: Principal, decision_id: str, *, now: datetime | None = None
+    ) -> ReviewItem:
+        """Lease the item to this key for `lease_seconds` (again: the lease is renewed)."""
+        now = now or self.clock()
+        current = self._item(self._state(principal, decision_id))
+        check_may_review(principal, current.decision, current.approvals)
+        until = now + timedelta(seconds=self.lease_seconds)
+        if not self.store.reviews.claim(decision_id, principal.name, now, until):
+            self._explain_refusal(principal, decision_id, now, acting=False)
+        return self.item(principal, decision_id)
+
+    def approve(
+        self,
+        principal: Principal,
+        decision_id: str,
+        reason: str | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> ReviewItem:
+        """Accept the model's output (or a first reviewer's correction awaiting a second)."""
+        return self._act(principal, decision_id, "approve", None, _clean(reason), now)
+
+    def correct(
+        self,
+        principal: Principal,
+        decision_id: str,
+        output: Mapping[str, Any],
+        reason: str,
+        *,
+        now: datetime | None = None,
+    ) -> ReviewItem:
+        """Replace the output by `output`, checked against the task's output schema."""
+        return self._act(principal, decision_id, "correct", output, _required(reason), now)
+
+    def reject(
+        self, principal: Principal, decision_id: str, reason: str, *, now: datetime | None = None
+    ) -> ReviewItem:
+        """Refuse the decision: it becomes `rejected` and is never delivered."""
+        return self._act(principal, decision_id, "reject", None, _required(reason), now)
+
+    def escalate_overdue(self, now: datetime | None = None) -> list[str]:
+        """Escalate every item pending longer than its task's `review_sla_minutes`: raise its
+        priority by `ESCALATION_BOOST`, stamp `escalated_at`, count it and log
+        `review.escalated` (ids only). Each item is escalated once. Returns the ids."""
+        now = now or self.clock()
+
+        def cutoff(task: str, release: int) -> datetime | None:
+            sla = self._spec(task, release).policy.review_sla_minutes
+            return None if sla is None else now - timedelta(minutes=sla)
+
+        escalated = self.store.reviews.escalate_overdue(now, cutoff, ESCALATION_BOOST)
+        for task, decision_id in escalated:
+            if self.metrics is not None:
+                self.metrics.record_review_escalated(task)
+            self.logger.warning(
+                "review.escalated",
+                extra={"event": "review.escalated", "task": task, "decision_id": decision_id},
+            )
+        return [decision_id for _, decision_id in escalated]
+
+    # ---- internals
+
+    def _act(
+        self,
+        principal: Principal,
+        decision_id: str,
+        kind: VerdictKind,
+        output: Mapping[str, Any] | None,
+        reason: str | None,
+        now: datetime | None,
+    ) -> ReviewItem:
+        now = now or self.clock()
+        before = self._item(self._state(principal, decision_id))
+        check_may_review(principal, before.decision, before.approvals)
+        spec = self._spec(before.decision.task, before.decision.release)
+        corrected = _validated(spec, output) if kind == "correct" else None
+
+        def judge(state: ReviewState) -> Ruling:
+            # The decision as it is now, under the lock this transaction holds.
+            item = self._item(state)
+            check_may_review(principal, item.decision, item.approvals)
+            return _rule(spec, item, kind, corrected, reason)
+
+        after = self.store.reviews.record(decision_id, principal.name, now, judge)
+        if after is None:
+            self._explain_refusal(principal, decision_id, now, acting=True)
+        assert after is not None
+        return self._item(after)
+
+    def _explain_refusal(
+        self, principal: Principal, decision_id: str, now: datetime, *, acting: bool
+    ) -> None:
+        """Raise the `Conflict` that says why a claim or verdict did not take."""
+        item = self._item(self._state(principal, decision_id))
+        if item.decision.status != PENDING:
+            raise Conflict(
+                f"decision {decision_id} is {item.decision.status}, not pending review",
+                hint="only pending decisions can be claimed or reviewed",
+            )
+        if item.claimed_by not in (None, principal.name) and item.claim_live(now):
+            raise Conflict(
+                f"decision {decision_id} is claimed by {item.claimed_by} until "
+                f"{item.claim_expires_at.isoformat() if item.claim_expires_at else '?'}",
+                hint="pick another item; an abandoned claim returns to the queue when its "
+                "lease expires",
+            )
+        if acting and item.claimed_by == principal.name:
+            raise Conflict(
+                f"your claim on decision {decision_id} has expired",
+                hint="claim it again, then give the verdict",
+            )
+        if acting:
+            raise Conflict(
+                f"decision {decision_id} is not claimed by this key",
+                hint="claim it first (POST /v1/reviews/ID/claim or `lockgate review claim ID`)",
+            )
+        raise Conflict(
+            f"decision {decision_id} changed while it was being claimed", hint="try again"
+        )
+
+    def _state(self, principal: Principal, decision_id: str) -> ReviewState:
+        principal.require("review")
+        state = self.store.reviews.state(decision_id)
+        if state is None or not principal.may_see_task(state.decision.task):
+            raise NotFound(f"no decision with id {decision_id!r}")
+        return state
+
+    def _spec(self, task: str, release: int) -> TaskSpec:
+        key = (task, release)
+        if key not in self._specs:
+            self._specs[key] = self.store.release(task, release).task_spec()
+        return self._specs[key]
+
+    def _item(self, state: ReviewState) -> ReviewItem:
+        decision = state.decision
+        pending = decision.status == PENDING
+        approvals = tuple(v.reviewer for v in state.verdicts if v.verdict in ("approve", "correct"))
+        corrections = [v.output for v in state.verdicts if pending and v.verdict == "correct"]
+        proposed = corrections[-1] if corrections else None
+        policy = self._spec(decision.task, decision.release).policy
+        two = needs_two_persons(policy, decision.output or {}, decision.input) or (
+            proposed is not None and needs_two_persons(policy, proposed, decision.input)
+        )
+        return ReviewItem(
+            decision=decision,
+            claimed_by=state.claimed_by,
+            claim_expires_at=state.claim_expires_at,
+            priority=decision.priority,
+            escalated=state.escalated_at is not None,
+            escalated_at=state.escalated_at,
+            approvals=approvals,
+            approvals_needed=2 if two else 1,
+            verdicts=state.verdicts,
+            proposed_output=proposed,
+        )
+
+
+def _rule(
+    spec: TaskSpec,
+    item: ReviewItem,
+    kind: VerdictKind,
+    corrected: Mapping[str, Any] | None,
+    reason: str | None,
+) -> Ruling:
+    """What this verdict does to the item (see the module docstring)."""
+    decision = item.decision
+    model_output = decision.output
+    if kind == "reject":
+        return Ruling(
+            kind,
+            None,
+            reason,
+            _details(kind, "rejected", (), reason, item, len(item.approvals)),
+            final_status="rejected",
+            final_output=model_output,
+        )
+    if kind == "approve":
+        accepted = item.proposed_output if item.proposed_output is not None else model_output
+        if accepted is None:
+            raise Conflict(
+                f"decision {decision.id} has no output to approve (every model failed)",
+                hint="correct it with an output, or reject it",
+            )
+    else:
+        assert corrected is not None
+        accepted = corrected
+    needed = item.approvals_needed
+    if kind == "correct" and needs_two_persons(spec.policy, accepted, decision.input):
+        needed = 2
+    approvals = len(item.approvals) + 1
+    changed = _changed_fields(model_output, accepted)
+    if approvals < needed:
+        details = _details(kind, PENDING, changed, reason, item, approvals, needed)
+        return Ruling(kind, accepted, reason, details)
+    status = "corrected" if changed else "approved"
+    sinks = ReleaseRuntime(task=spec, release=decision.release, models=()).sinks
+    details = _details(kind, status, changed, reason, item, approvals, needed)
+    return Ruling(
+        kind, accepted, reason, details, final_status=status, final_output=accepted, sinks=sinks
+    )
+
+
+def _details(
+    kind: str,
+    status: str,
+    changed: tuple[str, ...],
+    reason: str | None,
+    item: ReviewItem,
+    approvals: int,
+    needed: int | None = None,
+) -> dict[str, Any]:
+    """An audit entry's details: field names and counts, never input values."""
+    return {
+        "verdict": kind,
+        "status": status,
+        "changed_fields": list(changed),
+        "reason": reason,
+        "approvals": approvals,
+        "approvals_needed": needed if needed is not None else item.approvals_needed,
+        "release": item.decision.release,
+    }
+
+
+def _changed_fields(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> tuple[str, ...]:
+    before, after = before or {}, after or {}
+    return tuple(sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)))
+
+
+def _validated(spec: TaskSpec, output: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not isinstance(output, Mapping):
+        raise InputError(
+            "the corrected output must be a JSON object of the task's output fields",
+            hint=f"output fields: {', '.join(spec.output)}",
+        )
+    try:
+        return validate_output(spec, output)
+    except OutputInvalid as exc:
+        # The problems name fields and the schema's allowed values, never the value sent.
+        raise InputError(
+            "the corrected output does not match the task's output schema: "
+            + "; ".join(exc.problems),
+            hint="send every output field with an allowed value",
+        ) from None
+
+
+def _clean(reason: str | None) -> str | None:
+    if reason is None or not reason.strip():
+        return None
+    return reason.strip()
+
+
+def _required(reason: str | None) -> str:
+    cleaned = _clean(reason)
+    if cleaned is None:
+        raise InputError(
+            "a reason is required", hint="say why, e.g. 'wrong queue: this is a chargeback'"
+        )
+    return cleaned
+
+
+def _words(values: Mapping[str, Any]) -> set[str]:
+    return {
+        w.lower()
+        for value in values.values()
+        if isinstance(value, str)
+        for w in _WORD.findall(value)
+    }
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
