@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from lockgate.attempts import build_attempt
+from lockgate.canary import in_canary
 from lockgate.decision import Attempt, Decision, Status, input_hash, new_id, utcnow
 from lockgate.errors import Conflict, InputError, LockgateError
 from lockgate.monitor.observer import Id, NullObserver, Observer
@@ -53,6 +54,9 @@ class ReleaseRuntime:
     task: TaskSpec
     release: int
     models: tuple[ChainModel, ...]
+    canary: ReleaseRuntime | None = None
+    """The task's canary release, deciding a sticky `canary_percent` % of keys (see canary.py)."""
+    canary_percent: float = 0.0
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -133,6 +137,8 @@ class Pipeline:
         `failed` decision with the reason, so a re-run does not retry it; with "error" it is
         returned as an error and nothing is stored.
         """
+        if runtime.canary is not None and runtime.canary_percent > 0:
+            return await self._decide_split(runtime, requests, invalid_input)
         started = self.clock()
         task = runtime.task
         observer = self.observer
@@ -195,6 +201,29 @@ class Pipeline:
         for index, key, digest in later:
             results[index] = _replay(by_key[key], digest)
         return [r if r is not None else Result(None) for r in results]
+
+    async def _decide_split(
+        self,
+        runtime: ReleaseRuntime,
+        requests: Sequence[DecisionRequest],
+        invalid_input: Literal["fail", "error"],
+    ) -> list[Result]:
+        """Keys in the canary's share go to the canary release, the rest to the live one; each
+        part is decided and committed as its own batch, results come back in request order."""
+        assert runtime.canary is not None
+        name, percent = runtime.task.name, runtime.canary_percent
+        picks = [in_canary(name, r.idempotency_key, percent) for r in requests]
+        results: list[Result] = [Result(None)] * len(requests)
+        for chosen, target in ((False, replace(runtime, canary=None)), (True, runtime.canary)):
+            indexes = [i for i, pick in enumerate(picks) if pick == chosen]
+            if not indexes:
+                continue
+            part = await self.decide_many(
+                target, [requests[i] for i in indexes], invalid_input=invalid_input
+            )
+            for i, result in zip(indexes, part, strict=True):
+                results[i] = result
+        return results
 
     @contextlib.contextmanager
     def _stage(self, name: str, stages: dict[str, float], task: str) -> Iterator[None]:

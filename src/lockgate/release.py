@@ -29,6 +29,8 @@ class Release:
     stage: Stage
     created_at: datetime
     created_by: str = "cli"
+    canary_percent: float | None = None
+    """Share of traffic (0-50 %) a `canary` release decides; None for other stages."""
 
     @property
     def ref(self) -> str:
@@ -69,6 +71,17 @@ class ReleaseRef:
         else:
             selector = "live" if number == "live" else "previous"
         return cls(match["task"], selector)
+
+
+def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy keys whose value differs between two release specs: {key: {from, to}}."""
+    before = dict(old.get("policy") or {})
+    after = dict(new.get("policy") or {})
+    return {
+        key: {"from": before.get(key), "to": after.get(key)}
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    }
 
 
 def diff_releases(a: Release, b: Release) -> str:

@@ -5,7 +5,7 @@ Built once at an entry point (a CLI command, the server's app factory) and passe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lockgate.decision import utcnow
 from lockgate.errors import ConfigError, NotFound
@@ -94,8 +94,9 @@ class Runtime:
 
     def release_runtime(self, task_name: str, number: int | None = None) -> ReleaseRuntime:
         """The given release, or the live one, ready to decide (built once per process)."""
+        canary = None
         if number is None:
-            live = self.store.live_release(task_name)
+            live, canary = self.store.rollout.serving(task_name)
             if live is None:
                 raise NotFound(
                     f"task {task_name!r} has no live release",
@@ -108,6 +109,13 @@ class Runtime:
         key = (release.task, release.number)
         if key not in self._loaded:
             self._loaded[key] = self._build(release)
+        if canary is not None and canary.canary_percent:
+            # The live release with the canary beside it; the pipeline splits keys between them.
+            return replace(
+                self._loaded[key],
+                canary=self.release_runtime(task_name, canary.number),
+                canary_percent=canary.canary_percent,
+            )
         return self._loaded[key]
 
     def _build(self, release: Release) -> ReleaseRuntime:

@@ -226,10 +226,38 @@ class PythonSinkSpec(SinkSpecBase):
 SinkSpec = Annotated[WebhookSinkSpec | FileSinkSpec | PythonSinkSpec, Field(discriminator="sink")]
 
 
+class NonInferioritySpec(_Strict):
+    """The candidate may be worse than the live release on `metric` by at most `margin`."""
+
+    metric: Literal["accuracy", "macro_f1", "auto_accuracy", "coverage"] = "accuracy"
+    margin: float = Field(default=0.01, ge=0.0, le=1.0)
+
+
+class GateSpec(_Strict):
+    """What a release's eval on the gate dataset must show before it may be promoted."""
+
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_auto_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_cost_per_decision: float | None = Field(default=None, ge=0.0)
+    max_latency_p95_ms: float | None = Field(default=None, gt=0.0)
+    non_inferior_to_live: NonInferioritySpec | None = None
+
+
+class RolloutSpec(_Strict):
+    """Limits past which a canary release is rolled back by itself."""
+
+    canary_max_failure_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    canary_max_override_rate: float = Field(default=0.2, ge=0.0, le=1.0)
+    canary_min_decisions: int = Field(default=50, ge=1)
+    canary_min_reviews: int = Field(default=10, ge=1)
+
+
 class EvaluationSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     gate_dataset: str | None = None
+    gate: GateSpec | None = None
+    """Promotion gate; without one, `release promote` does not ask for an eval."""
     holdout_share: float = Field(default=0.2, gt=0, lt=1)
 
 
@@ -245,6 +273,8 @@ class TaskSpec(_Strict):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     deliver: tuple[SinkSpec, ...] = ()
     budget: Mapping[str, Any] = Field(default_factory=dict)
+    rollout: RolloutSpec | None = None
+    """Canary limits; None means the defaults of `RolloutSpec`."""
 
     @field_validator("deliver", mode="before")
     @classmethod

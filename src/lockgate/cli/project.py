@@ -120,11 +120,59 @@ def audit_verify(project: ProjectOption = None, database: DatabaseOption = None)
     Example: lockgate audit verify
     """
     with open_runtime(project, database) as runtime:
-        broken = runtime.store.verify_audit()
+        broken = runtime.store.audit_break()
         count = len(runtime.store.audit_entries())
     if broken is not None:
+        entry = broken.entry
         typer.echo(
-            f"audit log broken at entry {broken}: it was changed, removed or reordered", err=True
+            f"audit log broken at entry {entry.id} ({entry.action}, {entry.at.isoformat()}): "
+            f"{broken.why}",
+            err=True,
         )
         raise typer.Exit(1)
     typer.echo(f"audit log intact: {count} entries")
+
+
+@audit.command("list")
+def audit_list(
+    task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only this action, e.g. release.promote.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=100000, help="The newest N entries.")
+    ] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """List audit entries, oldest first (the newest --limit that match the filters).
+
+    Example: lockgate audit list --task routing --action release.promote
+    """
+    with open_runtime(project, database) as runtime:
+        found = runtime.store.audit_entries(task, actor=actor, action=action, limit=limit)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": e.id,
+                    "at": e.at.isoformat(),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "task": e.task,
+                    "subject": e.subject,
+                    "details": dict(e.details),
+                    "hash": e.hash,
+                }
+                for e in found
+            ]
+        )
+        return
+    if not found:
+        typer.echo("no audit entries match")
+    for e in found:
+        typer.echo(
+            f"{e.id:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<16} {e.action:<26} {e.subject or '-'}"
+        )

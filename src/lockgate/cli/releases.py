@@ -1,4 +1,4 @@
-"""`lockgate release …`: create, list, show, diff, promote, rollback."""
+"""`lockgate release …`: create, list, show, diff, promote (gated), rollback, shadow, canary."""
 
 from __future__ import annotations
 
@@ -6,10 +6,29 @@ from typing import Annotated
 
 import typer
 
-from lockgate.cli.common import ActorOption, DatabaseOption, ProjectOption, open_runtime, print_json
-from lockgate.errors import ConfigError
+from lockgate.cli.common import (
+    ActorOption,
+    DatabaseOption,
+    ProjectOption,
+    open_runtime,
+    print_json,
+    run_async,
+)
+from lockgate.errors import ConfigError, InputError, Unauthorized
+from lockgate.evals import gates
 from lockgate.release import Release, ReleaseRef, diff_releases
 from lockgate.runtime import Runtime
+from lockgate.security import Principal
+
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="LOCKGATE_API_KEY",
+        help="Act as this API key (its name and role); default: the local operator, an admin.",
+        show_default=False,
+    ),
+]
 
 app = typer.Typer(
     help="Immutable, numbered versions of a task, and which one is live.", no_args_is_help=True
@@ -24,6 +43,7 @@ def _summary(release: Release) -> dict[str, object]:
         "artifacts": dict(release.artifacts),
         "created_at": release.created_at.isoformat(),
         "created_by": release.created_by,
+        "canary_percent": release.canary_percent,
     }
 
 
@@ -112,15 +132,37 @@ def diff(
     typer.echo(text or "no differences")
 
 
+def _principal(runtime: Runtime, api_key: str | None, actor: str) -> tuple[str, bool]:
+    """Who acts and whether they may override the gate: the local operator is an admin; with
+    --api-key, the key's name and role count (it needs manage_releases)."""
+    if api_key is None:
+        return actor, True
+    key = runtime.store.authenticate(api_key)
+    if key is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    principal = Principal.of(key)
+    principal.require("manage_releases")
+    return principal.name, principal.role == "admin"
+
+
 @app.command()
 def promote(
     ref: Annotated[str, typer.Argument(help="TASK@N to make live.")],
     actor: ActorOption = "cli",
     reason: Annotated[str | None, typer.Option("--reason", help="Why (audited).")] = None,
+    override_reason: Annotated[
+        str | None,
+        typer.Option(
+            "--override-reason",
+            help="Promote although the gate fails (admins only; audited with the figures).",
+        ),
+    ] = None,
+    api_key: ApiKeyOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
     """Make a release live; the release live before it is retired (and can be rolled back to).
+    With `evaluation.gate` in the task, the release needs a passing eval on the gate dataset.
 
     Example: lockgate release promote routing@2
     """
@@ -128,7 +170,21 @@ def promote(
     if not isinstance(parsed.selector, int):
         raise ConfigError(f"{ref!r}: name the release to promote, e.g. {parsed.task}@2")
     with open_runtime(project, database) as runtime:
-        release = runtime.store.promote(parsed.task, parsed.selector, actor, reason)
+        who, admin = _principal(runtime, api_key, actor)
+        target = runtime.store.release(parsed.task, parsed.selector)
+        release, result = gates.promote(
+            runtime.store.rollout,
+            target,
+            who,
+            reason=reason,
+            override_reason=override_reason,
+            may_override=admin,
+        )
+    if result is not None:
+        for check in result.checks:
+            typer.echo(f"gate: {check.describe()}")
+        if not result.passed:
+            typer.echo("gate overridden (recorded in the audit log)", err=True)
     typer.echo(f"{release.ref} is live")
 
 
@@ -147,3 +203,195 @@ def rollback(
     with open_runtime(project, database) as runtime:
         release = runtime.store.rollback(task, actor, reason)
     typer.echo(f"rolled back: {release.ref} is live again")
+
+
+def _number(ref: str) -> tuple[str, int]:
+    parsed = ReleaseRef.parse(ref)
+    if not isinstance(parsed.selector, int):
+        raise ConfigError(f"{ref!r}: name the release, e.g. {parsed.task}@2")
+    return parsed.task, parsed.selector
+
+
+@app.command()
+def shadow(
+    ref: Annotated[str, typer.Argument(help="TASK@N to run in shadow, or TASK with --stop.")],
+    stop: Annotated[bool, typer.Option("--stop", help="Stop every shadow of TASK.")] = False,
+    actor: ActorOption = "cli",
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Run a release on live traffic in the background, never acting (stage `shadow`).
+
+    Each live decision stored from now on queues a shadow run, decided later by `lockgate
+    serve` (or `lockgate release shadow-run`). `--stop` puts the task's shadows back to draft.
+
+    Example: lockgate release shadow routing@3
+    """
+    with open_runtime(project, database) as runtime:
+        if stop:
+            task = ReleaseRef.parse(ref).task
+            for release in runtime.store.rollout.stop_shadow(task, actor):
+                typer.echo(f"{release.ref} is no longer in shadow (stage {release.stage})")
+            return
+        task, number = _number(ref)
+        release = runtime.store.rollout.start_shadow(task, number, actor)
+    typer.echo(f"{release.ref} is in shadow: live decisions of {task} are queued for it")
+    typer.echo(f"next: lockgate release shadow-report {task}")
+
+
+@app.command("shadow-run")
+def shadow_run(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Stop after this many runs.")
+    ] = None,
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Decide the task's queued shadow runs now (`lockgate serve` does it in the background).
+
+    Example: lockgate release shadow-run routing
+    """
+    from lockgate.shadow import ShadowWorker
+
+    with open_runtime(project, database) as runtime:
+        worker = ShadowWorker(runtime)
+        done = run_async(runtime, lambda: worker.run_once(task, limit=limit))
+    typer.echo(f"{done} shadow runs decided")
+
+
+@app.command("shadow-report")
+def shadow_report(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    release: Annotated[
+        int | None, typer.Option("--release", help="Shadow release number; default: current.")
+    ] = None,
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample-disagreements",
+            min=0,
+            help="Put N live decisions the shadow disagreed with into the review queue.",
+        ),
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    actor: ActorOption = "cli",
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Compare a shadow release with live: agreement overall and per label, confusion matrix,
+    accuracy of both on human labels, cost and latency side by side.
+
+    Example: lockgate release shadow-report routing --sample-disagreements 20
+    """
+    from lockgate.shadow import build_shadow_report, sample_disagreements
+
+    with open_runtime(project, database) as runtime:
+        report = build_shadow_report(runtime, task, release)
+        moved = sample_disagreements(runtime, report, sample, actor) if sample else []
+    if as_json:
+        print_json({**report.as_dict(), "sampled_for_review": moved})
+        return
+    _print_shadow(report.as_dict())
+    if sample:
+        typer.echo(f"sampled for review: {len(moved)} of {sample} asked ({', '.join(moved)})")
+
+
+def _rate(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, float) else "n/a"
+
+
+def _print_shadow(report: dict[str, object]) -> None:
+    runs = report["runs"]
+    typer.echo(f"shadow {report['release']} on field {report['field']!r}; runs: {runs}")
+    typer.echo(f"agreement with live: {_rate(report['agreement'])} of {report['compared']}")
+    per_label = report["per_label"]
+    assert isinstance(per_label, dict)
+    for label, entry in per_label.items():
+        typer.echo(f"  {label:<24} {_rate(entry['agreement'])} of {entry['n']}")
+    typer.echo(
+        f"human labels: {report['labeled']}; accuracy live {_rate(report['live_accuracy'])}, "
+        f"shadow {_rate(report['shadow_accuracy'])}"
+    )
+    for side in ("live", "shadow"):
+        figures = report[side]
+        assert isinstance(figures, dict)
+        typer.echo(
+            f"{side:<6} cost {figures['cost']}  p50 {figures['latency_p50_ms']} ms  "
+            f"p95 {figures['latency_p95_ms']} ms"
+        )
+    typer.echo("confusion (live -> shadow):")
+    confusion = report["confusion"]
+    assert isinstance(confusion, dict)
+    for live_label, row in confusion.items():
+        cells = ", ".join(f"{k} {v}" for k, v in row.items())
+        typer.echo(f"  {live_label}: {cells}")
+
+
+@app.command()
+def canary(
+    ref: Annotated[str, typer.Argument(help="TASK@N to run as canary, or TASK with --stop.")],
+    percent: Annotated[
+        float | None,
+        typer.Option("--percent", help="Share of keys (0 < P <= 50) the canary decides."),
+    ] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the task's canary.")] = False,
+    actor: ActorOption = "cli",
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Let a release decide a sticky share of live traffic (by idempotency key).
+
+    It rolls back by itself past the task's `rollout` limits (see `release canary-check`).
+
+    Example: lockgate release canary routing@3 --percent 10
+    """
+    from lockgate.canary import MAX_PERCENT
+
+    with open_runtime(project, database) as runtime:
+        if stop:
+            stopped = runtime.store.rollout.stop_canary(ReleaseRef.parse(ref).task, actor)
+            typer.echo(f"{stopped.ref} is no longer a canary (stage {stopped.stage})")
+            return
+        if percent is None or not 0 < percent <= MAX_PERCENT:
+            raise InputError(
+                "--percent must be above 0 and at most 50",
+                hint="e.g. --percent 10 sends one key in ten to the canary",
+            )
+        task, number = _number(ref)
+        release = runtime.store.rollout.start_canary(task, number, percent, actor)
+    typer.echo(f"{release.ref} decides {percent:g}% of {task}'s keys")
+
+
+@app.command("canary-check")
+def canary_check(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    actor: ActorOption = "cli",
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Judge the task's canary against its limits; roll it back (audited) past them.
+
+    Example: lockgate release canary-check routing
+    """
+    from lockgate.canary import check_canaries
+
+    with open_runtime(project, database) as runtime:
+        checks = check_canaries(runtime.store.rollout, task, actor=actor)
+    if as_json:
+        print_json([c.as_dict() for c in checks])
+        return
+    if not checks:
+        typer.echo(f"{task} has no canary")
+    for check in checks:
+        h = check.health
+        typer.echo(
+            f"{h.task}@{h.release}: {h.decisions} decisions, failure rate "
+            f"{_rate(h.failure_rate)}, override rate {_rate(h.override_rate)} "
+            f"({h.reviewed} reviewed)"
+        )
+        for breach in check.breaches:
+            typer.echo(f"  past the limit: {breach}")
+        if check.rolled_back:
+            typer.echo(f"  rolled back: {h.task}@{h.release} is retired")

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from lockgate.monitor.logging import configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
-from lockgate.server import decisions, health, metrics, problems, tasks
+from lockgate.server import decisions, health, metrics, problems, rollout, tasks
 from lockgate.server.limits import Limits
 from lockgate.settings import Settings, load_settings
 
@@ -31,7 +31,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         active = runtime if runtime is not None else await _open(settings)
         app.state.runtime = active
         try:
-            yield
+            async with rollout.background(active):
+                yield
         finally:
             await active.aclose()
             if runtime is None:
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(metrics.router)
     app.include_router(decisions.router, prefix="/v1")
     app.include_router(tasks.router, prefix="/v1")
+    app.include_router(rollout.router, prefix="/v1")
     return app
 
 

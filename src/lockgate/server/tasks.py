@@ -8,6 +8,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from lockgate.evals import gates
 from lockgate.release import Release
 from lockgate.runtime import Runtime
 from lockgate.security import Principal, visible_tasks
@@ -20,6 +21,11 @@ router = APIRouter(tags=["tasks and releases"])
 class ChangeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(default=None, max_length=1000, description="Why (audited).")
+    override_reason: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Promote although the gate fails (admin only; audited with the figures).",
+    )
 
 
 def release_view(release: Release) -> dict[str, Any]:
@@ -72,12 +78,22 @@ async def promote(
     runtime: Annotated[Runtime, Depends(get_runtime)],
     body: ChangeBody | None = None,
 ) -> dict[str, Any]:
-    """Make a release live; the one live before is retired."""
-    reason = body.reason if body else None
-    release = await anyio.to_thread.run_sync(
-        runtime.store.promote, task, number, principal.name, reason
-    )
-    return release_view(release)
+    """Make a release live; the one live before is retired. With a gate in the task, the
+    release needs a passing eval on the gate dataset (409 with the failing figures); only an
+    admin may promote anyway, with `override_reason` (audited)."""
+
+    def work() -> tuple[Release, gates.GateResult | None]:
+        return gates.promote(
+            runtime.store.rollout,
+            runtime.store.release(task, number),
+            principal.name,
+            reason=body.reason if body else None,
+            override_reason=body.override_reason if body else None,
+            may_override=principal.role == "admin",
+        )
+
+    release, result = await anyio.to_thread.run_sync(work)
+    return {**release_view(release), "gate": result.as_dict() if result else None}
 
 
 @router.post("/tasks/{task}:rollback")

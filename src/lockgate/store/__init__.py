@@ -19,6 +19,7 @@ from lockgate.store.audit import AuditEntry
 from lockgate.store.decisions import DecisionFilter
 from lockgate.store.reviews import ReviewStore
 from lockgate.store.reviews import set_priorities as _set_review_priorities
+from lockgate.store.rollout import Rollouts
 
 __all__ = ["AuditEntry", "DecisionFilter", "Store"]
 
@@ -55,6 +56,11 @@ class Store:
         """Raise if the database cannot be reached."""
         with database.read(self.engine) as conn:
             conn.execute(text("SELECT 1"))
+
+    @property
+    def rollout(self) -> Rollouts:
+        """Shadow and canary stages, shadow runs, canary health, the evals a gate reads."""
+        return Rollouts(self.engine)
 
     # ---- releases
 
@@ -191,9 +197,21 @@ class Store:
 
     # ---- audit
 
-    def audit_entries(self, task: str | None = None) -> list[AuditEntry]:
+    def audit_entries(
+        self,
+        task: str | None = None,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
         with database.read(self.engine) as conn:
-            return audit.entries(conn, task)
+            return audit.entries(conn, task, actor=actor, action=action, limit=limit)
+
+    def audit_break(self) -> audit.Break | None:
+        """The first entry where the hash chain fails, with why; None when it holds."""
+        with database.read(self.engine) as conn:
+            return audit.first_break(conn)
 
     def verify_audit(self) -> int | None:
         with database.read(self.engine) as conn:

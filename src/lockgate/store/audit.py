@@ -84,21 +84,79 @@ def append(
     )
 
 
-def entries(conn: Connection, task: str | None = None) -> list[AuditEntry]:
-    query = select(audit_log).order_by(audit_log.c.id)
+def entries(
+    conn: Connection,
+    task: str | None = None,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: int | None = None,
+) -> list[AuditEntry]:
+    """Entries oldest first; with `limit`, the newest `limit` that match (still oldest first)."""
+    query = select(audit_log)
     if task is not None:
         query = query.where(audit_log.c.task == task)
-    return [AuditEntry(**{**row._asdict(), "at": aware(row.at)}) for row in conn.execute(query)]
+    if actor is not None:
+        query = query.where(audit_log.c.actor == actor)
+    if action is not None:
+        query = query.where(audit_log.c.action == action)
+    if limit is not None:
+        query = query.order_by(audit_log.c.id.desc()).limit(limit)
+        rows = list(reversed(conn.execute(query).all()))
+    else:
+        rows = list(conn.execute(query.order_by(audit_log.c.id)))
+    return [AuditEntry(**{**row._asdict(), "at": aware(row.at)}) for row in rows]
 
 
 def verify(conn: Connection) -> int | None:
     """The id of the first entry whose chain is broken, or None when the whole log holds."""
-    prev = GENESIS
-    for entry in entries(conn):
-        expected = entry_hash(
-            prev, entry.at, entry.actor, entry.action, entry.task, entry.subject, entry.details
+    broken = first_break(conn)
+    return broken.entry.id if broken is not None else None
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first entry where the chain does not hold, and why."""
+
+    entry: AuditEntry
+    why: str
+
+
+def first_break(conn: Connection) -> Break | None:
+    """Walk the chain from the start. An entry whose own hash does not match its content was
+    changed; one whose hash matches but whose link does not was moved or lost its
+    predecessor: a gap in the ids before it means entries were deleted, a link to another
+    entry's hash means entries were reordered. (Deleting the newest entries leaves no trace in
+    the chain itself.)"""
+    log = entries(conn)
+    position = {e.hash: e for e in log}
+    prev, prev_id = GENESIS, 0
+    for entry in log:
+        own = entry_hash(
+            entry.prev_hash,
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.task,
+            entry.subject,
+            entry.details,
         )
-        if entry.prev_hash != prev or entry.hash != expected:
-            return entry.id
-        prev = entry.hash
+        if entry.hash != own:
+            return Break(entry, "its content does not match its hash: the entry was changed")
+        if entry.prev_hash != prev:
+            if entry.id != prev_id + 1 and entry.prev_hash not in position:
+                return Break(
+                    entry,
+                    f"broken link after a gap in the ids ({prev_id + 1}-{entry.id - 1} missing): "
+                    "entries were deleted",
+                )
+            if entry.prev_hash in position:
+                after = position[entry.prev_hash]
+                return Break(
+                    entry,
+                    f"it follows entry {after.id} in the chain, not entry {prev_id}: "
+                    "entries were reordered",
+                )
+            return Break(entry, "its link does not match the entry before it")
+        prev, prev_id = entry.hash, entry.id
     return None

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, RowMapping, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.decision import Attempt, Decision
-from lockgate.store import outbox
+from lockgate.store import outbox, shadow_runs
 from lockgate.store.database import aware
 from lockgate.store.tables import attempts, decisions
 
@@ -141,6 +141,8 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     if attempt_rows:
         conn.execute(attempts.insert(), attempt_rows)
     outbox.enqueue(conn, (d for d in batch if d.id in inserted and d.status == "decided"), sinks)
+    # Shadow releases run these inputs later, from a queue: same transaction, no model call.
+    shadow_runs.queue_shadow_runs(conn, [d for d in batch if d.id in inserted])
     return inserted
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import Connection, RowMapping, func, select, update
 
 from lockgate.decision import utcnow
 from lockgate.errors import Conflict, NotFound
-from lockgate.release import Release
+from lockgate.release import Release, policy_diff
 from lockgate.store import audit
 from lockgate.store.database import aware
 from lockgate.store.tables import promotions, releases
@@ -22,6 +25,7 @@ def _release(row: RowMapping) -> Release:
         stage=row["stage"],
         created_at=aware(row["created_at"]),
         created_by=row["created_by"],
+        canary_percent=row["canary_percent"],
     )
 
 
@@ -73,6 +77,8 @@ def create(conn: Connection, draft: Release, actor: str) -> Release:
     ).scalar()
     number = (highest or 0) + 1
     created_at = utcnow()
+    current = live(conn, draft.task)
+    changes = policy_diff(current.spec, draft.spec) if current is not None else {}
     conn.execute(
         releases.insert().values(
             task=draft.task,
@@ -91,7 +97,13 @@ def create(conn: Connection, draft: Release, actor: str) -> Release:
         action="release.created",
         task=draft.task,
         subject=f"{draft.task}@{number}",
-        details={"content_hash": draft.content_hash, "artifacts": dict(draft.artifacts)},
+        details={
+            "content_hash": draft.content_hash,
+            "artifacts": dict(draft.artifacts),
+            # Compared with the live release's policy (none: nothing to compare with).
+            "policy_changed": bool(changes),
+            "policy_diff": changes,
+        },
     )
     return get(conn, draft.task, number)
 
@@ -102,22 +114,29 @@ def _set_live(conn: Connection, task: str, number: int) -> int | None:
         conn.execute(
             update(releases)
             .where(releases.c.task == task, releases.c.number == current.number)
-            .values(stage="retired")
+            .values(stage="retired", canary_percent=None)
         )
     conn.execute(
         update(releases)
         .where(releases.c.task == task, releases.c.number == number)
-        .values(stage="live")
+        .values(stage="live", canary_percent=None)
     )
     return current.number if current else None
 
 
-def promote(conn: Connection, task: str, number: int, actor: str, reason: str | None) -> Release:
+def promote(
+    conn: Connection,
+    task: str,
+    number: int,
+    actor: str,
+    reason: str | None,
+    details: Mapping[str, Any] | None = None,
+) -> Release:
     target = get(conn, task, number)
     if target.stage == "live":
         raise Conflict(f"{target.ref} is already live")
     previous = _set_live(conn, task, number)
-    _record(conn, task, number, previous, "promote", actor, reason)
+    _record(conn, task, number, previous, "promote", actor, reason, details)
     return get(conn, task, number)
 
 
@@ -149,6 +168,7 @@ def _record(
     action: str,
     actor: str,
     reason: str | None,
+    details: Mapping[str, Any] | None = None,
 ) -> None:
     conn.execute(
         promotions.insert().values(
@@ -167,5 +187,5 @@ def _record(
         action=f"release.{action}",
         task=task,
         subject=f"{task}@{number}",
-        details={"previous": previous, "reason": reason},
+        details={"previous": previous, "reason": reason, **(details or {})},
     )

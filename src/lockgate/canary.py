@@ -1,0 +1,141 @@
+"""Canary releases: which idempotency keys a canary decides, and when it must roll back.
+
+A key's bucket is a stable hash of the task and the key (sha256 -> 0..9999), so the same key
+always lands on the same release while the canary share stays the same, on every replica.
+Pure functions only: the store counts, `CanaryHealth.verdict` judges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lockgate.errors import NotFound
+from lockgate.release import Release
+from lockgate.task import RolloutSpec
+
+BUCKETS = 10_000
+MAX_PERCENT = 50.0
+
+
+def bucket(task: str, key: str) -> int:
+    """The key's sticky bucket, 0..9999."""
+    digest = hashlib.sha256(f"{task}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def in_canary(task: str, key: str, percent: float) -> bool:
+    """True when the canary (deciding `percent` % of keys) decides this key."""
+    return bucket(task, key) < round(percent * BUCKETS / 100)
+
+
+@dataclass(frozen=True)
+class CanaryHealth:
+    """What a canary release has done so far."""
+
+    task: str
+    release: int
+    decisions: int
+    failed: int
+    reviewed: int
+    overridden: int
+    """Reviewed decisions whose last verdict corrected or rejected the canary's output."""
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.decisions if self.decisions else 0.0
+
+    @property
+    def override_rate(self) -> float:
+        return self.overridden / self.reviewed if self.reviewed else 0.0
+
+    def breaches(self, limits: RolloutSpec) -> list[str]:
+        """Why the canary must roll back (empty while it is healthy or has too little data)."""
+        reasons: list[str] = []
+        if self.decisions < limits.canary_min_decisions:
+            return reasons
+        if self.failure_rate > limits.canary_max_failure_rate:
+            reasons.append(
+                f"failure rate {self.failure_rate:.3f} ({self.failed} of {self.decisions}) "
+                f"above {limits.canary_max_failure_rate}"
+            )
+        if (
+            self.reviewed >= limits.canary_min_reviews
+            and self.override_rate > limits.canary_max_override_rate
+        ):
+            reasons.append(
+                f"review override rate {self.override_rate:.3f} ({self.overridden} of "
+                f"{self.reviewed}) above {limits.canary_max_override_rate}"
+            )
+        return reasons
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "release": f"{self.task}@{self.release}",
+            "decisions": self.decisions,
+            "failed": self.failed,
+            "failure_rate": round(self.failure_rate, 6),
+            "reviewed": self.reviewed,
+            "overridden": self.overridden,
+            "override_rate": round(self.override_rate, 6),
+        }
+
+
+class CanaryStore(Protocol):
+    """What the canary check needs from storage (`Store.rollout`)."""
+
+    def in_stage(self, stage: str, task: str | None = None) -> list[Release]: ...
+
+    def canary_health(self, task: str, number: int) -> CanaryHealth: ...
+
+    def stop_canary(self, task: str, actor: str, **kwargs: Any) -> Release: ...
+
+
+@dataclass(frozen=True)
+class CanaryCheck:
+    health: CanaryHealth
+    limits: RolloutSpec
+    breaches: tuple[str, ...]
+    rolled_back: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.health.as_dict(),
+            "limits": self.limits.model_dump(),
+            "breaches": list(self.breaches),
+            "rolled_back": self.rolled_back,
+        }
+
+
+def check_canaries(
+    store: CanaryStore, task: str | None = None, *, actor: str = "lockgate"
+) -> list[CanaryCheck]:
+    """Judge every canary (of `task`, or of all tasks) against the limits in its own release's
+    `rollout` section; one past a limit goes back to `retired`, with its share cleared and a
+    `release.canary_rollback` audit entry holding the figures."""
+    checks: list[CanaryCheck] = []
+    for release in store.in_stage("canary", task):
+        limits = release.task_spec().rollout or RolloutSpec()
+        health = store.canary_health(release.task, release.number)
+        breaches = tuple(health.breaches(limits))
+        rolled_back = False
+        if breaches:
+            try:
+                store.stop_canary(
+                    release.task,
+                    actor,
+                    stage="retired",
+                    action="release.canary_rollback",
+                    details={
+                        **health.as_dict(),
+                        "limits": limits.model_dump(),
+                        "breaches": list(breaches),
+                    },
+                    expected=release.number,
+                )
+                rolled_back = True
+            except NotFound:
+                pass  # stopped meanwhile (by a person or another replica)
+        checks.append(CanaryCheck(health, limits, breaches, rolled_back))
+    return checks
