@@ -37,6 +37,7 @@ models:
     answers:
       - {if_contains: "stolen", output: {queue: fraud}}
       - {if_contains: "unsure", output: {queue: cards}, confidence: 0.4}
+      - {if_contains: "payment", output: {queue: payments}}
 policy:
   auto_min_confidence: 0.8
   review_when:
