@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that some tests drive for real, when they are missing:
 #   prometheus  (a real Prometheus scrapes /metrics)
+#   chromium    (Playwright drives it for the review-page tests in tests/ui/)
 # Tests that need a missing tool skip with the reason; in CI (CI set) a failed install fails.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ log() { printf 'scripts/test-tools.sh: %s\n' "$*" >&2; }
 
 missing=()
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from lockgate.errors import ConfigError
+from lockgate.security import check_role
 
 STATE_DIR = ".lockgate"
 TASKS_DIR = "tasks"
@@ -84,6 +85,12 @@ class Settings:
     """How long a reviewer's claim on a review item lasts; then the item returns to the queue."""
     review_escalation_interval_seconds: float = 60.0
     """How often `lockgate serve` escalates review items pending longer than their task's SLA."""
+    session_secret: Secret = field(default_factory=lambda: Secret(""))
+    """Signs the review pages' session cookies; empty: a random secret per process."""
+    session_max_age_seconds: int = 8 * 3600
+    """How long a sign-in to the review pages lasts."""
+    review_pii_roles: tuple[str, ...] = ("admin",)
+    """Roles that see `pii: true` input fields in clear on the review pages."""
     delivery_in_process: bool = True
     """Run the delivery worker inside `lockgate serve`; off when `lockgate worker` runs apart."""
     delivery_poll_seconds: float = 1.0
@@ -176,7 +183,16 @@ def load_settings(
         delivery_max_tries=int(file_values.get("delivery_max_tries", 8)),
         delivery_backoff_base_seconds=float(file_values.get("delivery_backoff_base_seconds", 2.0)),
         delivery_backoff_cap_seconds=float(file_values.get("delivery_backoff_cap_seconds", 600.0)),
+        session_secret=Secret(env.get("LOCKGATE_SESSION_SECRET", "")),
+        session_max_age_seconds=int(file_values.get("session_max_age_seconds", 8 * 3600)),
+        review_pii_roles=_roles(file_values.get("review_pii_roles", ["admin"])),
     )
+
+
+def _roles(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{SETTINGS_FILE}: review_pii_roles: expected a list of roles")
+    return tuple(check_role(str(role)) for role in value)
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:
@@ -192,6 +208,11 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path.name}: openai_api_key must not be stored in a file",
             hint="set the OPENAI_API_KEY environment variable instead",
+        )
+    if "session_secret" in data:
+        raise ConfigError(
+            f"{path.name}: session_secret must not be stored in a file",
+            hint="set the LOCKGATE_SESSION_SECRET environment variable instead",
         )
     return data
 

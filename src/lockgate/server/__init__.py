@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from lockgate.monitor.logging import configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
-from lockgate.server import decisions, health, metrics, problems, rollout, tasks
+from lockgate.server import decisions, health, metrics, problems, rollout, tasks, ui
 from lockgate.server.limits import Limits
 from lockgate.settings import Settings, load_settings
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(decisions.router, prefix="/v1")
     app.include_router(tasks.router, prefix="/v1")
     app.include_router(rollout.router, prefix="/v1")
+    app.include_router(ui.build_router(settings), prefix="/ui")
     return app
 
 

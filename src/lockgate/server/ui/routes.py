@@ -1,0 +1,347 @@
+"""The review pages under `/ui/`: sign-in, queue, item, verdicts and the suggest-mode report.
+
+Endpoints stay thin: who may see or do what is decided by the review core
+(`runtime.reviews`); its refusals (403, 409, 422) are shown on the page as a readable message.
+Every POST passes the CSRF and same-origin checks of `Access.checked_form` first.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from lockgate.decision import utcnow
+from lockgate.errors import LockgateError, NotFound
+from lockgate.server.ui import views
+from lockgate.server.ui.access import Access, Visit, run
+from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
+from lockgate.server.ui.sessions import SessionSigner
+from lockgate.settings import Settings
+from lockgate.store.reviews import Verdict
+from lockgate.task import NAME_PATTERN, TaskSpec
+
+_DECISION_ID = re.compile(r"^[0-9a-f]{1,32}$")
+_TASK = re.compile(NAME_PATTERN)
+STATUSES = ("pending_review", "approved", "corrected", "rejected")
+ACTIONS = ("claim", "approve", "correct", "reject")
+_DONE = {"approved": "approved", "corrected": "corrected", "rejected": "rejected"}
+
+
+class ReviewPages:
+    """The endpoints of the pages (one instance per app)."""
+
+    def __init__(self, settings: Settings) -> None:
+        secret = settings.session_secret.reveal().encode() or secrets.token_bytes(32)
+        self.templates = Templates()
+        self.access = Access(
+            SessionSigner(secret, settings.session_max_age_seconds), self.templates
+        )
+        self.pii_roles = settings.review_pii_roles
+
+    def router(self) -> APIRouter:
+        router = APIRouter(include_in_schema=False)
+        router.add_api_route("", self.home, methods=["GET"])
+        router.add_api_route("/", self.home, methods=["GET"])
+        router.add_api_route("/static/{name}", self.static, methods=["GET"])
+        router.add_api_route("/sign-in", self.sign_in_form, methods=["GET"])
+        router.add_api_route("/sign-in", self.sign_in, methods=["POST"])
+        router.add_api_route("/sign-out", self.sign_out, methods=["POST"])
+        router.add_api_route("/queue", self.queue, methods=["GET"])
+        router.add_api_route("/next", self.next_item, methods=["GET"])
+        router.add_api_route("/items/{decision_id}", self.item, methods=["GET"])
+        router.add_api_route("/items/{decision_id}/{action}", self.act, methods=["POST"])
+        router.add_api_route("/reports/{task}", self.report, methods=["GET"])
+        return router
+
+    # ---- sign-in
+
+    async def home(self, request: Request) -> Response:
+        return redirect("/queue")
+
+    async def static(self, name: str) -> Response:
+        return static_file(name)
+
+    async def sign_in_form(self, request: Request) -> Response:
+        visit = await self.access.visit(request)
+        if visit.principal is not None:
+            return redirect("/queue")
+        notice = "You are signed out." if request.query_params.get("out") else None
+        page = self.templates.page("sign_in.html", csrf_token=visit.session.nonce, notice=notice)
+        return self.access.send(visit, page)
+
+    async def sign_in(self, request: Request) -> Response:
+        visit = await self.access.visit(request)
+        form = await self.access.checked_form(visit)
+        if isinstance(form, Response):
+            return form
+        secret = form.get("api_key", "").strip()
+        key = await run(visit.runtime.store.authenticate, secret) if secret else None
+        if key is None:
+            page = self.templates.page(
+                "sign_in.html",
+                code=401,
+                csrf_token=visit.session.nonce,
+                error=Shown(
+                    "Sign-in failed",
+                    "That API key is unknown or revoked. Check it, or ask an admin for a new one.",
+                ),
+            )
+            return self.access.send(visit, page)
+        # A new nonce on sign-in: a token seen before signing in is worth nothing after.
+        session = self.access.signer.new(int(time.time()), key.id)
+        return self.access.send(visit, redirect("/queue"), session)
+
+    async def sign_out(self, request: Request) -> Response:
+        visit = await self.access.visit(request)
+        form = await self.access.checked_form(visit)
+        if isinstance(form, Response):
+            return form
+        return self.access.send(
+            visit, redirect("/sign-in?out=1"), self.access.signer.new(int(time.time()))
+        )
+
+    # ---- pages
+
+    async def chrome(self, visit: Visit) -> dict[str, Any]:
+        """What the page frame shows: the reviewer, today's count, the report links."""
+        assert visit.principal is not None
+        principal = visit.principal
+        try:
+            done = await run(visit.runtime.reviews.done_today, principal)
+        except LockgateError:
+            done = None
+        return {
+            "principal": principal,
+            "csrf_token": visit.session.nonce,
+            "done_today": done,
+            "report_tasks": [
+                name
+                for name, spec in (await self.tasks(visit)).items()
+                if spec.policy.mode == "suggest"
+            ],
+        }
+
+    async def tasks(self, visit: Visit) -> dict[str, TaskSpec]:
+        assert visit.principal is not None
+        try:
+            tasks = await run(visit.runtime.tasks)
+        except LockgateError:
+            return {}
+        return {n: s for n, s in sorted(tasks.items()) if visit.principal.may_see_task(n)}
+
+    async def queue(self, request: Request) -> Response:
+        visit = await self.access.visit(request)
+        if visit.principal is None:
+            return self.access.send(visit, redirect("/sign-in"))
+        params = request.query_params
+        task = params.get("task") or None
+        status = params.get("status") or "pending_review"
+        after = params.get("after") or None
+        chrome = await self.chrome(visit)
+        context: dict[str, Any] = {
+            **chrome,
+            "nav": "queue",
+            "tasks": list(await self.tasks(visit)),
+            "task": task,
+            "status": status,
+            "statuses": STATUSES,
+            "items": [],
+            "next_after": None,
+            "next_query": "",
+        }
+        done = _DONE.get(params.get("done", ""))
+        if done:
+            context["notice"] = f"Decision {params.get('id', '')[-10:]} {done}."
+        if (
+            (task and not _TASK.match(task))
+            or status not in STATUSES
+            or (after and not _DECISION_ID.match(after))
+        ):
+            context["error"] = Shown("Check the filters", "Pick a task and status from the lists.")
+            return self.access.send(visit, self.templates.page("queue.html", code=422, **context))
+        limit = 50
+        try:
+            items = await run(
+                partial(
+                    visit.runtime.reviews.queue,
+                    visit.principal,
+                    task=task,
+                    status=status,
+                    limit=limit,
+                    after=after,
+                )
+            )
+        except LockgateError as exc:
+            context["error"] = Shown.of(exc)
+            return self.access.send(
+                visit, self.templates.page("queue.html", code=exc.status, **context)
+            )
+        context["items"] = items
+        if len(items) == limit:
+            last = items[-1].decision.id
+            context["next_after"] = last
+            context["next_query"] = urlencode(
+                {k: v for k, v in {"task": task, "status": status, "after": last}.items() if v}
+            )
+        return self.access.send(visit, self.templates.page("queue.html", **context))
+
+    async def next_item(self, request: Request) -> Response:
+        """The first item of the queue other than `skip` (the `n` shortcut)."""
+        visit = await self.access.visit(request)
+        if visit.principal is None:
+            return self.access.send(visit, redirect("/sign-in"))
+        task = request.query_params.get("task") or None
+        skip = request.query_params.get("skip", "")
+        if task is not None and not _TASK.match(task):
+            task = None
+        try:
+            items = await run(
+                partial(visit.runtime.reviews.queue, visit.principal, task=task, limit=2)
+            )
+        except LockgateError:
+            items = []
+        for item in items:
+            if item.decision.id != skip:
+                return self.access.send(visit, redirect(f"/items/{item.decision.id}"))
+        return self.access.send(visit, redirect("/queue" + (f"?task={task}" if task else "")))
+
+    async def item(self, request: Request, decision_id: str) -> Response:
+        visit = await self.access.visit(request)
+        if visit.principal is None:
+            return self.access.send(visit, redirect("/sign-in"))
+        return await self.item_page(visit, decision_id)
+
+    async def item_page(
+        self,
+        visit: Visit,
+        decision_id: str,
+        *,
+        error: LockgateError | None = None,
+    ) -> Response:
+        assert visit.principal is not None
+        principal = visit.principal
+        chrome = await self.chrome(visit)
+        reviews = visit.runtime.reviews
+        try:
+            if not _DECISION_ID.match(decision_id):
+                raise NotFound("there is no decision with that id")
+            item = await run(reviews.item, principal, decision_id)
+            similar = await run(partial(reviews.similar, principal, decision_id, limit=5))
+        except LockgateError as exc:
+            page = self.templates.message(
+                title_of(exc), Shown.of(exc).text, code=exc.status, **chrome
+            )
+            return self.access.send(visit, page)
+        decision = item.decision
+        specs: dict[tuple[str, int], TaskSpec] = {}
+
+        async def spec_of(task: str, release: int) -> TaskSpec:
+            if (task, release) not in specs:
+                stored = await run(visit.runtime.store.release, task, release)
+                specs[(task, release)] = stored.task_spec()
+            return specs[(task, release)]
+
+        clear = views.may_see_personal_data(principal, self.pii_roles)
+        spec = await spec_of(decision.task, decision.release)
+        rows = views.shown_input(decision, spec, clear)
+        similar_rows = [
+            {
+                "decision": other,
+                "rows": views.shown_input(other, await spec_of(other.task, other.release), clear),
+            }
+            for other in similar
+        ]
+        mine = item.claimed_by == principal.name and item.claim_live(utcnow())
+        page = self.templates.page(
+            "item.html",
+            code=error.status if error else 200,
+            **chrome,
+            error=Shown.of(error) if error else None,
+            item=item,
+            input_rows=rows,
+            masked=any(row.masked for row in rows),
+            alternatives=views.alternatives(decision),
+            form_fields=views.output_form(spec, decision.output),
+            similar=similar_rows,
+            mine=mine,
+            verdict_text=verdict_text,
+            next_href=f"{BASE}/next?" + urlencode({"task": decision.task, "skip": decision.id}),
+        )
+        return self.access.send(visit, page)
+
+    async def act(self, request: Request, decision_id: str, action: str) -> Response:
+        visit = await self.access.visit(request)
+        if visit.principal is None:
+            return self.access.send(visit, redirect("/sign-in"))
+        form = await self.access.checked_form(visit)
+        if isinstance(form, Response):
+            return form
+        if action not in ACTIONS or not _DECISION_ID.match(decision_id):
+            page = self.templates.message(
+                "Not found", "There is no such page.", code=404, **await self.chrome(visit)
+            )
+            return self.access.send(visit, page)
+        principal = visit.principal
+        reviews = visit.runtime.reviews
+        reason = form.get("reason", "").strip()
+        try:
+            if action == "claim":
+                await run(reviews.claim, principal, decision_id)
+                return self.access.send(visit, redirect(f"/items/{decision_id}"))
+            if action == "approve":
+                item = await run(reviews.approve, principal, decision_id, reason or None)
+            elif action == "correct":
+                current = await run(reviews.item, principal, decision_id)
+                decision = current.decision
+                stored = await run(visit.runtime.store.release, decision.task, decision.release)
+                output = views.submitted_output(stored.task_spec(), form)
+                item = await run(reviews.correct, principal, decision_id, output, reason)
+            else:
+                item = await run(reviews.reject, principal, decision_id, reason)
+        except LockgateError as exc:
+            return await self.item_page(visit, decision_id, error=exc)
+        decision = item.decision
+        if decision.status == "pending_review":
+            # An approval that still needs another reviewer: back to the item, which says so.
+            return self.access.send(visit, redirect(f"/items/{decision_id}"))
+        query = urlencode({"task": decision.task, "done": decision.status, "id": decision.id})
+        return self.access.send(visit, redirect(f"/queue?{query}"))
+
+    async def report(self, request: Request, task: str) -> Response:
+        visit = await self.access.visit(request)
+        if visit.principal is None:
+            return self.access.send(visit, redirect("/sign-in"))
+        chrome = await self.chrome(visit)
+        try:
+            if not _TASK.match(task):
+                raise NotFound("there is no task with that name")
+            report = await run(visit.runtime.reviews.suggest_report, visit.principal, task)
+        except LockgateError as exc:
+            page = self.templates.message(
+                title_of(exc), Shown.of(exc).text, code=exc.status, **chrome
+            )
+            return self.access.send(visit, page)
+        page = self.templates.page(
+            "report.html", **chrome, nav=f"report:{task}", task=task, report=report
+        )
+        return self.access.send(visit, page)
+
+
+def title_of(exc: LockgateError) -> str:
+    return Shown.of(exc).title
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """One line for a past verdict: who did what, when and why (never the input)."""
+    done = {"approve": "approved", "correct": "corrected", "reject": "rejected"}[verdict.verdict]
+    line = f"{verdict.reviewer} {done} at {verdict.at:%Y-%m-%d %H:%M} UTC"
+    if verdict.output is not None and verdict.verdict == "correct":
+        line += " to " + ", ".join(f"{k}: {v}" for k, v in verdict.output.items())
+    return f"{line} ({verdict.reason})" if verdict.reason else line

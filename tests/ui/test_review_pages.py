@@ -1,0 +1,140 @@
+"""The review pages in real Chromium against a real server: what a reviewer sees and does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.ui.kit import Site, screenshot, sign_in
+
+FRAUD = "My card was stolen in Lisbon yesterday, please block it. Write to jane.doe@example.com"
+CARD_FRAUD = "Someone has stolen my card 4111 1111 1111 1111 and used it twice"
+
+
+def claim(page: Any) -> None:
+    with page.expect_navigation():
+        page.click("text=Claim to review")
+
+
+def rows(page: Any) -> list[str]:
+    return [row.get_attribute("data-href") for row in page.query_selector_all("#queue tbody tr")]
+
+
+def test_a_reviewer_signs_in_claims_and_corrects_an_item_which_then_leaves_the_queue(
+    site_on_each_backend: Site, page: Any
+) -> None:
+    site = site_on_each_backend
+    first = site.submit(FRAUD, "t-1")
+    second = site.submit("A stolen wallet, card inside, please help", "t-2", channel="email")
+    sign_in(page, site, site.key("alice", "reviewer"))
+
+    assert page.url.endswith("/ui/queue")
+    assert rows(page) == [f"/ui/items/{first}", f"/ui/items/{second}"]  # oldest first
+    assert "0 done today" in page.inner_text("#done-today")
+    screenshot(page, "01-queue")
+
+    page.click(f"a[href='/ui/items/{first}']")
+    assert page.is_visible("text=Claim to review")
+    assert page.query_selector("#correct-form") is None  # no verdict before a claim
+    claim(page)
+    screenshot(page, "02-item-claimed")
+
+    page.select_option("#field-queue", "cards")
+    page.fill("#correct-reason", "a lost card, not fraud")
+    page.click("text=Save correction")
+
+    assert "/ui/queue" in page.url
+    assert "corrected" in page.inner_text(".notice")
+    assert rows(page) == [f"/ui/items/{second}"]
+    assert "1 done today" in page.inner_text("#done-today")
+    screenshot(page, "03-queue-after-correction")
+    corrected = site.runtime.store.decision(first)
+    assert corrected is not None
+    assert (corrected.status, dict(corrected.output or {})) == ("corrected", {"queue": "cards"})
+
+
+def test_rejecting_needs_a_reason_and_a_rejected_item_is_never_approved(
+    site: Site, page: Any
+) -> None:
+    decision = site.submit(FRAUD, "t-1")
+    sign_in(page, site, site.key("alice", "reviewer"))
+    page.goto(f"{site.base}/ui/items/{decision}")
+    claim(page)
+
+    page.click("#reject-form button[type=submit]")  # empty reason: the browser holds the form
+    assert site.status(decision) == "pending_review"
+
+    page.fill("#reject-reason", "spam sent to the fraud line")
+    page.click("#reject-form button[type=submit]")
+    assert "rejected" in page.inner_text(".notice")
+    assert rows(page) == []
+    assert site.status(decision) == "rejected"
+
+
+def test_keyboard_shortcuts_move_in_the_queue_open_an_item_and_approve_it(
+    site: Site, page: Any
+) -> None:
+    older = site.submit(FRAUD, "t-1")
+    newer = site.submit(CARD_FRAUD, "t-2")
+    sign_in(page, site, site.key("alice", "reviewer"))
+
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith(f"/ui/items/{older}")
+    claim(page)
+    with page.expect_navigation():
+        page.keyboard.press("a")
+
+    assert site.status(older) == "approved"
+    assert rows(page) == [f"/ui/items/{newer}"]
+    page.goto(f"{site.base}/ui/items/{older}")
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    assert page.url.endswith(f"/ui/items/{newer}")
+    claim(page)
+    page.keyboard.press("c")
+    assert page.evaluate("document.activeElement.id") == "field-queue"
+    page.keyboard.press("Escape")
+    page.keyboard.press("r")
+    assert page.evaluate("document.activeElement.id") == "reject-reason"
+
+
+def test_personal_fields_are_masked_for_a_reviewer_and_clear_for_an_admin(
+    site: Site, page: Any
+) -> None:
+    site.submit("My card was stolen, call +44 20 7946 0958 or jane.doe@example.com", "t-0")
+    decision = site.submit(CARD_FRAUD + ", write to jane.doe@example.com", "t-1", channel="chat")
+    sign_in(page, site, site.key("alice", "reviewer"))
+    page.goto(f"{site.base}/ui/items/{decision}")
+
+    html = page.content()
+    for personal in ("jane.doe@example.com", "4111 1111 1111 1111", "7946"):
+        assert personal not in html
+    assert "[email]" in html and "[card]" in html
+    assert "chat" in page.inner_text("dl.input")  # a field not marked pii is shown as it is
+    screenshot(page, "04-item-masked")
+
+    page.click("text=Sign out")
+    sign_in(page, site, site.key("root", "admin"))
+    page.goto(f"{site.base}/ui/items/{decision}")
+    assert "jane.doe@example.com" in page.inner_text("dl.input")
+
+
+def test_a_refusal_by_the_review_core_is_shown_as_a_message_on_the_page(
+    site: Site, page: Any
+) -> None:
+    decision = site.submit(FRAUD, "t-1")
+    site.runtime.reviews.claim(site.principal("alice", "reviewer"), decision)
+    sign_in(page, site, site.key("bob", "reviewer"))
+    page.goto(f"{site.base}/ui/items/{decision}")
+    assert "Claimed by alice" in page.inner_text("#actions")
+
+    claim(page)
+    assert "Cannot do that now" in page.inner_text(".error")
+    assert "alice" in page.inner_text(".error")
+    screenshot(page, "05-claim-conflict")
+    assert site.runtime.reviews.item(site.principal("bob", "reviewer"), decision).claimed_by == (
+        "alice"
+    )
