@@ -1,0 +1,177 @@
+"""Promotion gates: the checks themselves, and `release promote` refusing a release whose eval
+does not pass, letting a better one through, and an admin override that is audited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lockgate.errors import Forbidden
+from lockgate.evals.gates import GateFailed, check_gate, promote
+from lockgate.task import GateSpec, NonInferioritySpec
+from tests.rollout.kit import Project, metrics, project, task_yaml, texts
+
+GATE = """evaluation:
+  gate_dataset: gate
+  gate:
+    min_accuracy: 0.85
+    max_latency_p95_ms: 50
+    non_inferior_to_live: {metric: accuracy, margin: 0.01}
+"""
+
+
+def test_every_configured_check_reports_its_figure_and_bound() -> None:
+    gate = GateSpec(
+        min_accuracy=0.9,
+        min_auto_accuracy=0.97,
+        max_cost_per_decision=0.002,
+        max_latency_p95_ms=100,
+    )
+    result = check_gate(
+        gate,
+        metrics(accuracy=0.91, auto_accuracy=0.96, cost_per_decision=0.003, latency_p95_ms=80),
+        None,
+    )
+    by_name = {c.name: c for c in result.checks}
+    assert [c.name for c in result.checks] == [
+        "min_accuracy",
+        "min_auto_accuracy",
+        "max_cost_per_decision",
+        "max_latency_p95_ms",
+    ]
+    assert (by_name["min_accuracy"].figure, by_name["min_accuracy"].passed) == (0.91, True)
+    assert (by_name["min_auto_accuracy"].threshold, by_name["min_auto_accuracy"].passed) == (
+        0.97,
+        False,
+    )
+    assert by_name["max_cost_per_decision"].passed is False
+    assert by_name["max_latency_p95_ms"].passed is True
+    assert not result.passed
+    assert "min_auto_accuracy = 0.96 (bound 0.97)" in result.summary()
+
+
+@pytest.mark.parametrize(
+    ("candidate", "live", "passed"),
+    [
+        pytest.param(0.895, 0.90, True, id="within-margin"),
+        pytest.param(0.885, 0.90, False, id="worse-than-margin"),
+        pytest.param(0.95, 0.90, True, id="better"),
+    ],
+)
+def test_non_inferiority_allows_the_margin_and_no_more(
+    candidate: float, live: float, passed: bool
+) -> None:
+    gate = GateSpec(non_inferior_to_live=NonInferioritySpec(metric="accuracy", margin=0.01))
+    result = check_gate(
+        gate, metrics(accuracy=candidate), metrics(accuracy=live), live_ref="routing@1"
+    )
+    assert result.passed is passed
+    assert result.checks[0].threshold == pytest.approx(live - 0.01)
+
+
+def test_non_inferiority_fails_when_the_live_release_has_no_eval_and_passes_without_one() -> None:
+    gate = GateSpec(non_inferior_to_live=NonInferioritySpec())
+    assert not check_gate(gate, metrics(), None, live_ref="routing@1").passed
+    assert check_gate(gate, metrics(), None, live_ref=None).passed
+
+
+def test_a_missing_figure_fails_its_check() -> None:
+    result = check_gate(GateSpec(min_auto_accuracy=0.9), metrics(auto_accuracy=None), None)
+    assert not result.passed
+    assert result.checks[0].figure is None
+
+
+def _two_releases(p: Project) -> tuple[int, int]:
+    first = p.release(task_yaml(extra=GATE))
+    p.record_eval(first.number, metrics(accuracy=0.90))
+    promote(p.store.rollout, first, "test")
+    second = p.release(task_yaml(confidence=0.85, extra=GATE))
+    return first.number, second.number
+
+
+def test_a_worse_candidate_is_refused_with_the_failing_numbers(
+    tmp_path: Path, database_url: str
+) -> None:
+    with project(tmp_path, database_url) as p:
+        live, candidate = _two_releases(p)
+        p.record_eval(candidate, metrics(accuracy=0.86, latency_p95_ms=70))
+        with pytest.raises(GateFailed) as refused:
+            promote(p.store.rollout, p.store.release("routing", candidate), "test")
+        message = refused.value.message
+        assert "max_latency_p95_ms = 70 (bound 50)" in message
+        assert "non_inferior_to_live.accuracy = 0.86 (bound 0.89)" in message
+        assert "min_accuracy" not in message  # 0.86 passes 0.85: only failing checks are named
+        assert p.store.live_release("routing").number == live
+
+
+def test_a_better_candidate_passes_and_the_audit_entry_holds_the_gate(
+    tmp_path: Path, database_url: str
+) -> None:
+    with project(tmp_path, database_url) as p:
+        _, candidate = _two_releases(p)
+        p.record_eval(candidate, metrics(accuracy=0.93, latency_p95_ms=30))
+        promoted, result = promote(p.store.rollout, p.store.release("routing", candidate), "test")
+        assert promoted.stage == "live" and result is not None and result.passed
+        (entry,) = p.store.audit_entries("routing", action="release.promote", limit=1)
+        assert entry.subject == f"routing@{candidate}"
+        assert entry.details["gate"]["passed"] is True
+
+
+def test_an_eval_on_an_older_version_of_the_dataset_does_not_count(
+    tmp_path: Path, database_url: str
+) -> None:
+    with project(tmp_path, database_url) as p:
+        _, candidate = _two_releases(p)
+        p.record_eval(candidate, metrics(accuracy=0.95))
+        p.set_dataset_hash("d2")
+        with pytest.raises(GateFailed, match="older version of dataset 'gate'"):
+            promote(p.store.rollout, p.store.release("routing", candidate), "test")
+
+
+def test_an_override_needs_an_admin_and_a_reason_and_is_audited(
+    tmp_path: Path, database_url: str
+) -> None:
+    with project(tmp_path, database_url) as p:
+        _, candidate = _two_releases(p)
+        p.record_eval(candidate, metrics(accuracy=0.80))
+        target = p.store.release("routing", candidate)
+        with pytest.raises(Forbidden, match="only an admin"):
+            promote(p.store.rollout, target, "op", override_reason="urgent", may_override=False)
+        assert p.store.live_release("routing").number != candidate
+        promoted, _ = promote(
+            p.store.rollout,
+            target,
+            "boss",
+            override_reason="hotfix for outage",
+            may_override=True,
+        )
+        assert promoted.stage == "live"
+        (override,) = p.store.audit_entries("routing", action="release.gate_override")
+        assert override.actor == "boss"
+        assert override.details["reason"] == "hotfix for outage"
+        failing = {c["check"]: c for c in override.details["failing"]}
+        assert failing["min_accuracy"]["figure"] == 0.80
+        assert failing["min_accuracy"]["threshold"] == 0.85
+
+
+def test_a_task_without_a_gate_promotes_as_before(tmp_path: Path, database_url: str) -> None:
+    with project(tmp_path, database_url) as p:
+        release = p.release(task_yaml())
+        promoted, result = promote(p.store.rollout, release, "test")
+        assert promoted.stage == "live" and result is None
+
+
+def test_rollback_restores_the_previous_release_and_the_next_decision_uses_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    with project(tmp_path, database_url) as p:
+        live, candidate = _two_releases(p)
+        p.record_eval(candidate, metrics(accuracy=0.95))
+        promote(p.store.rollout, p.store.release("routing", candidate), "test")
+        (before,) = p.decide(texts(1), prefix="before")
+        assert before.release == candidate
+        restored = p.store.rollback("routing", "test", "worse in production")
+        assert restored.number == live
+        (after,) = p.decide(texts(1, start=1), prefix="after")
+        assert after.release == live
