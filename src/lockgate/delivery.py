@@ -19,10 +19,10 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lockgate.decision import utcnow
 from lockgate.errors import LockgateError
@@ -39,6 +39,9 @@ from lockgate.sinks import (
     SinkRegistry,
 )
 from lockgate.task import SinkSpecBase
+
+if TYPE_CHECKING:
+    from lockgate.runtime import Runtime
 
 logger = logging.getLogger("lockgate.delivery")
 
@@ -121,7 +124,11 @@ class DeliveryWorker:
         """Deliver until `stop` is set; the batch in flight is finished and recorded first."""
         total = DeliveryReport()
         while not stop.is_set():
-            report = await self.run_once()
+            try:
+                report = await self.run_once()
+            except Exception as exc:  # the database may be away for a while: keep polling
+                logger.error("delivery batch failed", extra={"error_class": type(exc).__name__})
+                report = DeliveryReport()
             total += report
             if report.claimed < self.settings.delivery_batch_size:
                 await self._update_depth()
@@ -251,3 +258,34 @@ class DeliveryWorker:
             return
         counts = await asyncio.to_thread(self.store.outbox_depth)
         self.metrics.record_outbox_depth(counts)
+
+
+@contextlib.asynccontextmanager
+async def in_process(runtime: Runtime) -> AsyncIterator[DeliveryWorker | None]:
+    """A delivery worker running in the background of a server, unless the
+    `delivery_in_process` setting is off. On exit it finishes the batch in flight (for at
+    most `shutdown_timeout_seconds`; then it is cancelled and its leases run out)."""
+    settings = runtime.settings
+    if not settings.delivery_in_process:
+        yield None
+        return
+    metrics = getattr(runtime.observer, "metrics", None)
+    worker = DeliveryWorker(
+        runtime.store, settings, metrics=metrics if isinstance(metrics, Metrics) else None
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop), name="lockgate-delivery")
+    try:
+        yield worker
+    finally:
+        stop.set()
+        try:
+            async with asyncio.timeout(settings.shutdown_timeout_seconds):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except Exception:
+            logger.exception("the delivery worker failed")
+        await worker.aclose()

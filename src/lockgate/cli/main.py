@@ -6,9 +6,10 @@ import sys
 
 import typer
 
-from lockgate.cli import decisions, keys, project, releases
+from lockgate.cli import decisions, deliveries, keys, project, releases
 from lockgate.cli.demo import demo
 from lockgate.cli.serve import serve
+from lockgate.cli.worker import worker
 from lockgate.errors import LockgateError, TaskFileError
 
 
@@ -27,6 +28,8 @@ def build_app() -> typer.Typer:
     app.command()(decisions.run)
     app.command()(demo)
     app.command()(serve)
+    app.command()(worker)
+    app.add_typer(deliveries.app, name="deliveries")
     app.add_typer(releases.app, name="release")
     app.add_typer(keys.app, name="keys")
     app.add_typer(project.db, name="db")

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
+from lockgate import delivery
 from lockgate.monitor.logging import configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
@@ -31,7 +32,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         active = runtime if runtime is not None else await _open(settings)
         app.state.runtime = active
         try:
-            async with rollout.background(active):
+            async with rollout.background(active), delivery.in_process(active):
                 yield
         finally:
             await active.aclose()
