@@ -5,7 +5,9 @@ Built once at an entry point (a CLI command, the server's app factory) and passe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from lockgate.decision import utcnow
 from lockgate.errors import ConfigError, NotFound
@@ -91,6 +93,21 @@ class Runtime:
         draft = self.draft_release(self.task(task_name))
         self._check_buildable(draft)
         return self.store.create_release(draft, actor)
+
+    def derived_draft(self, source: Release, body: Mapping[str, Any]) -> Release:
+        """A draft with a changed spec `body` (e.g. a calibrated policy) that pins the same
+        artifacts as `source`; checked to build, not stored."""
+        draft = Release(
+            task=source.task,
+            number=0,
+            content_hash=content_hash(body, source.artifacts),
+            spec=dict(body),
+            artifacts=dict(source.artifacts),
+            stage="draft",
+            created_at=utcnow(),
+        )
+        self._check_buildable(draft)
+        return draft
 
     def release_runtime(self, task_name: str, number: int | None = None) -> ReleaseRuntime:
         """The given release, or the live one, ready to decide (built once per process)."""

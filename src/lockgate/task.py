@@ -259,6 +259,12 @@ class EvaluationSpec(BaseModel):
     gate: GateSpec | None = None
     """Promotion gate; without one, `release promote` does not ask for an eval."""
     holdout_share: float = Field(default=0.2, gt=0, lt=1)
+    calibration_dataset: str | None = None
+    """The dataset `lockgate calibrate` tunes the threshold on (never the gate dataset)."""
+    field: str | None = None
+    """The output field `lockgate eval` scores; default: the first output field."""
+    tolerance: Mapping[str, float] | None = None
+    """Per number output field, the absolute difference that still counts as a match."""
 
 
 class TaskSpec(_Strict):

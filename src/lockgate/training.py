@@ -31,6 +31,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import FeatureUnion
 
 from lockgate.errors import ConfigError
+from lockgate.evals.datasets import describe_overlap, overlap_lines
 from lockgate.records import Record, iter_records
 from lockgate.settings import Settings
 from lockgate.task import TaskSpec
@@ -79,13 +80,25 @@ def train_classifier(
     *,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    sealed: Mapping[str, str] | None = None,
 ) -> TrainReport:
-    """Fit the local classifier of `task` on labeled records and store it as the latest artifact."""
+    """Fit the local classifier of `task` on labeled records and store it as the latest artifact.
+
+    `sealed` maps the input hashes of the task's sealed datasets to their names: records with
+    any of those inputs are refused, since a sealed set must never be trained on."""
     started = time.perf_counter()
     say = progress or (lambda _message: None)
     input_fields = _check_task(task)
     source = str(records) if isinstance(records, str | Path) else "training records"
-    rows = iter_records(records) if isinstance(records, str | Path) else records
+    rows = iter_records(records) if isinstance(records, str | Path) else list(records)
+    if sealed:
+        found = overlap_lines(task, rows, sealed)
+        if found:
+            raise ConfigError(
+                describe_overlap(source, task.name, found),
+                hint="remove those rows from the training data and train again",
+            )
+        rows = iter_records(records) if isinstance(records, str | Path) else rows
     say("reading records")
     texts, labels, data_hash = _read(task, input_fields, rows, source)
     seen = {name: set(ys) for name, ys in labels.items()}

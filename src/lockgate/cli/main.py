@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from lockgate.cli import decisions, deliveries, keys, project, releases
+from lockgate.cli import decisions, deliveries, evals, keys, project, releases
 from lockgate.cli.demo import demo
 from lockgate.cli.serve import serve
 from lockgate.cli.worker import worker
@@ -30,6 +30,9 @@ def build_app() -> typer.Typer:
     app.command()(serve)
     app.command()(worker)
     app.add_typer(deliveries.app, name="deliveries")
+    app.command("eval")(evals.eval_)
+    app.command()(evals.calibrate)
+    app.add_typer(evals.dataset_app, name="dataset")
     app.add_typer(releases.app, name="release")
     app.add_typer(keys.app, name="keys")
     app.add_typer(project.db, name="db")

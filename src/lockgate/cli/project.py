@@ -48,19 +48,31 @@ def train(
     ],
     seed: Annotated[int, typer.Option("--seed", help="Seed for the held-out split.")] = 0,
     project: ProjectOption = None,
+    database: DatabaseOption = None,
 ) -> None:
-    """Train the task's local classifier and print its held-out accuracy.
+    """Train the task's local classifier and print its held-out accuracy. Rows whose input is
+    in a sealed dataset of the task are refused.
 
     Example: lockgate train routing --data data/routing-train.csv
     """
     from lockgate.training import train_classifier
 
-    settings = load_settings(project)
+    settings = load_settings(project, database_url=database)
     tasks = load_tasks(settings.tasks_dir, known_providers=ProviderRegistry.discover().names())
     if task not in tasks:
         raise ConfigError(f"no task named {task!r}", hint=f"tasks: {', '.join(sorted(tasks))}")
+    store = Store(settings.database_url)
+    try:
+        sealed = store.sealed_inputs(task)
+    finally:
+        store.close()
     report = train_classifier(
-        tasks[task], data, settings, seed=seed, progress=lambda msg: typer.echo(msg, err=True)
+        tasks[task],
+        data,
+        settings,
+        seed=seed,
+        progress=lambda msg: typer.echo(msg, err=True),
+        sealed=sealed,
     )
     typer.echo(f"trained on {report.n_rows} rows in {report.duration_s:.1f} s")
     for name, metrics in report.holdout.items():

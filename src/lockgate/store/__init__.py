@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 
 from lockgate.decision import Decision
+from lockgate.errors import Conflict, NotFound
+from lockgate.evals.datasets import Dataset, DatasetRow
+from lockgate.evals.datasets import content_hash as dataset_content_hash
 from lockgate.release import Release
 from lockgate.security import ApiKey, Role, hash_key, new_key
 from lockgate.sinks import DeliveryResult, OutboxRow
 from lockgate.store import audit, database, keys
+from lockgate.store import datasets as dataset_queries
 from lockgate.store import decisions as decision_queries
+from lockgate.store import evals as eval_queries
 from lockgate.store import outbox as outbox_queries
 from lockgate.store import releases as release_queries
 from lockgate.store.audit import AuditEntry
 from lockgate.store.decisions import DecisionFilter
+from lockgate.store.evals import EvalRun
 from lockgate.store.reviews import ReviewStore
 from lockgate.store.reviews import set_priorities as _set_review_priorities
 from lockgate.store.rollout import Rollouts
 
-__all__ = ["AuditEntry", "DecisionFilter", "Store"]
+__all__ = ["AuditEntry", "DecisionFilter", "EvalRun", "Store"]
 
 
 class Store:
@@ -145,6 +152,126 @@ class Store:
         if key is None or key.revoked or not key.matches(secret):
             return None
         return key
+
+    # ---- datasets and eval runs
+
+    def add_dataset(
+        self,
+        task: str,
+        name: str,
+        rows: Sequence[DatasetRow],
+        *,
+        sealed: bool,
+        source: str | None,
+        actor: str,
+    ) -> tuple[Dataset, bool]:
+        """Store a dataset; returns it and whether anything changed. A sealed dataset is never
+        replaced: adding it again is a no-op with the same content, else a `Conflict`."""
+        digest = dataset_content_hash(rows)
+        with self.engine.begin() as conn:
+            previous = dataset_queries.get(conn, task, name)
+            if previous is not None and previous.sealed:
+                if previous.content_hash == digest:
+                    return previous, False
+                raise Conflict(
+                    f"dataset {name!r} of task {task!r} is sealed and cannot change "
+                    f"(sealed content {previous.content_hash[:12]}, this file "
+                    f"{digest[:12]})",
+                    hint="add the new data under another name; a sealed set stays as it was",
+                )
+            if (
+                previous is not None
+                and previous.content_hash == digest
+                and previous.sealed == sealed
+            ):
+                return previous, False
+            stored = dataset_queries.replace(
+                conn,
+                task=task,
+                name=name,
+                sealed=sealed,
+                content_hash=digest,
+                source=source,
+                new_rows=rows,
+                actor=actor,
+                previous=previous,
+            )
+        return stored, True
+
+    def datasets(self, task: str | None = None) -> list[Dataset]:
+        with database.read(self.engine) as conn:
+            return dataset_queries.list_for(conn, task)
+
+    def dataset(self, task: str, name: str) -> Dataset:
+        with database.read(self.engine) as conn:
+            found = dataset_queries.get(conn, task, name)
+        if found is None:
+            raise NotFound(
+                f"task {task!r} has no dataset {name!r}",
+                hint=f"`lockgate dataset list {task}` shows its datasets; "
+                f"`lockgate dataset add {task} {name} FILE` adds one",
+            )
+        return found
+
+    def dataset_rows(self, dataset: Dataset) -> list[DatasetRow]:
+        with database.read(self.engine) as conn:
+            return dataset_queries.rows(conn, dataset.id)
+
+    def sealed_inputs(self, task: str) -> dict[str, str]:
+        """Input hash -> name of the sealed dataset of `task` that holds it."""
+        with database.read(self.engine) as conn:
+            return dataset_queries.sealed_inputs(conn, task)
+
+    def save_eval(
+        self,
+        *,
+        task: str,
+        release: int,
+        dataset: Dataset,
+        repeat: int,
+        metrics: Mapping[str, Any],
+        report: Mapping[str, Any],
+        actor: str,
+    ) -> EvalRun:
+        with self.engine.begin() as conn:
+            return eval_queries.insert(
+                conn,
+                task=task,
+                release=release,
+                dataset=dataset.name,
+                dataset_hash=dataset.content_hash,
+                repeat=repeat,
+                metrics=metrics,
+                report=report,
+                actor=actor,
+            )
+
+    def latest_eval(self, task: str, release: int, dataset: str) -> EvalRun | None:
+        """The newest eval run of `task@release` on the dataset named `dataset`, or None."""
+        with database.read(self.engine) as conn:
+            return eval_queries.latest(conn, task, release, dataset)
+
+    def eval_runs(self, task: str, release: int | None = None) -> list[EvalRun]:
+        with database.read(self.engine) as conn:
+            return eval_queries.list_for(conn, task, release)
+
+    def create_calibrated_release(
+        self, draft: Release, actor: str, figures: Mapping[str, Any]
+    ) -> tuple[Release, bool]:
+        """Store `draft` (or find the release with its content) and audit `policy.calibrate`
+        with the figures, in one transaction."""
+        with self.engine.begin() as conn:
+            existing = release_queries.by_hash(conn, draft.task, draft.content_hash)
+            release = existing or release_queries.create(conn, draft, actor)
+            audit.append(
+                conn,
+                actor=actor,
+                action="policy.calibrate",
+                task=draft.task,
+                subject=release.ref,
+                details=dict(figures),
+            )
+        return release, existing is None
 
     # ---- delivery outbox
 

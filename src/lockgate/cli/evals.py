@@ -1,0 +1,299 @@
+"""`lockgate dataset …`, `lockgate eval` and `lockgate calibrate`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lockgate.cli.common import (
+    ActorOption,
+    DatabaseOption,
+    ProjectOption,
+    open_runtime,
+    print_json,
+    run_async,
+)
+from lockgate.cli.common import stderr as err_console
+from lockgate.evals import report_html, service
+from lockgate.evals.datasets import read_dataset
+
+dataset_app = typer.Typer(help="Labeled datasets to measure releases on.", no_args_is_help=True)
+
+ReleaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--release", help="TASK@N, N or live; default: the live release, else the newest."
+    ),
+]
+DatasetOption = Annotated[str | None, typer.Option("--dataset", help="Dataset name.")]
+
+
+@dataset_app.command("add")
+def dataset_add(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. gate.")],
+    file: Annotated[Path, typer.Argument(help="Labeled rows: .csv (header row) or .jsonl.")],
+    sealed: Annotated[
+        bool,
+        typer.Option("--sealed", help="Pin the content by its hash: immutable, never trained on."),
+    ] = False,
+    actor: ActorOption = "cli",
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Import labeled examples (columns named by the task's input and output fields).
+
+    Example: lockgate dataset add routing gate data/gate.csv --sealed
+    """
+    with open_runtime(project, database) as runtime:
+        rows = read_dataset(runtime.task(task), file)
+        dataset, changed = runtime.store.add_dataset(
+            task, name, rows, sealed=sealed, source=str(file), actor=actor
+        )
+    kind = "sealed dataset" if dataset.sealed else "dataset"
+    if changed:
+        typer.echo(
+            f"added {kind} {task}/{name}: {dataset.rows} rows, content {dataset.content_hash[:12]}"
+        )
+    else:
+        typer.echo(f"unchanged: {kind} {task}/{name} already holds exactly these rows")
+
+
+@dataset_app.command("list")
+def dataset_list(
+    task: Annotated[str | None, typer.Argument(help="Task name; default: every task.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """List datasets: name, rows, sealed or not, content hash.
+
+    Example: lockgate dataset list routing
+    """
+    with open_runtime(project, database) as runtime:
+        found = runtime.store.datasets(task)
+    if as_json:
+        print_json([d.summary() for d in found])
+        return
+    if not found:
+        typer.echo("no datasets yet; add one with: lockgate dataset add TASK NAME FILE")
+    for d in found:
+        seal = "sealed" if d.sealed else "open"
+        typer.echo(
+            f"{d.task + '/' + d.name:<32} {d.rows:>7} rows  {seal:<6} {d.content_hash[:12]}  "
+            f"{d.created_at:%Y-%m-%d %H:%M} by {d.created_by}"
+        )
+
+
+@dataset_app.command("show")
+def dataset_show(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Show one dataset as JSON: its hash, source and the count of each label (never inputs).
+
+    Example: lockgate dataset show routing gate
+    """
+    with open_runtime(project, database) as runtime:
+        dataset = runtime.store.dataset(task, name)
+        rows = runtime.store.dataset_rows(dataset)
+    labels: dict[str, Counter[str]] = {}
+    for row in rows:
+        for key, value in row.expected.items():
+            labels.setdefault(key, Counter())[str(value)] += 1
+    print_json(
+        {
+            **dataset.summary(),
+            "labels": {k: dict(v.most_common(50)) for k, v in labels.items()},
+        }
+    )
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[tuple[Any, Any]]:
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console(),
+        transient=True,
+    )
+    with progress:
+        bar = progress.add_task(label, total=None)
+        yield (
+            lambda total: progress.update(bar, total=total),
+            lambda n: progress.advance(bar, n),
+        )
+
+
+def eval_(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    release: ReleaseOption = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Dataset name; default: evaluation.gate_dataset."),
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, max=100, help="Runs (for non-deterministic models).")
+    ] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+    ] = None,
+    actor: ActorOption = "cli",
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Score a release on a dataset and store the run (nothing is decided for real).
+
+    Example: lockgate eval routing --release routing@2 --dataset gate --repeat 3
+    """
+    with open_runtime(project, database) as runtime, _progress("evaluating") as (start, step):
+        done = run_async(
+            runtime,
+            lambda: service.evaluate(
+                runtime,
+                task,
+                release=release,
+                dataset=dataset,
+                repeat=repeat,
+                actor=actor,
+                on_progress=step,
+                on_start=start,
+            ),
+        )
+    run = done.run
+    if html is not None:
+        html.write_text(
+            report_html.render(
+                title=f"{done.release.ref} on {done.dataset.name}",
+                metrics=run.metrics,
+                report=run.report,
+                threshold=done.release.task_spec().policy.auto_min_confidence,
+            ),
+            encoding="utf-8",
+        )
+    if as_json:
+        print_json(
+            {**run.metrics, "run_id": run.id, "release": done.release.ref, "dataset": run.dataset}
+        )
+        return
+    typer.echo(_readable(done))
+    if html is not None:
+        typer.echo(f"HTML report: {html}")
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _readable(done: service.Evaluation) -> str:
+    m, run = done.run.metrics, done.run
+    seal = "sealed" if done.dataset.sealed else "open"
+    lines = [
+        f"{done.release.ref} on {run.dataset} ({seal}, {m['n']} rows, "
+        f"{run.dataset_hash[:12]}), field {run.report.get('field')}, "
+        f"{run.repeat} run{'s' if run.repeat > 1 else ''}",
+        f"accuracy {_num(m.get('accuracy'))}   macro-F1 {_num(m.get('macro_f1'))}",
+        f"automated {_pct(m.get('coverage'))} (accuracy {_pct(m.get('auto_accuracy'))})   "
+        f"review {_pct(m.get('review_share'))}   failed {m.get('failed')}",
+        f"cost ${m.get('cost', 0):.4f} (${m.get('cost_per_decision') or 0:.6f} per decision)   "
+        f"latency p50 {_num(m.get('latency_p50_ms'), 1)} ms, "
+        f"p95 {_num(m.get('latency_p95_ms'), 1)} ms",
+        f"schema validity {_pct(m.get('schema_validity'))}",
+    ]
+    per_label = m.get("per_label") or {}
+    if per_label:
+        weakest = sorted(per_label.items(), key=lambda kv: kv[1]["f1"])[:5]
+        lines.append("weakest labels (F1): " + ", ".join(f"{k} {v['f1']:.2f}" for k, v in weakest))
+    if run.repeat > 1:
+        spread = run.report.get("spread", {}).get("accuracy")
+        if spread:
+            lines.append(
+                f"accuracy across runs: {spread['min']:.3f} to {spread['max']:.3f} "
+                "(the worst run's figures are kept)"
+            )
+    lines.append(f"stored as eval run {run.id}")
+    return "\n".join(lines)
+
+
+def calibrate(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    release: Annotated[str, typer.Option("--release", help="TASK@N, N or live.")],
+    target: Annotated[
+        float, typer.Option("--target-accuracy", help="Accuracy wanted on automated decisions.")
+    ],
+    confidence: Annotated[
+        float, typer.Option("--confidence", help="Confidence level of the lower bound.")
+    ] = 0.95,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Dataset name; default: evaluation.calibration_dataset."),
+    ] = None,
+    actor: ActorOption = "cli",
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Pick the lowest auto-approve threshold that meets a target accuracy (with a
+    Clopper-Pearson lower bound) and create a release with it.
+
+    Example: lockgate calibrate routing --release routing@2 --target-accuracy 0.98
+    """
+    with open_runtime(project, database) as runtime, _progress("calibrating") as (start, step):
+        outcome = run_async(
+            runtime,
+            lambda: service.calibrate(
+                runtime,
+                task,
+                release=release,
+                target=target,
+                confidence=confidence,
+                dataset=dataset,
+                actor=actor,
+                on_progress=step,
+                on_start=start,
+            ),
+        )
+    chosen = outcome.chosen
+    if chosen is None:
+        best = outcome.best
+        closest = (
+            f"; the best threshold ({best.threshold:.3f}) reaches a lower bound of "
+            f"{best.lower_bound:.1%} on {best.automated} decisions"
+            if best is not None
+            else "; no decision could be automated at all (rules or suggest mode)"
+        )
+        typer.echo(
+            f"error: no threshold reaches {target:.1%} accuracy at {confidence:.0%} confidence "
+            f"on {outcome.dataset.name} ({outcome.dataset.rows} rows){closest}; no release created",
+            err=True,
+        )
+        typer.echo(
+            "hint: lower the target, label more calibration data, or improve the model", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(
+        f"at >={target:.1%} accuracy ({confidence:.0%} lower bound {chosen.lower_bound:.1%}, "
+        f"observed {chosen.accuracy:.1%}), {chosen.coverage:.1%} of inputs are automated at "
+        f"threshold {chosen.threshold:.3f} ({chosen.automated} of {chosen.total} on "
+        f"{outcome.dataset.name})"
+    )
+    assert outcome.release is not None
+    if outcome.created:
+        typer.echo(f"created {outcome.release.ref} with auto_min_confidence {chosen.threshold:.4f}")
+    else:
+        typer.echo(f"unchanged: {outcome.release.ref} already has this threshold")
+    typer.echo(f"next: lockgate eval {task} --release {outcome.release.ref}")

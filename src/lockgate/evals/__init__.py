@@ -1,0 +1,1 @@
+"""Measuring releases: datasets, scorers, eval runs and calibrated thresholds."""

@@ -1,0 +1,178 @@
+"""Labeled datasets: read a CSV or JSONL file against a task, normalise it, hash it.
+
+Inputs are normalised exactly as the pipeline normalises them (`validate_input`) and hashed
+with `input_hash`, so a dataset row and a decision of the same input share a hash. A dataset's
+content hash is the sha256 over its normalised rows in order: it pins a sealed dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lockgate.decision import canonical_json, input_hash
+from lockgate.errors import ConfigError
+from lockgate.records import Record, iter_records
+from lockgate.task import OutputField, TaskSpec
+from lockgate.validation import validate_input
+
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    seq: int
+    input: Mapping[str, Any]
+    expected: Mapping[str, Any]
+    input_hash: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    task: str
+    name: str
+    sealed: bool
+    content_hash: str
+    rows: int
+    source: str | None
+    created_at: datetime
+    created_by: str
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "name": self.name,
+            "sealed": self.sealed,
+            "rows": self.rows,
+            "content_hash": self.content_hash,
+            "source": self.source,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+        }
+
+
+def content_hash(rows: Iterable[DatasetRow]) -> str:
+    """sha256 over the normalised rows (input and expected output), in order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(canonical_json({"input": row.input, "expected": row.expected}).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+@dataclass
+class _Problems:
+    """Problems by (field, kind): what is wrong and on which lines, listed all at once."""
+
+    found: dict[tuple[str, str], tuple[str, list[int]]] = field(default_factory=dict)
+
+    def add(self, key: tuple[str, str], what: str, line: int) -> None:
+        self.found.setdefault(key, (what, []))[1].append(line)
+
+    def lines(self) -> list[str]:
+        out = []
+        for what, lines in self.found.values():
+            shown = ", ".join(str(n) for n in lines[:_EXAMPLES])
+            more = f" and {len(lines) - _EXAMPLES} more" if len(lines) > _EXAMPLES else ""
+            count = f"{len(lines)} row{'s' if len(lines) != 1 else ''}"
+            out.append(f"  - {what} ({count}: line{'s' if len(lines) != 1 else ''} {shown}{more})")
+        return out
+
+
+def read_dataset(task: TaskSpec, path: str | Path) -> list[DatasetRow]:
+    """Read labeled examples for `task`: every problem of every row is reported at once.
+
+    Each row needs the task's input fields (checked like a decision's input) and a value for
+    every output field (an enum value, a number, true/false or text, by the field's type).
+    Values are never echoed in errors: inputs may hold personal data.
+    """
+    return rows_from_records(task, iter_records(path), str(path))
+
+
+def rows_from_records(task: TaskSpec, records: Iterable[Record], source: str) -> list[DatasetRow]:
+    problems = _Problems()
+    rows: list[DatasetRow] = []
+    for record in records:
+        clean, input_problems = validate_input(task, record.values)
+        bad = False
+        for problem in input_problems:
+            name, _, what = problem.partition(": ")
+            problems.add((name, what), problem, record.line)
+            bad = True
+        expected: dict[str, Any] = {}
+        for name, spec in task.output.items():
+            value, wrong = _expected(spec, record.values.get(name))
+            if wrong is not None:
+                problems.add((name, wrong), f"output.{name}: {wrong}", record.line)
+                bad = True
+            else:
+                expected[name] = value
+        if not bad:
+            rows.append(DatasetRow(len(rows) + 1, clean, expected, input_hash(clean)))
+    if problems.found:
+        raise ConfigError(
+            f"{source}: cannot use these rows as labeled examples of task {task.name!r}:\n"
+            + "\n".join(problems.lines()),
+            hint="columns are named by the task's input and output fields; fix or drop the "
+            "rows listed and add the dataset again",
+        )
+    if not rows:
+        raise ConfigError(f"{source}: no rows", hint="a dataset needs at least one labeled row")
+    return rows
+
+
+def _expected(spec: OutputField, value: Any) -> tuple[Any, str | None]:
+    """A label normalised like a validated output, or the problem with it (never the value)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "is missing"
+    if spec.type == "enum":
+        text = str(value).strip()
+        if text not in (spec.values or ()):
+            return None, "is not one of the field's values (see output in the task file)"
+        return text, None
+    if spec.type == "number":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None, "is not a number"
+        if isinstance(value, bool) or not math.isfinite(number):
+            return None, "is not a number"
+        return number, None
+    if spec.type == "boolean":
+        if isinstance(value, bool):
+            return value, None
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "false", "0", "no"):
+            return text in ("true", "1", "yes"), None
+        return None, "is not true or false"
+    return (value if isinstance(value, str) else str(value)), None
+
+
+def overlap_lines(
+    task: TaskSpec, records: Iterable[Record], sealed: Mapping[str, str]
+) -> list[tuple[int, str]]:
+    """(line, sealed dataset name) of every record whose normalised input is in `sealed`."""
+    found = []
+    for record in records:
+        clean, _ = validate_input(task, record.values)
+        name = sealed.get(input_hash(clean))
+        if name is not None:
+            found.append((record.line, name))
+    return found
+
+
+def describe_overlap(source: str, task: str, found: Sequence[tuple[int, str]]) -> str:
+    names = ", ".join(sorted({name for _, name in found}))
+    lines = ", ".join(str(line) for line, _ in found[:_EXAMPLES])
+    more = f" and {len(found) - _EXAMPLES} more" if len(found) > _EXAMPLES else ""
+    return (
+        f"{source}: {len(found)} row{'s' if len(found) != 1 else ''} have the same input as "
+        f"rows of the sealed dataset {names} of task {task!r} (lines {lines}{more}); a sealed "
+        "set is for measuring and must never be trained on"
+    )

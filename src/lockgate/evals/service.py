@@ -1,0 +1,187 @@
+"""Evals and calibration against a project: resolve the release and dataset, check the
+dataset's seal, run, and store the outcome. Called by the CLI (and by anything else that
+holds a `Runtime`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lockgate.errors import ConfigError, NotFound
+from lockgate.evals.calibration import Threshold, pick_threshold
+from lockgate.evals.datasets import Dataset, DatasetRow, content_hash
+from lockgate.evals.runner import EvalResult, run_eval, scoring_context
+from lockgate.release import Release, ReleaseRef
+from lockgate.runtime import Runtime
+from lockgate.store.evals import EvalRun
+
+Progress = Callable[[int], None]
+
+
+def resolve_release(runtime: Runtime, task: str, ref: str | None) -> Release:
+    """`N`, `TASK@N` or `live`; without one, the live release, else the newest."""
+    if ref is None or ref in ("live", f"{task}@live"):
+        live = runtime.store.live_release(task)
+        if live is not None:
+            return live
+        releases = runtime.store.releases(task) if ref is None else []
+        if not releases:
+            raise NotFound(
+                f"task {task!r} has no {'live release' if ref else 'releases'}",
+                hint=f"`lockgate release list {task}` shows its releases",
+            )
+        return releases[-1]
+    parsed = ReleaseRef.parse(ref if "@" in ref else f"{task}@{ref}")
+    if parsed.task != task or not isinstance(parsed.selector, int):
+        raise ConfigError(f"--release {ref!r}: name a release of {task}, e.g. {task}@2, 2 or live")
+    return runtime.store.release(task, parsed.selector)
+
+
+def verified_rows(runtime: Runtime, dataset: Dataset) -> list[DatasetRow]:
+    """The dataset's rows, after checking they still hash to the content hash pinned when the
+    dataset was added: a changed, added or removed row is refused."""
+    rows = runtime.store.dataset_rows(dataset)
+    if len(rows) != dataset.rows or content_hash(rows) != dataset.content_hash:
+        kind = "sealed dataset" if dataset.sealed else "dataset"
+        raise ConfigError(
+            f"{kind} {dataset.name!r} of task {dataset.task!r} was changed in the database "
+            f"after it was added: its rows no longer hash to {dataset.content_hash[:12]}; "
+            "refusing to measure on it",
+            hint="restore the database from a backup, or add the data again under a new name "
+            "(`lockgate audit list` shows who added it)",
+        )
+    return rows
+
+
+def _dataset(runtime: Runtime, task: str, name: str | None, key: str) -> Dataset:
+    if name is None:
+        spec = runtime.task(task)
+        name = getattr(spec.evaluation, key)
+        if name is None:
+            raise ConfigError(
+                f"task {task!r} names no evaluation.{key} and no --dataset was given",
+                hint=f"pass --dataset NAME or set evaluation.{key} in tasks/{task}.yaml",
+            )
+    return runtime.store.dataset(task, name)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    run: EvalRun
+    release: Release
+    dataset: Dataset
+    result: EvalResult
+
+
+async def evaluate(
+    runtime: Runtime,
+    task: str,
+    *,
+    release: str | None = None,
+    dataset: str | None = None,
+    repeat: int = 1,
+    actor: str = "cli",
+    on_progress: Progress | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Score a release on a dataset (default: the task's gate dataset) and store the run."""
+    chosen = resolve_release(runtime, task, release)
+    data = _dataset(runtime, task, dataset, "gate_dataset")
+    rows = verified_rows(runtime, data)
+    loaded = runtime.release_runtime(task, chosen.number)
+    if on_start is not None:
+        on_start(len(rows) * repeat)
+    result = await run_eval(
+        loaded,
+        rows,
+        repeat=repeat,
+        concurrency=runtime.settings.concurrency,
+        on_progress=on_progress,
+    )
+    report = {**result.report, "dataset_hash": data.content_hash}
+    run = runtime.store.save_eval(
+        task=task,
+        release=chosen.number,
+        dataset=data,
+        repeat=repeat,
+        metrics=result.metrics,
+        report=report,
+        actor=actor,
+    )
+    return Evaluation(run, chosen, data, result)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    source: Release
+    dataset: Dataset
+    target: float
+    confidence: float
+    chosen: Threshold | None
+    best: Threshold | None
+    """The threshold with the highest lower bound (what came closest when none passed)."""
+    release: Release | None = None
+    created: bool = False
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "source": self.source.ref,
+            "dataset": self.dataset.name,
+            "dataset_hash": self.dataset.content_hash,
+            "target_accuracy": self.target,
+            "confidence": self.confidence,
+            **(self.chosen.figures() if self.chosen is not None else {}),
+        }
+
+
+async def calibrate(
+    runtime: Runtime,
+    task: str,
+    *,
+    release: str,
+    target: float,
+    confidence: float = 0.95,
+    dataset: str | None = None,
+    actor: str = "cli",
+    on_progress: Progress | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Calibration:
+    """Pick the lowest threshold whose automated accuracy on the calibration dataset has a
+    Clopper-Pearson lower bound >= target, and create a release with it (none if no threshold
+    qualifies)."""
+    if not 0 < target < 1:
+        raise ConfigError("--target-accuracy must be between 0 and 1, e.g. 0.98")
+    if not 0 < confidence < 1:
+        raise ConfigError("--confidence must be between 0 and 1, e.g. 0.95")
+    source = resolve_release(runtime, task, release)
+    data = _dataset(runtime, task, dataset, "calibration_dataset")
+    gates = {source.task_spec().evaluation.gate_dataset, runtime.task(task).evaluation.gate_dataset}
+    if data.name in gates:
+        raise ConfigError(
+            f"{data.name!r} is the gate dataset of {task}: calibrating on it would tune the "
+            "threshold to the very rows that later judge it, so the gate's figures would no "
+            "longer be measured on unseen data",
+            hint="add a separate calibration dataset (held out from training) and name it in "
+            "evaluation.calibration_dataset or with --dataset",
+        )
+    rows = verified_rows(runtime, data)
+    loaded = runtime.release_runtime(task, source.number)
+    context = scoring_context(loaded.task)
+    if on_start is not None:
+        on_start(len(rows))
+    result = await run_eval(
+        loaded, rows, concurrency=runtime.settings.concurrency, on_progress=on_progress
+    )
+    chosen, considered = pick_threshold(result.runs[0], context, target, confidence)
+    best = max(considered, key=lambda t: t.lower_bound, default=None)
+    outcome = Calibration(source, data, target, confidence, chosen, best)
+    if chosen is None:
+        return outcome
+    body = dict(source.spec)
+    body["policy"] = {**dict(body.get("policy", {})), "auto_min_confidence": chosen.threshold}
+    draft = runtime.derived_draft(source, body)
+    created_release, created = runtime.store.create_calibrated_release(
+        draft, actor, outcome.figures()
+    )
+    return Calibration(source, data, target, confidence, chosen, best, created_release, created)

@@ -1,0 +1,124 @@
+"""Dataset queries: a dataset and its rows, stored in one transaction and audited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, RowMapping, delete, select
+
+from lockgate.decision import new_id, utcnow
+from lockgate.evals.datasets import Dataset, DatasetRow
+from lockgate.store import audit
+from lockgate.store.database import aware
+from lockgate.store.tables import dataset_rows, datasets
+
+_CHUNK = 1000
+
+
+def _dataset(row: RowMapping) -> Dataset:
+    return Dataset(
+        id=row["id"],
+        task=row["task"],
+        name=row["name"],
+        sealed=bool(row["sealed"]),
+        content_hash=row["content_hash"],
+        rows=row["rows"],
+        source=row["source"],
+        created_at=aware(row["created_at"]),
+        created_by=row["created_by"],
+    )
+
+
+def get(conn: Connection, task: str, name: str) -> Dataset | None:
+    row = (
+        conn.execute(select(datasets).where(datasets.c.task == task, datasets.c.name == name))
+        .mappings()
+        .first()
+    )
+    return _dataset(row) if row else None
+
+
+def list_for(conn: Connection, task: str | None) -> list[Dataset]:
+    query = select(datasets).order_by(datasets.c.task, datasets.c.name)
+    if task is not None:
+        query = query.where(datasets.c.task == task)
+    return [_dataset(r) for r in conn.execute(query).mappings()]
+
+
+def rows(conn: Connection, dataset_id: str) -> list[DatasetRow]:
+    found = conn.execute(
+        select(dataset_rows)
+        .where(dataset_rows.c.dataset_id == dataset_id)
+        .order_by(dataset_rows.c.seq)
+    ).mappings()
+    return [DatasetRow(r["seq"], r["input"], r["expected"], r["input_hash"]) for r in found]
+
+
+def sealed_inputs(conn: Connection, task: str) -> dict[str, str]:
+    """The input hashes of every sealed dataset of `task`, each with its dataset's name."""
+    query = (
+        select(dataset_rows.c.input_hash, datasets.c.name)
+        .join(datasets, datasets.c.id == dataset_rows.c.dataset_id)
+        .where(datasets.c.task == task, datasets.c.sealed.is_(True))
+    )
+    return {digest: name for digest, name in conn.execute(query)}
+
+
+def replace(
+    conn: Connection,
+    *,
+    task: str,
+    name: str,
+    sealed: bool,
+    content_hash: str,
+    source: str | None,
+    new_rows: Sequence[DatasetRow],
+    actor: str,
+    previous: Dataset | None,
+) -> Dataset:
+    """Store a dataset (replacing an unsealed one of the same name) and audit `dataset.add`."""
+    if previous is not None:
+        conn.execute(delete(dataset_rows).where(dataset_rows.c.dataset_id == previous.id))
+        conn.execute(delete(datasets).where(datasets.c.id == previous.id))
+    dataset_id = new_id()
+    conn.execute(
+        datasets.insert().values(
+            id=dataset_id,
+            task=task,
+            name=name,
+            sealed=sealed,
+            content_hash=content_hash,
+            rows=len(new_rows),
+            source=source,
+            created_at=utcnow(),
+            created_by=actor,
+        )
+    )
+    values = [
+        {
+            "dataset_id": dataset_id,
+            "seq": r.seq,
+            "input": dict(r.input),
+            "expected": dict(r.expected),
+            "input_hash": r.input_hash,
+        }
+        for r in new_rows
+    ]
+    for start in range(0, len(values), _CHUNK):
+        conn.execute(dataset_rows.insert(), values[start : start + _CHUNK])
+    audit.append(
+        conn,
+        actor=actor,
+        action="dataset.add",
+        task=task,
+        subject=f"{task}/{name}",
+        details={
+            "sealed": sealed,
+            "content_hash": content_hash,
+            "rows": len(new_rows),
+            "replaced": previous.content_hash if previous is not None else None,
+        },
+    )
+    found = get(conn, task, name)
+    assert found is not None
+    return found

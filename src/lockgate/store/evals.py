@@ -1,0 +1,104 @@
+"""Eval run queries: one row per `lockgate eval`, read by the promotion gates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, select
+
+from lockgate.decision import new_id, utcnow
+from lockgate.store.database import aware
+from lockgate.store.tables import eval_runs
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One release scored on one dataset.
+
+    `metrics` holds the headline figures of the worst run across repeats (n, accuracy,
+    macro_f1, coverage, auto_accuracy, review_share, failed, cost, cost_per_decision,
+    latency_p50_ms, latency_p95_ms, schema_validity, per_label, ...); `report` holds the rest
+    (runs, spread, confusion, coverage_curve, reliability, field, dataset_hash).
+    """
+
+    id: str
+    task: str
+    release: int
+    dataset: str
+    dataset_hash: str
+    repeat: int
+    metrics: Mapping[str, Any]
+    report: Mapping[str, Any]
+    created_at: datetime
+    created_by: str
+
+
+def _run(row: RowMapping) -> EvalRun:
+    return EvalRun(**{**row, "created_at": aware(row["created_at"])})
+
+
+def insert(
+    conn: Connection,
+    *,
+    task: str,
+    release: int,
+    dataset: str,
+    dataset_hash: str,
+    repeat: int,
+    metrics: Mapping[str, Any],
+    report: Mapping[str, Any],
+    actor: str,
+) -> EvalRun:
+    run_id = new_id()
+    conn.execute(
+        eval_runs.insert().values(
+            id=run_id,
+            task=task,
+            release=release,
+            dataset=dataset,
+            dataset_hash=dataset_hash,
+            repeat=repeat,
+            metrics=dict(metrics),
+            report=dict(report),
+            created_at=utcnow(),
+            created_by=actor,
+        )
+    )
+    found = get(conn, run_id)
+    assert found is not None
+    return found
+
+
+def get(conn: Connection, run_id: str) -> EvalRun | None:
+    row = conn.execute(select(eval_runs).where(eval_runs.c.id == run_id)).mappings().first()
+    return _run(row) if row else None
+
+
+def latest(conn: Connection, task: str, release: int, dataset: str) -> EvalRun | None:
+    """The newest run of `task@release` on `dataset` (ids are time-ordered)."""
+    row = (
+        conn.execute(
+            select(eval_runs)
+            .where(
+                eval_runs.c.task == task,
+                eval_runs.c.release == release,
+                eval_runs.c.dataset == dataset,
+            )
+            .order_by(eval_runs.c.created_at.desc(), eval_runs.c.id.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return _run(row) if row else None
+
+
+def list_for(conn: Connection, task: str, release: int | None = None) -> list[EvalRun]:
+    query = select(eval_runs).where(eval_runs.c.task == task)
+    if release is not None:
+        query = query.where(eval_runs.c.release == release)
+    query = query.order_by(eval_runs.c.created_at, eval_runs.c.id)
+    return [_run(r) for r in conn.execute(query).mappings()]
