@@ -15,6 +15,7 @@ from lockgate.monitor.logging import configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
 from lockgate.server import decisions, health, metrics, problems, rollout, tasks, ui
+from lockgate.server import reviews as review_api
 from lockgate.server.limits import Limits
 from lockgate.settings import Settings, load_settings
 
@@ -32,7 +33,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         active = runtime if runtime is not None else await _open(settings)
         app.state.runtime = active
         try:
-            async with rollout.background(active), delivery.in_process(active):
+            async with (
+                rollout.background(active),
+                review_api.escalation(active),
+                delivery.in_process(active),
+            ):
                 yield
         finally:
             await active.aclose()
@@ -61,6 +66,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(decisions.router, prefix="/v1")
     app.include_router(tasks.router, prefix="/v1")
     app.include_router(rollout.router, prefix="/v1")
+    app.include_router(review_api.router, prefix="/v1")
     app.include_router(ui.build_router(settings), prefix="/ui")
     return app
 
