@@ -121,9 +121,11 @@ class Site:
 
 
 @contextmanager
-def serving(root: Path, database_url: str, **settings: Any) -> Iterator[Site]:
+def serving(
+    root: Path, database_url: str, task: str = REVIEW_TASK, **settings: Any
+) -> Iterator[Site]:
     """`create_app` behind a real uvicorn server on 127.0.0.1, with routing@1 live."""
-    project = make_project(root / "project", REVIEW_TASK)
+    project = make_project(root / "project", task)
     config = load_settings(project, database_url=database_url, environ={}).with_changes(**settings)
     runtime = Runtime.open(config)
     release, _ = runtime.create_release("routing", "test")

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.ui.kit import Site, screenshot, sign_in
+from tests.ui.kit import (
+    REVIEW_TASK,
+    Site,
+    browser,
+    need_chromium,
+    screenshot,
+    serving,
+    sign_in,
+)
 
 FRAUD = "My card was stolen in Lisbon yesterday, please block it. Write to jane.doe@example.com"
 CARD_FRAUD = "Someone has stolen my card 4111 1111 1111 1111 and used it twice"
@@ -104,7 +113,12 @@ def test_keyboard_shortcuts_move_in_the_queue_open_an_item_and_approve_it(
 def test_personal_fields_are_masked_for_a_reviewer_and_clear_for_an_admin(
     site: Site, page: Any
 ) -> None:
-    site.submit("My card was stolen, call +44 20 7946 0958 or jane.doe@example.com", "t-0")
+    earlier = site.submit(
+        "My card was stolen, call +44 20 7946 0958 or jane.doe@example.com", "t-0"
+    )
+    bob = site.principal("bob", "reviewer")
+    site.runtime.reviews.claim(bob, earlier)
+    site.runtime.reviews.approve(bob, earlier)
     decision = site.submit(CARD_FRAUD + ", write to jane.doe@example.com", "t-1", channel="chat")
     sign_in(page, site, site.key("alice", "reviewer"))
     page.goto(f"{site.base}/ui/items/{decision}")
@@ -114,6 +128,7 @@ def test_personal_fields_are_masked_for_a_reviewer_and_clear_for_an_admin(
         assert personal not in html
     assert "[email]" in html and "[card]" in html
     assert "chat" in page.inner_text("dl.input")  # a field not marked pii is shown as it is
+    assert "call [phone] or [email]" in page.inner_text("ul.similar")  # masked there too
     screenshot(page, "04-item-masked")
 
     page.click("text=Sign out")
@@ -138,3 +153,48 @@ def test_a_refusal_by_the_review_core_is_shown_as_a_message_on_the_page(
     assert site.runtime.reviews.item(site.principal("bob", "reviewer"), decision).claimed_by == (
         "alice"
     )
+
+
+def test_a_correction_that_breaks_the_output_schema_is_refused_on_the_page_without_its_value(
+    site: Site, page: Any
+) -> None:
+    decision = site.submit(FRAUD, "t-1")
+    sign_in(page, site, site.key("alice", "reviewer"))
+    page.goto(f"{site.base}/ui/items/{decision}")
+    claim(page)
+    token = page.get_attribute("input[name=csrf_token]", "value")
+    answer = page.request.post(
+        f"{site.base}/ui/items/{decision}/correct",
+        form={"csrf_token": token, "output.queue": "jane.doe@example.com", "reason": "typo"},
+        headers={"Origin": site.base},
+    )
+    assert answer.status == 422
+    assert "queue" in answer.text()
+    assert "jane.doe@example.com" not in answer.text()
+    assert site.status(decision) == "pending_review"
+
+
+def test_an_approval_that_needs_a_second_reviewer_stays_in_the_queue_and_says_so(
+    tmp_path: Path,
+) -> None:
+    need_chromium()
+    task = REVIEW_TASK + "  two_person_when:\n    - {field: queue, equals: fraud}\n"
+    with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db", task=task) as site:
+        decision = site.submit(FRAUD, "t-1")
+        page: Any
+        with browser(tmp_path / "profile") as page:
+            sign_in(page, site, site.key("alice", "reviewer"))
+            page.goto(f"{site.base}/ui/items/{decision}")
+            claim(page)
+            with page.expect_navigation():
+                page.click("#approve-form button")
+            assert f"/ui/items/{decision}" in page.url
+            assert "another reviewer must approve" in page.inner_text(".notice")
+            assert "so far: alice" in page.inner_text("#actions")
+            screenshot(page, "07-first-of-two-approvals")
+            assert site.status(decision) == "pending_review"
+
+            bob = site.principal("bob", "reviewer")
+            site.runtime.reviews.claim(bob, decision)
+            site.runtime.reviews.approve(bob, decision)
+            assert site.status(decision) == "approved"

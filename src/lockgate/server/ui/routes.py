@@ -216,7 +216,10 @@ class ReviewPages:
         visit = await self.access.visit(request)
         if visit.principal is None:
             return self.access.send(visit, redirect("/sign-in"))
-        return await self.item_page(visit, decision_id)
+        notice = None
+        if request.query_params.get("recorded"):
+            notice = "Your verdict is recorded; another reviewer must approve before it is final."
+        return await self.item_page(visit, decision_id, notice=notice)
 
     async def item_page(
         self,
@@ -224,6 +227,7 @@ class ReviewPages:
         decision_id: str,
         *,
         error: LockgateError | None = None,
+        notice: str | None = None,
     ) -> Response:
         assert visit.principal is not None
         principal = visit.principal
@@ -264,6 +268,7 @@ class ReviewPages:
             code=error.status if error else 200,
             **chrome,
             error=Shown.of(error) if error else None,
+            notice=notice,
             item=item,
             input_rows=rows,
             masked=any(row.masked for row in rows),
@@ -310,7 +315,7 @@ class ReviewPages:
         decision = item.decision
         if decision.status == "pending_review":
             # An approval that still needs another reviewer: back to the item, which says so.
-            return self.access.send(visit, redirect(f"/items/{decision_id}"))
+            return self.access.send(visit, redirect(f"/items/{decision_id}?recorded=1"))
         query = urlencode({"task": decision.task, "done": decision.status, "id": decision.id})
         return self.access.send(visit, redirect(f"/queue?{query}"))
 
