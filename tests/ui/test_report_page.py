@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+from lockgate.shadow import build_shadow_report
 from tests.ui.kit import REVIEW_TASK, browser, need_chromium, screenshot, serving, sign_in
 
 SUGGEST_TASK = REVIEW_TASK + "  mode: suggest\n"
@@ -36,3 +38,35 @@ def test_the_report_page_counts_agreement_between_suggestions_and_verdicts(
             labels = page.inner_text("#labels")
             assert "fraud" in labels and "payments" in labels
             assert "not yet" in labels  # far fewer reviews than a label needs
+
+
+def test_the_shadow_page_shows_the_shadow_release_beside_live(tmp_path: Path) -> None:
+    need_chromium()
+    with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db") as site:
+        tasks_file = site.runtime.settings.tasks_dir / "routing.yaml"
+        tasks_file.write_text(tasks_file.read_text().replace("queue: fraud}", "queue: cards}"))
+        candidate, _ = site.runtime.create_release("routing", "test")
+        site.runtime.store.rollout.start_shadow("routing", candidate.number, "test")
+        for n in range(3):
+            site.submit(f"my card was stolen, case {n}", f"sh-{n}")
+        site.submit("payment unsure", "sh-3")
+        deadline = time.monotonic() + 30
+        while (
+            site.runtime.store.rollout.shadow_counts("routing", candidate.number).get("done", 0) < 4
+        ):
+            assert time.monotonic() < deadline, "the shadow worker did not finish in 30 s"
+            time.sleep(0.2)
+        expected = build_shadow_report(site.runtime, "routing")
+        page: Any
+        with browser(tmp_path / "profile") as page:
+            sign_in(page, site, site.key("alice", "reviewer"))
+            with page.expect_navigation():
+                page.click("text=routing shadow")
+            screenshot(page, "08-shadow-report")
+            assert page.inner_text("#shadow-compared") == "4"
+            assert expected.agreement == 0.25  # the shadow answers cards where live said fraud
+            assert page.inner_text("#shadow-agreement") == "25.0%"
+            cells = page.eval_on_selector_all(
+                "#confusion tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
+            )
+            assert cells == [["", "cards", "payments"], ["fraud", "3", "0"], ["payments", "0", "1"]]

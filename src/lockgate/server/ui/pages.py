@@ -42,6 +42,7 @@ _DEFAULTS: dict[str, Any] = {
     "csrf_token": "",
     "done_today": None,
     "report_tasks": (),
+    "shadow_tasks": (),
     "nav": "",
     "notice": None,
     "error": None,

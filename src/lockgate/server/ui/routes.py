@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from fastapi.responses import Response
 
 from lockgate.decision import utcnow
 from lockgate.errors import LockgateError, NotFound
-from lockgate.server.ui import views
+from lockgate.server.ui import reports, views
 from lockgate.server.ui.access import Access, Visit, run
 from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
 from lockgate.server.ui.sessions import SessionSigner
@@ -57,7 +58,8 @@ class ReviewPages:
         router.add_api_route("/next", self.next_item, methods=["GET"])
         router.add_api_route("/items/{decision_id}", self.item, methods=["GET"])
         router.add_api_route("/items/{decision_id}/{action}", self.act, methods=["POST"])
-        router.add_api_route("/reports/{task}", self.report, methods=["GET"])
+        router.add_api_route("/reports/{task}", self.suggest_report, methods=["GET"])
+        router.add_api_route("/shadow/{task}", self.shadow_report, methods=["GET"])
         return router
 
     # ---- sign-in
@@ -117,15 +119,17 @@ class ReviewPages:
             done = await run(visit.runtime.reviews.done_today, principal)
         except LockgateError:
             done = None
+        tasks = await self.tasks(visit)
+        try:
+            shadowed = await run(reports.shadowed_tasks, visit.runtime)
+        except LockgateError:
+            shadowed = set()
         return {
             "principal": principal,
             "csrf_token": visit.session.nonce,
             "done_today": done,
-            "report_tasks": [
-                name
-                for name, spec in (await self.tasks(visit)).items()
-                if spec.policy.mode == "suggest"
-            ],
+            "report_tasks": [n for n, spec in tasks.items() if spec.policy.mode == "suggest"],
+            "shadow_tasks": [n for n in tasks if n in shadowed],
         }
 
     async def tasks(self, visit: Visit) -> dict[str, TaskSpec]:
@@ -319,7 +323,15 @@ class ReviewPages:
         query = urlencode({"task": decision.task, "done": decision.status, "id": decision.id})
         return self.access.send(visit, redirect(f"/queue?{query}"))
 
-    async def report(self, request: Request, task: str) -> Response:
+    async def suggest_report(self, request: Request, task: str) -> Response:
+        return await self.report_page(request, task, "report.html", reports.suggest)
+
+    async def shadow_report(self, request: Request, task: str) -> Response:
+        return await self.report_page(request, task, "shadow.html", reports.shadow)
+
+    async def report_page(
+        self, request: Request, task: str, template: str, build: Callable[..., Any]
+    ) -> Response:
         visit = await self.access.visit(request)
         if visit.principal is None:
             return self.access.send(visit, redirect("/sign-in"))
@@ -327,14 +339,15 @@ class ReviewPages:
         try:
             if not _TASK.match(task):
                 raise NotFound("there is no task with that name")
-            report = await run(visit.runtime.reviews.suggest_report, visit.principal, task)
+            report = await run(build, visit.runtime, visit.principal, task)
         except LockgateError as exc:
             page = self.templates.message(
                 title_of(exc), Shown.of(exc).text, code=exc.status, **chrome
             )
             return self.access.send(visit, page)
+        nav = f"{template.removesuffix('.html')}:{task}"
         page = self.templates.page(
-            "report.html", **chrome, nav=f"report:{task}", task=task, report=report
+            template, **chrome, nav=nav, task=task, report=report, reports=reports
         )
         return self.access.send(visit, page)
 
