@@ -7,6 +7,7 @@ import sys
 import typer
 
 from lockgate.cli import decisions, deliveries, evals, keys, project, releases
+from lockgate.cli import reviews as review_cli
 from lockgate.cli.demo import demo
 from lockgate.cli.serve import serve
 from lockgate.cli.worker import worker
@@ -35,6 +36,8 @@ def build_app() -> typer.Typer:
     app.add_typer(evals.dataset_app, name="dataset")
     app.add_typer(releases.app, name="release")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(review_cli.app, name="review")
+    app.add_typer(review_cli.labels, name="labels")
     app.add_typer(project.db, name="db")
     app.add_typer(project.audit, name="audit")
     return app

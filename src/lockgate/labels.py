@@ -1,0 +1,118 @@
+"""Labels: every human verdict that made a decision final is a ground-truth example.
+
+`export_labels` writes them in the format `lockgate train` reads: one row per decision, the
+task's input fields then its output fields as columns (CSV with a header row, or JSON Lines).
+An approved decision's label is the model's output a person accepted; a corrected one's is the
+output the reviewer wrote. Rejected decisions carry no label and are left out (and counted).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from lockgate.errors import ConfigError
+from lockgate.records import record_format
+from lockgate.store import Store
+from lockgate.task import TaskSpec
+
+Format = Literal["csv", "jsonl"]
+
+
+@dataclass(frozen=True)
+class LabelExport:
+    path: Path
+    format: Format
+    rows: int
+    approved: int
+    corrected: int
+    rejected_left_out: int
+    columns: tuple[str, ...]
+
+    def summary(self) -> str:
+        return (
+            f"wrote {self.rows} labels to {self.path} ({self.format}): {self.approved} approved, "
+            f"{self.corrected} corrected; {self.rejected_left_out} rejected decisions left out "
+            "(a rejection is not a label)"
+        )
+
+
+def label_rows(store: Store, spec: TaskSpec) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The label rows of the task, oldest decision first, and counts by final status."""
+    columns_in, columns_out = list(spec.input), list(spec.output)
+    rows: list[dict[str, Any]] = []
+    counts = {"approved": 0, "corrected": 0, "rejected": 0}
+    for state in store.reviews.reviewed(spec.name):
+        decision = state.decision
+        counts[decision.status] = counts.get(decision.status, 0) + 1
+        if decision.status not in ("approved", "corrected") or decision.output is None:
+            continue
+        row = {name: decision.input.get(name) for name in columns_in}
+        row.update({name: decision.output.get(name) for name in columns_out})
+        rows.append(row)
+    return rows, counts
+
+
+def export_labels(
+    store: Store, spec: TaskSpec, out: str | Path, fmt: Format | None = None
+) -> LabelExport:
+    """Write the task's labels to `out` (replaced atomically); the format follows `fmt`, else
+    the file's suffix (.csv or .jsonl)."""
+    path = Path(out)
+    if fmt is None:
+        fmt = "csv" if record_format(path) == "csv" else "jsonl"
+    chosen: Format = fmt
+    columns = (*spec.input, *spec.output)
+    clash = sorted(set(spec.input) & set(spec.output))
+    if clash:
+        raise ConfigError(
+            f"task {spec.name!r} has input and output fields with the same name "
+            f"({', '.join(clash)}); a label file cannot hold both"
+        )
+    rows, counts = label_rows(store, spec)
+    _write_atomic(path, rows, columns, chosen)
+    return LabelExport(
+        path=path,
+        format=chosen,
+        rows=len(rows),
+        approved=counts["approved"],
+        corrected=counts["corrected"],
+        rejected_left_out=counts["rejected"],
+        columns=columns,
+    )
+
+
+def _write_atomic(
+    path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: Format
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            if fmt == "csv":
+                writer = csv.DictWriter(file, fieldnames=list(columns))
+                writer.writeheader()
+                writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+            else:
+                for row in rows:
+                    file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value

@@ -1,0 +1,94 @@
+"""`lockgate review …` and `lockgate labels export` as a reviewer runs them: the CLI acts as the
+reviewer's API key, so separation of duties holds there too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.kit import lockgate
+from tests.review.kit import review_kit
+
+
+def test_a_reviewer_claims_and_corrects_from_the_cli_with_the_key_in_the_environment(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with review_kit(tmp_path, database_url) as kit:
+        kit.key("alice")
+        decision = kit.pending("a question about my card, unsure")
+        project = kit.runtime.settings.project_dir
+        monkeypatch.setenv("LOCKGATE_API_KEY", kit.secrets["alice"])
+
+        listed = lockgate("review", "list", cwd=project, database=database_url)
+        assert decision.id in listed.stdout
+        lockgate("review", "claim", decision.id, cwd=project, database=database_url)
+        corrected = lockgate(
+            "review", "correct", decision.id, "--set", "queue=payments", "--reason", "a refund",
+            cwd=project, database=database_url,
+        )  # fmt: skip
+        assert f"{decision.id}: corrected" in corrected.stdout
+        shown = lockgate(
+            "review", "show", decision.id, "--json", cwd=project, database=database_url
+        )
+        item = json.loads(shown.stdout)
+        assert (item["status"], item["output"]) == ("corrected", {"queue": "payments"})
+        assert item["verdicts"][0]["reviewer"] == "alice"
+        assert [e.actor for e in kit.runtime.store.audit_entries("routing")][-1] == "alice"
+
+
+def test_review_commands_refuse_to_run_without_a_valid_key(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCKGATE_API_KEY", raising=False)
+    with review_kit(tmp_path, database_url) as kit:
+        project = kit.runtime.settings.project_dir
+        missing = lockgate("review", "list", cwd=project, database=database_url, check=False)
+        assert missing.returncode != 0
+        assert "review commands act as an API key" in missing.stderr
+        wrong = lockgate(
+            "review", "list", "--key", "lg_not-a-key", cwd=project, database=database_url,
+            check=False,
+        )  # fmt: skip
+        assert wrong.returncode != 0
+        assert "unknown or revoked" in wrong.stderr
+
+
+def test_the_cli_refuses_self_review_and_a_viewer(tmp_path: Path, database_url: str) -> None:
+    with review_kit(tmp_path, database_url) as kit:
+        admin = kit.key("ops-admin", "admin")
+        kit.key("vera", "viewer")
+        decision = kit.pending("my card, unsure", by=admin)
+        project = kit.runtime.settings.project_dir
+        for name, message in (("ops-admin", "submitted the decision"),
+                              ("vera", "viewer role may not review")):  # fmt: skip
+            result = lockgate(
+                "review", "claim", decision.id, "--key", kit.secrets[name],
+                cwd=project, database=database_url, check=False,
+            )  # fmt: skip
+            assert result.returncode != 0
+            assert message in result.stderr
+        assert kit.reviews.item(kit.key("alice"), decision.id).claimed_by is None
+
+
+def test_labels_exported_from_the_cli_train_a_classifier(tmp_path: Path, database_url: str) -> None:
+    with review_kit(tmp_path, database_url) as kit:
+        alice = kit.key("alice")
+        for i in range(20):
+            text = f"ticket {i}: my {'card' if i % 2 else 'invoice refund'}, unsure"
+            decision = kit.pending(text)
+            kit.reviews.claim(alice, decision.id)
+            if i % 2:
+                kit.reviews.approve(alice, decision.id)
+            else:
+                kit.reviews.correct(alice, decision.id, {"queue": "payments"}, "a refund")
+        project = kit.runtime.settings.project_dir
+        out = project / "data" / "labels.csv"
+        exported = lockgate(
+            "labels", "export", "routing", "--out", str(out), cwd=project, database=database_url
+        )
+        assert "wrote 20 labels" in exported.stdout
+        assert "10 approved, 10 corrected; 0 rejected decisions left out" in exported.stdout
+        trained = lockgate("train", "routing", "--data", str(out), cwd=project)
+        assert "trained on 20 rows" in trained.stdout
