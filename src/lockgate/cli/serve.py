@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Annotated, Any
 
 import typer
@@ -47,4 +48,7 @@ def serve(
     # Worker processes build their own app from the same settings, passed by environment.
     os.environ[PROJECT_ENV] = str(settings.project_dir)
     os.environ["LOCKGATE_DATABASE_URL"] = settings.database_url
+    # Review-page sessions must verify on every worker: share one signing secret among them
+    # (an operator's own LOCKGATE_SESSION_SECRET wins, and survives restarts).
+    os.environ.setdefault("LOCKGATE_SESSION_SECRET", secrets.token_urlsafe(32))
     uvicorn.run(FACTORY, factory=True, workers=workers, **options)
