@@ -16,6 +16,7 @@ from lockgate.pipeline import DecisionRequest
 from lockgate.release import Release
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings
+from lockgate.store import Store
 from lockgate.store.tables import datasets, eval_runs, reviews
 
 QUEUES = ("cards", "payments", "fraud", "other")
@@ -104,42 +105,9 @@ class Project:
         return asyncio.run(main())
 
     def record_eval(
-        self, release: int, metrics: Mapping[str, Any], *, dataset: str = "gate", digest: str = "d1"
+        self, release: int, figures: Mapping[str, Any], *, dataset: str = "gate", digest: str = "d1"
     ) -> None:
-        """An eval run of `routing@release` on `dataset` (created with content `digest`)."""
-        now = utcnow()
-        with self.store.engine.begin() as conn:
-            known = conn.execute(
-                datasets.select().where(datasets.c.task == "routing", datasets.c.name == dataset)
-            ).first()
-            if known is None:
-                conn.execute(
-                    datasets.insert().values(
-                        id=new_id(),
-                        task="routing",
-                        name=dataset,
-                        sealed=True,
-                        content_hash=digest,
-                        rows=10,
-                        source=None,
-                        created_at=now,
-                        created_by="test",
-                    )
-                )
-            conn.execute(
-                eval_runs.insert().values(
-                    id=new_id(),
-                    task="routing",
-                    release=release,
-                    dataset=dataset,
-                    dataset_hash=digest,
-                    repeat=1,
-                    metrics=dict(metrics),
-                    report={},
-                    created_at=now,
-                    created_by="test",
-                )
-            )
+        record_eval(self.store, release, figures, dataset=dataset, digest=digest)
 
     def set_dataset_hash(self, digest: str, dataset: str = "gate") -> None:
         with self.store.engine.begin() as conn:
@@ -164,6 +132,50 @@ class Project:
                     at=utcnow(),
                 )
             )
+
+
+def record_eval(
+    store: Store,
+    release: int,
+    metrics: Mapping[str, Any],
+    *,
+    dataset: str = "gate",
+    digest: str = "d1",
+) -> None:
+    """Store an eval run of `routing@release` on `dataset` (created with content `digest`)."""
+    now = utcnow()
+    with store.engine.begin() as conn:
+        known = conn.execute(
+            datasets.select().where(datasets.c.task == "routing", datasets.c.name == dataset)
+        ).first()
+        if known is None:
+            conn.execute(
+                datasets.insert().values(
+                    id=new_id(),
+                    task="routing",
+                    name=dataset,
+                    sealed=True,
+                    content_hash=digest,
+                    rows=10,
+                    source=None,
+                    created_at=now,
+                    created_by="test",
+                )
+            )
+        conn.execute(
+            eval_runs.insert().values(
+                id=new_id(),
+                task="routing",
+                release=release,
+                dataset=dataset,
+                dataset_hash=digest,
+                repeat=1,
+                metrics=dict(metrics),
+                report={},
+                created_at=now,
+                created_by="test",
+            )
+        )
 
 
 def metrics(**figures: Any) -> dict[str, Any]:
