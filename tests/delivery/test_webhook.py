@@ -8,6 +8,7 @@ from lockgate.monitor.metrics import Metrics
 from lockgate.testing.receiver import Receiver
 from tests.delivery.kit import SECRET, project, webhook
 
+SLOW_RETRIES = {"delivery_backoff_base_seconds": 60, "delivery_backoff_cap_seconds": 60}
 TEXTS = [f"where is my transfer number {i}" for i in range(20)]
 
 
@@ -86,7 +87,7 @@ def test_a_missing_secret_is_retried_with_a_clear_error_and_never_sent_unsigned(
 ) -> None:
     with (
         Receiver(SECRET) as receiver,
-        project(tmp_path, database_url, [webhook(receiver.url)]) as p,
+        project(tmp_path, database_url, [webhook(receiver.url)], SLOW_RETRIES) as p,
     ):
         p.decide(TEXTS[:1])
         p.drain(environ={})

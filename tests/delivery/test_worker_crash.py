@@ -63,7 +63,7 @@ def test_a_worker_killed_mid_batch_is_replaced_and_every_decision_arrives_once(
 def test_two_workers_never_send_the_same_row_at_the_same_time(
     tmp_path: Path, database_url: str
 ) -> None:
-    with Receiver(SECRET, delay_s=0.005) as receiver:
+    with Receiver(SECRET, delay_s=0.05) as receiver:
         project = prepare(
             tmp_path, database_url, [webhook(receiver.url)], 600, delivery_batch_size=20
         )
