@@ -26,13 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 from lockgate.decision import Decision, utcnow
 from lockgate.errors import Conflict, Forbidden, InputError, NotFound
-from lockgate.pipeline import ReleaseRuntime
 from lockgate.policy import needs_two_persons
+from lockgate.review_item import ReviewItem
+from lockgate.review_verdicts import (
+    clean_reason,
+    required_reason,
+    rule,
+    validated_correction,
+)
 from lockgate.security import Principal
 from lockgate.store import Store
 from lockgate.store.reviews import PENDING, QueueQuery, ReviewState, Ruling, Verdict, VerdictKind
 from lockgate.task import TaskSpec
-from lockgate.validation import OutputInvalid, validate_output
 
 if TYPE_CHECKING:
     from lockgate.monitor.metrics import Metrics
@@ -53,55 +58,6 @@ QUEUE_STATUSES = ("pending_review", "approved", "corrected", "rejected")
 MAX_PAGE = 500
 _WORD = re.compile(r"\w+")
 LOGGER_NAME = "lockgate.reviews"
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """A decision as the review queue sees it."""
-
-    decision: Decision
-    claimed_by: str | None
-    """The name of the key holding the claim (also after it expired, until someone else claims)."""
-    claim_expires_at: datetime | None
-    priority: int
-    escalated: bool
-    escalated_at: datetime | None
-    approvals: tuple[str, ...]
-    """Reviewers who approved (or corrected) it so far while it stayed pending."""
-    approvals_needed: int
-    verdicts: tuple[Verdict, ...]
-    proposed_output: Mapping[str, Any] | None = None
-    """A first reviewer's correction that waits for a second reviewer (two-person rule)."""
-
-    def claim_live(self, now: datetime) -> bool:
-        return self.claim_expires_at is not None and self.claim_expires_at >= now
-
-    def public(self) -> dict[str, Any]:
-        """What the API and CLI show: the decision (never its raw input) and the queue state."""
-        return {
-            **self.decision.public(),
-            "priority": self.priority,
-            "escalated": self.escalated,
-            "escalated_at": self.escalated_at.isoformat() if self.escalated_at else None,
-            "claimed_by": self.claimed_by,
-            "claim_expires_at": (
-                self.claim_expires_at.isoformat() if self.claim_expires_at else None
-            ),
-            "approvals": list(self.approvals),
-            "approvals_needed": self.approvals_needed,
-            "proposed_output": dict(self.proposed_output) if self.proposed_output else None,
-            "suggested_route": self.decision.metadata.get("suggested_route"),
-            "verdicts": [
-                {
-                    "verdict": v.verdict,
-                    "reviewer": v.reviewer,
-                    "output": dict(v.output) if v.output is not None else None,
-                    "reason": v.reason,
-                    "at": v.at.isoformat(),
-                }
-                for v in self.verdicts
-            ],
-        }
 
 
 def check_may_review(principal: Principal, decision: Decision, approvals: tuple[str, ...]) -> None:
@@ -225,7 +181,7 @@ class ReviewService:
         now: datetime | None = None,
     ) -> ReviewItem:
         """Accept the model's output (or a first reviewer's correction awaiting a second)."""
-        return self._act(principal, decision_id, "approve", None, _clean(reason), now)
+        return self._act(principal, decision_id, "approve", None, clean_reason(reason), now)
 
     def correct(
         self,
@@ -237,13 +193,13 @@ class ReviewService:
         now: datetime | None = None,
     ) -> ReviewItem:
         """Replace the output by `output`, checked against the task's output schema."""
-        return self._act(principal, decision_id, "correct", output, _required(reason), now)
+        return self._act(principal, decision_id, "correct", output, required_reason(reason), now)
 
     def reject(
         self, principal: Principal, decision_id: str, reason: str, *, now: datetime | None = None
     ) -> ReviewItem:
         """Refuse the decision: it becomes `rejected` and is never delivered."""
-        return self._act(principal, decision_id, "reject", None, _required(reason), now)
+        return self._act(principal, decision_id, "reject", None, required_reason(reason), now)
 
     def escalate_overdue(self, now: datetime | None = None) -> list[str]:
         """Escalate every item pending longer than its task's `review_sla_minutes`: raise its
@@ -280,13 +236,13 @@ class ReviewService:
         before = self._item(self._state(principal, decision_id))
         check_may_review(principal, before.decision, before.approvals)
         spec = self._spec(before.decision.task, before.decision.release)
-        corrected = _validated(spec, output) if kind == "correct" else None
+        corrected = validated_correction(spec, output) if kind == "correct" else None
 
         def judge(state: ReviewState) -> Ruling:
             # The decision as it is now, under the lock this transaction holds.
             item = self._item(state)
             check_may_review(principal, item.decision, item.approvals)
-            return _rule(spec, item, kind, corrected, reason)
+            return rule(spec, item, kind, corrected, reason)
 
         after = self.store.reviews.record(decision_id, principal.name, now, judge)
         if after is None:
@@ -360,111 +316,6 @@ class ReviewService:
             verdicts=state.verdicts,
             proposed_output=proposed,
         )
-
-
-def _rule(
-    spec: TaskSpec,
-    item: ReviewItem,
-    kind: VerdictKind,
-    corrected: Mapping[str, Any] | None,
-    reason: str | None,
-) -> Ruling:
-    """What this verdict does to the item (see the module docstring)."""
-    decision = item.decision
-    model_output = decision.output
-    if kind == "reject":
-        return Ruling(
-            kind,
-            None,
-            reason,
-            _details(kind, "rejected", (), reason, item, len(item.approvals)),
-            final_status="rejected",
-            final_output=model_output,
-        )
-    if kind == "approve":
-        accepted = item.proposed_output if item.proposed_output is not None else model_output
-        if accepted is None:
-            raise Conflict(
-                f"decision {decision.id} has no output to approve (every model failed)",
-                hint="correct it with an output, or reject it",
-            )
-    else:
-        assert corrected is not None
-        accepted = corrected
-    needed = item.approvals_needed
-    if kind == "correct" and needs_two_persons(spec.policy, accepted, decision.input):
-        needed = 2
-    approvals = len(item.approvals) + 1
-    changed = _changed_fields(model_output, accepted)
-    if approvals < needed:
-        details = _details(kind, PENDING, changed, reason, item, approvals, needed)
-        return Ruling(kind, accepted, reason, details)
-    status = "corrected" if changed else "approved"
-    sinks = ReleaseRuntime(task=spec, release=decision.release, models=()).sinks
-    details = _details(kind, status, changed, reason, item, approvals, needed)
-    return Ruling(
-        kind, accepted, reason, details, final_status=status, final_output=accepted, sinks=sinks
-    )
-
-
-def _details(
-    kind: str,
-    status: str,
-    changed: tuple[str, ...],
-    reason: str | None,
-    item: ReviewItem,
-    approvals: int,
-    needed: int | None = None,
-) -> dict[str, Any]:
-    """An audit entry's details: field names and counts, never input values."""
-    return {
-        "verdict": kind,
-        "status": status,
-        "changed_fields": list(changed),
-        "reason": reason,
-        "approvals": approvals,
-        "approvals_needed": needed if needed is not None else item.approvals_needed,
-        "release": item.decision.release,
-    }
-
-
-def _changed_fields(
-    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
-) -> tuple[str, ...]:
-    before, after = before or {}, after or {}
-    return tuple(sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)))
-
-
-def _validated(spec: TaskSpec, output: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not isinstance(output, Mapping):
-        raise InputError(
-            "the corrected output must be a JSON object of the task's output fields",
-            hint=f"output fields: {', '.join(spec.output)}",
-        )
-    try:
-        return validate_output(spec, output)
-    except OutputInvalid as exc:
-        # The problems name fields and the schema's allowed values, never the value sent.
-        raise InputError(
-            "the corrected output does not match the task's output schema: "
-            + "; ".join(exc.problems),
-            hint="send every output field with an allowed value",
-        ) from None
-
-
-def _clean(reason: str | None) -> str | None:
-    if reason is None or not reason.strip():
-        return None
-    return reason.strip()
-
-
-def _required(reason: str | None) -> str:
-    cleaned = _clean(reason)
-    if cleaned is None:
-        raise InputError(
-            "a reason is required", hint="say why, e.g. 'wrong queue: this is a chargeback'"
-        )
-    return cleaned
 
 
 def _words(values: Mapping[str, Any]) -> set[str]:
