@@ -1,7 +1,7 @@
 """A project with a task decided by the shipped `deterministic` provider, so every figure of an
 eval can be counted by hand: "card" rows are answered `cards` at 0.95 (automated), "pay" rows
 `payments` at 0.7 (below the 0.8 threshold: review), "stolen" rows `fraud` at 0.9 (a rule
-sends fraud to review)."""
+sends fraud to review), "hello" rows `other` at 0.6. A file sink would show any delivery."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import csv
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from lockgate.providers.registry import ProviderRegistry
 from lockgate.runtime import Runtime
@@ -28,6 +29,7 @@ models:
       - {if_contains: "stolen", output: {queue: fraud}, confidence: 0.9}
       - {if_contains: "card", output: {queue: cards}, confidence: 0.95}
       - {if_contains: "pay", output: {queue: payments}, confidence: 0.7}
+      - {if_contains: "hello", output: {queue: other}, confidence: 0.6}
 policy:
   auto_min_confidence: 0.8
   review_when:
@@ -35,9 +37,16 @@ policy:
 evaluation:
   gate_dataset: gate
   calibration_dataset: calib
+deliver:
+  - {sink: file, path: out/decisions.jsonl}
 """
 
-ANSWERS = {"stolen": ("fraud", 0.9), "card": ("cards", 0.95), "pay": ("payments", 0.7)}
+ANSWERS = {
+    "stolen": ("fraud", 0.9),
+    "card": ("cards", 0.95),
+    "pay": ("payments", 0.7),
+    "hello": ("other", 0.6),
+}
 
 
 def model_answer(text: str) -> tuple[str, float] | None:
@@ -63,9 +72,9 @@ def write_rows(path: Path, rows: Sequence[tuple[str, str]], header: Sequence[str
 
 
 @contextmanager
-def project_runtime(project: Path, database_url: str) -> Iterator[Runtime]:
+def project_runtime(project: Path, database_url: str, **settings: Any) -> Iterator[Runtime]:
     runtime = Runtime(
-        Settings(project_dir=project, database_url=database_url),
+        Settings(project_dir=project, database_url=database_url, **settings),
         Store(database_url),
         ProviderRegistry.discover(),
     )

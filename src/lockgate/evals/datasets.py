@@ -171,8 +171,9 @@ def describe_overlap(source: str, task: str, found: Sequence[tuple[int, str]]) -
     names = ", ".join(sorted({name for _, name in found}))
     lines = ", ".join(str(line) for line, _ in found[:_EXAMPLES])
     more = f" and {len(found) - _EXAMPLES} more" if len(found) > _EXAMPLES else ""
+    many = len(found) != 1
     return (
-        f"{source}: {len(found)} row{'s' if len(found) != 1 else ''} have the same input as "
-        f"rows of the sealed dataset {names} of task {task!r} (lines {lines}{more}); a sealed "
-        "set is for measuring and must never be trained on"
+        f"{source}: {len(found)} {'rows have' if many else 'row has'} the same input as rows of "
+        f"the sealed dataset {names} of task {task!r} ({'lines' if many else 'line'} "
+        f"{lines}{more}); a sealed set is for measuring and must never be trained on"
     )

@@ -54,16 +54,16 @@ def verified_rows(runtime: Runtime, dataset: Dataset) -> list[DatasetRow]:
     return rows
 
 
-def _dataset(runtime: Runtime, task: str, name: str | None, key: str) -> Dataset:
-    if name is None:
-        spec = runtime.task(task)
-        name = getattr(spec.evaluation, key)
-        if name is None:
-            raise ConfigError(
-                f"task {task!r} names no evaluation.{key} and no --dataset was given",
-                hint=f"pass --dataset NAME or set evaluation.{key} in tasks/{task}.yaml",
-            )
-    return runtime.store.dataset(task, name)
+def _dataset_name(runtime: Runtime, task: str, name: str | None, key: str) -> str:
+    if name is not None:
+        return name
+    named: str | None = getattr(runtime.task(task).evaluation, key)
+    if named is None:
+        raise ConfigError(
+            f"task {task!r} names no evaluation.{key} and no --dataset was given",
+            hint=f"pass --dataset NAME or set evaluation.{key} in tasks/{task}.yaml",
+        )
+    return named
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ async def evaluate(
 ) -> Evaluation:
     """Score a release on a dataset (default: the task's gate dataset) and store the run."""
     chosen = resolve_release(runtime, task, release)
-    data = _dataset(runtime, task, dataset, "gate_dataset")
+    data = runtime.store.dataset(task, _dataset_name(runtime, task, dataset, "gate_dataset"))
     rows = verified_rows(runtime, data)
     loaded = runtime.release_runtime(task, chosen.number)
     if on_start is not None:
@@ -155,16 +155,17 @@ async def calibrate(
     if not 0 < confidence < 1:
         raise ConfigError("--confidence must be between 0 and 1, e.g. 0.95")
     source = resolve_release(runtime, task, release)
-    data = _dataset(runtime, task, dataset, "calibration_dataset")
+    name = _dataset_name(runtime, task, dataset, "calibration_dataset")
     gates = {source.task_spec().evaluation.gate_dataset, runtime.task(task).evaluation.gate_dataset}
-    if data.name in gates:
+    if name in gates:
         raise ConfigError(
-            f"{data.name!r} is the gate dataset of {task}: calibrating on it would tune the "
+            f"{name!r} is the gate dataset of {task}: calibrating on it would tune the "
             "threshold to the very rows that later judge it, so the gate's figures would no "
             "longer be measured on unseen data",
             hint="add a separate calibration dataset (held out from training) and name it in "
             "evaluation.calibration_dataset or with --dataset",
         )
+    data = runtime.store.dataset(task, name)
     rows = verified_rows(runtime, data)
     loaded = runtime.release_runtime(task, source.number)
     context = scoring_context(loaded.task)

@@ -1,0 +1,178 @@
+"""Calibration: the Clopper-Pearson bound, the lowest passing threshold, and `lockgate
+calibrate` creating (or refusing to create) a release with it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from scipy.stats import beta
+
+from lockgate.errors import ConfigError
+from lockgate.evals import service
+from lockgate.evals.calibration import clopper_pearson_lower, pick_threshold
+from lockgate.evals.scorers import Scored, ScoringContext
+from lockgate.task import parse_task
+from tests.cli.kit import lockgate
+from tests.evals.kit import make_project, project_runtime, write_rows
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "confidence", "expected"),
+    [
+        pytest.param(10, 10, 0.95, 0.05 ** (1 / 10), id="all-right-closed-form"),
+        pytest.param(60, 60, 0.95, 0.05 ** (1 / 60), id="all-right-60"),
+        pytest.param(5, 10, 0.95, 0.2224, id="half-of-10"),  # two-sided 90% CP: 0.2224-0.7776
+        pytest.param(0, 25, 0.95, 0.0, id="none-right"),
+        pytest.param(1, 1, 0.5, 0.5, id="one-of-one-at-50pct"),
+    ],
+)
+def test_the_clopper_pearson_lower_bound_matches_known_values(
+    successes: int, trials: int, confidence: float, expected: float
+) -> None:
+    assert clopper_pearson_lower(successes, trials, confidence) == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_bound_rises_with_more_evidence_and_falls_with_more_confidence() -> None:
+    assert clopper_pearson_lower(98, 100, 0.95) < clopper_pearson_lower(980, 1000, 0.95)
+    assert clopper_pearson_lower(98, 100, 0.99) < clopper_pearson_lower(98, 100, 0.95)
+    assert clopper_pearson_lower(98, 100, 0.95) < 0.98
+
+
+TASK = parse_task(
+    {
+        "name": "t",
+        "input": {"text": {"type": "string"}},
+        "output": {"label": {"type": "enum", "values": ["a", "b"]}},
+        "models": [{"provider": "deterministic"}],
+    },
+    "tasks/t.yaml",
+)
+
+
+def scored(confidence: float, right: bool, eligible: bool = True) -> Scored:
+    return Scored(
+        expected={"label": "a"},
+        output={"label": "a" if right else "b"},
+        confidence=confidence,
+        route="auto",
+        status="decided",
+        eligible=eligible,
+    )
+
+
+def brute_force_lowest(items: list[Scored], target: float, confidence: float) -> float | None:
+    passing = []
+    for t in {i.confidence for i in items if i.eligible}:
+        chosen = [i for i in items if i.eligible and i.confidence >= t]  # type: ignore[operator]
+        k = sum(i.output["label"] == "a" for i in chosen)  # type: ignore[index]
+        bound = beta.ppf(1 - confidence, k, len(chosen) - k + 1) if k else 0.0
+        if bound >= target:
+            passing.append(t)
+    return min(passing) if passing else None
+
+
+def test_the_lowest_threshold_whose_bound_reaches_the_target_is_picked() -> None:
+    items = [
+        *[scored(0.99, True) for _ in range(40)],
+        *[scored(0.9, True) for _ in range(40)],
+        *[scored(0.8, i % 10 != 0) for i in range(40)],  # 4 of 40 wrong
+        *[scored(0.6, i % 2 == 0) for i in range(40)],  # half wrong
+        *[scored(0.3, False, eligible=False) for _ in range(40)],  # a rule: never automated
+    ]
+    context = ScoringContext(TASK, "label")
+    chosen, considered = pick_threshold(items, context, target=0.9, confidence=0.95)
+    assert chosen is not None
+    assert chosen.threshold == brute_force_lowest(items, 0.9, 0.95) == 0.8
+    assert (chosen.automated, chosen.correct, chosen.total) == (120, 116, 200)
+    assert chosen.coverage == 0.6
+    assert chosen.lower_bound == pytest.approx(beta.ppf(0.05, 116, 5))
+    assert [t.threshold for t in considered] == [0.99, 0.9, 0.8, 0.6]
+
+
+def test_no_threshold_is_picked_when_the_target_is_out_of_reach() -> None:
+    items = [scored(0.95, True) for _ in range(50)]  # 50/50: bound 0.942 at 95%
+    chosen, considered = pick_threshold(items, ScoringContext(TASK, "label"), 0.95, 0.95)
+    assert chosen is None
+    assert considered[0].lower_bound == pytest.approx(0.05 ** (1 / 50))
+
+
+# The kit's model answers "card" rows `cards` at 0.95, "pay" rows `payments` at 0.7 and "hello"
+# rows `other` at 0.6; the hello rows are labeled payments, so 0.6 brings in 20 wrong answers.
+CALIBRATION = [
+    *[(f"card {i}", "cards") for i in range(60)],
+    *[(f"pay {i}", "payments") for i in range(60)],
+    *[(f"hello {i}", "payments") for i in range(20)],
+    *[(f"stolen {i}", "fraud") for i in range(10)],  # a rule sends fraud to review
+]
+
+
+def calibration_project(tmp_path: Path, database: str) -> Path:
+    project = make_project(tmp_path)
+    write_rows(project / "calib.csv", CALIBRATION)
+    lockgate("release", "create", "routing", cwd=project, database=database)
+    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project, database=database)
+    return project
+
+
+def test_calibrate_creates_a_release_with_the_lowest_passing_threshold(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = calibration_project(tmp_path, database_url)
+    result = lockgate(
+        "calibrate", "routing", "--release", "routing@1", "--target-accuracy", "0.97",
+        cwd=project, database=database_url,
+    )  # fmt: skip
+    # 0.95: 60/60 (bound 0.951, short of 0.97); 0.7: 120/120 (bound 0.975); 0.6: 120/140.
+    bound = 0.05 ** (1 / 120)
+    assert (
+        f"at >=97.0% accuracy (95% lower bound {bound:.1%}, observed 100.0%), 80.0% of inputs "
+        "are automated at threshold 0.700 (120 of 150 on calib)"
+    ) in result.stdout
+    assert "created routing@2 with auto_min_confidence 0.7000" in result.stdout
+    shown = json.loads(lockgate("release", "show", "routing@2", cwd=project,
+                                database=database_url).stdout)  # fmt: skip
+    assert shown["spec"]["policy"]["auto_min_confidence"] == 0.7
+    assert shown["spec"]["policy"]["review_when"] == [{"field": "queue", "equals": "fraud"}]
+    with project_runtime(project, database_url) as runtime:
+        first, second = runtime.store.releases("routing")
+        assert second.artifacts == first.artifacts
+        assert second.content_hash != first.content_hash
+        (entry,) = [e for e in runtime.store.audit_entries("routing")
+                    if e.action == "policy.calibrate"]  # fmt: skip
+        assert entry.subject == "routing@2"
+        assert entry.details["threshold"] == 0.7
+        assert entry.details["source"] == "routing@1"
+        assert entry.details["lower_bound"] == pytest.approx(bound)
+        assert entry.details["coverage"] == pytest.approx(0.8)
+    # The new release automates exactly what calibration counted.
+    figures = json.loads(lockgate("eval", "routing", "--release", "2", "--dataset", "calib",
+                                  "--json", cwd=project, database=database_url).stdout)  # fmt: skip
+    assert figures["coverage"] == pytest.approx(0.8)
+    assert figures["auto_accuracy"] == 1.0
+
+
+def test_calibrate_creates_nothing_when_no_threshold_reaches_the_target(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = calibration_project(tmp_path, database_url)
+    result = lockgate(
+        "calibrate", "routing", "--release", "routing@1", "--target-accuracy", "0.99",
+        cwd=project, database=database_url, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no threshold reaches 99.0% accuracy at 95% confidence on calib" in result.stderr
+    assert "no release created" in result.stderr
+    with project_runtime(project, database_url) as runtime:
+        assert len(runtime.store.releases("routing")) == 1
+        assert not [e for e in runtime.store.audit_entries() if e.action == "policy.calibrate"]
+
+
+def test_calibrating_on_the_gate_dataset_is_refused_with_the_reason(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/lockgate.db"
+    project = calibration_project(tmp_path, database)
+    refused = pytest.raises(ConfigError, match="is the gate dataset of routing: calibrating on")
+    with project_runtime(project, database) as runtime, refused:
+        asyncio.run(service.calibrate(runtime, "routing", release="1", target=0.9, dataset="gate"))
