@@ -86,6 +86,8 @@ decisions = Table(
     Column("escalated_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("task", "idempotency_key", name="uq_decisions_task_key"),
     Index("ix_decisions_task_status_created", "task", "status", "created_at"),
+    # The review queue: pending items by priority, then age, without scanning every decision.
+    Index("ix_decisions_status_priority_created", "status", "priority", "created_at"),
 )
 
 reviews = Table(

@@ -29,6 +29,9 @@ def upgrade() -> None:
             sa.Column("claim_expires_at", sa.DateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column("escalated_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index(
+            "ix_decisions_status_priority_created", ["status", "priority", "created_at"]
+        )
 
     op.create_table(
         "reviews",
@@ -146,6 +149,7 @@ def downgrade() -> None:
         batch_op.drop_column("claimed_by")
     op.drop_table("reviews")
     with op.batch_alter_table("decisions", schema=None) as batch_op:
+        batch_op.drop_index("ix_decisions_status_priority_created")
         batch_op.drop_column("escalated_at")
         batch_op.drop_column("claim_expires_at")
         batch_op.drop_column("claimed_by")
