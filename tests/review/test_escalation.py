@@ -4,6 +4,7 @@ metric and a structured log event carrying ids only."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,3 +59,35 @@ def test_a_decided_item_is_not_escalated(tmp_path: Path, database_url: str) -> N
         kit.reviews.claim(alice, decision.id)
         kit.reviews.approve(alice, decision.id)
         assert kit.reviews.escalate_overdue(decision.created_at + timedelta(hours=2)) == []
+
+
+def test_replicas_escalating_at_once_escalate_and_count_each_item_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    with review_kit(tmp_path, database_url) as kit:
+        overdue = [kit.pending(f"case {i}, unsure") for i in range(6)]
+        late = max(d.created_at for d in overdue) + timedelta(minutes=31)
+        replicas = [ReviewService(kit.runtime.store, metrics=Metrics()) for _ in range(4)]
+        barrier = threading.Barrier(len(replicas))
+        found: list[list[str]] = []
+
+        def run(service: ReviewService) -> None:
+            barrier.wait()
+            found.append(service.escalate_overdue(late))
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        escalated = [i for ids in found for i in ids]
+        assert sorted(escalated) == sorted(d.id for d in overdue)  # each once, all of them
+        counted = sum(
+            s.metrics.registry.get_sample_value(  # type: ignore[union-attr]
+                "lockgate_reviews_escalated_total", {"task": "routing"}
+            )
+            or 0
+            for s in replicas
+        )
+        assert counted == len(overdue)

@@ -258,14 +258,15 @@ def escalate(
         c.escalated_at.is_(None),
         c.created_at < cutoff,
     )
-    ids = [row[0] for row in conn.execute(select(c.id).where(condition).order_by(c.id))]
-    if ids:
-        conn.execute(
-            update(decisions)
-            .where(condition, c.id.in_(ids))
-            .values(priority=c.priority + boost, escalated_at=now)
-        )
-    return ids
+    # RETURNING names exactly the rows this statement changed: a replica escalating at the same
+    # moment waits for this one and then finds them already escalated.
+    changed = conn.execute(
+        update(decisions)
+        .where(condition)
+        .values(priority=c.priority + boost, escalated_at=now)
+        .returning(c.id)
+    )
+    return sorted(row[0] for row in changed)
 
 
 def verdict_count(conn: Connection, reviewer: str, since: datetime) -> int:
