@@ -11,7 +11,7 @@ from sqlalchemy import update
 from lockgate.decision import input_hash
 from lockgate.errors import ConfigError, Conflict
 from lockgate.evals import service
-from lockgate.evals.datasets import read_dataset
+from lockgate.evals.datasets import check_name, read_dataset
 from lockgate.store.tables import dataset_rows
 from tests.evals.kit import make_project, project_runtime, write_rows
 
@@ -130,3 +130,22 @@ def test_a_changed_row_of_a_sealed_dataset_is_detected_before_an_eval(
             )
         with pytest.raises(ConfigError, match="was changed in the database after it was added"):
             service.verified_rows(runtime, dataset)
+
+
+def test_a_missing_label_column_is_named_as_such(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    path = write_rows(tmp_path / "unlabeled.csv", [("a",), ("b",), ("c",)], header=("text",))
+    with project_runtime(project, f"sqlite:///{tmp_path}/db.sqlite") as runtime:
+        task = runtime.task("routing")
+    with pytest.raises(ConfigError) as caught:
+        read_dataset(task, path)
+    assert (
+        "output.queue: is missing (every row: is the column missing? 3 rows: lines 2, 3, 4)"
+        in caught.value.message
+    )
+
+
+@pytest.mark.parametrize("name", ["Gate", "1st", "a" * 64, "gate set", ""])
+def test_a_dataset_name_must_be_a_plain_lower_case_name(name: str) -> None:
+    with pytest.raises(ConfigError, match="is not a valid dataset name"):
+        check_name(name)

@@ -21,7 +21,7 @@ from lockgate.cli.common import (
 )
 from lockgate.cli.common import stderr as err_console
 from lockgate.evals import report_html, service
-from lockgate.evals.datasets import read_dataset
+from lockgate.evals.datasets import check_name, read_dataset
 
 dataset_app = typer.Typer(help="Labeled datasets to measure releases on.", no_args_is_help=True)
 
@@ -51,6 +51,7 @@ def dataset_add(
 
     Example: lockgate dataset add routing gate data/gate.csv --sealed
     """
+    check_name(name)
     with open_runtime(project, database) as runtime:
         rows = read_dataset(runtime.task(task), file)
         dataset, changed = runtime.store.add_dataset(
@@ -119,13 +120,15 @@ def dataset_show(
 
 @contextmanager
 def _progress(label: str) -> Iterator[tuple[Any, Any]]:
+    console = err_console()
     progress = Progress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=err_console(),
+        console=console,
         transient=True,
+        disable=not console.is_terminal,  # a bar in a log file is noise
     )
     with progress:
         bar = progress.add_task(label, total=None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any
 from lockgate.decision import canonical_json, input_hash
 from lockgate.errors import ConfigError
 from lockgate.records import Record, iter_records
-from lockgate.task import OutputField, TaskSpec
+from lockgate.task import NAME_PATTERN, OutputField, TaskSpec
 from lockgate.validation import validate_input
 
 _EXAMPLES = 5
@@ -75,14 +76,27 @@ class _Problems:
     def add(self, key: tuple[str, str], what: str, line: int) -> None:
         self.found.setdefault(key, (what, []))[1].append(line)
 
-    def lines(self) -> list[str]:
+    def lines(self, n_rows: int) -> list[str]:
         out = []
         for what, lines in self.found.values():
             shown = ", ".join(str(n) for n in lines[:_EXAMPLES])
             more = f" and {len(lines) - _EXAMPLES} more" if len(lines) > _EXAMPLES else ""
             count = f"{len(lines)} row{'s' if len(lines) != 1 else ''}"
+            if len(lines) == n_rows > 1:
+                count = f"every row: is the column missing? {count}"
             out.append(f"  - {what} ({count}: line{'s' if len(lines) != 1 else ''} {shown}{more})")
         return out
+
+
+def check_name(name: str) -> str:
+    """A dataset name: lower-case letters, digits, '-' or '_', starting with a letter."""
+    if not re.match(NAME_PATTERN, name):
+        raise ConfigError(
+            f"{name[:80]!r} is not a valid dataset name",
+            hint="use lower-case letters, digits, '-' or '_', starting with a letter "
+            "(at most 63 characters), e.g. gate or calib-2026",
+        )
+    return name
 
 
 def read_dataset(task: TaskSpec, path: str | Path) -> list[DatasetRow]:
@@ -98,7 +112,9 @@ def read_dataset(task: TaskSpec, path: str | Path) -> list[DatasetRow]:
 def rows_from_records(task: TaskSpec, records: Iterable[Record], source: str) -> list[DatasetRow]:
     problems = _Problems()
     rows: list[DatasetRow] = []
+    n_rows = 0
     for record in records:
+        n_rows += 1
         clean, input_problems = validate_input(task, record.values)
         bad = False
         for problem in input_problems:
@@ -118,7 +134,7 @@ def rows_from_records(task: TaskSpec, records: Iterable[Record], source: str) ->
     if problems.found:
         raise ConfigError(
             f"{source}: cannot use these rows as labeled examples of task {task.name!r}:\n"
-            + "\n".join(problems.lines()),
+            + "\n".join(problems.lines(n_rows)),
             hint="columns are named by the task's input and output fields; fix or drop the "
             "rows listed and add the dataset again",
         )
