@@ -53,6 +53,8 @@ def render(
         f"{len(report.get('runs', [])) or 1} (the worst value of each figure is shown).</p>",
         f"<table class='figures'>{rows}</table>",
         "<h2>Confusion matrix</h2>",
+        "<p class='note'>Rows: the expected label; columns: the decided label. Green cells are "
+        "right, red cells wrong; the darker, the larger the share of the row.</p>",
         confusion_svg(confusion)
         if confusion
         else "<p class='note'>Not a categorical field: no confusion matrix.</p>",
