@@ -98,6 +98,14 @@ def test_a_claim_held_by_another_reviewer_is_a_409_that_names_the_holder(api: Ap
     assert "claimed by ana" in verdict.json()["detail"]
 
 
+def test_an_approval_needs_no_body(api: Api) -> None:
+    decision_id = pending(api)
+    post(api, f"/v1/reviews/{decision_id}/claim", "reviewer")
+    approved = api.client.post(f"/v1/reviews/{decision_id}/approve", headers=api.auth("reviewer"))
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["verdicts"][0]["reason"] is None
+
+
 def test_the_submitting_key_may_not_review_its_own_decision(api: Api) -> None:
     decision_id = pending(api, role="admin")  # admin may decide and review
     refused = post(api, f"/v1/reviews/{decision_id}/claim", "admin")
