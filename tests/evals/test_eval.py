@@ -18,7 +18,7 @@ from lockgate.settings import Secret
 from lockgate.store.tables import decisions, outbox
 from lockgate.testing.fault_server import FaultServer
 from tests.cli.kit import lockgate
-from tests.evals.kit import make_project, model_answer, project_runtime, write_rows
+from tests.evals.kit import EVAL_TASK, make_project, model_answer, project_runtime, write_rows
 
 # (text, label): the model answers by keyword (see kit.ANSWERS); some labels disagree.
 ROWS = [
@@ -196,3 +196,27 @@ def test_repeats_report_each_run_and_their_spread_and_keep_the_worst_figures(
     assert done.run.metrics["macro_f1"] == min(r["macro_f1"] for r in runs)
     assert done.run.metrics["coverage"] == 0.0  # no confidence from this server: all reviewed
     assert done.run.metrics["auto_accuracy"] is None
+
+
+def test_the_promotion_gate_reads_the_stored_eval_a_worse_release_is_refused(
+    tmp_path: Path,
+) -> None:
+    gate = "  gate: {min_accuracy: 0.8}\n"
+    gated = EVAL_TASK.replace(
+        "  calibration_dataset: calib\n", f"  calibration_dataset: calib\n{gate}"
+    )
+    project = make_project(tmp_path, gated)
+    write_rows(project / "gate.csv", ROWS)
+    lockgate("dataset", "add", "routing", "gate", "gate.csv", "--sealed", cwd=project)
+    lockgate("release", "create", "routing", cwd=project)
+    task_file = project / "tasks/routing.yaml"
+    worse = task_file.read_text().replace("output: {queue: cards}", "output: {queue: payments}")
+    task_file.write_text(worse)
+    lockgate("release", "create", "routing", cwd=project)
+    good = json.loads(lockgate("eval", "routing", "--release", "1", "--json", cwd=project).stdout)
+    bad = json.loads(lockgate("eval", "routing", "--release", "2", "--json", cwd=project).stdout)
+    assert good["accuracy"] >= 0.8 > bad["accuracy"]
+    refused = lockgate("release", "promote", "routing@2", cwd=project, check=False)
+    assert refused.returncode == 1
+    assert f"min_accuracy = {bad['accuracy']:.4g}" in refused.stderr
+    assert "routing@1 is live" in lockgate("release", "promote", "routing@1", cwd=project).stdout
