@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from lockgate.errors import ConfigError
 from lockgate.evals import scorers
+from lockgate.evals.runner import scoring_context
 from lockgate.evals.scorers import Score, Scored, ScorerRegistry, ScoringContext
 from lockgate.task import parse_task
 
@@ -182,3 +184,40 @@ def test_two_scorers_reporting_the_same_figure_is_an_error() -> None:
     registry = ScorerRegistry({"classification": scorers.classification, "clash": clash})
     with pytest.raises(ConfigError, match="'clash' and 'classification' both report 'accuracy'"):
         registry.score(SIX, LABELS)
+
+
+def _task(evaluation: dict[str, Any]) -> Any:
+    return parse_task(
+        {
+            "name": "t",
+            "input": {"text": {"type": "string"}},
+            "output": {
+                "label": {"type": "enum", "values": ["a", "b"]},
+                "amount": {"type": "number"},
+            },
+            "models": [{"provider": "deterministic"}],
+            "evaluation": evaluation,
+        },
+        "tasks/t.yaml",
+    )
+
+
+def test_the_scored_field_and_tolerances_come_from_the_task_file() -> None:
+    context = scoring_context(_task({"field": "amount", "tolerance": {"amount": 0.01}}))
+    assert context.field == "amount"
+    assert context.matches("amount", 10.0, 10.01)
+    assert not context.matches("amount", 10.0, 10.02)
+    assert scoring_context(_task({})).field == "label"
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "problem"),
+    [
+        ({"field": "amout"}, "evaluation.field: 'amout' is not an output field"),
+        ({"tolerance": {"label": 0.5}}, "tolerances apply to number output fields only"),
+        ({"tolerance": {"amount": -1}}, "evaluation.tolerance.amount: must be 0 or more"),
+    ],
+)
+def test_a_wrong_evaluation_setting_is_named(evaluation: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        scoring_context(_task(evaluation))
