@@ -133,6 +133,8 @@ def test_stopping_a_shadow_drops_its_queued_runs_and_queues_no_more(
         assert stopped.stage == "draft"
         p.decide(texts(10, start=10), prefix="later")
         assert p.store.rollout.shadow_counts("routing", shadow.number) == {"failed": 10}
+        report = build_shadow_report(p.runtime, "routing", shadow.number)
+        assert (report.compared, report.confusion) == (0, {}), "dropped runs are not compared"
         actions = [e.action for e in p.store.audit_entries("routing")]
         assert "release.shadow_started" in actions and "release.shadow_stopped" in actions
 

@@ -132,7 +132,7 @@ def diff(
     typer.echo(text or "no differences")
 
 
-def _principal(runtime: Runtime, api_key: str | None, actor: str) -> tuple[str, bool]:
+def _principal(runtime: Runtime, api_key: str | None, actor: str, task: str) -> tuple[str, bool]:
     """Who acts and whether they may override the gate: the local operator is an admin; with
     --api-key, the key's name and role count (it needs manage_releases)."""
     if api_key is None:
@@ -141,7 +141,7 @@ def _principal(runtime: Runtime, api_key: str | None, actor: str) -> tuple[str, 
     if key is None:
         raise Unauthorized("the API key is unknown or revoked")
     principal = Principal.of(key)
-    principal.require("manage_releases")
+    principal.require("manage_releases", task)
     return principal.name, principal.role == "admin"
 
 
@@ -170,7 +170,7 @@ def promote(
     if not isinstance(parsed.selector, int):
         raise ConfigError(f"{ref!r}: name the release to promote, e.g. {parsed.task}@2")
     with open_runtime(project, database) as runtime:
-        who, admin = _principal(runtime, api_key, actor)
+        who, admin = _principal(runtime, api_key, actor, parsed.task)
         target = runtime.store.release(parsed.task, parsed.selector)
         release, result = gates.promote(
             runtime.store.rollout,

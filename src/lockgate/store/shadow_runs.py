@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from lockgate.decision import Decision, utcnow
 from lockgate.store import audit
@@ -15,6 +15,8 @@ from lockgate.store.tables import decisions, outbox, releases, reviews
 from lockgate.store.tables import shadow_runs as runs
 
 _CHUNK = 500
+DROPPED = "shadow stopped before this input was run"
+"""The error of a queued run dropped when its shadow stopped: no answer to compare."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ def shadow_pairs(conn: Connection, task: str, number: int) -> list[ShadowPair]:
         )
         .join(decisions, d.id == r.decision_id)
         .where(r.task == task, r.release == number, r.status != "pending")
+        .where(or_(r.error.is_(None), r.error != DROPPED))
         .order_by(r.id)
     ).all()
     truth = labels(conn, [row[0] for row in rows])
@@ -266,6 +269,6 @@ def drop_pending(conn: Connection, task: str, number: int) -> int:
     result = conn.execute(
         update(runs)
         .where(runs.c.task == task, runs.c.release == number, runs.c.status == "pending")
-        .values(status="failed", error="shadow stopped before this input was run", done_at=utcnow())
+        .values(status="failed", error=DROPPED, done_at=utcnow())
     )
     return int(result.rowcount or 0)
