@@ -197,7 +197,7 @@ def retry(conn: Connection, refs: Sequence[str], actor: str) -> list[OutboxRow]:
     ids (all of that decision's dead rows). Refuses the whole request when a row is not dead."""
     rows: list[OutboxRow] = []
     for ref in refs:
-        if ref.isdigit():
+        if ref.isdigit() and len(ref) < 20:  # a row id; decision ids are 26 hex digits
             found = _by_ids(conn, [int(ref)])
             if not found:
                 raise NotFound(f"no outbox row {ref}", hint="see `lockgate deliveries list`")
