@@ -175,3 +175,24 @@ def test_rollback_restores_the_previous_release_and_the_next_decision_uses_it(
         assert restored.number == live
         (after,) = p.decide(texts(1, start=1), prefix="after")
         assert after.release == live
+
+
+def test_a_candidate_cannot_loosen_the_gate_it_is_promoted_under(
+    tmp_path: Path, database_url: str
+) -> None:
+    with project(tmp_path, database_url) as p:
+        first = p.release(task_yaml(extra=GATE))
+        p.record_eval(first.number, metrics(accuracy=0.90))
+        promote(p.store.rollout, first, "test")
+        looser = GATE.replace("min_accuracy: 0.85", "min_accuracy: 0.5").replace(
+            "max_latency_p95_ms: 50", "max_latency_p95_ms: 5000"
+        )
+        candidate = p.release(task_yaml(confidence=0.85, extra=looser))
+        p.record_eval(candidate.number, metrics(accuracy=0.895, latency_p95_ms=70))
+        with pytest.raises(GateFailed) as refused:
+            promote(p.store.rollout, candidate, "test")
+        # Its own, looser gate passes; the live release's gate does not.
+        assert f"routing@{first.number} gate: max_latency_p95_ms = 70 (bound 50)" in (
+            refused.value.message
+        )
+        assert p.store.live_release("routing").number == first.number

@@ -193,9 +193,38 @@ class GateFailed(Conflict):
 
 
 def gate_result(store: GateStore, release: Release) -> GateResult | None:
-    """The gate of `release` (from its own task snapshot) applied to its latest eval on the
-    gate dataset, when that eval ran on the dataset as it is now; None without a gate."""
-    evaluation = release.task_spec().evaluation
+    """The gate a release must pass to go live; None when neither it nor the live release has
+    one.
+
+    The release's own gate (from its task snapshot) applies, and so does the live release's
+    gate when it differs: a candidate cannot loosen the gate it is promoted under. Changing
+    the gate for the worse therefore needs one audited admin override."""
+    live, _ = store.serving(release.task)
+    own = _gate_of(store, release, release, live)
+    if live is None or live.number == release.number:
+        return own
+    live_evaluation = live.task_spec().evaluation
+    own_evaluation = release.task_spec().evaluation
+    if live_evaluation.gate is None or (
+        live_evaluation.gate == own_evaluation.gate
+        and live_evaluation.gate_dataset == own_evaluation.gate_dataset
+    ):
+        return own
+    inherited = _gate_of(store, release, live, live)
+    assert inherited is not None
+    prefixed = tuple(
+        GateCheck(f"{live.ref} gate: {c.name}", c.figure, c.threshold, c.passed, c.note)
+        for c in inherited.checks
+    )
+    return GateResult((own.checks if own else ()) + prefixed)
+
+
+def _gate_of(
+    store: GateStore, release: Release, source: Release, live: Release | None
+) -> GateResult | None:
+    """The gate written in `source`'s task snapshot applied to `release`'s latest eval on that
+    gate's dataset, when the eval ran on the dataset as it is now."""
+    evaluation = source.task_spec().evaluation
     gate = evaluation.gate
     if gate is None:
         return None
@@ -204,7 +233,6 @@ def gate_result(store: GateStore, release: Release) -> GateResult | None:
         return GateResult(
             (GateCheck("gate_dataset", None, None, False, "evaluation.gate_dataset is not set"),)
         )
-    live, _ = store.serving(release.task)
     live_ref = live.ref if live is not None and live.number != release.number else None
     numbers = [release.number] + ([live.number] if live_ref and live else [])
     current_hash, runs = store.gate_evals(release.task, numbers, dataset)
