@@ -25,7 +25,6 @@ from lockgate.store.audit import AuditEntry
 from lockgate.store.decisions import DecisionFilter
 from lockgate.store.evals import EvalRun
 from lockgate.store.reviews import ReviewStore
-from lockgate.store.reviews import set_priorities as _set_review_priorities
 from lockgate.store.rollout import Rollouts
 
 __all__ = ["AuditEntry", "DecisionFilter", "EvalRun", "Store"]
@@ -116,7 +115,6 @@ class Store:
         same idempotency key first, that stored decision is returned in its place."""
         with self.engine.begin() as conn:
             inserted = decision_queries.insert_many(conn, batch, sinks)
-            _set_review_priorities(conn, [d for d in batch if d.id in inserted])
             lost = [d.idempotency_key for d in batch if d.id not in inserted]
             winners = decision_queries.by_keys(conn, batch[0].task, lost) if lost else {}
         return [d if d.id in inserted else winners[d.idempotency_key] for d in batch]

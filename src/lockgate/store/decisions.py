@@ -39,10 +39,11 @@ def _row(d: Decision) -> dict[str, Any]:
         "submitted_by": d.submitted_by,
         "created_at": d.created_at,
         "updated_at": d.created_at,
+        "priority": d.priority,
     }
 
 
-def _decision(row: RowMapping, attempt_rows: Sequence[Attempt] = ()) -> Decision:
+def from_row(row: RowMapping, attempt_rows: Sequence[Attempt] = ()) -> Decision:
     return Decision(
         id=row["id"],
         task=row["task"],
@@ -63,6 +64,7 @@ def _decision(row: RowMapping, attempt_rows: Sequence[Attempt] = ()) -> Decision
         alternatives=row["alternatives"],
         metadata=row["metadata"],
         submitted_by=row["submitted_by"],
+        priority=row["priority"],
     )
 
 
@@ -77,7 +79,7 @@ def by_keys(conn: Connection, task: str, keys: Iterable[str]) -> dict[str, Decis
             )
         ).mappings()
         for row in rows:
-            found[row["idempotency_key"]] = _decision(row)
+            found[row["idempotency_key"]] = from_row(row)
     return found
 
 
@@ -88,7 +90,7 @@ def get(conn: Connection, decision_id: str) -> Decision | None:
     trail = conn.execute(
         select(attempts).where(attempts.c.decision_id == decision_id).order_by(attempts.c.seq)
     ).mappings()
-    return _decision(
+    return from_row(
         row,
         [
             Attempt(**{k: v for k, v in a.items() if k not in ("id", "decision_id", "seq")})
@@ -179,4 +181,4 @@ def page(conn: Connection, query: DecisionFilter) -> list[Decision]:
             or_(c.created_at < at, and_(c.created_at == at, c.id < last_id))
         )
     statement = statement.order_by(c.created_at.desc(), c.id.desc()).limit(query.limit + 1)
-    return [_decision(row) for row in conn.execute(statement).mappings()]
+    return [from_row(row) for row in conn.execute(statement).mappings()]

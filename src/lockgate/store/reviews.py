@@ -94,7 +94,7 @@ def _state(row: RowMapping, decision: Decision, verdicts: Sequence[Verdict]) -> 
     expires = row["claim_expires_at"]
     escalated = row["escalated_at"]
     return ReviewState(
-        decision=replace(decision, priority=row["priority"]),
+        decision=decision,
         claimed_by=row["claimed_by"],
         claim_expires_at=aware(expires) if expires is not None else None,
         escalated_at=aware(escalated) if escalated is not None else None,
@@ -133,7 +133,7 @@ def queue(conn: Connection, query: QueueQuery) -> list[ReviewState]:
     rows = list(conn.execute(statement).mappings())
     verdicts = _verdicts(conn, [r["id"] for r in rows])
     # The row mapping is the store's own (store.decisions); attempts are left out of a listing.
-    return [_state(r, decision_queries._decision(r), verdicts[r["id"]]) for r in rows]
+    return [_state(r, decision_queries.from_row(r), verdicts[r["id"]]) for r in rows]
 
 
 def claim(
@@ -225,15 +225,6 @@ def add_verdict(
     )
 
 
-def set_priorities(conn: Connection, batch: Sequence[Decision]) -> None:
-    """Store the queue priority the policy gave new pending decisions."""
-    for d in batch:
-        if d.priority:
-            conn.execute(
-                update(decisions).where(decisions.c.id == d.id).values(priority=d.priority)
-            )
-
-
 def overdue_releases(conn: Connection) -> list[tuple[str, int]]:
     """(task, release) pairs that have pending decisions not yet escalated."""
     c = decisions.c
@@ -287,7 +278,7 @@ def recent_decided(conn: Connection, task: str, exclude: str, limit: int) -> lis
         .order_by(c.created_at.desc(), c.id.desc())
         .limit(limit)
     ).mappings()
-    return [decision_queries._decision(r) for r in rows]
+    return [decision_queries.from_row(r) for r in rows]
 
 
 def reviewed(conn: Connection, task: str) -> list[ReviewState]:
@@ -307,7 +298,7 @@ def reviewed(conn: Connection, task: str) -> list[ReviewState]:
     ).mappings():
         if row["decision_id"] in found:
             found[row["decision_id"]].append(_verdict(row))
-    return [_state(r, decision_queries._decision(r), found[r["id"]]) for r in rows]
+    return [_state(r, decision_queries.from_row(r), found[r["id"]]) for r in rows]
 
 
 @dataclass(frozen=True)
