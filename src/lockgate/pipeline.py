@@ -29,7 +29,7 @@ from lockgate.providers.base import (
     ProviderError,
 )
 from lockgate.resilience import Breakers, CircuitBreaker, Retrier, Try
-from lockgate.task import ModelSpec, TaskSpec
+from lockgate.task import ModelSpec, TaskSpec, sink_names
 from lockgate.validation import OutputInvalid, validate_input, validate_output
 
 
@@ -60,7 +60,7 @@ class ReleaseRuntime:
 
     @property
     def sinks(self) -> tuple[str, ...]:
-        return tuple(f"{i}:{sink.get('sink', '?')}" for i, sink in enumerate(self.task.deliver))
+        return sink_names(self.task)
 
 
 @dataclass(frozen=True)

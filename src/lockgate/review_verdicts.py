@@ -10,11 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from lockgate.errors import Conflict, InputError
-from lockgate.pipeline import ReleaseRuntime
 from lockgate.policy import needs_two_persons
 from lockgate.review_item import ReviewItem
 from lockgate.store.reviews import PENDING, Ruling, VerdictKind
-from lockgate.task import TaskSpec
+from lockgate.task import TaskSpec, sink_names
 from lockgate.validation import OutputInvalid, validate_output
 
 
@@ -56,7 +55,7 @@ def rule(
         details = audit_details(kind, PENDING, changed, reason, item, approvals, needed)
         return Ruling(kind, accepted, reason, details)
     status = "corrected" if changed else "approved"
-    sinks = ReleaseRuntime(task=spec, release=decision.release, models=()).sinks
+    sinks = sink_names(spec)
     details = audit_details(kind, status, changed, reason, item, approvals, needed)
     return Ruling(
         kind, accepted, reason, details, final_status=status, final_output=accepted, sinks=sinks

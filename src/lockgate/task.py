@@ -163,10 +163,6 @@ class SinkSpecBase(_Strict):
     max_tries: int | None = Field(default=None, ge=1, le=100)
     """Tries before a row is dead-lettered; None: the `delivery_max_tries` setting."""
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Mapping-style read (`spec.get("sink")`), as the untyped entries allowed."""
-        return getattr(self, key, default)
-
 
 class WebhookSinkSpec(SinkSpecBase):
     """POST the decision as signed JSON to `url`."""
@@ -529,3 +525,8 @@ def task_to_dict(spec: TaskSpec) -> dict[str, Any]:
 
 def dump_yaml(data: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
+
+
+def sink_names(spec: TaskSpec) -> tuple[str, ...]:
+    """The outbox names of a task's sinks: `"{index}:{kind}"`, one per `deliver:` entry."""
+    return tuple(f"{i}:{sink.sink}" for i, sink in enumerate(spec.deliver))
