@@ -210,3 +210,34 @@ def test_shadow_and_canary_from_the_command_line(tmp_path: Path, database_url: s
         "release.canary_stopped",
     ):
         assert action in actions
+
+
+def test_lockgate_run_rolls_back_a_failing_canary_it_sent_traffic_to(
+    tmp_path: Path, database_url: str
+) -> None:
+    limits = "rollout:\n  canary_max_failure_rate: 0.05\n  canary_min_decisions: 10\n"
+    dead_llm = (
+        "  - provider: openai\n    model: gpt-test\n"
+        "    base_url: http://127.0.0.1:9/v1\n    retries: 0\n    timeout_s: 5\n"
+    )
+    root = make_project(tmp_path / "project", task_yaml(extra=limits))
+    lockgate("release", "create", "routing", cwd=root, database=database_url)
+    lockgate("release", "promote", "routing@1", cwd=root, database=database_url)
+    (root / "tasks" / "routing.yaml").write_text(task_yaml(models=dead_llm, extra=limits))
+    lockgate("release", "create", "routing", cwd=root, database=database_url)
+    lockgate("release", "canary", "routing@2", "--percent", "50", cwd=root, database=database_url)
+    records = root / "tickets.jsonl"
+    records.write_text(
+        "".join(json.dumps({"id": f"t{i}", "text": f"ticket {i}"}) + "\n" for i in range(100))
+    )
+
+    ran = lockgate("run", "routing", str(records), cwd=root, database=database_url)
+
+    assert "canary routing@2 rolled back" in ran.stderr
+    store = Store(database_url)
+    try:
+        assert store.release("routing", 2).stage == "retired"
+        (entry,) = store.audit_entries("routing", action="release.canary_rollback")
+        assert entry.actor == "lockgate run"
+    finally:
+        store.close()

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lockgate.batch import BatchSummary, run_batch, scan
+from lockgate.canary import check_canaries
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json, run_async
 from lockgate.cli.common import stderr as err_console
 from lockgate.errors import InputError
@@ -115,6 +116,15 @@ def run(
                     err=True,
                 )
                 raise typer.Exit(130) from None
+        # A canary that took part in this run is judged on it at once: past its limits it is
+        # rolled back (audited) before anyone runs the next batch through it.
+        for check in check_canaries(runtime.store.rollout, task, actor="lockgate run"):
+            if check.rolled_back:
+                typer.echo(
+                    f"canary {task}@{check.health.release} rolled back: "
+                    + "; ".join(check.breaches),
+                    err=True,
+                )
     if as_json:
         print_json(summary.as_dict())
     else:
