@@ -23,6 +23,8 @@ from lockgate.providers.base import (
 from lockgate.release import Release
 from lockgate.runtime import Runtime
 from lockgate.settings import Settings, load_settings
+from lockgate.sinks.base import Undeliverable
+from lockgate.sinks.signature import verify_signature
 from lockgate.store import Store
 from lockgate.task import TaskSpec, load_task
 
@@ -48,8 +50,10 @@ __all__ = [
     "Store",
     "TaskFileError",
     "TaskSpec",
+    "Undeliverable",
     "Usage",
     "load_settings",
     "load_task",
+    "verify_signature",
 ]
 __version__ = "0.1.0"
