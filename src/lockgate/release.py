@@ -72,6 +72,14 @@ class ReleaseRef:
             selector = "live" if number == "live" else "previous"
         return cls(match["task"], selector)
 
+    @classmethod
+    def number_of(cls, task: str, text: str) -> int:
+        """The release number `text` names for `task`: `N` or `TASK@N`."""
+        parsed = cls.parse(text if "@" in text else f"{task}@{text}")
+        if parsed.task != task or not isinstance(parsed.selector, int):
+            raise ConfigError(f"--release {text!r}: name a release of {task}, e.g. {task}@2 or 2")
+        return parsed.selector
+
 
 def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The policy keys whose value differs between two release specs: {key: {from, to}}."""

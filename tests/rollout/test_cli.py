@@ -241,3 +241,79 @@ def test_lockgate_run_rolls_back_a_failing_canary_it_sent_traffic_to(
         assert entry.actor == "lockgate run"
     finally:
         store.close()
+
+
+def test_state_changing_release_commands_act_as_the_api_key(
+    tmp_path: Path, database_url: str
+) -> None:
+    root = make_project(tmp_path / "project", task_yaml())
+    run = lambda *args: lockgate(*args, cwd=root, database=database_url)  # noqa: E731
+    run("release", "create", "routing")
+    run("release", "promote", "routing@1")
+    (root / "tasks" / "routing.yaml").write_text(task_yaml(confidence=0.85))
+    run("release", "create", "routing")
+    run("release", "promote", "routing@2")
+    store = Store(database_url)
+    try:
+        _, reviewer_key = store.create_key("rita", "reviewer", (), actor="test")
+        _, operator_key = store.create_key("ops", "operator", (), actor="test")
+    finally:
+        store.close()
+
+    for command in (
+        ("release", "rollback", "routing"),
+        ("release", "shadow", "routing@1"),
+        ("release", "shadow", "--stop", "routing"),
+        ("release", "canary", "routing@1", "--percent", "10"),
+        ("release", "canary", "--stop", "routing"),
+        ("release", "create", "routing"),
+        ("release", "canary-check", "routing"),
+    ):
+        refused = lockgate(
+            *command, "--api-key", reviewer_key, cwd=root, database=database_url, check=False
+        )
+        assert refused.returncode == 1, command
+        assert "the reviewer role may not manage releases" in refused.stderr, command
+
+    assert (
+        "routing@1 is live again"
+        in run("release", "rollback", "routing", "--api-key", operator_key).stdout
+    )
+    run("release", "shadow", "routing@2", "--api-key", operator_key)
+    run("release", "shadow", "--stop", "routing", "--api-key", operator_key)
+    run("release", "canary", "routing@2", "--percent", "10", "--api-key", operator_key)
+    run("release", "canary", "--stop", "routing", "--api-key", operator_key)
+    entries = json.loads(run("audit", "list", "--json").stdout)
+    by_action = {e["action"]: e["actor"] for e in entries}
+    for action in (
+        "release.rollback",
+        "release.shadow_started",
+        "release.shadow_stopped",
+        "release.canary_started",
+        "release.canary_stopped",
+    ):
+        assert by_action[action] == "ops", action
+
+
+def test_shadow_report_reads_as_text_and_takes_the_release_as_task_at_n(
+    tmp_path: Path, database_url: str
+) -> None:
+    root = make_project(tmp_path / "project", task_yaml())
+    run = lambda *args: lockgate(*args, cwd=root, database=database_url)  # noqa: E731
+    run("release", "create", "routing")
+    run("release", "promote", "routing@1")
+    (root / "tasks" / "routing.yaml").write_text(task_yaml(answers=(("card", "cards"),)))
+    run("release", "create", "routing")
+    run("release", "shadow", "routing@2")
+
+    empty = run("release", "shadow-report", "routing")
+    assert empty.stdout == "shadow routing@2 on field 'queue': no shadow runs yet\n"
+    assert "lockgate release shadow-run routing" in empty.stderr
+
+    (root / "in.csv").write_text("text\n" + "".join(f"my card {i}\n" for i in range(6)))
+    run("run", "routing", "in.csv")
+    run("release", "shadow-run", "routing")
+    for ref in ("routing@2", "2"):
+        text = run("release", "shadow-report", "routing", "--release", ref).stdout
+        assert "shadow routing@2 on field 'queue'; runs: 6 done\n" in text
+        assert "None" not in text and "{" not in text

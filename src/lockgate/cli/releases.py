@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -63,6 +64,7 @@ def _resolve(runtime: Runtime, ref_text: str) -> Release:
 def create(
     task: Annotated[str, typer.Argument(help="Task name.")],
     actor: ActorOption = "cli",
+    api_key: ApiKeyOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -71,7 +73,8 @@ def create(
     Example: lockgate release create routing
     """
     with open_runtime(project, database) as runtime:
-        release, created = runtime.create_release(task, actor)
+        acting = _acting(runtime, api_key, actor, task)
+        release, created = runtime.create_release(task, acting.name)
     if created:
         typer.echo(f"created {release.ref} ({release.content_hash[:12]}), stage draft")
         typer.echo(f"next: lockgate release promote {release.ref}")
@@ -132,17 +135,27 @@ def diff(
     typer.echo(text or "no differences")
 
 
-def _principal(runtime: Runtime, api_key: str | None, actor: str, task: str) -> tuple[str, bool]:
-    """Who acts and whether they may override the gate: the local operator is an admin; with
-    --api-key, the key's name and role count (it needs manage_releases)."""
+@dataclass(frozen=True)
+class Acting:
+    """Who runs a state-changing release command (the audit actor) and whether they are an
+    admin (who alone may override a failing gate)."""
+
+    name: str
+    admin: bool
+
+
+def _acting(runtime: Runtime, api_key: str | None, actor: str, task: str) -> Acting:
+    """The one check for every state-changing release command: without an API key the local
+    operator acts as `--actor`, an admin; with one, the key's name and role count, and the
+    role needs manage_releases for the task."""
     if api_key is None:
-        return actor, True
+        return Acting(actor, admin=True)
     key = runtime.store.authenticate(api_key)
     if key is None:
-        raise Unauthorized("the API key is unknown or revoked")
+        raise Unauthorized("the API key is unknown or revoked", hint="ask an admin for a key")
     principal = Principal.of(key)
     principal.require("manage_releases", task)
-    return principal.name, principal.role == "admin"
+    return Acting(principal.name, admin=principal.role == "admin")
 
 
 @app.command()
@@ -170,15 +183,15 @@ def promote(
     if not isinstance(parsed.selector, int):
         raise ConfigError(f"{ref!r}: name the release to promote, e.g. {parsed.task}@2")
     with open_runtime(project, database) as runtime:
-        who, admin = _principal(runtime, api_key, actor, parsed.task)
+        acting = _acting(runtime, api_key, actor, parsed.task)
         target = runtime.store.release(parsed.task, parsed.selector)
         release, result = gates.promote(
             runtime.store.rollout,
             target,
-            who,
+            acting.name,
             reason=reason,
             override_reason=override_reason,
-            may_override=admin,
+            may_override=acting.admin,
         )
     if result is not None:
         for check in result.checks:
@@ -193,6 +206,7 @@ def rollback(
     task: Annotated[str, typer.Argument(help="Task name.")],
     actor: ActorOption = "cli",
     reason: Annotated[str | None, typer.Option("--reason", help="Why (audited).")] = None,
+    api_key: ApiKeyOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -201,7 +215,8 @@ def rollback(
     Example: lockgate release rollback routing --reason "accuracy dropped"
     """
     with open_runtime(project, database) as runtime:
-        release = runtime.store.rollback(task, actor, reason)
+        acting = _acting(runtime, api_key, actor, task)
+        release = runtime.store.rollback(task, acting.name, reason)
     typer.echo(f"rolled back: {release.ref} is live again")
 
 
@@ -217,6 +232,7 @@ def shadow(
     ref: Annotated[str, typer.Argument(help="TASK@N to run in shadow, or TASK with --stop.")],
     stop: Annotated[bool, typer.Option("--stop", help="Stop every shadow of TASK.")] = False,
     actor: ActorOption = "cli",
+    api_key: ApiKeyOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -228,13 +244,14 @@ def shadow(
     Example: lockgate release shadow routing@3
     """
     with open_runtime(project, database) as runtime:
+        task = ReleaseRef.parse(ref).task
+        acting = _acting(runtime, api_key, actor, task)
         if stop:
-            task = ReleaseRef.parse(ref).task
-            for release in runtime.store.rollout.stop_shadow(task, actor):
+            for release in runtime.store.rollout.stop_shadow(task, acting.name):
                 typer.echo(f"{release.ref} is no longer in shadow (stage {release.stage})")
             return
         task, number = _number(ref)
-        release = runtime.store.rollout.start_shadow(task, number, actor)
+        release = runtime.store.rollout.start_shadow(task, number, acting.name)
     typer.echo(f"{release.ref} is in shadow: live decisions of {task} are queued for it")
     typer.echo(f"next: lockgate release shadow-report {task}")
 
@@ -264,7 +281,8 @@ def shadow_run(
 def shadow_report(
     task: Annotated[str, typer.Argument(help="Task name.")],
     release: Annotated[
-        int | None, typer.Option("--release", help="Shadow release number; default: current.")
+        str | None,
+        typer.Option("--release", help="Shadow release, TASK@N or N; default: the current one."),
     ] = None,
     sample: Annotated[
         int,
@@ -276,6 +294,7 @@ def shadow_report(
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     actor: ActorOption = "cli",
+    api_key: ApiKeyOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -287,8 +306,12 @@ def shadow_report(
     from lockgate.shadow import build_shadow_report, sample_disagreements
 
     with open_runtime(project, database) as runtime:
-        report = build_shadow_report(runtime, task, release)
-        moved = sample_disagreements(runtime, report, sample, actor) if sample else []
+        number = None if release is None else ReleaseRef.number_of(task, release)
+        report = build_shadow_report(runtime, task, number)
+        moved: list[str] = []
+        if sample:
+            acting = _acting(runtime, api_key, actor, task)
+            moved = sample_disagreements(runtime, report, sample, acting.name)
     if as_json:
         print_json({**report.as_dict(), "sampled_for_review": moved})
         return
@@ -301,9 +324,26 @@ def _rate(value: object) -> str:
     return f"{value:.1%}" if isinstance(value, float) else "n/a"
 
 
+def _ms(value: object) -> str:
+    return f"{value:g} ms" if isinstance(value, (int, float)) else "n/a"
+
+
 def _print_shadow(report: dict[str, object]) -> None:
     runs = report["runs"]
-    typer.echo(f"shadow {report['release']} on field {report['field']!r}; runs: {runs}")
+    assert isinstance(runs, dict)
+    task = str(report["release"]).partition("@")[0]
+    head = f"shadow {report['release']} on field {report['field']!r}"
+    if not any(runs.values()):
+        typer.echo(f"{head}: no shadow runs yet")
+        typer.echo(
+            f"hint: each live decision of {task} stored while the release is in shadow queues "
+            f"a run (lockgate decide, lockgate run); lockgate serve or `lockgate release "
+            f"shadow-run {task}` decides them",
+            err=True,
+        )
+        return
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(runs.items()) if n)
+    typer.echo(f"{head}; runs: {counts}")
     typer.echo(f"agreement with live: {_rate(report['agreement'])} of {report['compared']}")
     per_label = report["per_label"]
     assert isinstance(per_label, dict)
@@ -317,8 +357,8 @@ def _print_shadow(report: dict[str, object]) -> None:
         figures = report[side]
         assert isinstance(figures, dict)
         typer.echo(
-            f"{side:<6} cost {figures['cost']}  p50 {figures['latency_p50_ms']} ms  "
-            f"p95 {figures['latency_p95_ms']} ms"
+            f"{side:<6} cost ${figures['cost']:.4f}  p50 {_ms(figures['latency_p50_ms'])}  "
+            f"p95 {_ms(figures['latency_p95_ms'])}"
         )
     typer.echo("confusion (live -> shadow):")
     confusion = report["confusion"]
@@ -337,6 +377,7 @@ def canary(
     ] = None,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the task's canary.")] = False,
     actor: ActorOption = "cli",
+    api_key: ApiKeyOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -349,8 +390,10 @@ def canary(
     from lockgate.canary import MAX_PERCENT
 
     with open_runtime(project, database) as runtime:
+        task = ReleaseRef.parse(ref).task
+        acting = _acting(runtime, api_key, actor, task)
         if stop:
-            stopped = runtime.store.rollout.stop_canary(ReleaseRef.parse(ref).task, actor)
+            stopped = runtime.store.rollout.stop_canary(task, acting.name)
             typer.echo(f"{stopped.ref} is no longer a canary (stage {stopped.stage})")
             return
         if percent is None or not 0 < percent <= MAX_PERCENT:
@@ -359,7 +402,7 @@ def canary(
                 hint="e.g. --percent 10 sends one key in ten to the canary",
             )
         task, number = _number(ref)
-        release = runtime.store.rollout.start_canary(task, number, percent, actor)
+        release = runtime.store.rollout.start_canary(task, number, percent, acting.name)
     typer.echo(f"{release.ref} decides {percent:g}% of {task}'s keys")
 
 
@@ -368,6 +411,7 @@ def canary_check(
     task: Annotated[str, typer.Argument(help="Task name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     actor: ActorOption = "cli",
+    api_key: ApiKeyOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -378,7 +422,8 @@ def canary_check(
     from lockgate.canary import check_canaries
 
     with open_runtime(project, database) as runtime:
-        checks = check_canaries(runtime.store.rollout, task, actor=actor)
+        acting = _acting(runtime, api_key, actor, task)
+        checks = check_canaries(runtime.store.rollout, task, actor=acting.name)
     if as_json:
         print_json([c.as_dict() for c in checks])
         return

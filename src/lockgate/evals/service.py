@@ -32,10 +32,7 @@ def resolve_release(runtime: Runtime, task: str, ref: str | None) -> Release:
                 hint=f"`lockgate release list {task}` shows its releases",
             )
         return releases[-1]
-    parsed = ReleaseRef.parse(ref if "@" in ref else f"{task}@{ref}")
-    if parsed.task != task or not isinstance(parsed.selector, int):
-        raise ConfigError(f"--release {ref!r}: name a release of {task}, e.g. {task}@2, 2 or live")
-    return runtime.store.release(task, parsed.selector)
+    return runtime.store.release(task, ReleaseRef.number_of(task, ref))
 
 
 def verified_rows(runtime: Runtime, dataset: Dataset) -> list[DatasetRow]:
