@@ -36,7 +36,15 @@ from lockgate.review_verdicts import (
 )
 from lockgate.security import Principal
 from lockgate.store import Store
-from lockgate.store.reviews import PENDING, QueueQuery, ReviewState, Ruling, Verdict, VerdictKind
+from lockgate.store.reviews import (
+    PENDING,
+    Escalation,
+    QueueQuery,
+    ReviewState,
+    Ruling,
+    Verdict,
+    VerdictKind,
+)
 from lockgate.task import TaskSpec
 
 if TYPE_CHECKING:
@@ -201,10 +209,10 @@ class ReviewService:
         """Refuse the decision: it becomes `rejected` and is never delivered."""
         return self._act(principal, decision_id, "reject", None, required_reason(reason), now)
 
-    def escalate_overdue(self, now: datetime | None = None) -> list[str]:
+    def escalate_overdue(self, now: datetime | None = None) -> list[Escalation]:
         """Escalate every item pending longer than its task's `review_sla_minutes`: raise its
         priority by `ESCALATION_BOOST`, stamp `escalated_at`, count it and log
-        `review.escalated` (ids only). Each item is escalated once. Returns the ids."""
+        `review.escalated` (ids only). Each item is escalated once. Returns what it escalated."""
         now = now or self.clock()
 
         def cutoff(task: str, release: int) -> datetime | None:
@@ -212,14 +220,18 @@ class ReviewService:
             return None if sla is None else now - timedelta(minutes=sla)
 
         escalated = self.store.reviews.escalate_overdue(now, cutoff, ESCALATION_BOOST)
-        for task, decision_id in escalated:
+        for item in escalated:
             if self.metrics is not None:
-                self.metrics.record_review_escalated(task)
+                self.metrics.record_review_escalated(item.task)
             self.logger.warning(
                 "review.escalated",
-                extra={"event": "review.escalated", "task": task, "decision_id": decision_id},
+                extra={
+                    "event": "review.escalated",
+                    "task": item.task,
+                    "decision_id": item.decision_id,
+                },
             )
-        return [decision_id for _, decision_id in escalated]
+        return escalated
 
     # ---- internals
 
@@ -235,6 +247,10 @@ class ReviewService:
         now = now or self.clock()
         before = self._item(self._state(principal, decision_id))
         check_may_review(principal, before.decision, before.approvals)
+        # Whether the item can take a verdict at all comes before whether the output is valid.
+        refusal = _refusal(before, principal, now, acting=True)
+        if refusal is not None:
+            raise refusal
         spec = self._spec(before.decision.task, before.decision.release)
         corrected = validated_correction(spec, output) if kind == "correct" else None
 
@@ -255,29 +271,7 @@ class ReviewService:
     ) -> None:
         """Raise the `Conflict` that says why a claim or verdict did not take."""
         item = self._item(self._state(principal, decision_id))
-        if item.decision.status != PENDING:
-            raise Conflict(
-                f"decision {decision_id} is {item.decision.status}, not pending review",
-                hint="only pending decisions can be claimed or reviewed",
-            )
-        if item.claimed_by not in (None, principal.name) and item.claim_live(now):
-            raise Conflict(
-                f"decision {decision_id} is claimed by {item.claimed_by} until "
-                f"{item.claim_expires_at.isoformat() if item.claim_expires_at else '?'}",
-                hint="pick another item; an abandoned claim returns to the queue when its "
-                "lease expires",
-            )
-        if acting and item.claimed_by == principal.name:
-            raise Conflict(
-                f"your claim on decision {decision_id} has expired",
-                hint="claim it again, then give the verdict",
-            )
-        if acting:
-            raise Conflict(
-                f"decision {decision_id} is not claimed by this key",
-                hint="claim it first (POST /v1/reviews/ID/claim or `lockgate review claim ID`)",
-            )
-        raise Conflict(
+        raise _refusal(item, principal, now, acting=acting) or Conflict(
             f"decision {decision_id} changed while it was being claimed", hint="try again"
         )
 
@@ -316,6 +310,37 @@ class ReviewService:
             verdicts=state.verdicts,
             proposed_output=proposed,
         )
+
+
+def _refusal(
+    item: ReviewItem, principal: Principal, now: datetime, *, acting: bool
+) -> Conflict | None:
+    """Why `principal` cannot claim (or, `acting`, give a verdict on) the item as it is: it is
+    no longer pending, someone else holds it, or (acting) this key holds no live claim."""
+    decision_id = item.decision.id
+    if item.decision.status != PENDING:
+        return Conflict(
+            f"decision {decision_id} is {item.decision.status}, not pending review",
+            hint="only pending decisions can be claimed or reviewed",
+        )
+    if item.claimed_by not in (None, principal.name) and item.claim_live(now):
+        return Conflict(
+            f"decision {decision_id} is claimed by {item.claimed_by} until "
+            f"{item.claim_expires_at.isoformat() if item.claim_expires_at else '?'}",
+            hint="pick another item; an abandoned claim returns to the queue when its "
+            "lease expires",
+        )
+    if acting and item.claimed_by == principal.name and not item.claim_live(now):
+        return Conflict(
+            f"your claim on decision {decision_id} has expired",
+            hint="claim it again, then give the verdict",
+        )
+    if acting and item.claimed_by != principal.name:
+        return Conflict(
+            f"decision {decision_id} is not claimed by this key",
+            hint="claim it first (POST /v1/reviews/ID/claim or `lockgate review claim ID`)",
+        )
+    return None
 
 
 def _words(values: Mapping[str, Any]) -> set[str]:

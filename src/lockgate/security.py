@@ -35,6 +35,11 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
 }
 
 
+def least_role(action: Action) -> Role:
+    """The role with the fewest permissions that still allows `action` (for hints)."""
+    return min((r for r in ROLES if action in PERMISSIONS[r]), key=lambda r: len(PERMISSIONS[r]))
+
+
 def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 

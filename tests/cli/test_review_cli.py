@@ -4,10 +4,16 @@ reviewer's API key, so separation of duties holds there too."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
+from lockgate.review import ESCALATION_BOOST
+from lockgate.store.tables import decisions
 from tests.cli.kit import lockgate
 from tests.review.kit import review_kit
 
@@ -92,3 +98,40 @@ def test_labels_exported_from_the_cli_train_a_classifier(tmp_path: Path, databas
         assert "10 approved, 10 corrected; 0 rejected decisions left out" in exported.stdout
         trained = lockgate("train", "routing", "--data", str(out), cwd=project)
         assert "trained on 20 rows" in trained.stdout
+
+
+def test_the_missing_key_hint_names_a_command_that_works_as_written(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCKGATE_API_KEY", raising=False)
+    with review_kit(tmp_path, database_url) as kit:
+        project = kit.runtime.settings.project_dir
+        missing = lockgate("review", "list", cwd=project, database=database_url, check=False)
+        (suggested,) = re.findall(r"`(lockgate keys create[^`]*)`", missing.stderr)
+        created = lockgate(*shlex.split(suggested)[1:], cwd=project, database=database_url)
+        secret = created.stdout.strip().splitlines()[-1]
+        listed = lockgate("review", "list", "--key", secret, cwd=project, database=database_url)
+        assert listed.returncode == 0
+
+
+def test_escalate_names_each_item_it_escalated_with_its_new_priority(
+    tmp_path: Path, database_url: str
+) -> None:
+    with review_kit(tmp_path, database_url) as kit:
+        overdue = kit.pending("card stolen")  # priority 10
+        fresh = kit.pending("a question about my card, unsure")
+        with kit.runtime.store.engine.begin() as conn:
+            conn.execute(
+                update(decisions)
+                .where(decisions.c.id == overdue.id)
+                .values(created_at=overdue.created_at - timedelta(hours=2))
+            )
+        project = kit.runtime.settings.project_dir
+
+        escalated = lockgate("review", "escalate", cwd=project, database=database_url)
+
+        assert escalated.stdout.splitlines() == [
+            f"escalated routing {overdue.id}: priority now {10 + ESCALATION_BOOST}",
+            "1 item escalated",
+        ]
+        assert fresh.id not in escalated.stdout

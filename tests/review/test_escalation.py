@@ -28,7 +28,10 @@ def test_an_item_pending_past_the_sla_is_escalated_once_and_moves_up_the_queue(
         assert service.escalate_overdue(old.created_at + timedelta(minutes=29)) == []
         late = fraud.created_at + timedelta(minutes=31)
         with caplog.at_level(logging.INFO, logger="lockgate.reviews"):
-            assert sorted(service.escalate_overdue(late)) == sorted([old.id, fraud.id])
+            escalated = service.escalate_overdue(late)
+        assert sorted((e.task, e.decision_id, e.priority) for e in escalated) == sorted(
+            [("routing", old.id, ESCALATION_BOOST), ("routing", fraud.id, 10 + ESCALATION_BOOST)]
+        )
         assert service.escalate_overdue(late + timedelta(hours=5)) == []  # once only
 
         queue = kit.reviews.queue(alice)
@@ -73,7 +76,7 @@ def test_replicas_escalating_at_once_escalate_and_count_each_item_once(
 
         def run(service: ReviewService) -> None:
             barrier.wait()
-            found.append(service.escalate_overdue(late))
+            found.append([e.decision_id for e in service.escalate_overdue(late)])
 
         threads = [threading.Thread(target=run, args=(s,)) for s in replicas]
         for thread in threads:

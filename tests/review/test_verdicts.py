@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from lockgate.errors import InputError
+from lockgate.errors import Conflict, InputError
 from lockgate.store.tables import audit_log, outbox
 from tests.review.kit import review_kit
 
@@ -37,6 +37,35 @@ def test_a_correction_that_breaks_the_output_schema_is_refused_and_changes_nothi
             (),
             "alice",
         )
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        pytest.param({"queue": "bogus"}, id="invalid-output"),
+        pytest.param({"queue": "payments"}, id="valid-output"),
+    ],
+)
+def test_correcting_a_decided_item_says_it_is_not_pending_whatever_the_output(
+    tmp_path: Path, database_url: str, output: dict[str, str]
+) -> None:
+    with review_kit(tmp_path, database_url) as kit:
+        alice = kit.key("alice")
+        decision = kit.pending("nothing special, unsure")
+        kit.reviews.claim(alice, decision.id)
+        kit.reviews.reject(alice, decision.id, "spam")
+        with pytest.raises(Conflict, match=f"{decision.id} is rejected, not pending review"):
+            kit.reviews.correct(alice, decision.id, output, "wrong queue")
+
+
+def test_correcting_an_unclaimed_item_says_so_before_checking_the_output(
+    tmp_path: Path, database_url: str
+) -> None:
+    with review_kit(tmp_path, database_url) as kit:
+        alice = kit.key("alice")
+        decision = kit.pending("nothing special, unsure")
+        with pytest.raises(Conflict, match="is not claimed by this key"):
+            kit.reviews.correct(alice, decision.id, {"queue": "bogus"}, "wrong queue")
 
 
 def test_a_reject_and_a_correction_need_a_reason(tmp_path: Path, database_url: str) -> None:

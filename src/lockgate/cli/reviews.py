@@ -48,8 +48,8 @@ def authenticate(runtime: Runtime, key: str | None) -> Principal:
     if not key:
         raise Unauthorized(
             "review commands act as an API key",
-            hint=f"set {KEY_ENV}=KEY (or pass --key KEY); `lockgate keys create --role "
-            "reviewer` makes one",
+            hint=f"set {KEY_ENV}=KEY (or pass --key KEY); `lockgate keys create --name alice "
+            "--role reviewer` makes one",
         )
     found = runtime.store.authenticate(key)
     if found is None:
@@ -239,9 +239,9 @@ def escalate(project: ProjectOption = None, database: DatabaseOption = None) -> 
     """
     with open_runtime(project, database) as runtime:
         escalated = runtime.reviews.escalate_overdue()
-    typer.echo(f"escalated {len(escalated)} item{'s' if len(escalated) != 1 else ''}")
-    for decision_id in escalated:
-        typer.echo(decision_id)
+    for item in escalated:
+        typer.echo(f"escalated {item.task} {item.decision_id}: priority now {item.priority}")
+    typer.echo(f"{len(escalated)} item{'s' if len(escalated) != 1 else ''} escalated")
 
 
 @app.command()

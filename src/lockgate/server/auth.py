@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lockgate.errors import Unauthorized
 from lockgate.runtime import Runtime
-from lockgate.security import Action, Principal
+from lockgate.security import Action, Principal, least_role
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `lockgate keys create`.")
 
@@ -34,7 +34,8 @@ class Authorize:
         if credentials is None:
             raise Unauthorized(
                 "this endpoint needs an API key",
-                hint="send `Authorization: Bearer KEY`; `lockgate keys create` makes one",
+                hint="send `Authorization: Bearer KEY`; `lockgate keys create --name my-client "
+                f"--role {least_role(self.action)}` makes one",
             )
         key = await anyio.to_thread.run_sync(runtime.store.authenticate, credentials.credentials)
         if key is None:

@@ -19,7 +19,10 @@ from lockgate.errors import LockgateError
 MEDIA_TYPE = "application/problem+json"
 
 _DEFAULT_DETAIL = {
-    401: "send an API key as `Authorization: Bearer KEY`; `lockgate keys create` makes one",
+    401: (
+        "send an API key as `Authorization: Bearer KEY`; "
+        "`lockgate keys create --name my-client --role submitter` makes one"
+    ),
     404: "no such endpoint; /openapi.json lists the API",
     405: "this endpoint does not accept this method; /openapi.json lists the API",
     413: "the request body is too large; send less data per request (setting max_body_bytes)",

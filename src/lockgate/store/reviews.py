@@ -55,6 +55,15 @@ class ReviewState:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """One item escalated: its task, decision id and raised priority."""
+
+    task: str
+    decision_id: str
+    priority: int
+
+
+@dataclass(frozen=True)
 class QueueQuery:
     status: str = PENDING
     task: str | None = None
@@ -238,9 +247,9 @@ def overdue_releases(conn: Connection) -> list[tuple[str, int]]:
 
 def escalate(
     conn: Connection, task: str, release: int, cutoff: datetime, now: datetime, boost: int
-) -> list[str]:
+) -> list[Escalation]:
     """Raise the priority of this release's pending decisions created before `cutoff` and not
-    yet escalated; return their ids."""
+    yet escalated; return them, by id."""
     c = decisions.c
     condition = and_(
         c.task == task,
@@ -255,9 +264,9 @@ def escalate(
         update(decisions)
         .where(condition)
         .values(priority=c.priority + boost, escalated_at=now)
-        .returning(c.id)
+        .returning(c.id, c.priority)
     )
-    return sorted(row[0] for row in changed)
+    return [Escalation(task, row[0], row[1]) for row in sorted(changed)]
 
 
 def verdict_count(conn: Connection, reviewer: str, since: datetime) -> int:
@@ -365,16 +374,14 @@ class ReviewStore:
 
     def escalate_overdue(
         self, now: datetime, cutoff_for: Callable[[str, int], datetime | None], boost: int
-    ) -> list[tuple[str, str]]:
-        """Escalate every pending decision older than its release's cutoff (None: no SLA);
-        returns (task, decision id) pairs."""
-        escalated: list[tuple[str, str]] = []
+    ) -> list[Escalation]:
+        """Escalate every pending decision older than its release's cutoff (None: no SLA)."""
+        escalated: list[Escalation] = []
         with self.engine.begin() as conn:
             for task, release in overdue_releases(conn):
                 cutoff = cutoff_for(task, release)
                 if cutoff is not None:
-                    ids = escalate(conn, task, release, cutoff, now, boost)
-                    escalated.extend((task, i) for i in ids)
+                    escalated.extend(escalate(conn, task, release, cutoff, now, boost))
         return escalated
 
     def verdict_count(self, reviewer: str, since: datetime) -> int:
