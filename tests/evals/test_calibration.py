@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from lockgate.evals.calibration import clopper_pearson_lower, pick_threshold
 from lockgate.evals.scorers import Scored, ScoringContext
 from lockgate.task import parse_task
 from tests.cli.kit import lockgate
-from tests.evals.kit import make_project, project_runtime, write_rows
+from tests.evals.kit import EVAL_TASK, make_project, project_runtime, write_rows
 
 
 @pytest.mark.parametrize(
@@ -176,3 +177,22 @@ def test_calibrating_on_the_gate_dataset_is_refused_with_the_reason(tmp_path: Pa
     refused = pytest.raises(ConfigError, match="is the gate dataset of routing: calibrating on")
     with project_runtime(project, database) as runtime, refused:
         asyncio.run(service.calibrate(runtime, "routing", release="1", target=0.9, dataset="gate"))
+
+
+def test_the_suggested_next_eval_runs_as_printed_without_a_gate_dataset(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = make_project(tmp_path, EVAL_TASK.replace("  gate_dataset: gate\n", ""))
+    write_rows(project / "calib.csv", CALIBRATION)
+    write_rows(project / "holdout.csv", CALIBRATION[::3])
+    run = lambda *a: lockgate(*a, cwd=project, database=database_url)  # noqa: E731
+    run("release", "create", "routing")
+    run("dataset", "add", "routing", "calib", "calib.csv")
+    run("dataset", "add", "routing", "holdout", "holdout.csv", "--sealed")
+
+    result = run("calibrate", "routing", "--release", "routing@1", "--target-accuracy", "0.97")
+
+    (suggested,) = [line for line in result.stdout.splitlines() if line.startswith("next: ")]
+    assert suggested == "next: lockgate eval routing --release routing@2 --dataset holdout"
+    evaluated = run(*shlex.split(suggested.removeprefix("next: "))[1:])
+    assert "routing@2 on holdout (sealed" in evaluated.stdout

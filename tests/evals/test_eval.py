@@ -107,6 +107,24 @@ def test_eval_defaults_to_the_live_release_else_the_newest(tmp_path: Path) -> No
     )
 
 
+def test_eval_actor_is_stored_with_the_run_and_no_audit_entry_is_claimed(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/lockgate.db"
+    project = make_project(tmp_path)
+    write_rows(project / "gate.csv", ROWS)
+    run = lambda *a: lockgate(*a, cwd=project, database=database)  # noqa: E731
+    run("release", "create", "routing")
+    run("dataset", "add", "routing", "gate", "gate.csv")
+    help_text = " ".join(run("eval", "--help").stdout.split())
+    assert "created_by" in help_text and "recorded in the audit log" not in help_text
+
+    run("eval", "routing", "--actor", "ann")
+
+    with project_runtime(project, database) as runtime:
+        stored = runtime.store.latest_eval("routing", 1, "gate")
+        assert stored is not None and stored.created_by == "ann"
+        assert "ann" not in {e.actor for e in runtime.store.audit_entries("routing")}
+
+
 def test_the_readable_report_and_the_html_report_with_its_three_charts(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     write_rows(project / "gate.csv", ROWS)

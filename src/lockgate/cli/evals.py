@@ -22,6 +22,7 @@ from lockgate.cli.common import (
 from lockgate.cli.common import stderr as err_console
 from lockgate.evals import report_html, service
 from lockgate.evals.datasets import check_name, read_dataset
+from lockgate.runtime import Runtime
 
 dataset_app = typer.Typer(help="Labeled datasets to measure releases on.", no_args_is_help=True)
 
@@ -32,6 +33,14 @@ ReleaseOption = Annotated[
     ),
 ]
 DatasetOption = Annotated[str | None, typer.Option("--dataset", help="Dataset name.")]
+EvalActorOption = Annotated[
+    str,
+    typer.Option(
+        "--actor",
+        help="Who runs the eval (stored with the run as created_by; an eval writes no audit "
+        "entry).",
+    ),
+]
 
 
 @dataset_app.command("add")
@@ -152,7 +161,7 @@ def eval_(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
     ] = None,
-    actor: ActorOption = "cli",
+    actor: EvalActorOption = "cli",
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -255,6 +264,7 @@ def calibrate(
 
     Example: lockgate calibrate routing --release routing@2 --target-accuracy 0.98
     """
+    next_steps: list[str] = []
     with open_runtime(project, database) as runtime, _progress("calibrating") as (start, step):
         outcome = run_async(
             runtime,
@@ -270,6 +280,8 @@ def calibrate(
                 on_start=start,
             ),
         )
+        if outcome.release is not None:
+            next_steps = _next_eval(runtime, task, outcome.release.ref, outcome.dataset.name)
     chosen = outcome.chosen
     if chosen is None:
         best = outcome.best
@@ -299,4 +311,25 @@ def calibrate(
         typer.echo(f"created {outcome.release.ref} with auto_min_confidence {chosen.threshold:.4f}")
     else:
         typer.echo(f"unchanged: {outcome.release.ref} already has this threshold")
-    typer.echo(f"next: lockgate eval {task} --release {outcome.release.ref}")
+    for line in next_steps:
+        typer.echo(line)
+
+
+def _next_eval(runtime: Runtime, task: str, ref: str, calibrated_on: str) -> list[str]:
+    """The eval to run next, runnable as printed: on the task's gate dataset when it names one,
+    else with --dataset, on another dataset than the one the threshold was tuned on (sealed
+    ones first)."""
+    command = f"lockgate eval {task} --release {ref}"
+    if runtime.task(task).evaluation.gate_dataset is not None:
+        return [f"next: {command}"]
+    held_out = sorted(
+        (d for d in runtime.store.datasets(task) if d.name != calibrated_on),
+        key=lambda d: (not d.sealed, d.name),
+    )
+    if held_out:
+        return [f"next: {command} --dataset {held_out[0].name}"]
+    return [
+        f"next: measure {ref} on data it was not calibrated on ({calibrated_on!r} tuned it):",
+        f"  lockgate dataset add {task} holdout FILE --sealed",
+        f"  {command} --dataset holdout",
+    ]
