@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -86,6 +87,22 @@ def test_keys_create_prints_the_key_alone_on_the_last_line_and_it_authenticates(
         assert api.client.get("/v1/tasks/routing/releases", headers=headers).status_code == 200
         lockgate("keys", "revoke", "crm", cwd=project, database=database_url)
         assert api.client.get("/v1/tasks/routing/releases", headers=headers).status_code == 401
+
+
+def test_revoking_a_revoked_key_is_refused_and_not_audited_again(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = make_project(tmp_path / "project")
+    run = lambda *a, **kw: lockgate(*a, cwd=project, database=database_url, **kw)  # noqa: E731
+    run("keys", "create", "--name", "alice", "--role", "reviewer")
+    assert "revoked key alice" in run("keys", "revoke", "alice").stdout
+
+    again = run("keys", "revoke", "alice", check=False)
+
+    assert again.returncode == 1
+    assert "API key 'alice' was already revoked at 20" in again.stderr
+    listed = run("audit", "list", "--action", "key.revoked", "--json").stdout
+    assert len(json.loads(listed)) == 1
 
 
 def test_keys_create_refuses_an_unknown_role(tmp_path: Path) -> None:

@@ -86,10 +86,19 @@ def revoke(conn: Connection, name_or_id: str, actor: str) -> ApiKey:
             f"no API key named {name_or_id!r}", hint="`lockgate keys list` shows names and ids"
         )
     key = _key(row)
-    if key.revoked:
-        return key
     now = utcnow()
-    conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(revoked_at=now))
+    revoked = conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key.id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    if revoked.rowcount != 1:  # revoked before, or by a concurrent revoke just now
+        earlier = by_hash(conn, key.key_hash) or key
+        when = earlier.revoked_at.isoformat() if earlier.revoked_at else "an earlier time"
+        raise Conflict(
+            f"API key {key.name!r} was already revoked at {when}",
+            hint="nothing changed; `lockgate keys list` shows which keys are active",
+        )
     audit.append(
         conn,
         actor=actor,
