@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from anyio.to_thread import run_sync
+
 from lockgate.decision import utcnow
 from lockgate.errors import LockgateError
 from lockgate.monitor.metrics import Metrics
@@ -150,7 +152,7 @@ class DeliveryWorker:
 
     async def run_once(self) -> DeliveryReport:
         """Claim one batch, send it, record the outcomes."""
-        rows = await asyncio.to_thread(
+        rows = await run_sync(
             self.store.claim_deliveries,
             self.worker_id,
             self.settings.delivery_batch_size,
@@ -165,7 +167,7 @@ class DeliveryWorker:
                 return await self._deliver(row)
 
         results = await asyncio.gather(*(bounded(row) for row in rows))
-        await asyncio.to_thread(self.store.finish_deliveries, self.worker_id, results)
+        await run_sync(self.store.finish_deliveries, self.worker_id, results)
         by_id = {row.id: row for row in rows}
         counts = {"delivered": 0, "retry": 0, "dead": 0}
         for result in results:
@@ -234,7 +236,7 @@ class DeliveryWorker:
         key = (row.task, row.release, row.index)
         if key not in self._sinks:
             try:
-                release = await asyncio.to_thread(self.store.release, row.task, row.release)
+                release = await run_sync(self.store.release, row.task, row.release)
                 deliver = release.task_spec().deliver
             except LockgateError as exc:
                 raise DeliveryFailed(
@@ -256,7 +258,7 @@ class DeliveryWorker:
     async def _update_depth(self) -> None:
         if self.metrics is None:
             return
-        counts = await asyncio.to_thread(self.store.outbox_depth)
+        counts = await run_sync(self.store.outbox_depth)
         self.metrics.record_outbox_depth(counts)
 
 

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from anyio.to_thread import run_sync
+
 from lockgate.canary import check_canaries
 from lockgate.decision import Decision
 from lockgate.errors import NotFound
@@ -81,24 +83,22 @@ class ShadowWorker:
         """Decide pending shadow runs (of `task`, or of every task) until none are left, or
         `limit` are done; returns how many were done."""
         rollout = self.runtime.store.rollout
-        shadows = await asyncio.to_thread(rollout.in_stage, "shadow", task)
+        shadows = await run_sync(rollout.in_stage, "shadow", task)
         done = 0
         for release in shadows:
             while limit is None or done < limit:
                 size = self.chunk_size if limit is None else min(self.chunk_size, limit - done)
-                jobs = await asyncio.to_thread(
-                    rollout.pending_shadow, release.task, release.number, size
-                )
+                jobs = await run_sync(rollout.pending_shadow, release.task, release.number, size)
                 if not jobs:
                     break
                 outcomes = await self._decide(release, jobs)
-                await asyncio.to_thread(rollout.finish_shadow, outcomes)
+                await run_sync(rollout.finish_shadow, outcomes)
                 done += len(jobs)
                 await asyncio.sleep(0)  # let live requests in between chunks
         return done
 
     async def _decide(self, release: Release, jobs: Sequence[ShadowJob]) -> list[ShadowOutcome]:
-        loaded = await asyncio.to_thread(self.runtime.release_runtime, release.task, release.number)
+        loaded = await run_sync(self.runtime.release_runtime, release.task, release.number)
         requests = [
             DecisionRequest(input=job.input, idempotency_key=f"shadow:{job.decision_id}")
             for job in jobs
@@ -124,7 +124,7 @@ async def background_loop(
         try:
             await worker.run_once()
             if loop.time() >= next_check:
-                await asyncio.to_thread(check_canaries, runtime.store.rollout)
+                await run_sync(check_canaries, runtime.store.rollout)
                 next_check = loop.time() + canary_every_seconds
         except Exception as exc:  # kept alive on purpose, see the docstring
             log.warning("rollout background work failed: %s", type(exc).__name__)
