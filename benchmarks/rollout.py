@@ -29,20 +29,14 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import secrets
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
+from bench_common import backend_version, fresh_database, machine
 
 from lockgate.pipeline import DecisionRequest
 from lockgate.runtime import Runtime
@@ -74,55 +68,6 @@ policy:
 deliver:
   - {{sink: file, path: out/decisions.jsonl}}
 """
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores ({model}), Python "
-        f"{platform.python_version()}, load average at start {load}"
-    )
-
-
-@contextmanager
-def fresh_database(postgres: str | None, folder: Path) -> Iterator[str]:
-    """A database URL nothing else uses: a new SQLite file, or a new database on the PostgreSQL
-    server of `postgres` (dropped on exit)."""
-    if postgres is None:
-        yield f"sqlite:///{folder / 'bench.db'}"
-        return
-    server = make_url(postgres)
-    if server.drivername in ("postgresql", "postgres"):
-        server = server.set(drivername="postgresql+psycopg")
-    admin = create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    name = f"lockgate_bench_{secrets.token_hex(5)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def backend_version(store: Store) -> dict[str, str]:
-    if store.backend == "sqlite":
-        return {"sqlite": sqlite3.sqlite_version, "settings": "WAL, synchronous=FULL"}
-    with store.engine.connect() as conn:
-        show = lambda name: str(conn.execute(text(f"SHOW {name}")).scalar())  # noqa: E731
-        return {
-            "postgresql": show("server_version"),
-            "settings": f"fsync={show('fsync')}, synchronous_commit={show('synchronous_commit')}",
-        }
 
 
 def texts(count: int, start: int = 0) -> list[str]:
