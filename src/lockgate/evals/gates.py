@@ -17,7 +17,7 @@ from lockgate.release import Release
 from lockgate.task import GateSpec
 
 if TYPE_CHECKING:
-    from lockgate.store.rollout import EvalFigures
+    from lockgate.store.evals import EvalRun
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class GateStore(Protocol):
 
     def gate_evals(
         self, task: str, numbers: Sequence[int], dataset: str
-    ) -> tuple[str | None, Mapping[int, EvalFigures | None]]: ...
+    ) -> tuple[str | None, Mapping[int, EvalRun | None]]: ...
 
     def promote(
         self,
@@ -240,7 +240,7 @@ def _gate_of(
         note = f"dataset {dataset!r} does not exist; add it: lockgate dataset add"
         return GateResult((GateCheck("gate_dataset", None, None, False, note),))
 
-    def usable(number: int) -> EvalFigures | None:
+    def usable(number: int) -> EvalRun | None:
         run = runs.get(number)
         return run if run is not None and run.dataset_hash == current_hash else None
 

@@ -1,11 +1,10 @@
-"""Rollout queries: shadow and canary stages, canary health, the evals a promotion gate reads;
-`Rollouts` gives them (and the shadow-run queries) one transaction per call."""
+"""Rollout queries: shadow and canary stages, canary health, and the evals a promotion gate
+reads (through the eval and dataset queries). `Rollouts` gives them, and the shadow-run
+queries, one transaction per call."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
@@ -14,22 +13,15 @@ from lockgate.canary import CanaryHealth
 from lockgate.errors import Conflict, NotFound
 from lockgate.release import Release
 from lockgate.store import audit, database, shadow_runs
+from lockgate.store import datasets as dataset_queries
+from lockgate.store import evals as eval_queries
 from lockgate.store import releases as release_queries
+from lockgate.store.evals import EvalRun
 from lockgate.store.shadow_runs import ShadowJob, ShadowOutcome, ShadowPair
-from lockgate.store.tables import datasets, decisions, eval_runs, releases, reviews
+from lockgate.store.tables import decisions, releases, reviews
 
 INVALID_INPUT = "invalid input:"
 """How the pipeline's reason for a refused input starts: not the model's failure."""
-
-
-@dataclass(frozen=True)
-class EvalFigures:
-    id: str
-    release: int
-    dataset: str
-    dataset_hash: str
-    metrics: Mapping[str, Any]
-    created_at: datetime
 
 
 # ---- stages
@@ -196,42 +188,6 @@ def canary_health(conn: Connection, task: str, number: int) -> CanaryHealth:
     return CanaryHealth(task, number, int(total), int(failed), len(verdicts), overridden)
 
 
-# ---- eval runs the gate reads
-
-
-def dataset_hash(conn: Connection, task: str, name: str) -> str | None:
-    return conn.execute(
-        select(datasets.c.content_hash).where(datasets.c.task == task, datasets.c.name == name)
-    ).scalar()
-
-
-def latest_eval(conn: Connection, task: str, number: int, dataset: str) -> EvalFigures | None:
-    row = (
-        conn.execute(
-            select(eval_runs)
-            .where(
-                eval_runs.c.task == task,
-                eval_runs.c.release == number,
-                eval_runs.c.dataset == dataset,
-            )
-            .order_by(eval_runs.c.created_at.desc(), eval_runs.c.id.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return None
-    return EvalFigures(
-        row["id"],
-        row["release"],
-        row["dataset"],
-        row["dataset_hash"],
-        row["metrics"],
-        database.aware(row["created_at"]),
-    )
-
-
 class Rollouts:
     """Transaction-per-call access to the queries above (`Store.rollout`)."""
 
@@ -293,11 +249,12 @@ class Rollouts:
 
     def gate_evals(
         self, task: str, numbers: Sequence[int], dataset: str
-    ) -> tuple[str | None, dict[int, EvalFigures | None]]:
+    ) -> tuple[str | None, dict[int, EvalRun | None]]:
         """The gate dataset's current hash and each release's latest eval on it."""
         with database.read(self.engine) as conn:
-            current = dataset_hash(conn, task, dataset)
-            return current, {n: latest_eval(conn, task, n, dataset) for n in numbers}
+            found = dataset_queries.get(conn, task, dataset)
+            current = found.content_hash if found is not None else None
+            return current, {n: eval_queries.latest(conn, task, n, dataset) for n in numbers}
 
     def promote(
         self,
