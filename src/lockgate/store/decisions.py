@@ -87,16 +87,18 @@ def get(conn: Connection, decision_id: str) -> Decision | None:
     row = conn.execute(select(decisions).where(decisions.c.id == decision_id)).mappings().first()
     if row is None:
         return None
+    return from_row(row, attempts_of(conn, decision_id))
+
+
+def attempts_of(conn: Connection, decision_id: str) -> list[Attempt]:
+    """A decision's attempt trail, in the order the attempts were made."""
     trail = conn.execute(
         select(attempts).where(attempts.c.decision_id == decision_id).order_by(attempts.c.seq)
     ).mappings()
-    return from_row(
-        row,
-        [
-            Attempt(**{k: v for k, v in a.items() if k not in ("id", "decision_id", "seq")})
-            for a in trail
-        ],
-    )
+    return [
+        Attempt(**{k: v for k, v in a.items() if k not in ("id", "decision_id", "seq")})
+        for a in trail
+    ]
 
 
 def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> set[str]:

@@ -113,9 +113,9 @@ def _state(row: RowMapping, decision: Decision, verdicts: Sequence[Verdict]) -> 
 
 def state(conn: Connection, decision_id: str) -> ReviewState | None:
     row = conn.execute(select(decisions).where(decisions.c.id == decision_id)).mappings().first()
-    decision = decision_queries.get(conn, decision_id)
-    if row is None or decision is None:
+    if row is None:
         return None
+    decision = decision_queries.from_row(row, decision_queries.attempts_of(conn, decision_id))
     return _state(row, decision, _verdicts(conn, [decision_id])[decision_id])
 
 
