@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sklearn.metrics import accuracy_score, f1_score
 
+from lockgate.decide.task import parse_task
+from lockgate.providers.classifier_training import load_artifact, train_classifier
 from lockgate.settings import Settings
-from lockgate.task import parse_task
-from lockgate.training import load_artifact, train_classifier
 
 
 def main() -> None:

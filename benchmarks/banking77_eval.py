@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lockgate.decision import input_hash
+from lockgate.decide.decision import input_hash
 
 TARGET = 0.97
 

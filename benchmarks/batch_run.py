@@ -25,9 +25,9 @@ from pathlib import Path
 
 from lockgate.demo.generator import QUEUES, generate_tickets, write_csv
 from lockgate.demo.tour import DEMO_TASK, TASK
+from lockgate.providers.classifier_training import train_classifier
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings
-from lockgate.training import train_classifier
 
 
 def make_project(root: Path, records: int, database: str | None) -> Path:

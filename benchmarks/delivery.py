@@ -9,7 +9,7 @@ new database on that server, dropped afterwards), so no run can see another's de
 outbox rows. A run decides `--deliveries` inputs through the real pipeline (the shipped
 `deterministic` model; every decision is automated), which enqueues one outbox row each, checks
 that the outbox holds exactly that many pending rows, then times one `DeliveryWorker.drain()`
-(`lockgate.delivery`) until nothing is due. Every run must deliver exactly what it enqueued,
+(`lockgate.delivery.worker`) until nothing is due. Every run must deliver exactly what it enqueued,
 with no retry and no dead row, and the target must hold every decision once:
 
 - webhook: signed POSTs to `lockgate.testing.receiver.Receiver` on loopback (in a thread of
@@ -39,18 +39,18 @@ import aiohttp
 import yaml
 from bench_common import backend_version, fresh_database, machine
 
-from lockgate.decision import new_id, utcnow
-from lockgate.delivery import DeliveryWorker
-from lockgate.pipeline import DecisionRequest
-from lockgate.runtime import Runtime
-from lockgate.settings import load_settings
-from lockgate.sinks.signature import (
+from lockgate.decide.decision import new_id, utcnow
+from lockgate.decide.pipeline import DecisionRequest
+from lockgate.delivery.sinks.signature import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     payload_body,
     sign,
 )
+from lockgate.delivery.worker import DeliveryWorker
+from lockgate.runtime import Runtime
+from lockgate.settings import load_settings
 from lockgate.store import Store
 from lockgate.testing.receiver import Receiver
 

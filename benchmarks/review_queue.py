@@ -37,12 +37,12 @@ from typing import Any
 
 from bench_common import backend_version, fresh_database, machine
 
-from lockgate.decision import Decision, new_id, utcnow
-from lockgate.release import Release, content_hash
-from lockgate.review import ReviewService
+from lockgate.decide.decision import Decision, new_id, utcnow
+from lockgate.decide.task import parse_task, task_to_dict
+from lockgate.review.service import ReviewService
+from lockgate.rollout.release import Release, content_hash
 from lockgate.security import Principal
 from lockgate.store import Store
-from lockgate.task import parse_task, task_to_dict
 
 TASK = "routing"
 TASK_SPEC = {

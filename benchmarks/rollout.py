@@ -38,10 +38,10 @@ from typing import Any
 
 from bench_common import backend_version, fresh_database, machine
 
-from lockgate.pipeline import DecisionRequest
+from lockgate.decide.pipeline import DecisionRequest
+from lockgate.rollout.shadow import ShadowWorker
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings
-from lockgate.shadow import ShadowWorker
 from lockgate.store import Store
 
 TASK = "routing"

@@ -39,8 +39,8 @@ from typing import Any
 
 import aiohttp
 
+from lockgate.decide.task import load_task
 from lockgate.providers.openai import system_message
-from lockgate.task import load_task
 
 TASK = "bench"
 TASK_TEXT = """\

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lockgate.decision import Decision
-from lockgate.pipeline import ChainModel, DecisionRequest, Pipeline, ReleaseRuntime, Result
+from lockgate.decide.chain import Breakers, Retrier
+from lockgate.decide.decision import Decision
+from lockgate.decide.pipeline import ChainModel, DecisionRequest, Pipeline, ReleaseRuntime, Result
+from lockgate.decide.task import TaskSpec, parse_task
 from lockgate.providers.base import Provider, ProviderContext
 from lockgate.providers.deterministic import DeterministicProvider
 from lockgate.providers.openai import OpenAIProvider
 from lockgate.providers.rules import RulesProvider
-from lockgate.resilience import Breakers, Retrier
 from lockgate.settings import Price, Secret, Settings
 from lockgate.store import Store
-from lockgate.task import TaskSpec, parse_task
 
 T = TypeVar("T")
 

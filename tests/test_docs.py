@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.decide.task import InputField, ModelSpec, OutputField, PolicySpec, TaskSpec
 from lockgate.settings import Settings
-from lockgate.task import InputField, ModelSpec, OutputField, PolicySpec, TaskSpec
 from tests.cli.test_commands import command_paths
 
 DOCS = Path(__file__).parent.parent / "docs"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lockgate.decision import Decision
+from lockgate.decide.decision import Decision
+from lockgate.decide.validation import validate_output
 from lockgate.testing.fault_server import Fault, FaultServer
-from lockgate.validation import validate_output
 from tests.pipeline_kit import API_KEY, MODEL, PRICE, Kit, build_kit, openai_model, rules_model
 
 CONFIDENT = -0.01

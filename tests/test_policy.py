@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lockgate.policy import route, route_input_only
-from lockgate.task import PolicySpec
+from lockgate.decide.policy import route, route_input_only
+from lockgate.decide.task import PolicySpec
 
 POLICY = PolicySpec.model_validate(
     {

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lockgate.decide.chain import MAX_BACKOFF_S, Breakers, CircuitBreaker, Outcome, Retrier
+from lockgate.decide.task import ModelSpec
 from lockgate.providers.base import ProviderError, fatal, retryable
-from lockgate.resilience import MAX_BACKOFF_S, Breakers, CircuitBreaker, Outcome, Retrier
-from lockgate.task import ModelSpec
 from tests.pipeline_kit import FakeClock, RecordingSleep
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.decide.task import load_task, load_tasks
+from lockgate.demo.scaffold import EXAMPLE_TASK
 from lockgate.errors import TaskFileError
-from lockgate.scaffold import EXAMPLE_TASK
-from lockgate.task import load_task, load_tasks
 
 ISSUE_EXAMPLE = """\
 name: routing

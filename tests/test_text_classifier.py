@@ -10,7 +10,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
-from lockgate.text_classifier import ClassifierModel, FastTfidfVectorizer
+from lockgate.providers.classifier_model import ClassifierModel, FastTfidfVectorizer
 
 CORPUS = [
     "refund my invoice please",

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
+from lockgate.decide.records import iter_records
+from lockgate.decide.task import TaskSpec, parse_task
 from lockgate.errors import ConfigError
-from lockgate.records import iter_records
-from lockgate.settings import Settings
-from lockgate.task import TaskSpec, parse_task
-from lockgate.training import (
+from lockgate.providers.classifier_training import (
     TrainReport,
     artifact_folder,
     latest_artifact,
     load_artifact,
     train_classifier,
 )
+from lockgate.settings import Settings
 
 VOCABULARY = {
     "billing": ["invoice", "refund", "charged", "payment", "bill", "overcharged"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lockgate.task import parse_task
-from lockgate.validation import OutputInvalid, validate_input, validate_output
+from lockgate.decide.task import parse_task
+from lockgate.decide.validation import OutputInvalid, validate_input, validate_output
 
 TASK = parse_task(
     {

@@ -3,7 +3,11 @@
 The public API is what `__all__` lists; every other module is internal and may change.
 """
 
-from lockgate.decision import Attempt, Decision
+from lockgate.decide.decision import Attempt, Decision
+from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
+from lockgate.decide.task import TaskSpec, load_task
+from lockgate.delivery.sinks.base import Undeliverable
+from lockgate.delivery.sinks.signature import verify_signature
 from lockgate.errors import (
     ConfigError,
     Conflict,
@@ -12,7 +16,6 @@ from lockgate.errors import (
     NotFound,
     TaskFileError,
 )
-from lockgate.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
 from lockgate.providers.base import (
     Candidate,
     PreparedRequest,
@@ -20,13 +23,10 @@ from lockgate.providers.base import (
     ProviderError,
     Usage,
 )
-from lockgate.release import Release
+from lockgate.rollout.release import Release
 from lockgate.runtime import Runtime
 from lockgate.settings import Settings, load_settings
-from lockgate.sinks.base import Undeliverable
-from lockgate.sinks.signature import verify_signature
 from lockgate.store import Store
-from lockgate.task import TaskSpec, load_task
 
 __all__ = [
     "Attempt",

@@ -9,18 +9,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lockgate.decision import utcnow
+from lockgate.decide.decision import utcnow
+from lockgate.decide.pipeline import ChainModel, Pipeline, ReleaseRuntime
+from lockgate.decide.task import TaskSpec, load_tasks, task_to_dict
 from lockgate.errors import ConfigError, NotFound
 from lockgate.monitor.metrics import Metrics
 from lockgate.monitor.observer import NullObserver, Observer
-from lockgate.pipeline import ChainModel, Pipeline, ReleaseRuntime
 from lockgate.providers.base import Provider, ProviderContext
 from lockgate.providers.registry import ProviderRegistry
-from lockgate.release import Release, content_hash
-from lockgate.review import ReviewService
+from lockgate.review.service import ReviewService
+from lockgate.rollout.release import Release, content_hash
 from lockgate.settings import Settings
 from lockgate.store import Store
-from lockgate.task import TaskSpec, load_tasks, task_to_dict
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from lockgate.review import ESCALATION_BOOST
+from lockgate.review.service import ESCALATION_BOOST
 from lockgate.store.tables import decisions
 from tests.cli.kit import lockgate
 from tests.review.kit import review_kit

@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
-from lockgate.decision import Decision
-from lockgate.delivery import DeliveryReport, DeliveryWorker
-from lockgate.pipeline import DecisionRequest
+from lockgate.decide.decision import Decision
+from lockgate.decide.pipeline import DecisionRequest
+from lockgate.delivery.sinks import OutboxRow
+from lockgate.delivery.worker import DeliveryReport, DeliveryWorker
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings
-from lockgate.sinks import OutboxRow
 
 SECRET_ENV = "ROUTING_HOOK_SECRET"
 SECRET = "test-hook-secret-7f3a"

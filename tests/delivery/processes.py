@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lockgate.delivery.sinks import OutboxRow
 from lockgate.settings import load_settings
-from lockgate.sinks import OutboxRow
 from lockgate.store import Store
 from tests.cli.kit import lockgate, lockgate_command
 from tests.delivery.kit import SECRET, SECRET_ENV, write_project

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Any
 
-from lockgate.sinks import Undeliverable
+from lockgate.delivery.sinks import Undeliverable
 
 OUT_ENV = "LOCKGATE_TEST_SINK_OUT"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from lockgate.decision import utcnow
-from lockgate.sinks import DeliveryResult
+from lockgate.decide.decision import utcnow
+from lockgate.delivery.sinks import DeliveryResult
 from tests.delivery.kit import project
 
 FILE = {"sink": "file", "path": "out/decisions.jsonl"}

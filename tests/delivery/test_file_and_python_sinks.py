@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.sinks.file import JsonlFile
+from lockgate.delivery.sinks.file import JsonlFile
 from lockgate.testing.receiver import Receiver
 from tests.delivery.kit import SECRET, project, webhook
 from tests.delivery.targets import OUT_ENV

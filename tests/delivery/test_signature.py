@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lockgate.sinks import sign, verify_signature
+from lockgate.delivery.sinks import sign, verify_signature
 
 BODY = b'{"id":"01a2","output":{"queue":"cards"}}'
 SECRET = "s3cret-for-hooks"

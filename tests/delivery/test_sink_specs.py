@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from lockgate.decide.task import FileSinkSpec, PythonSinkSpec, WebhookSinkSpec, parse_task
 from lockgate.errors import TaskFileError
-from lockgate.task import FileSinkSpec, PythonSinkSpec, WebhookSinkSpec, parse_task
 
 TASK: dict[str, Any] = {
     "name": "routing",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.decision import input_hash
+from lockgate.decide.decision import input_hash
 from lockgate.evals import service
 from lockgate.evals.datasets import read_dataset
-from lockgate.training import train_classifier
+from lockgate.providers.classifier_training import train_classifier
 from tests.evals.kit import project_runtime
 
 DATA = Path(__file__).resolve().parents[3] / "shared/datasets/banking77"

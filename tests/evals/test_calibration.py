@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from scipy.stats import beta
 
+from lockgate.decide.task import parse_task
 from lockgate.errors import ConfigError
 from lockgate.evals import service
 from lockgate.evals.calibration import clopper_pearson_lower, pick_threshold
 from lockgate.evals.scorers import Scored, ScoringContext
-from lockgate.task import parse_task
 from tests.cli.kit import lockgate
 from tests.evals.kit import EVAL_TASK, make_project, project_runtime, write_rows
 

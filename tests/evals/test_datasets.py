@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from lockgate.decision import input_hash
+from lockgate.decide.decision import input_hash
 from lockgate.errors import ConfigError, Conflict
 from lockgate.evals import service
 from lockgate.evals.datasets import check_name, read_dataset

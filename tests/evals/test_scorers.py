@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from lockgate.decide.task import parse_task
 from lockgate.errors import ConfigError
 from lockgate.evals import scorers
 from lockgate.evals.runner import scoring_context
 from lockgate.evals.scorers import Score, Scored, ScorerRegistry, ScoringContext
-from lockgate.task import parse_task
 
 TASK = parse_task(
     {

@@ -9,8 +9,8 @@ import pytest
 
 from lockgate.errors import ConfigError
 from lockgate.evals.datasets import read_dataset
+from lockgate.providers.classifier_training import train_classifier
 from lockgate.settings import Settings
-from lockgate.training import train_classifier
 from tests.cli.kit import lockgate
 from tests.evals.kit import project_runtime
 

@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from lockgate.decide.task import TaskSpec, parse_task
 from lockgate.monitor.logging import LockgateLogHandler, configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
-from lockgate.task import TaskSpec, parse_task
 from tests.pipeline_kit import Kit, build_kit, kit_settings
 
 TASK = "tickets"

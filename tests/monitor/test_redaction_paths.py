@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.decide.pipeline import DecisionRequest
 from lockgate.errors import InputError
-from lockgate.pipeline import DecisionRequest
 from lockgate.testing.fault_server import Fault, FaultServer
 from tests.monitor.kit import Observed, observed_kit
 from tests.pipeline_kit import openai_model, rules_model

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.decide.task import TaskSpec, parse_task
 from lockgate.errors import ConfigError
 from lockgate.providers.base import BatchProvider, PreparedRequest, Provider, ProviderContext
+from lockgate.providers.classifier_training import TrainReport, train_classifier
 from lockgate.providers.local_classifier import LocalClassifierProvider
 from lockgate.settings import Settings
-from lockgate.task import TaskSpec, parse_task
-from lockgate.training import TrainReport, train_classifier
 
 VOCABULARY = {
     "billing": ["invoice", "refund", "charged", "payment", "bill", "overcharged"],

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from lockgate.decide.task import TaskSpec, parse_task
 from lockgate.errors import ConfigError
 from lockgate.providers.base import (
     Candidate,
@@ -22,7 +23,6 @@ from lockgate.providers.base import (
 )
 from lockgate.providers.openai import OpenAIProvider
 from lockgate.settings import Price, Secret, Settings
-from lockgate.task import TaskSpec, parse_task
 from lockgate.testing.fault_server import Fault, FaultServer
 
 KEY = "sk-test-123"

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from lockgate.decision import Decision
-from lockgate.pipeline import DecisionRequest
-from lockgate.review import ReviewService
+from lockgate.decide.decision import Decision
+from lockgate.decide.pipeline import DecisionRequest
+from lockgate.review.service import ReviewService
 from lockgate.runtime import Runtime
 from lockgate.security import Principal, Role
 from lockgate.settings import load_settings

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.monitor.metrics import Metrics
-from lockgate.review import ESCALATION_BOOST, ReviewService
+from lockgate.review.service import ESCALATION_BOOST, ReviewService
 from tests.review.kit import REVIEW_TASK, review_kit
 
 

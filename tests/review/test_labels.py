@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.labels import export_labels
-from lockgate.records import iter_records
-from lockgate.training import train_classifier
+from lockgate.decide.records import iter_records
+from lockgate.providers.classifier_training import train_classifier
+from lockgate.review.labels import export_labels
 from tests.review.kit import ReviewKit, review_kit
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from lockgate.decide.policy import gated_route, needs_two_persons, priority
+from lockgate.decide.task import PolicySpec, parse_task
 from lockgate.errors import TaskFileError
-from lockgate.policy import gated_route, needs_two_persons, priority
-from lockgate.task import PolicySpec, parse_task
 
 
 def task(**policy: Any) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.decision import Decision
+from lockgate.decide.decision import Decision
 from lockgate.errors import Forbidden
-from lockgate.review_report import MIN_REVIEWED
+from lockgate.review.report import MIN_REVIEWED
 from tests.review.kit import REVIEW_TASK, review_kit
 
 SUGGEST_TASK = REVIEW_TASK.replace(

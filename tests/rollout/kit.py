@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lockgate.decision import Decision, new_id, utcnow
+from lockgate.decide.decision import Decision, new_id, utcnow
+from lockgate.decide.pipeline import DecisionRequest
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
-from lockgate.pipeline import DecisionRequest
-from lockgate.release import Release
+from lockgate.rollout.release import Release
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings
 from lockgate.store import Store

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.decide.task import GateSpec, NonInferioritySpec
 from lockgate.errors import Forbidden
-from lockgate.evals.gates import GateFailed, check_gate, promote
-from lockgate.task import GateSpec, NonInferioritySpec
+from lockgate.rollout.gates import GateFailed, check_gate, promote
 from tests.rollout.kit import Project, metrics, project, task_yaml, texts
 
 GATE = """evaluation:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from lockgate.providers.base import Candidate, PreparedRequest
-from lockgate.shadow import ShadowWorker, build_shadow_report, sample_disagreements
+from lockgate.rollout.shadow import ShadowWorker, build_shadow_report, sample_disagreements
 from lockgate.store.tables import decisions, outbox, shadow_runs
 from lockgate.testing.fault_server import FaultServer
 from tests.rollout.kit import Project, project, task_yaml, texts

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import update
 
-from lockgate.decision import Attempt, Decision, input_hash, new_id, utcnow
+from lockgate.decide.decision import Attempt, Decision, input_hash, new_id, utcnow
 from lockgate.errors import Conflict, NotFound
-from lockgate.release import Release, content_hash
+from lockgate.rollout.release import Release, content_hash
 from lockgate.store import Store
 from lockgate.store.tables import audit_log
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lockgate.shadow import build_shadow_report
+from lockgate.rollout.shadow import build_shadow_report
 from tests.ui.kit import REVIEW_TASK, browser, need_chromium, screenshot, serving, sign_in
 
 SUGGEST_TASK = REVIEW_TASK + "  mode: suggest\n"

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from lockgate.decision import Decision
+from lockgate.decide.decision import Decision
+from lockgate.decide.task import parse_task
 from lockgate.monitor.redaction import redact_record
 from lockgate.security import Principal
 from lockgate.server.ui import views
-from lockgate.task import parse_task
 
 SPEC = parse_task(
     {

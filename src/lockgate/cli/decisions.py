@@ -10,12 +10,12 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lockgate.batch import BatchSummary, run_batch, scan
-from lockgate.canary import check_canaries
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json, run_async
 from lockgate.cli.common import stderr as err_console
+from lockgate.decide.batch import BatchSummary, run_batch, scan
+from lockgate.decide.pipeline import DecisionRequest, Result
 from lockgate.errors import InputError
-from lockgate.pipeline import DecisionRequest, Result
+from lockgate.rollout.canary import check_canaries
 
 
 def decide(

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption, print_json
+from lockgate.delivery.sinks import OutboxRow
 from lockgate.errors import InputError
 from lockgate.settings import load_settings
-from lockgate.sinks import OutboxRow
 from lockgate.store import Store
 
 app = typer.Typer(

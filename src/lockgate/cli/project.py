@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json
+from lockgate.decide.task import load_tasks
+from lockgate.demo.scaffold import scaffold_project
 from lockgate.errors import ConfigError
 from lockgate.providers.registry import ProviderRegistry
-from lockgate.scaffold import scaffold_project
 from lockgate.settings import load_settings
 from lockgate.store import Store
-from lockgate.task import load_tasks
 
 
 def init(
@@ -55,7 +55,7 @@ def train(
 
     Example: lockgate train routing --data data/routing-train.csv
     """
-    from lockgate.training import train_classifier
+    from lockgate.providers.classifier_training import train_classifier
 
     settings = load_settings(project, database_url=database)
     tasks = load_tasks(settings.tasks_dir, known_providers=ProviderRegistry.discover().names())

@@ -16,8 +16,8 @@ from lockgate.cli.common import (
     run_async,
 )
 from lockgate.errors import ConfigError, InputError, Unauthorized
-from lockgate.evals import gates
-from lockgate.release import Release, ReleaseRef, diff_releases
+from lockgate.rollout import gates
+from lockgate.rollout.release import Release, ReleaseRef, diff_releases
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 
@@ -269,7 +269,7 @@ def shadow_run(
 
     Example: lockgate release shadow-run routing
     """
-    from lockgate.shadow import ShadowWorker
+    from lockgate.rollout.shadow import ShadowWorker
 
     with open_runtime(project, database) as runtime:
         worker = ShadowWorker(runtime)
@@ -303,7 +303,7 @@ def shadow_report(
 
     Example: lockgate release shadow-report routing --sample-disagreements 20
     """
-    from lockgate.shadow import build_shadow_report, sample_disagreements
+    from lockgate.rollout.shadow import build_shadow_report, sample_disagreements
 
     with open_runtime(project, database) as runtime:
         number = None if release is None else ReleaseRef.number_of(task, release)
@@ -387,7 +387,7 @@ def canary(
 
     Example: lockgate release canary routing@3 --percent 10
     """
-    from lockgate.canary import MAX_PERCENT
+    from lockgate.rollout.canary import MAX_PERCENT
 
     with open_runtime(project, database) as runtime:
         task = ReleaseRef.parse(ref).task
@@ -419,7 +419,7 @@ def canary_check(
 
     Example: lockgate release canary-check routing
     """
-    from lockgate.canary import check_canaries
+    from lockgate.rollout.canary import check_canaries
 
     with open_runtime(project, database) as runtime:
         acting = _acting(runtime, api_key, actor, task)

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import InputError, Unauthorized
-from lockgate.review import ReviewItem
+from lockgate.review.service import ReviewItem
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
-from lockgate.task import TaskSpec
 
 app = typer.Typer(
     help="The review queue: list, claim, approve, correct or reject as your API key.",
@@ -297,7 +297,7 @@ def export(
 
     Example: lockgate labels export routing --out data/routing-labels.csv
     """
-    from lockgate.labels import export_labels
+    from lockgate.review.labels import export_labels
 
     if fmt not in (None, "csv", "jsonl"):
         raise InputError("--format must be csv or jsonl")

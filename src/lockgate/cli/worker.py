@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption
-from lockgate.delivery import DeliveryReport, DeliveryWorker
+from lockgate.delivery.worker import DeliveryReport, DeliveryWorker
 from lockgate.monitor.logging import configure_logging
 from lockgate.monitor.metrics import Metrics
 from lockgate.settings import load_settings

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lockgate.batch import BatchSummary, run_batch
+from lockgate.decide.batch import BatchSummary, run_batch
 from lockgate.demo.generator import QUEUES, generate_tickets, write_csv
 from lockgate.errors import ConfigError
+from lockgate.providers.classifier_training import TrainReport, train_classifier
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings
-from lockgate.training import TrainReport, train_classifier
 
 MARKER = ".lockgate-demo"
 TASK = "ticket-routing"

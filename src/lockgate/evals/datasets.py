@@ -16,11 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lockgate.decision import canonical_json, input_hash
+from lockgate.decide.decision import canonical_json, input_hash
+from lockgate.decide.records import Record, iter_records
+from lockgate.decide.task import NAME_PATTERN, OutputField, TaskSpec
+from lockgate.decide.validation import validate_input
 from lockgate.errors import ConfigError
-from lockgate.records import Record, iter_records
-from lockgate.task import NAME_PATTERN, OutputField, TaskSpec
-from lockgate.validation import validate_input
 
 _EXAMPLES = 5
 

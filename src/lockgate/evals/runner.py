@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lockgate.decision import Decision, new_id
+from lockgate.decide.decision import Decision, new_id
+from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime
+from lockgate.decide.policy import route
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.evals.datasets import DatasetRow
 from lockgate.evals.scorers import Score, Scored, ScorerRegistry, ScoringContext
-from lockgate.pipeline import DecisionRequest, Pipeline, ReleaseRuntime
-from lockgate.policy import route
-from lockgate.task import TaskSpec
 
 
 class DiscardingStore:

@@ -22,8 +22,8 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
-from lockgate.task import TaskSpec
 
 GROUP = "lockgate.scorers"
 Better = Literal["max", "min"]

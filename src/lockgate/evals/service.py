@@ -11,10 +11,10 @@ from typing import Any
 from lockgate.errors import ConfigError, NotFound
 from lockgate.evals.calibration import Threshold, pick_threshold
 from lockgate.evals.datasets import Dataset, DatasetRow, content_hash
+from lockgate.evals.run import EvalRun
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
-from lockgate.release import Release, ReleaseRef
+from lockgate.rollout.release import Release, ReleaseRef
 from lockgate.runtime import Runtime
-from lockgate.store.evals import EvalRun
 
 Progress = Callable[[int], None]
 

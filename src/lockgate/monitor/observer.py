@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
-from lockgate.decision import Attempt, Decision
+from lockgate.decide.decision import Attempt, Decision
 
 Id = str | int | None
 """A span attribute or log field value: ids and counts only, never input text."""

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from lockgate.decision import Attempt, Decision
+from lockgate.decide.decision import Attempt, Decision
 from lockgate.monitor.logging import Redactor
 from lockgate.monitor.metrics import Metrics, endpoint_label
 from lockgate.monitor.observer import Id

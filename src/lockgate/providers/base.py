@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from lockgate.decide.task import ModelSpec, TaskSpec
     from lockgate.settings import Settings
-    from lockgate.task import ModelSpec, TaskSpec
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from lockgate.decision import canonical_json
+from lockgate.decide.decision import canonical_json
+from lockgate.decide.task import ModelSpec, TaskSpec
 from lockgate.providers.base import Candidate, PreparedRequest, ProviderContext, ProviderError
-from lockgate.task import ModelSpec, TaskSpec
 
 
 class DeterministicProvider:

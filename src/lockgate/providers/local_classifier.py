@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lockgate.decide.task import ModelSpec
 from lockgate.errors import ConfigError
 from lockgate.providers.base import Candidate, PreparedRequest, ProviderContext
-from lockgate.task import ModelSpec
-from lockgate.text_classifier import ClassifierModel
-from lockgate.training import ARTIFACT_KIND, latest_artifact, load_artifact
+from lockgate.providers.classifier_model import ClassifierModel
+from lockgate.providers.classifier_training import ARTIFACT_KIND, latest_artifact, load_artifact
 
 TOP_ALTERNATIVES = 3
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from lockgate.decide.task import ModelSpec, TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.providers.base import (
     Candidate,
@@ -27,7 +28,6 @@ from lockgate.providers.base import (
     retryable,
 )
 from lockgate.settings import Price, Secret
-from lockgate.task import ModelSpec, TaskSpec
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _REJECTION_MARKERS = ("response_format", "json_schema")

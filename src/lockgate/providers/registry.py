@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import cast
 
+from lockgate.decide.task import ModelSpec
 from lockgate.errors import ConfigError
 from lockgate.providers.base import Provider, ProviderContext, ProviderFactory
-from lockgate.task import ModelSpec
 
 GROUP = "lockgate.providers"
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.decide.task import ModelSpec
 from lockgate.errors import ConfigError
 from lockgate.providers.base import (
     Candidate,
@@ -24,7 +25,6 @@ from lockgate.providers.base import (
     ProviderError,
     fatal,
 )
-from lockgate.task import ModelSpec
 
 
 @dataclass(frozen=True)

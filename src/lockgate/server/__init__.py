@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from lockgate import delivery
+from lockgate.delivery import worker as delivery
 from lockgate.monitor.logging import configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime

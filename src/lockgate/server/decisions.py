@@ -15,9 +15,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lockgate.decision import Decision, Route, Status
+from lockgate.decide.decision import Decision, Route, Status
+from lockgate.decide.pipeline import DecisionRequest, Result
 from lockgate.errors import Conflict, InputError, LockgateError, NotFound
-from lockgate.pipeline import DecisionRequest, Result
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.auth import Authorize, get_runtime

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Path
 
-from lockgate.task import NAME_PATTERN
+from lockgate.decide.task import NAME_PATTERN
 
 #: An idempotency key: 1-255 characters, no control characters.
 KEY_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"

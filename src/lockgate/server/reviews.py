@@ -20,7 +20,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from lockgate.review import ReviewItem
+from lockgate.review.service import ReviewItem
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.auth import Authorize, get_runtime

@@ -11,11 +11,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from lockgate.rollout.shadow import background_loop, build_shadow_report, sample_disagreements
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.auth import Authorize, get_runtime
 from lockgate.server.params import TaskName
-from lockgate.shadow import background_loop, build_shadow_report, sample_disagreements
 
 router = APIRouter(tags=["rollout"])
 

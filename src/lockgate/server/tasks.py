@@ -8,8 +8,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from lockgate.evals import gates
-from lockgate.release import Release
+from lockgate.rollout import gates
+from lockgate.rollout.release import Release
 from lockgate.runtime import Runtime
 from lockgate.security import Principal, visible_tasks
 from lockgate.server.auth import Authorize, get_runtime

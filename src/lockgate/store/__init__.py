@@ -8,13 +8,14 @@ from typing import Any
 
 from sqlalchemy import text
 
-from lockgate.decision import Decision
+from lockgate.decide.decision import Decision
+from lockgate.delivery.sinks import DeliveryResult, OutboxRow
 from lockgate.errors import Conflict, NotFound
 from lockgate.evals.datasets import Dataset, DatasetRow
 from lockgate.evals.datasets import content_hash as dataset_content_hash
-from lockgate.release import Release
+from lockgate.evals.run import EvalRun
+from lockgate.rollout.release import Release
 from lockgate.security import ApiKey, Role, hash_key, new_key
-from lockgate.sinks import DeliveryResult, OutboxRow
 from lockgate.store import audit, database, keys
 from lockgate.store import datasets as dataset_queries
 from lockgate.store import decisions as decision_queries
@@ -23,7 +24,6 @@ from lockgate.store import outbox as outbox_queries
 from lockgate.store import releases as release_queries
 from lockgate.store.audit import AuditEntry
 from lockgate.store.decisions import DecisionFilter
-from lockgate.store.evals import EvalRun
 from lockgate.store.reviews import ReviewStore
 from lockgate.store.rollout import Rollouts
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from lockgate.decision import canonical_json, utcnow
+from lockgate.decide.decision import canonical_json, utcnow
 from lockgate.store.database import aware
 from lockgate.store.tables import audit_log
 

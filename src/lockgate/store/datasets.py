@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, RowMapping, delete, select
 
-from lockgate.decision import new_id, utcnow
+from lockgate.decide.decision import new_id, utcnow
 from lockgate.evals.datasets import Dataset, DatasetRow
 from lockgate.store import audit
 from lockgate.store.database import aware

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lockgate.decision import Attempt, Decision
+from lockgate.decide.decision import Attempt, Decision
 from lockgate.store import outbox, shadow_runs
 from lockgate.store.database import aware
 from lockgate.store.tables import attempts, decisions

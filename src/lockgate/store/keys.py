@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, RowMapping, or_, select, update
 
-from lockgate.decision import new_id, utcnow
+from lockgate.decide.decision import new_id, utcnow
 from lockgate.errors import Conflict, NotFound
 from lockgate.security import ApiKey, Role
 from lockgate.store import audit

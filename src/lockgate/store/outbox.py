@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, func, or_, select, update
 
-from lockgate.decision import Decision, utcnow
+from lockgate.decide.decision import Decision, utcnow
+from lockgate.delivery.sinks import DeliveryResult, OutboxRow
 from lockgate.errors import Conflict, NotFound
-from lockgate.sinks import DeliveryResult, OutboxRow
 from lockgate.store import audit
 from lockgate.store.database import aware
 from lockgate.store.tables import decisions, outbox

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select, update
 
-from lockgate.decision import utcnow
+from lockgate.decide.decision import utcnow
 from lockgate.errors import Conflict, NotFound
-from lockgate.release import Release, policy_diff
+from lockgate.rollout.release import Release, policy_diff
 from lockgate.store import audit
 from lockgate.store.database import aware
 from lockgate.store.tables import promotions, releases

@@ -9,15 +9,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
 
-from lockgate.canary import CanaryHealth
 from lockgate.errors import Conflict, NotFound
-from lockgate.release import Release
+from lockgate.evals.run import EvalRun
+from lockgate.rollout.canary import CanaryHealth
+from lockgate.rollout.release import Release
+from lockgate.rollout.shadow_run import ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store import audit, database, shadow_runs
 from lockgate.store import datasets as dataset_queries
 from lockgate.store import evals as eval_queries
 from lockgate.store import releases as release_queries
-from lockgate.store.evals import EvalRun
-from lockgate.store.shadow_runs import ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store.tables import decisions, releases, reviews
 
 INVALID_INPUT = "invalid input:"

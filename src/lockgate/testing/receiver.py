@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lockgate.sinks.signature import (
+from lockgate.delivery.sinks.signature import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -1,5 +1,5 @@
 """The report pages' data: the suggest-mode report from the review core, and the shadow
-report (`lockgate.shadow`) with the same role rule the API applies to it."""
+report (`lockgate.rollout.shadow`) with the same role rule the API applies to it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lockgate.review_report import SuggestReport
+from lockgate.review.report import SuggestReport
+from lockgate.rollout.shadow import ShadowReport, build_shadow_report
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
-from lockgate.shadow import ShadowReport, build_shadow_report
 
 
 def suggest(runtime: Runtime, principal: Principal, task: str) -> SuggestReport:

@@ -18,15 +18,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from lockgate.decision import utcnow
+from lockgate.decide.decision import utcnow
+from lockgate.decide.task import NAME_PATTERN, TaskSpec
 from lockgate.errors import LockgateError, NotFound
+from lockgate.review.types import Verdict
 from lockgate.server.ui import reports, views
 from lockgate.server.ui.access import Access, Visit, run
 from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
 from lockgate.server.ui.sessions import SessionSigner
 from lockgate.settings import Settings
-from lockgate.store.reviews import Verdict
-from lockgate.task import NAME_PATTERN, TaskSpec
 
 _DECISION_ID = re.compile(r"^[0-9a-f]{1,32}$")
 _TASK = re.compile(NAME_PATTERN)

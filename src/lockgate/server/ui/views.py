@@ -1,7 +1,7 @@
 """What the review pages show, computed without HTTP: masked input, the correction form's
 fields, the alternatives a model considered, and reading a submitted correction back.
 
-Who may do what is not decided here: that is the review core's job (`lockgate.review`).
+Who may do what is not decided here: that is the review core's job (`lockgate.review.service`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lockgate.decision import Decision
+from lockgate.decide.decision import Decision
+from lockgate.decide.task import TaskSpec
 from lockgate.monitor.redaction import redact_text
 from lockgate.security import Principal
-from lockgate.task import TaskSpec
 
 OUTPUT_PREFIX = "output."
 """Form fields of a correction are named `output.FIELD`."""

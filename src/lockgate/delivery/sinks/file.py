@@ -9,9 +9,9 @@ import os
 import threading
 from pathlib import Path
 
-from lockgate.sinks.base import DeliveryFailed, OutboxRow, SinkContext
-from lockgate.sinks.signature import payload_body
-from lockgate.task import FileSinkSpec
+from lockgate.decide.task import FileSinkSpec
+from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext
+from lockgate.delivery.sinks.signature import payload_body
 
 
 class JsonlFile:

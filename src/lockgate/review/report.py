@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockgate.policy import gated_route
-from lockgate.release import Release
-from lockgate.store.reviews import ReviewState
+from lockgate.decide.policy import gated_route
+from lockgate.review.types import ReviewState
+from lockgate.rollout.release import Release
 
 MIN_REVIEWED = 50
 DEFAULT_TARGET = 0.95

@@ -25,13 +25,13 @@ from typing import Any
 
 from anyio.to_thread import run_sync
 
-from lockgate.canary import check_canaries
-from lockgate.decision import Decision
+from lockgate.decide.decision import Decision
+from lockgate.decide.pipeline import DecisionRequest, Pipeline, Result
 from lockgate.errors import NotFound
-from lockgate.pipeline import DecisionRequest, Pipeline, Result
-from lockgate.release import Release
+from lockgate.rollout.canary import check_canaries
+from lockgate.rollout.release import Release
+from lockgate.rollout.shadow_run import ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.runtime import Runtime
-from lockgate.store.shadow_runs import ShadowJob, ShadowOutcome, ShadowPair
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import FeatureUnion
 
+from lockgate.decide.records import Record, iter_records
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.evals.datasets import describe_overlap, overlap_lines
-from lockgate.records import Record, iter_records
+from lockgate.providers.classifier_model import ClassifierModel, FastTfidfVectorizer
 from lockgate.settings import Settings
-from lockgate.task import TaskSpec
-from lockgate.text_classifier import ClassifierModel, FastTfidfVectorizer
 
 ARTIFACT_KIND = "local-classifier"
 MIN_ROWS = 10

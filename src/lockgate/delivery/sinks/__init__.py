@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lockgate.errors import ConfigError
-from lockgate.sinks.base import (
+from lockgate.decide.task import SinkSpecBase
+from lockgate.delivery.sinks.base import (
     DeliveryFailed,
     DeliveryResult,
     HttpPool,
@@ -22,11 +22,11 @@ from lockgate.sinks.base import (
     SinkFactory,
     Undeliverable,
 )
-from lockgate.sinks.file import FileSink
-from lockgate.sinks.python import PythonSink
-from lockgate.sinks.signature import sign, verify_signature
-from lockgate.sinks.webhook import WebhookSink
-from lockgate.task import SinkSpecBase
+from lockgate.delivery.sinks.file import FileSink
+from lockgate.delivery.sinks.python import PythonSink
+from lockgate.delivery.sinks.signature import sign, verify_signature
+from lockgate.delivery.sinks.webhook import WebhookSink
+from lockgate.errors import ConfigError
 
 __all__ = [
     "DeliveryFailed",

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from lockgate.decision import canonical_json
+from lockgate.decide.decision import canonical_json
+from lockgate.decide.task import TaskSpec, dump_yaml, parse_task
 from lockgate.errors import ConfigError
-from lockgate.task import TaskSpec, dump_yaml, parse_task
 
 Stage = Literal["draft", "shadow", "canary", "live", "retired"]
 STAGES: tuple[Stage, ...] = ("draft", "shadow", "canary", "live", "retired")

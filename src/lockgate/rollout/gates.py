@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lockgate.decide.task import GateSpec
 from lockgate.errors import Conflict, Forbidden, InputError
-from lockgate.release import Release
-from lockgate.task import GateSpec
+from lockgate.rollout.release import Release
 
 if TYPE_CHECKING:
     from lockgate.store.evals import EvalRun

@@ -1,4 +1,5 @@
-"""Timeouts, retries with backoff and jitter, and circuit breakers, for any provider call."""
+"""A decision's model chain: timeouts, retries with backoff and jitter, circuit breakers for
+any provider call, and the `Attempt` record of each try."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
-from lockgate.providers.base import ProviderError
-from lockgate.task import ModelSpec
+from lockgate.decide.decision import Attempt
+from lockgate.decide.task import ModelSpec
+from lockgate.providers.base import Candidate, ProviderError
+
+if TYPE_CHECKING:
+    from lockgate.decide.pipeline import ChainModel
 
 T = TypeVar("T")
 BreakerState = Literal["closed", "open", "half_open"]
@@ -178,3 +183,29 @@ def classify(exc: BaseException, spec: ModelSpec) -> ProviderError:
     # Unknown failures are not retried: they are bugs or misconfiguration, and their text may
     # carry input data, so only the exception type is kept.
     return ProviderError("provider_crash", f"{type(exc).__name__} in provider", retryable=False)
+
+
+def build_attempt(
+    model: ChainModel,
+    t: Try,
+    outcome: Literal["valid", "invalid", "error"],
+    *,
+    repair: bool,
+    candidate: Candidate | None = None,
+    error: ProviderError | None = None,
+    message: str | None = None,
+) -> Attempt:
+    usage = candidate.usage if candidate else (error.usage if error else None)
+    return Attempt(
+        provider=model.provider.name,
+        model=model.spec.model,
+        endpoint=model.provider.endpoint,
+        latency_ms=t.latency_ms,
+        outcome=outcome,
+        error_class=error.error_class if error else None,
+        message=str(error) if error else message,
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        cost=usage.cost if usage else 0.0,
+        repair=repair,
+    )

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from lockgate.decide.records import record_format
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
-from lockgate.records import record_format
 from lockgate.store import Store
-from lockgate.task import TaskSpec
 
 Format = Literal["csv", "jsonl"]
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lockgate.decision import Decision
+from lockgate.decide.decision import Decision
+from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
+from lockgate.decide.records import Record, file_sha256, iter_records
 from lockgate.errors import ConfigError
-from lockgate.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
-from lockgate.records import Record, file_sha256, iter_records
 
 
 @dataclass

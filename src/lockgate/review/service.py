@@ -24,19 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from lockgate.decision import Decision, utcnow
+from lockgate.decide.decision import Decision, utcnow
+from lockgate.decide.policy import needs_two_persons
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import Conflict, Forbidden, InputError, NotFound
-from lockgate.policy import needs_two_persons
-from lockgate.review_item import ReviewItem
-from lockgate.review_verdicts import (
-    clean_reason,
-    required_reason,
-    rule,
-    validated_correction,
-)
-from lockgate.security import Principal
-from lockgate.store import Store
-from lockgate.store.reviews import (
+from lockgate.review.item import ReviewItem
+from lockgate.review.types import (
     PENDING,
     Escalation,
     QueueQuery,
@@ -45,11 +38,18 @@ from lockgate.store.reviews import (
     Verdict,
     VerdictKind,
 )
-from lockgate.task import TaskSpec
+from lockgate.review.verdicts import (
+    clean_reason,
+    required_reason,
+    rule,
+    validated_correction,
+)
+from lockgate.security import Principal
+from lockgate.store import Store
 
 if TYPE_CHECKING:
     from lockgate.monitor.metrics import Metrics
-    from lockgate.review_report import SuggestReport
+    from lockgate.review.report import SuggestReport
 
 __all__ = [
     "ESCALATION_BOOST",
@@ -151,7 +151,7 @@ class ReviewService:
     ) -> SuggestReport:
         """How suggestions compare with human verdicts (see `review_report`); a label is ready
         when its agreement's lower bound reaches `target` (default 0.95)."""
-        from lockgate.review_report import DEFAULT_TARGET, build_report
+        from lockgate.review.report import DEFAULT_TARGET, build_report
 
         if target is not None and not 0 < target <= 1:
             raise InputError("target must be a share between 0 and 1, e.g. 0.95")

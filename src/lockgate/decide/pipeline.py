@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from lockgate.attempts import build_attempt
-from lockgate.canary import in_canary
-from lockgate.decision import Attempt, Decision, Status, input_hash, new_id, utcnow
+from lockgate.decide.chain import Breakers, CircuitBreaker, Retrier, Try, build_attempt
+from lockgate.decide.decision import Attempt, Decision, Status, input_hash, new_id, utcnow
+from lockgate.decide.policy import Routing, gated_route, priority, route, route_input_only
+from lockgate.decide.task import ModelSpec, TaskSpec, sink_names
+from lockgate.decide.validation import OutputInvalid, validate_input, validate_output
 from lockgate.errors import Conflict, InputError, LockgateError
 from lockgate.monitor.observer import Id, NullObserver, Observer
 from lockgate.monitor.redaction import redact_record
-from lockgate.policy import Routing, gated_route, priority, route, route_input_only
 from lockgate.providers.base import (
     BatchProvider,
     Candidate,
@@ -28,9 +29,7 @@ from lockgate.providers.base import (
     Provider,
     ProviderError,
 )
-from lockgate.resilience import Breakers, CircuitBreaker, Retrier, Try
-from lockgate.task import ModelSpec, TaskSpec, sink_names
-from lockgate.validation import OutputInvalid, validate_input, validate_output
+from lockgate.rollout.canary import in_canary
 
 
 class DecisionStore(Protocol):

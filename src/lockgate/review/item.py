@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lockgate.decision import Decision
-from lockgate.store.reviews import Verdict
+from lockgate.decide.decision import Decision
+from lockgate.review.types import Verdict
 
 
 @dataclass(frozen=True)

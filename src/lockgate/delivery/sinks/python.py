@@ -8,9 +8,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from lockgate.decide.task import PythonSinkSpec
+from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext, Undeliverable
 from lockgate.errors import ConfigError
-from lockgate.sinks.base import DeliveryFailed, OutboxRow, SinkContext, Undeliverable
-from lockgate.task import PythonSinkSpec
 
 
 class PythonSink:

@@ -1,7 +1,8 @@
 """What a verdict does to a review item, and the checks on what a reviewer sends.
 
-`rule` is called inside the verdict's transaction with the item as it is under the lock; see
-`lockgate.review` for the rules it applies (two-person approvals, final statuses, the outbox).
+`rule` is called inside the verdict's transaction with the item as it is under the lock;
+see `lockgate.review.service` for the rules it applies (two-person approvals, final statuses,
+the outbox).
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lockgate.decide.policy import needs_two_persons
+from lockgate.decide.task import TaskSpec, sink_names
+from lockgate.decide.validation import OutputInvalid, validate_output
 from lockgate.errors import Conflict, InputError
-from lockgate.policy import needs_two_persons
-from lockgate.review_item import ReviewItem
-from lockgate.store.reviews import PENDING, Ruling, VerdictKind
-from lockgate.task import TaskSpec, sink_names
-from lockgate.validation import OutputInvalid, validate_output
+from lockgate.review.item import ReviewItem
+from lockgate.review.types import PENDING, Ruling, VerdictKind
 
 
 def rule(

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from lockgate.decision import canonical_json
+from lockgate.decide.decision import canonical_json
 
 SIGNATURE_HEADER = "X-Lockgate-Signature"
 TIMESTAMP_HEADER = "X-Lockgate-Timestamp"

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lockgate.task import InputField, OutputField, TaskSpec
+from lockgate.decide.task import InputField, OutputField, TaskSpec
 
 
 class OutputInvalid(Exception):

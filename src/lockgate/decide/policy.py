@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lockgate.task import Condition, PolicySpec
+from lockgate.decide.task import Condition, PolicySpec
 
 Route = Literal["auto", "review", "reject"]
 

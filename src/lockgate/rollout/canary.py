@@ -11,9 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lockgate.decide.task import RolloutSpec
 from lockgate.errors import NotFound
-from lockgate.release import Release
-from lockgate.task import RolloutSpec
+from lockgate.rollout.release import Release
 
 BUCKETS = 10_000
 MAX_PERCENT = 50.0

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 
-from lockgate.sinks.base import DeliveryFailed, OutboxRow, SinkContext
-from lockgate.sinks.signature import (
+from lockgate.decide.task import WebhookSinkSpec
+from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext
+from lockgate.delivery.sinks.signature import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     payload_body,
     sign,
 )
-from lockgate.task import WebhookSinkSpec
 
 RETRYABLE_4XX = frozenset({408, 409, 429})
 

@@ -26,12 +26,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from anyio.to_thread import run_sync
 
-from lockgate.decision import utcnow
-from lockgate.errors import LockgateError
-from lockgate.monitor.metrics import Metrics
-from lockgate.release import Release
-from lockgate.settings import Settings
-from lockgate.sinks import (
+from lockgate.decide.decision import utcnow
+from lockgate.decide.task import SinkSpecBase
+from lockgate.delivery.sinks import (
     DeliveryFailed,
     DeliveryResult,
     HttpPool,
@@ -40,12 +37,15 @@ from lockgate.sinks import (
     SinkContext,
     SinkRegistry,
 )
-from lockgate.task import SinkSpecBase
+from lockgate.errors import LockgateError
+from lockgate.monitor.metrics import Metrics
+from lockgate.rollout.release import Release
+from lockgate.settings import Settings
 
 if TYPE_CHECKING:
     from lockgate.runtime import Runtime
 
-logger = logging.getLogger("lockgate.delivery")
+logger = logging.getLogger("lockgate.delivery.worker")
 
 
 class DeliveryStore(Protocol):

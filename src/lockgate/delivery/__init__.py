@@ -1,0 +1,1 @@
+"""Delivering final outcomes: the outbox worker and the sinks it sends through."""

@@ -1,0 +1,2 @@
+"""Human review: the queue service, items, verdicts and separation of duties, the suggest-mode
+report and labels."""

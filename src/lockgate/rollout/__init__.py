@@ -1,0 +1,1 @@
+"""Rolling out: immutable content-hashed releases, promotion gates, shadow runs and canaries."""
