@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from lockgate.decide.decision import Decision
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
 from lockgate.decide.records import Record, file_sha256, iter_records
 from lockgate.errors import ConfigError
+from lockgate.stats import percentile
 
 
 @dataclass
@@ -67,12 +67,8 @@ class BatchSummary:
             examples.append(record.id)
 
     def latency(self, quantile: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        if len(self.latencies_ms) == 1:
-            return self.latencies_ms[0]
-        cuts = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
-        return cuts[round(quantile * 100) - 1]
+        """The latency quantile in milliseconds; 0.0 before any decision was timed."""
+        return percentile(self.latencies_ms, quantile) or 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {

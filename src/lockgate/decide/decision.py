@@ -15,9 +15,6 @@ Status = Literal[
     "decided", "pending_review", "approved", "corrected", "rejected", "failed", "delivered"
 ]
 Route = Literal["auto", "review", "reject"]
-FINAL_STATUSES: frozenset[str] = frozenset(
-    {"decided", "approved", "corrected", "rejected", "failed"}
-)
 
 
 def new_id() -> str:

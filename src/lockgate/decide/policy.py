@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from lockgate.decide.decision import Route
 from lockgate.decide.task import Condition, PolicySpec
-
-Route = Literal["auto", "review", "reject"]
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,6 @@ class TaskSpec(_Strict):
     policy: PolicySpec = Field(default_factory=PolicySpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     deliver: tuple[SinkSpec, ...] = ()
-    budget: Mapping[str, Any] = Field(default_factory=dict)
     rollout: RolloutSpec | None = None
     """Canary limits; None means the defaults of `RolloutSpec`."""
 

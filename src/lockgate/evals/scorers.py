@@ -24,6 +24,7 @@ import numpy as np
 
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
+from lockgate.stats import percentile
 
 GROUP = "lockgate.scorers"
 Better = Literal["max", "min"]
@@ -291,8 +292,8 @@ def cost_latency(items: Sequence[Scored], context: ScoringContext) -> Score:
         {
             "cost": cost,
             "cost_per_decision": cost / n if n else None,
-            "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
-            "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else None,
+            "latency_p50_ms": percentile(latencies, 0.5),
+            "latency_p95_ms": percentile(latencies, 0.95),
         },
         better={
             "cost": "min",

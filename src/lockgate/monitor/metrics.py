@@ -17,7 +17,6 @@ from lockgate.decide.decision import Attempt, Decision
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
-STAGES = ("intake", "idempotency", "model_chain", "policy", "commit")
 BREAKER_VALUES: Mapping[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 _USERINFO = re.compile(r"//[^/@\s]*@")
 

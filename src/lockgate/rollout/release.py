@@ -15,7 +15,6 @@ from lockgate.decide.task import TaskSpec, dump_yaml, parse_task
 from lockgate.errors import ConfigError
 
 Stage = Literal["draft", "shadow", "canary", "live", "retired"]
-STAGES: tuple[Stage, ...] = ("draft", "shadow", "canary", "live", "retired")
 _REF = re.compile(r"^(?P<task>[a-z][a-z0-9_-]*)(?:@(?P<number>\d+|live|previous))?$")
 
 

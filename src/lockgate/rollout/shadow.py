@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from lockgate.rollout.canary import check_canaries
 from lockgate.rollout.release import Release
 from lockgate.rollout.shadow_run import ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.runtime import Runtime
+from lockgate.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +145,8 @@ def _label(output: Mapping[str, Any] | None, field: str) -> str:
 
 
 def _quantile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 3)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1], 3)
+    value = percentile(values, q)
+    return None if value is None else round(value, 3)
 
 
 def _side(costs: Sequence[float], latencies: Sequence[float]) -> dict[str, Any]:
