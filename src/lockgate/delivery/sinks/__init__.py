@@ -9,8 +9,8 @@ messages name the sink and the failure class, never payload values or secrets.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from lockgate.decide.task import SinkSpecBase
 from lockgate.delivery.sinks.base import (
     DeliveryFailed,
     DeliveryResult,
@@ -27,6 +27,10 @@ from lockgate.delivery.sinks.python import PythonSink
 from lockgate.delivery.sinks.signature import sign, verify_signature
 from lockgate.delivery.sinks.webhook import WebhookSink
 from lockgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    # The task-file spec types pull pydantic and YAML; here they are only annotations.
+    from lockgate.decide.task import SinkSpecBase
 
 __all__ = [
     "DeliveryFailed",

@@ -8,10 +8,14 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lockgate.decide.task import FileSinkSpec
 from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext
 from lockgate.delivery.sinks.signature import payload_body
+
+if TYPE_CHECKING:
+    # The task-file spec types pull pydantic and YAML; here they are only annotations.
+    from lockgate.decide.task import FileSinkSpec
 
 
 class JsonlFile:

@@ -6,11 +6,14 @@ import asyncio
 import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lockgate.decide.task import PythonSinkSpec
 from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext, Undeliverable
 from lockgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    # The task-file spec types pull pydantic and YAML; here they are only annotations.
+    from lockgate.decide.task import PythonSinkSpec
 
 
 class PythonSink:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from lockgate.decide.task import WebhookSinkSpec
 from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext
 from lockgate.delivery.sinks.signature import (
     IDEMPOTENCY_HEADER,
@@ -13,6 +13,10 @@ from lockgate.delivery.sinks.signature import (
     payload_body,
     sign,
 )
+
+if TYPE_CHECKING:
+    # The task-file spec types pull pydantic and YAML; here they are only annotations.
+    from lockgate.decide.task import WebhookSinkSpec
 
 RETRYABLE_4XX = frozenset({408, 409, 429})
 
