@@ -46,7 +46,7 @@ def make_project(root: Path, records: int, database: str | None) -> Path:
     try:
         train_classifier(runtime.task(TASK), root / "data" / "train.csv", settings)
         release, _ = runtime.create_release(TASK, "bench")
-        runtime.store.promote(TASK, release.number, "bench")
+        runtime.store.releases.promote(TASK, release.number, "bench")
     finally:
         runtime.close()
     return root

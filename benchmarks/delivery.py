@@ -90,7 +90,7 @@ def make_runtime(root: Path, database: str, sink: dict[str, Any], options) -> Ru
     )
     runtime = Runtime.open(load_settings(root, database_url=database, environ={}))
     release, _ = runtime.create_release(TASK, "bench")
-    runtime.store.promote(TASK, release.number, "bench")
+    runtime.store.releases.promote(TASK, release.number, "bench")
     return runtime
 
 
@@ -105,19 +105,24 @@ async def enqueue(runtime: Runtime, count: int) -> int:
         results = await runtime.pipeline.decide_many(loaded, requests)
         assert all(r.decision is not None and r.decision.status == "decided" for r in results)
     await runtime.aclose()
-    return runtime.store.outbox_depth().get("pending", 0)
+    return runtime.store.outbox.depth().get("pending", 0)
 
 
 async def drain(runtime: Runtime, count: int) -> dict[str, Any]:
     enqueued = await enqueue(runtime, count)
-    worker = DeliveryWorker(runtime.store, runtime.settings, environ={SECRET_ENV: SECRET})
+    worker = DeliveryWorker(
+        runtime.store.outbox,
+        runtime.store.releases,
+        runtime.settings,
+        environ={SECRET_ENV: SECRET},
+    )
     try:
         started = time.perf_counter()
         report = await worker.drain()
         elapsed = time.perf_counter() - started
     finally:
         await worker.aclose()
-    depth = runtime.store.outbox_depth()
+    depth = runtime.store.outbox.depth()
     return {
         "enqueued": enqueued,
         "delivered": report.delivered,

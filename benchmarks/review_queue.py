@@ -69,8 +69,8 @@ def seed(store: Store, count: int, rng: random.Random) -> tuple[int, list[str], 
         stage="draft",
         created_at=utcnow(),
     )
-    release, _ = store.create_release(draft, "bench")
-    store.promote(TASK, release.number, "bench")
+    release, _ = store.releases.create(draft, "bench")
+    store.releases.promote(TASK, release.number, "bench")
     now = utcnow()
     pending: list[str] = []
     every: list[str] = []
@@ -100,7 +100,7 @@ def seed(store: Store, count: int, rng: random.Random) -> tuple[int, list[str], 
             every.append(decision.id)
             if waiting:
                 pending.append(decision.id)
-        store.save_decisions(batch)
+        store.decisions.save(batch)
     return release.number, pending, every
 
 
@@ -130,7 +130,7 @@ def one_repeat(
     rng: random.Random,
 ) -> dict[str, Any]:
     """Each operation `calls` times (claims twice that: one per verdict), in this order."""
-    reads = [timed(lambda: store.decision(rng.choice(every))) for _ in range(calls)]
+    reads = [timed(lambda: store.decisions.get(rng.choice(every))) for _ in range(calls)]
     pages = []
     for _ in range(calls):
         pages.append(timed(lambda: service.queue(reviewer, TASK, limit=50)))
@@ -143,7 +143,7 @@ def one_repeat(
         for d in to_correct
     ]
     for decision_id, status in ((to_approve[0], "approved"), (to_correct[0], "corrected")):
-        found = store.decision(decision_id)
+        found = store.decisions.get(decision_id)
         assert found is not None and found.status == status, (decision_id, found)
     return {
         "baseline_decision_read": summary(reads),
@@ -169,7 +169,7 @@ def bench_backend(database: str, options: argparse.Namespace) -> dict[str, Any]:
                 f"{len(pending)} pending decisions, {needed} needed: raise --decisions"
             )
         rng.shuffle(pending)
-        key, _ = store.create_key("bench-reviewer", "reviewer", (), "bench")
+        key, _ = store.keys.create("bench-reviewer", "reviewer", (), "bench")
         reviewer = Principal.of(key)
         service = ReviewService(store)
         first_page = service.queue(reviewer, TASK, limit=50)

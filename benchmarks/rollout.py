@@ -84,7 +84,7 @@ def make_runtime(root: Path, database: str, mode: str) -> tuple[Runtime, int | N
     task_file.write_text(task_yaml(0.9))
     runtime = Runtime.open(load_settings(root, database_url=database, environ={}))
     live, _ = runtime.create_release(TASK, "bench")
-    runtime.store.promote(TASK, live.number, "bench")
+    runtime.store.releases.promote(TASK, live.number, "bench")
     if mode == "no_rollout":
         return runtime, None
     task_file.write_text(task_yaml(0.85))

@@ -132,7 +132,7 @@ class Kit:
     def stored(self, result: Result) -> Decision:
         assert result.error is None, result.error
         assert result.decision is not None
-        decision = self.store.decision(result.decision.id)
+        decision = self.store.decisions.get(result.decision.id)
         assert decision is not None, "the decision was not stored"
         return decision
 
@@ -167,7 +167,7 @@ def build_kit(
     breakers = Breakers(clock=clock)
     store = Store(database_url)
     pipeline = Pipeline(
-        store, retrier=Retrier(sleep=sleep, rng=random.Random(0)), breakers=breakers
+        store.decisions, retrier=Retrier(sleep=sleep, rng=random.Random(0)), breakers=breakers
     )
     runtime = ReleaseRuntime(task=spec, release=1, models=chain)
     return Kit(store, spec, runtime, pipeline, clock, sleep, breakers)

@@ -33,14 +33,16 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.pipeline = Pipeline(
-            self.store, concurrency=self.settings.concurrency, observer=self.observer
+            self.store.decisions, concurrency=self.settings.concurrency, observer=self.observer
         )
         self._loaded: dict[tuple[str, int], ReleaseRuntime] = {}
         metrics = getattr(self.observer, "metrics", None)
+        self.metrics: Metrics | None = metrics if isinstance(metrics, Metrics) else None
+        """The observer's Prometheus metrics, when it keeps any."""
         self.reviews = ReviewService(
             self.store,
             lease_seconds=self.settings.review_lease_seconds,
-            metrics=metrics if isinstance(metrics, Metrics) else None,
+            metrics=self.metrics,
         )
 
     @classmethod
@@ -92,7 +94,7 @@ class Runtime:
     def create_release(self, task_name: str, actor: str) -> tuple[Release, bool]:
         draft = self.draft_release(self.task(task_name))
         self._check_buildable(draft)
-        return self.store.create_release(draft, actor)
+        return self.store.releases.create(draft, actor)
 
     def derived_draft(self, source: Release, body: Mapping[str, Any]) -> Release:
         """A draft with a changed spec `body` (e.g. a calibrated policy) that pins the same
@@ -122,7 +124,7 @@ class Runtime:
                 )
             release = live
         else:
-            release = self.store.release(task_name, number)
+            release = self.store.releases.get(task_name, number)
         key = (release.task, release.number)
         if key not in self._loaded:
             self._loaded[key] = self._build(release)

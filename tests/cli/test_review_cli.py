@@ -41,7 +41,7 @@ def test_a_reviewer_claims_and_corrects_from_the_cli_with_the_key_in_the_environ
         item = json.loads(shown.stdout)
         assert (item["status"], item["output"]) == ("corrected", {"queue": "payments"})
         assert item["verdicts"][0]["reviewer"] == "alice"
-        assert [e.actor for e in kit.runtime.store.audit_entries("routing")][-1] == "alice"
+        assert [e.actor for e in kit.runtime.store.audit.entries("routing")][-1] == "alice"
 
 
 def test_review_commands_refuse_to_run_without_a_valid_key(

@@ -89,7 +89,12 @@ class Project:
 
     def worker(self, **kwargs: Any) -> DeliveryWorker:
         kwargs.setdefault("environ", {SECRET_ENV: SECRET})
-        return DeliveryWorker(self.runtime.store, self.runtime.settings, **kwargs)
+        return DeliveryWorker(
+            self.runtime.store.outbox,
+            self.runtime.store.releases,
+            self.runtime.settings,
+            **kwargs,
+        )
 
     def drain(self, **kwargs: Any) -> DeliveryReport:
         """One worker delivers everything due now, then closes."""
@@ -114,7 +119,7 @@ class Project:
         raise AssertionError("rows still pending after every round")
 
     def rows(self, status: str | None = None) -> list[OutboxRow]:
-        return self.runtime.store.deliveries(status=status, limit=100_000)
+        return self.runtime.store.outbox.listing(status=status, limit=100_000)
 
 
 @contextmanager
@@ -130,7 +135,7 @@ def project(
     runtime = Runtime.open(config)
     try:
         release, _ = runtime.create_release("routing", "test")
-        runtime.store.promote("routing", release.number, "test")
+        runtime.store.releases.promote("routing", release.number, "test")
         yield Project(runtime, folder)
     finally:
         asyncio.run(runtime.aclose())

@@ -60,7 +60,7 @@ def stop_worker(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 def rows(project: Path, database_url: str, status: str | None = None) -> list[OutboxRow]:
     store = Store(load_settings(project, database_url=database_url).database_url, migrate=False)
     try:
-        return store.deliveries(status=status, limit=100_000)
+        return store.outbox.listing(status=status, limit=100_000)
     finally:
         store.close()
 

@@ -18,15 +18,15 @@ def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(
     with project(tmp_path, database_url, [FILE]) as p:
         p.decide(["transfer 1", "transfer 2"])
         store, now = p.runtime.store, utcnow()
-        first = store.claim_deliveries("worker-a", 10, 60, now=now)
+        first = store.outbox.claim("worker-a", 10, 60, now=now)
         assert len(first) == 2 and {r.claimed_by for r in first} == {"worker-a"}
-        assert store.claim_deliveries("worker-b", 10, 60, now=now + timedelta(seconds=59)) == []
-        taken_over = store.claim_deliveries("worker-b", 10, 60, now=now + timedelta(seconds=61))
+        assert store.outbox.claim("worker-b", 10, 60, now=now + timedelta(seconds=59)) == []
+        taken_over = store.outbox.claim("worker-b", 10, 60, now=now + timedelta(seconds=61))
         assert [r.id for r in taken_over] == [r.id for r in first]
         # The first worker comes back late: its results no longer count.
         late = [DeliveryResult(r.id, "delivered", 1) for r in first]
-        assert store.finish_deliveries("worker-a", late) == 0
-        assert store.finish_deliveries("worker-b", late) == 2
+        assert store.outbox.finish("worker-a", late) == 0
+        assert store.outbox.finish("worker-b", late) == 2
         assert {r.status for r in p.rows()} == {"delivered"}
 
 
@@ -34,9 +34,9 @@ def test_a_retry_waits_for_its_time(tmp_path: Path, database_url: str) -> None:
     with project(tmp_path, database_url, [FILE]) as p:
         p.decide(["transfer 1"])
         store, now = p.runtime.store, utcnow()
-        (row,) = store.claim_deliveries("w", 10, 60, now=now)
+        (row,) = store.outbox.claim("w", 10, 60, now=now)
         later = now + timedelta(seconds=30)
-        store.finish_deliveries("w", [DeliveryResult(row.id, "pending", 1, later, "HTTP 503")])
-        assert store.claim_deliveries("w", 10, 60, now=now + timedelta(seconds=29)) == []
-        (again,) = store.claim_deliveries("w", 10, 60, now=now + timedelta(seconds=31))
+        store.outbox.finish("w", [DeliveryResult(row.id, "pending", 1, later, "HTTP 503")])
+        assert store.outbox.claim("w", 10, 60, now=now + timedelta(seconds=29)) == []
+        (again,) = store.outbox.claim("w", 10, 60, now=now + timedelta(seconds=31))
         assert (again.tries, again.last_error) == (1, "HTTP 503")

@@ -38,7 +38,7 @@ def test_a_replay_to_the_file_sink_writes_no_second_line(tmp_path: Path, databas
     with project(tmp_path, database_url, [FILE]) as p:
         decided = p.decide(TEXTS)
         p.drain()
-        replayed = p.runtime.store.replay_deliveries("ops", decision_id=decided[3].id)
+        replayed = p.runtime.store.outbox.replay("ops", decision_id=decided[3].id)
         assert [r.status for r in replayed] == ["pending"]
         assert p.drain().delivered == 1
         written = lines(p.root / "out/decisions.jsonl")

@@ -28,7 +28,7 @@ def deliver_due(project: Path, database_url: str) -> None:
 def audit_actions(project: Path, database_url: str) -> list[tuple[str, str]]:
     store = Store(load_settings(project, database_url=database_url).database_url)
     try:
-        return [(e.action, e.actor) for e in store.audit_entries("routing")]
+        return [(e.action, e.actor) for e in store.audit.entries("routing")]
     finally:
         store.close()
 

@@ -21,7 +21,7 @@ def test_approved_and_corrected_decisions_are_delivered_and_rejected_ones_are_no
             ["my card was stolen", "card stolen at the station", "stolen wallet and card"]
         )
         assert p.rows() == [], "nothing is delivered before a person acts"
-        key, _ = p.runtime.store.create_key("anna", "reviewer", (), actor="test")
+        key, _ = p.runtime.store.keys.create("anna", "reviewer", (), actor="test")
         anna = Principal.of(key)
         reviews = p.runtime.reviews
         for decision in (approved, corrected, rejected):

@@ -73,7 +73,7 @@ def test_a_calibrated_threshold_holds_its_accuracy_on_a_split_it_never_saw(
         source, _ = runtime.create_release("banking77", "test")
         for name, part in (("calib", calib), ("check", check)):
             dataset = read_dataset(spec, _write(tmp_path / f"{name}.csv", part))
-            runtime.store.add_dataset("banking77", name, dataset, sealed=False, source=None,
+            runtime.store.datasets.add("banking77", name, dataset, sealed=False, source=None,
                                       actor="test")  # fmt: skip
 
         async def calibrate_then_check() -> tuple[service.Calibration, service.Evaluation]:

@@ -138,10 +138,10 @@ def test_calibrate_creates_a_release_with_the_lowest_passing_threshold(
     assert shown["spec"]["policy"]["auto_min_confidence"] == 0.7
     assert shown["spec"]["policy"]["review_when"] == [{"field": "queue", "equals": "fraud"}]
     with project_runtime(project, database_url) as runtime:
-        first, second = runtime.store.releases("routing")
+        first, second = runtime.store.releases.list_for("routing")
         assert second.artifacts == first.artifacts
         assert second.content_hash != first.content_hash
-        (entry,) = [e for e in runtime.store.audit_entries("routing")
+        (entry,) = [e for e in runtime.store.audit.entries("routing")
                     if e.action == "policy.calibrate"]  # fmt: skip
         assert entry.subject == "routing@2"
         assert entry.details["threshold"] == 0.7
@@ -167,8 +167,8 @@ def test_calibrate_creates_nothing_when_no_threshold_reaches_the_target(
     assert "no threshold reaches 99.0% accuracy at 95% confidence on calib" in result.stderr
     assert "no release created" in result.stderr
     with project_runtime(project, database_url) as runtime:
-        assert len(runtime.store.releases("routing")) == 1
-        assert not [e for e in runtime.store.audit_entries() if e.action == "policy.calibrate"]
+        assert len(runtime.store.releases.list_for("routing")) == 1
+        assert not [e for e in runtime.store.audit.entries() if e.action == "policy.calibrate"]
 
 
 def test_calibrating_on_the_gate_dataset_is_refused_with_the_reason(tmp_path: Path) -> None:

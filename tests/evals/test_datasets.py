@@ -71,21 +71,21 @@ def test_a_sealed_dataset_is_immutable_and_adding_it_again_unchanged_is_a_no_op(
     changed = write_rows(tmp_path / "changed.csv", [*GATE[:3], ("hello there", "cards")])
     with project_runtime(project, database_url) as runtime:
         task = runtime.task("routing")
-        first, created = runtime.store.add_dataset(
+        first, created = runtime.store.datasets.add(
             "routing", "gate", read_dataset(task, gate), sealed=True, source="gate.csv", actor="ann"
         )
         assert created and first.sealed and first.rows == 4
-        again, created_again = runtime.store.add_dataset(
+        again, created_again = runtime.store.datasets.add(
             "routing", "gate", read_dataset(task, gate), sealed=True, source="gate.csv", actor="ann"
         )
         assert not created_again
         assert again.id == first.id
         with pytest.raises(Conflict, match="is sealed and cannot change"):
-            runtime.store.add_dataset(
+            runtime.store.datasets.add(
                 "routing", "gate", read_dataset(task, changed), sealed=True, source=None, actor="x"
             )
-        assert runtime.store.dataset("routing", "gate").content_hash == first.content_hash
-        added = [e for e in runtime.store.audit_entries("routing") if e.action == "dataset.add"]
+        assert runtime.store.datasets.get("routing", "gate").content_hash == first.content_hash
+        added = [e for e in runtime.store.audit.entries("routing") if e.action == "dataset.add"]
         assert len(added) == 1
         assert added[0].actor == "ann"
         assert added[0].details["content_hash"] == first.content_hash
@@ -100,15 +100,15 @@ def test_an_open_dataset_can_be_replaced_and_each_change_is_audited(
         task = runtime.task("routing")
         one = read_dataset(task, write_rows(tmp_path / "a.csv", GATE[:2]))
         two = read_dataset(task, write_rows(tmp_path / "b.csv", GATE))
-        runtime.store.add_dataset("routing", "calib", one, sealed=False, source=None, actor="a")
-        replaced, created = runtime.store.add_dataset(
+        runtime.store.datasets.add("routing", "calib", one, sealed=False, source=None, actor="a")
+        replaced, created = runtime.store.datasets.add(
             "routing", "calib", two, sealed=False, source=None, actor="b"
         )
         assert created and replaced.rows == 4
-        assert [r.expected["queue"] for r in runtime.store.dataset_rows(replaced)] == [
+        assert [r.expected["queue"] for r in runtime.store.datasets.rows(replaced)] == [
             q for _, q in GATE
         ]
-        actions = [e.action for e in runtime.store.audit_entries("routing")]
+        actions = [e.action for e in runtime.store.audit.entries("routing")]
         assert actions.count("dataset.add") == 2
 
 
@@ -118,7 +118,7 @@ def test_a_changed_row_of_a_sealed_dataset_is_detected_before_an_eval(
     project = make_project(tmp_path)
     with project_runtime(project, database_url) as runtime:
         rows = read_dataset(runtime.task("routing"), write_rows(tmp_path / "g.csv", GATE))
-        dataset, _ = runtime.store.add_dataset(
+        dataset, _ = runtime.store.datasets.add(
             "routing", "gate", rows, sealed=True, source=None, actor="a"
         )
         assert len(service.verified_rows(runtime, dataset)) == 4

@@ -76,10 +76,10 @@ def test_eval_json_figures_equal_a_direct_count_and_no_decision_is_stored(
     assert figures["per_label"]["cards"]["recall"] == 9 / 9
 
     with project_runtime(project, database_url) as runtime:
-        stored = runtime.store.latest_eval("routing", 1, "gate")
+        stored = runtime.store.evals.latest("routing", 1, "gate")
         assert stored is not None and stored.id == figures["run_id"]
         assert stored.metrics["accuracy"] == expected["accuracy"]
-        assert stored.dataset_hash == runtime.store.dataset("routing", "gate").content_hash
+        assert stored.dataset_hash == runtime.store.datasets.get("routing", "gate").content_hash
         assert stored.report["dataset_hash"] == stored.dataset_hash
         assert stored.report["field"] == "queue"
         with runtime.store.engine.connect() as conn:
@@ -120,9 +120,9 @@ def test_eval_actor_is_stored_with_the_run_and_no_audit_entry_is_claimed(tmp_pat
     run("eval", "routing", "--actor", "ann")
 
     with project_runtime(project, database) as runtime:
-        stored = runtime.store.latest_eval("routing", 1, "gate")
+        stored = runtime.store.evals.latest("routing", 1, "gate")
         assert stored is not None and stored.created_by == "ann"
-        assert "ann" not in {e.actor for e in runtime.store.audit_entries("routing")}
+        assert "ann" not in {e.actor for e in runtime.store.audit.entries("routing")}
 
 
 def test_the_readable_report_and_the_html_report_with_its_three_charts(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_repeats_report_each_run_and_their_spread_and_keep_the_worst_figures(
     ):
         runtime.create_release("routing", "test")
         rows_read = read_dataset(runtime.task("routing"), project / "gate.csv")
-        runtime.store.add_dataset("routing", "gate", rows_read, sealed=True, source=None,
+        runtime.store.datasets.add("routing", "gate", rows_read, sealed=True, source=None,
                                   actor="test")  # fmt: skip
 
         async def run() -> service.Evaluation:

@@ -43,7 +43,7 @@ def test_train_names_the_rows_that_overlap_a_sealed_dataset(
 
     # An open dataset of the same rows does not stop training.
     with project_runtime(project, database_url) as runtime:
-        assert set(runtime.store.sealed_inputs("routing").values()) == {"gate"}
+        assert set(runtime.store.datasets.sealed_inputs("routing").values()) == {"gate"}
     clean = project / "clean.csv"
     with clean.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(train[0]))

@@ -85,7 +85,7 @@ class ReviewKit:
     def key(self, name: str, role: Role = "reviewer", tasks: tuple[str, ...] = ()) -> Principal:
         """The principal of an API key named `name` (made on first use)."""
         if name not in self.principals:
-            key, secret = self.runtime.store.create_key(name, role, tasks, actor="test")
+            key, secret = self.runtime.store.keys.create(name, role, tasks, actor="test")
             self.principals[name] = Principal.of(key)
             self.secrets[name] = secret
         return self.principals[name]
@@ -108,7 +108,7 @@ class ReviewKit:
             return result.decision
 
         decision = asyncio.run(main())
-        stored = self.runtime.store.decision(decision.id)
+        stored = self.runtime.store.decisions.get(decision.id)
         assert stored is not None
         return stored
 
@@ -136,7 +136,7 @@ def review_kit(
     runtime.reviews.clock = clock
     try:
         release, _ = runtime.create_release("routing", "test")
-        runtime.store.promote("routing", release.number, "test")
+        runtime.store.releases.promote("routing", release.number, "test")
         yield ReviewKit(runtime, clock)
     finally:
         runtime.close()

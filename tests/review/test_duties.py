@@ -39,7 +39,7 @@ def test_a_role_without_the_review_permission_can_neither_claim_nor_approve(
             kit.reviews.claim(key, decision.id)
         with pytest.raises(Forbidden):
             kit.reviews.approve(key, decision.id)
-        assert kit.runtime.store.decision(decision.id).status == "pending_review"  # type: ignore[union-attr]
+        assert kit.runtime.store.decisions.get(decision.id).status == "pending_review"  # type: ignore[union-attr]
 
 
 def test_the_model_never_approves_no_decided_input_ends_approved_or_corrected(

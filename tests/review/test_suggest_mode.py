@@ -67,7 +67,7 @@ def test_the_suggest_report_equals_a_direct_count(tmp_path: Path, database_url: 
         # The direct count, from the stored decisions and what this test knows of the task.
         rows = []
         for made_decision in made:
-            final = kit.runtime.store.decision(made_decision.id)
+            final = kit.runtime.store.decisions.get(made_decision.id)
             assert final is not None
             suggestion = made_decision.output
             agrees = final.status != "rejected" and final.output == suggestion

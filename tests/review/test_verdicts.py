@@ -88,7 +88,7 @@ def test_a_correction_becomes_the_final_output_and_is_enqueued_with_it(
         kit.reviews.claim(alice, decision.id)
         item = kit.reviews.correct(alice, decision.id, {"queue": "payments"}, "a payment issue")
 
-        stored = kit.runtime.store.decision(decision.id)
+        stored = kit.runtime.store.decisions.get(decision.id)
         assert stored is not None
         assert (stored.status, stored.output) == ("corrected", {"queue": "payments"})
         assert item.verdicts[0].previous_output == {"queue": "cards"}
@@ -121,7 +121,7 @@ def test_every_verdict_is_audited_with_who_what_and_why_and_the_chain_verifies(
         kit.reviews.reject(alice, rejected.id, "duplicate ticket")
 
         entries = [
-            e for e in kit.runtime.store.audit_entries("routing") if e.action.startswith("review.")
+            e for e in kit.runtime.store.audit.entries("routing") if e.action.startswith("review.")
         ]
         assert [(e.action, e.actor, e.subject) for e in entries] == [
             ("review.approve", "alice", approved.id),
@@ -136,13 +136,13 @@ def test_every_verdict_is_audited_with_who_what_and_why_and_the_chain_verifies(
             "duplicate ticket",
         ]
         assert "case 1" not in str([e.details for e in entries])  # no input values
-        assert kit.runtime.store.verify_audit() is None
+        assert kit.runtime.store.audit.verify() is None
 
         with kit.runtime.store.engine.begin() as conn:  # tampering is still detected
             conn.execute(
                 update(audit_log).where(audit_log.c.id == entries[1].id).values(actor="mallory")
             )
-        assert kit.runtime.store.verify_audit() == entries[1].id
+        assert kit.runtime.store.audit.verify() == entries[1].id
 
 
 def test_a_verdict_that_fails_leaves_no_trace(tmp_path: Path, database_url: str) -> None:
@@ -151,10 +151,10 @@ def test_a_verdict_that_fails_leaves_no_trace(tmp_path: Path, database_url: str)
         alice = kit.key("alice")
         decision = kit.pending("nothing special, unsure")
         kit.reviews.claim(alice, decision.id)
-        before = len(kit.runtime.store.audit_entries())
+        before = len(kit.runtime.store.audit.entries())
         with pytest.raises(InputError):
             kit.reviews.correct(alice, decision.id, {"queue": "nope"}, "x")
-        assert len(kit.runtime.store.audit_entries()) == before
+        assert len(kit.runtime.store.audit.entries()) == before
         assert kit.reviews.item(alice, decision.id).verdicts == ()
 
 

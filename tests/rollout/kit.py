@@ -69,7 +69,7 @@ class Project:
         (self.root / "tasks" / "routing.yaml").write_text(text)
         release, _ = self.runtime.create_release("routing", "test")
         if promote:
-            release = self.store.promote("routing", release.number, "test")
+            release = self.store.releases.promote("routing", release.number, "test")
         return release
 
     def decide(self, items: Sequence[str], *, prefix: str = "k") -> list[Decision]:

@@ -38,13 +38,13 @@ def test_promote_refuses_a_failing_gate_and_only_an_admin_may_override(
         body = {"override_reason": "known gap in the eval set"}
         denied = api.client.post(url, json=body, headers=api.auth("operator"))
         assert denied.status_code == 403
-        assert api.runtime.store.live_release("routing").number == 1
+        assert api.runtime.store.releases.live("routing").number == 1
 
         done = api.client.post(url, json=body, headers=api.auth("admin"))
         assert done.status_code == 200
         assert done.json()["stage"] == "live"
         assert done.json()["gate"]["passed"] is False
-        (entry,) = api.runtime.store.audit_entries(action="release.gate_override")
+        (entry,) = api.runtime.store.audit.entries(action="release.gate_override")
         assert entry.actor == "admin-all"
 
 

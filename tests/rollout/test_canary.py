@@ -87,8 +87,8 @@ def test_a_failing_canary_rolls_back_by_itself_and_says_so_in_the_audit_log(
         (check,) = check_canaries(p.store.rollout, "routing")
         assert check.rolled_back
         assert check.health.failure_rate == 1.0
-        assert p.store.release("routing", canary.number).stage == "retired"
-        (entry,) = p.store.audit_entries("routing", action="release.canary_rollback")
+        assert p.store.releases.get("routing", canary.number).stage == "retired"
+        (entry,) = p.store.audit.entries("routing", action="release.canary_rollback")
         assert entry.subject == f"routing@{canary.number}"
         assert entry.details["failed"] == len(failed) == entry.details["decisions"]
         assert entry.details["failure_rate"] == 1.0
@@ -107,7 +107,7 @@ def test_a_canary_with_too_few_decisions_is_not_judged(tmp_path: Path, database_
         (check,) = check_canaries(p.store.rollout, "routing")
         assert check.health.decisions < 20
         assert not check.rolled_back and check.breaches == ()
-        assert p.store.release("routing", canary.number).stage == "canary"
+        assert p.store.releases.get("routing", canary.number).stage == "canary"
 
 
 def test_a_canary_whose_answers_reviewers_override_rolls_back(
@@ -129,9 +129,9 @@ def test_a_canary_whose_answers_reviewers_override_rolls_back(
         (check,) = check_canaries(p.store.rollout, "routing")
         assert check.rolled_back
         assert check.health.override_rate == pytest.approx(3 / 6)
-        (entry,) = p.store.audit_entries("routing", action="release.canary_rollback")
+        (entry,) = p.store.audit.entries("routing", action="release.canary_rollback")
         assert entry.details["overridden"] == 3 and entry.details["reviewed"] == 6
-        assert p.store.release("routing", canary.number).stage == "retired"
+        assert p.store.releases.get("routing", canary.number).stage == "retired"
 
 
 def test_only_one_canary_at_a_time_and_only_beside_a_live_release(
@@ -141,7 +141,7 @@ def test_only_one_canary_at_a_time_and_only_beside_a_live_release(
         first = p.release(task_yaml())
         with pytest.raises(Conflict, match="no live release"):
             p.store.rollout.start_canary("routing", first.number, 10, "test")
-        p.store.promote("routing", first.number, "test")
+        p.store.releases.promote("routing", first.number, "test")
         a = p.release(task_yaml(confidence=0.85))
         b = p.release(task_yaml(confidence=0.86))
         p.store.rollout.start_canary("routing", a.number, 10, "test")
@@ -149,5 +149,5 @@ def test_only_one_canary_at_a_time_and_only_beside_a_live_release(
             p.store.rollout.start_canary("routing", b.number, 10, "test")
         stopped = p.store.rollout.stop_canary("routing", "test")
         assert (stopped.stage, stopped.canary_percent) == ("draft", None)
-        actions = [e.action for e in p.store.audit_entries("routing")]
+        actions = [e.action for e in p.store.audit.entries("routing")]
         assert actions[-2:] == ["release.canary_started", "release.canary_stopped"]

@@ -42,7 +42,7 @@ def test_promote_refuses_a_failing_gate_with_its_numbers_and_an_override_is_audi
         assert "FAIL min_accuracy = 0.8 (bound 0.85)" in refused.stderr
         assert "--override-reason" in refused.stderr
 
-        _, operator_key = store.create_key("ops", "operator", (), actor="test")
+        _, operator_key = store.keys.create("ops", "operator", (), actor="test")
         denied = lockgate(
             "release",
             "promote",
@@ -236,8 +236,8 @@ def test_lockgate_run_rolls_back_a_failing_canary_it_sent_traffic_to(
     assert "canary routing@2 rolled back" in ran.stderr
     store = Store(database_url)
     try:
-        assert store.release("routing", 2).stage == "retired"
-        (entry,) = store.audit_entries("routing", action="release.canary_rollback")
+        assert store.releases.get("routing", 2).stage == "retired"
+        (entry,) = store.audit.entries("routing", action="release.canary_rollback")
         assert entry.actor == "lockgate run"
     finally:
         store.close()
@@ -255,8 +255,8 @@ def test_state_changing_release_commands_act_as_the_api_key(
     run("release", "promote", "routing@2")
     store = Store(database_url)
     try:
-        _, reviewer_key = store.create_key("rita", "reviewer", (), actor="test")
-        _, operator_key = store.create_key("ops", "operator", (), actor="test")
+        _, reviewer_key = store.keys.create("rita", "reviewer", (), actor="test")
+        _, operator_key = store.keys.create("ops", "operator", (), actor="test")
     finally:
         store.close()
 

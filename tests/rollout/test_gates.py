@@ -97,12 +97,12 @@ def test_a_worse_candidate_is_refused_with_the_failing_numbers(
         live, candidate = _two_releases(p)
         p.record_eval(candidate, metrics(accuracy=0.86, latency_p95_ms=70))
         with pytest.raises(GateFailed) as refused:
-            promote(p.store.rollout, p.store.release("routing", candidate), "test")
+            promote(p.store.rollout, p.store.releases.get("routing", candidate), "test")
         message = refused.value.message
         assert "max_latency_p95_ms = 70 (bound 50)" in message
         assert "non_inferior_to_live.accuracy = 0.86 (bound 0.89)" in message
         assert "min_accuracy" not in message  # 0.86 passes 0.85: only failing checks are named
-        assert p.store.live_release("routing").number == live
+        assert p.store.releases.live("routing").number == live
 
 
 def test_a_better_candidate_passes_and_the_audit_entry_holds_the_gate(
@@ -111,9 +111,11 @@ def test_a_better_candidate_passes_and_the_audit_entry_holds_the_gate(
     with project(tmp_path, database_url) as p:
         _, candidate = _two_releases(p)
         p.record_eval(candidate, metrics(accuracy=0.93, latency_p95_ms=30))
-        promoted, result = promote(p.store.rollout, p.store.release("routing", candidate), "test")
+        promoted, result = promote(
+            p.store.rollout, p.store.releases.get("routing", candidate), "test"
+        )
         assert promoted.stage == "live" and result is not None and result.passed
-        (entry,) = p.store.audit_entries("routing", action="release.promote", limit=1)
+        (entry,) = p.store.audit.entries("routing", action="release.promote", limit=1)
         assert entry.subject == f"routing@{candidate}"
         assert entry.details["gate"]["passed"] is True
 
@@ -126,7 +128,7 @@ def test_an_eval_on_an_older_version_of_the_dataset_does_not_count(
         p.record_eval(candidate, metrics(accuracy=0.95))
         p.set_dataset_hash("d2")
         with pytest.raises(GateFailed, match="older version of dataset 'gate'"):
-            promote(p.store.rollout, p.store.release("routing", candidate), "test")
+            promote(p.store.rollout, p.store.releases.get("routing", candidate), "test")
 
 
 def test_an_override_needs_an_admin_and_a_reason_and_is_audited(
@@ -135,10 +137,10 @@ def test_an_override_needs_an_admin_and_a_reason_and_is_audited(
     with project(tmp_path, database_url) as p:
         _, candidate = _two_releases(p)
         p.record_eval(candidate, metrics(accuracy=0.80))
-        target = p.store.release("routing", candidate)
+        target = p.store.releases.get("routing", candidate)
         with pytest.raises(Forbidden, match="only an admin"):
             promote(p.store.rollout, target, "op", override_reason="urgent", may_override=False)
-        assert p.store.live_release("routing").number != candidate
+        assert p.store.releases.live("routing").number != candidate
         promoted, _ = promote(
             p.store.rollout,
             target,
@@ -147,7 +149,7 @@ def test_an_override_needs_an_admin_and_a_reason_and_is_audited(
             may_override=True,
         )
         assert promoted.stage == "live"
-        (override,) = p.store.audit_entries("routing", action="release.gate_override")
+        (override,) = p.store.audit.entries("routing", action="release.gate_override")
         assert override.actor == "boss"
         assert override.details["reason"] == "hotfix for outage"
         failing = {c["check"]: c for c in override.details["failing"]}
@@ -168,10 +170,10 @@ def test_rollback_restores_the_previous_release_and_the_next_decision_uses_it(
     with project(tmp_path, database_url) as p:
         live, candidate = _two_releases(p)
         p.record_eval(candidate, metrics(accuracy=0.95))
-        promote(p.store.rollout, p.store.release("routing", candidate), "test")
+        promote(p.store.rollout, p.store.releases.get("routing", candidate), "test")
         (before,) = p.decide(texts(1), prefix="before")
         assert before.release == candidate
-        restored = p.store.rollback("routing", "test", "worse in production")
+        restored = p.store.releases.rollback("routing", "test", "worse in production")
         assert restored.number == live
         (after,) = p.decide(texts(1, start=1), prefix="after")
         assert after.release == live
@@ -195,4 +197,4 @@ def test_a_candidate_cannot_loosen_the_gate_it_is_promoted_under(
         assert f"routing@{first.number} gate: max_latency_p95_ms = 70 (bound 50)" in (
             refused.value.message
         )
-        assert p.store.live_release("routing").number == first.number
+        assert p.store.releases.live("routing").number == first.number

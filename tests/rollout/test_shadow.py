@@ -135,7 +135,7 @@ def test_stopping_a_shadow_drops_its_queued_runs_and_queues_no_more(
         assert p.store.rollout.shadow_counts("routing", shadow.number) == {"failed": 10}
         report = build_shadow_report(p.runtime, "routing", shadow.number)
         assert (report.compared, report.confusion) == (0, {}), "dropped runs are not compared"
-        actions = [e.action for e in p.store.audit_entries("routing")]
+        actions = [e.action for e in p.store.audit.entries("routing")]
         assert "release.shadow_started" in actions and "release.shadow_stopped" in actions
 
 
@@ -158,11 +158,11 @@ def test_sampled_disagreements_go_to_review_only_before_delivery_starts(
         assert started not in moved
         assert len(moved) == len(report.disagreements) - 1
         for decision_id in moved:
-            d = p.store.decision(decision_id)
+            d = p.store.decisions.get(decision_id)
             assert (d.status, d.route) == ("pending_review", "review")
             assert _count(p, outbox, outbox.c.decision_id == decision_id) == 0
-        assert p.store.decision(started).status == "decided"
-        entries = p.store.audit_entries("routing", action="decision.sampled_for_review")
+        assert p.store.decisions.get(started).status == "decided"
+        entries = p.store.audit.entries("routing", action="decision.sampled_for_review")
         assert len(entries) == len(moved)
 
 

@@ -33,7 +33,7 @@ class Api:
         """A key with `role` (made once per name)."""
         name = name or f"{role}-{'-'.join(tasks) or 'all'}"
         if name not in self.keys:
-            _, secret = self.runtime.store.create_key(name, role, tasks, actor="test")
+            _, secret = self.runtime.store.keys.create(name, role, tasks, actor="test")
             self.keys[name] = secret
         return self.keys[name]
 
@@ -50,7 +50,7 @@ class Api:
     def release(self) -> None:
         """Create and promote release 1 of the routing task."""
         release, _ = self.runtime.create_release("routing", "test")
-        self.runtime.store.promote("routing", release.number, "test")
+        self.runtime.store.releases.promote("routing", release.number, "test")
 
 
 @contextmanager

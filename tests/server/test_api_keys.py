@@ -13,36 +13,36 @@ from lockgate.store.tables import api_keys
 
 def test_a_new_key_is_shown_once_and_stored_only_as_its_hash(database_url: str) -> None:
     store = Store(database_url)
-    key, secret = store.create_key("ci", "submitter", ["routing"], actor="alice")
+    key, secret = store.keys.create("ci", "submitter", ["routing"], actor="alice")
     assert secret.startswith("lg_") and len(secret) > 40
     with store.engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(select(api_keys)).mappings()]
     assert rows[0]["key_hash"] == hash_key(secret)
     assert all(secret not in str(value) for value in rows[0].values())
-    assert store.authenticate(secret) == key
+    assert store.keys.authenticate(secret) == key
     assert key.tasks == ("routing",)
     store.close()
 
 
 def test_unknown_and_revoked_keys_do_not_authenticate(database_url: str) -> None:
     store = Store(database_url)
-    _, secret = store.create_key("ci", "viewer", [], actor="alice")
-    assert store.authenticate(secret + "x") is None
-    store.revoke_key("ci", actor="alice")
-    assert store.authenticate(secret) is None
+    _, secret = store.keys.create("ci", "viewer", [], actor="alice")
+    assert store.keys.authenticate(secret + "x") is None
+    store.keys.revoke("ci", actor="alice")
+    assert store.keys.authenticate(secret) is None
     store.close()
 
 
 def test_creating_and_revoking_keys_is_audited_in_the_chain(database_url: str) -> None:
     store = Store(database_url)
-    key, _ = store.create_key("ci", "viewer", [], actor="alice")
-    store.revoke_key(key.id, actor="bob")
-    entries = store.audit_entries()
+    key, _ = store.keys.create("ci", "viewer", [], actor="alice")
+    store.keys.revoke(key.id, actor="bob")
+    entries = store.audit.entries()
     assert [(e.action, e.actor) for e in entries] == [
         ("key.created", "alice"),
         ("key.revoked", "bob"),
     ]
-    assert store.verify_audit() is None
+    assert store.audit.verify() is None
     store.close()
 
 
@@ -50,11 +50,11 @@ def test_key_names_are_unique_and_revoking_an_unknown_key_is_not_found(
     database_url: str,
 ) -> None:
     store = Store(database_url)
-    store.create_key("ci", "viewer", [], actor="alice")
+    store.keys.create("ci", "viewer", [], actor="alice")
     with pytest.raises(Conflict):
-        store.create_key("ci", "admin", [], actor="alice")
+        store.keys.create("ci", "admin", [], actor="alice")
     with pytest.raises(NotFound):
-        store.revoke_key("nobody", actor="alice")
+        store.keys.revoke("nobody", actor="alice")
     store.close()
 
 

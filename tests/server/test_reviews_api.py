@@ -162,9 +162,9 @@ def test_lockgate_serve_escalates_overdue_items_in_the_background(tmp_path: Path
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         release, _ = runtime.create_release("routing", "test")
-        runtime.store.promote("routing", release.number, "test")
-        _, submitter = runtime.store.create_key("client", "submitter", (), actor="test")
-        _, reviewer = runtime.store.create_key("rita", "reviewer", (), actor="test")
+        runtime.store.releases.promote("routing", release.number, "test")
+        _, submitter = runtime.store.keys.create("client", "submitter", (), actor="test")
+        _, reviewer = runtime.store.keys.create("rita", "reviewer", (), actor="test")
         created = client.post(
             "/v1/tasks/routing/decisions",
             json={"input": {"text": "card stolen"}},

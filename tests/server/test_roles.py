@@ -87,7 +87,7 @@ def test_role_matrix(api: Api, role: Role, endpoint: Endpoint) -> None:
 def test_every_endpoint_needs_a_valid_key(api: Api, endpoint: Endpoint, credential: str) -> None:
     decision_id = own_decision(api)
     secret = api.key("admin", name="gone")
-    api.runtime.store.revoke_key("gone", actor="test")
+    api.runtime.store.keys.revoke("gone", actor="test")
     headers = {
         "none": {},
         "wrong": {"Authorization": "Bearer lg_" + "A" * 43},
@@ -136,7 +136,7 @@ def test_a_task_limited_key_is_refused_other_tasks(api: Api) -> None:
 def test_release_changes_are_audited_with_the_key_name(api: Api) -> None:
     # A second release with other content (as if the task file had changed).
     draft = api.runtime.draft_release(api.runtime.task("routing"))
-    api.runtime.store.create_release(replace(draft, content_hash="f" * 64), "test")
+    api.runtime.store.releases.create(replace(draft, content_hash="f" * 64), "test")
     headers = api.auth("operator", name="ops-bot")
     promoted = api.client.post(
         "/v1/tasks/routing/releases/2:promote", json={"reason": "better"}, headers=headers
@@ -145,6 +145,6 @@ def test_release_changes_are_audited_with_the_key_name(api: Api) -> None:
     assert promoted.json()["stage"] == "live"
     rolled = api.client.post("/v1/tasks/routing:rollback", headers=headers)
     assert rolled.json()["ref"] == "routing@1"
-    actions = [(e.action, e.actor) for e in api.runtime.store.audit_entries("routing")]
+    actions = [(e.action, e.actor) for e in api.runtime.store.audit.entries("routing")]
     assert ("release.promote", "ops-bot") in actions
     assert ("release.rollback", "ops-bot") in actions

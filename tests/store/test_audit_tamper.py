@@ -18,8 +18,8 @@ COLUMNS = ("at", "actor", "action", "task", "subject", "details", "prev_hash", "
 def store(database_url: str) -> Iterator[Store]:
     store = Store(database_url)
     for name in ("ann", "bob", "cy", "dee", "eve"):
-        store.create_key(name, "viewer", (), actor="admin")
-    store.revoke_key("bob", actor="admin")
+        store.keys.create(name, "viewer", (), actor="admin")
+    store.keys.revoke("bob", actor="admin")
     try:
         yield store
     finally:
@@ -33,19 +33,19 @@ def _row(store: Store, entry_id: int) -> dict[str, object]:
 
 
 def test_an_untouched_log_verifies(store: Store) -> None:
-    assert len(store.audit_entries()) == 6
-    assert store.audit_break() is None
-    assert store.verify_audit() is None
+    assert len(store.audit.entries()) == 6
+    assert store.audit.first_break() is None
+    assert store.audit.verify() is None
 
 
 def test_a_changed_entry_is_named_as_changed(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(update(audit_log).where(audit_log.c.id == 3).values(actor="someone-else"))
-    broken = store.audit_break()
+    broken = store.audit.first_break()
     assert broken is not None
     assert (broken.entry.id, broken.entry.action) == (3, "key.created")
     assert "changed" in broken.why
-    assert store.verify_audit() == 3
+    assert store.audit.verify() == 3
 
 
 def test_a_changed_entry_with_a_recomputed_hash_breaks_the_next_link(store: Store) -> None:
@@ -67,14 +67,14 @@ def test_a_changed_entry_with_a_recomputed_hash_breaks_the_next_link(store: Stor
         conn.execute(
             update(audit_log).where(audit_log.c.id == 3).values(details=details, hash=forged)
         )
-    broken = store.audit_break()
+    broken = store.audit.first_break()
     assert broken is not None and broken.entry.id == 4
 
 
 def test_a_deleted_entry_is_named_as_a_gap(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(audit_log.delete().where(audit_log.c.id == 3))
-    broken = store.audit_break()
+    broken = store.audit.first_break()
     assert broken is not None and broken.entry.id == 4
     assert "deleted" in broken.why and "3-3 missing" in broken.why
 
@@ -84,7 +84,7 @@ def test_two_swapped_entries_are_named_as_reordered(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(update(audit_log).where(audit_log.c.id == 2).values(**fourth))
         conn.execute(update(audit_log).where(audit_log.c.id == 4).values(**second))
-    broken = store.audit_break()
+    broken = store.audit.first_break()
     assert broken is not None and broken.entry.id == 2
     assert "reordered" in broken.why
     assert broken.entry.hash == fourth["hash"]  # what was entry 4 now sits at id 2

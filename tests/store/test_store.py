@@ -54,55 +54,55 @@ def test_migrations_are_current_after_opening(store: Store) -> None:
 
 
 def test_releases_are_numbered_per_task_and_never_duplicated(store: Store) -> None:
-    first, created = store.create_release(draft({"v": 1}), "alice")
+    first, created = store.releases.create(draft({"v": 1}), "alice")
     assert (first.ref, created) == ("routing@1", True)
-    again, created = store.create_release(draft({"v": 1}), "alice")
+    again, created = store.releases.create(draft({"v": 1}), "alice")
     assert (again.ref, created) == ("routing@1", False)
-    second, _ = store.create_release(draft({"v": 2}), "alice")
+    second, _ = store.releases.create(draft({"v": 2}), "alice")
     assert second.ref == "routing@2"
-    assert [r.number for r in store.releases("routing")] == [1, 2]
+    assert [r.number for r in store.releases.list_for("routing")] == [1, 2]
 
 
 def test_promote_and_rollback_flip_the_live_pointer(store: Store) -> None:
-    store.create_release(draft({"v": 1}), "a")
-    store.create_release(draft({"v": 2}), "a")
-    store.promote("routing", 1, "a")
-    store.promote("routing", 2, "a")
-    assert store.live_release("routing").number == 2  # type: ignore[union-attr]
-    back = store.rollback("routing", "a", "bad numbers")
+    store.releases.create(draft({"v": 1}), "a")
+    store.releases.create(draft({"v": 2}), "a")
+    store.releases.promote("routing", 1, "a")
+    store.releases.promote("routing", 2, "a")
+    assert store.releases.live("routing").number == 2  # type: ignore[union-attr]
+    back = store.releases.rollback("routing", "a", "bad numbers")
     assert back.number == 1
-    assert store.live_release("routing").number == 1  # type: ignore[union-attr]
-    assert [r.stage for r in store.releases("routing")] == ["live", "retired"]
+    assert store.releases.live("routing").number == 1  # type: ignore[union-attr]
+    assert [r.stage for r in store.releases.list_for("routing")] == ["live", "retired"]
 
 
 def test_rollback_without_a_previous_release_is_refused(store: Store) -> None:
-    store.create_release(draft({"v": 1}), "a")
+    store.releases.create(draft({"v": 1}), "a")
     with pytest.raises(NotFound):
-        store.rollback("routing", "a")
-    store.promote("routing", 1, "a")
+        store.releases.rollback("routing", "a")
+    store.releases.promote("routing", 1, "a")
     with pytest.raises(Conflict, match="nothing to roll back to"):
-        store.rollback("routing", "a")
+        store.releases.rollback("routing", "a")
 
 
 def test_release_changes_are_audited_in_an_intact_chain(store: Store) -> None:
-    store.create_release(draft({"v": 1}), "alice")
-    store.promote("routing", 1, "alice", "first")
-    actions = [e.action for e in store.audit_entries("routing")]
+    store.releases.create(draft({"v": 1}), "alice")
+    store.releases.promote("routing", 1, "alice", "first")
+    actions = [e.action for e in store.audit.entries("routing")]
     assert actions == ["release.created", "release.promote"]
-    assert store.verify_audit() is None
+    assert store.audit.verify() is None
 
 
 def test_a_changed_audit_entry_is_detected(store: Store) -> None:
-    store.create_release(draft({"v": 1}), "alice")
-    store.promote("routing", 1, "alice")
+    store.releases.create(draft({"v": 1}), "alice")
+    store.releases.promote("routing", 1, "alice")
     with store.engine.begin() as conn:
         conn.execute(update(audit_log).where(audit_log.c.id == 1).values(actor="mallory"))
-    assert store.verify_audit() == 1
+    assert store.audit.verify() == 1
 
 
 def test_a_decision_is_stored_with_its_attempts(store: Store) -> None:
-    (saved,) = store.save_decisions([decision("k1")])
-    loaded = store.decision(saved.id)
+    (saved,) = store.decisions.save([decision("k1")])
+    loaded = store.decisions.get(saved.id)
     assert loaded is not None
     assert loaded.output == {"queue": "cards"}
     assert [a.provider for a in loaded.attempts] == ["deterministic"]
@@ -110,17 +110,17 @@ def test_a_decision_is_stored_with_its_attempts(store: Store) -> None:
 
 
 def test_the_first_writer_of_an_idempotency_key_wins(store: Store) -> None:
-    (first,) = store.save_decisions([decision("k1")])
+    (first,) = store.decisions.save([decision("k1")])
     late = decision("k1", output={"queue": "fraud"})
-    (returned,) = store.save_decisions([late])
+    (returned,) = store.decisions.save([late])
     assert returned.id == first.id
     assert returned.output == {"queue": "cards"}
-    assert store.decision(late.id) is None
+    assert store.decisions.get(late.id) is None
 
 
 def test_find_decisions_by_key(store: Store) -> None:
-    store.save_decisions([decision("k1"), decision("k2", "other")])
-    found = store.find_decisions("routing", ["k1", "k2", "k3"])
+    store.decisions.save([decision("k1"), decision("k2", "other")])
+    found = store.decisions.find("routing", ["k1", "k2", "k3"])
     assert sorted(found) == ["k1", "k2"]
 
 
@@ -129,7 +129,7 @@ def test_automated_decisions_get_one_outbox_row_per_sink(store: Store) -> None:
 
     from lockgate.store.tables import outbox
 
-    store.save_decisions(
+    store.decisions.save(
         [decision("k1"), decision("k2", "x", status="pending_review", route="review")],
         sinks=["0:webhook", "1:file"],
     )

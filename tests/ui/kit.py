@@ -89,14 +89,14 @@ class Site:
 
     def key(self, name: str, role: Role, tasks: tuple[str, ...] = ()) -> str:
         if name not in self.secrets:
-            _, secret = self.runtime.store.create_key(name, role, tasks, actor="test")
+            _, secret = self.runtime.store.keys.create(name, role, tasks, actor="test")
             self.secrets[name] = secret
         return self.secrets[name]
 
     def principal(self, name: str, role: Role) -> Principal:
         """The key named `name` as the review core sees it (made first if needed)."""
         self.key(name, role)
-        stored = self.runtime.store.keys()
+        stored = self.runtime.store.keys.list_all()
         return Principal.of(next(k for k in stored if k.name == name))
 
     def submit(self, text: str, idempotency_key: str, **extra: Any) -> str:
@@ -115,7 +115,7 @@ class Site:
         return decision_id
 
     def status(self, decision_id: str) -> str:
-        decision = self.runtime.store.decision(decision_id)
+        decision = self.runtime.store.decisions.get(decision_id)
         assert decision is not None
         return decision.status
 
@@ -129,7 +129,7 @@ def serving(
     config = load_settings(project, database_url=database_url, environ={}).with_changes(**settings)
     runtime = Runtime.open(config)
     release, _ = runtime.create_release("routing", "test")
-    runtime.store.promote("routing", release.number, "test")
+    runtime.store.releases.promote("routing", release.number, "test")
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -73,7 +73,7 @@ def test_lockgate_serve_serves_the_sign_in_page_and_signs_a_reviewer_in(
         wait_until_healthy(server, base)
         store = Store(database)
         try:
-            _, secret = store.create_key("alice", "reviewer", (), actor="test")
+            _, secret = store.keys.create("alice", "reviewer", (), actor="test")
         finally:
             store.close()
         with httpx.Client(base_url=base, timeout=10) as browser:

@@ -56,7 +56,7 @@ def test_a_reviewer_signs_in_claims_and_corrects_an_item_which_then_leaves_the_q
     assert rows(page) == [f"/ui/items/{second}"]
     assert "1 done today" in page.inner_text("#done-today")
     screenshot(page, "03-queue-after-correction")
-    corrected = site.runtime.store.decision(first)
+    corrected = site.runtime.store.decisions.get(first)
     assert corrected is not None
     assert (corrected.status, dict(corrected.output or {})) == ("corrected", {"queue": "cards"})
 

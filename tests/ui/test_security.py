@@ -108,7 +108,7 @@ def test_an_unknown_key_is_refused_with_a_message_and_no_session(site: Site, pag
 def test_a_revoked_key_is_signed_out_on_its_next_request(site: Site, page: Any) -> None:
     sign_in(page, site, site.key("alice", "reviewer"))
     assert page.url.endswith("/ui/queue")
-    site.runtime.store.revoke_key("alice", actor="test")
+    site.runtime.store.keys.revoke("alice", actor="test")
     page.reload()
     assert page.url.endswith("/ui/sign-in")
 

@@ -85,7 +85,7 @@ def list_(
         raise InputError(f"--status must be one of {', '.join(STATUSES)}")
     store = _store(project, database)
     try:
-        rows = store.deliveries(status=status, task=task, decision_id=decision, limit=limit)
+        rows = store.outbox.listing(status=status, task=task, decision_id=decision, limit=limit)
     finally:
         store.close()
     _print(rows, as_json, "no deliveries match")
@@ -109,7 +109,7 @@ def retry(
     """
     store = _store(project, database)
     try:
-        rows = store.retry_deliveries(ids, _operator(actor))
+        rows = store.outbox.retry(ids, _operator(actor))
     finally:
         store.close()
     typer.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'} queued again")
@@ -149,9 +149,7 @@ def replay(
         since = since.replace(tzinfo=UTC)
     store = _store(project, database)
     try:
-        rows = store.replay_deliveries(
-            _operator(actor), decision_id=decision, since=since, task=task
-        )
+        rows = store.outbox.replay(_operator(actor), decision_id=decision, since=since, task=task)
     finally:
         store.close()
     if not rows:

@@ -63,7 +63,7 @@ def dataset_add(
     check_name(name)
     with open_runtime(project, database) as runtime:
         rows = read_dataset(runtime.task(task), file)
-        dataset, changed = runtime.store.add_dataset(
+        dataset, changed = runtime.store.datasets.add(
             task, name, rows, sealed=sealed, source=str(file), actor=actor
         )
     kind = "sealed dataset" if dataset.sealed else "dataset"
@@ -87,7 +87,7 @@ def dataset_list(
     Example: lockgate dataset list routing
     """
     with open_runtime(project, database) as runtime:
-        found = runtime.store.datasets(task)
+        found = runtime.store.datasets.list_for(task)
     if as_json:
         print_json([d.summary() for d in found])
         return
@@ -113,8 +113,8 @@ def dataset_show(
     Example: lockgate dataset show routing gate
     """
     with open_runtime(project, database) as runtime:
-        dataset = runtime.store.dataset(task, name)
-        rows = runtime.store.dataset_rows(dataset)
+        dataset = runtime.store.datasets.get(task, name)
+        rows = runtime.store.datasets.rows(dataset)
     labels: dict[str, Counter[str]] = {}
     for row in rows:
         for key, value in row.expected.items():
@@ -323,7 +323,7 @@ def _next_eval(runtime: Runtime, task: str, ref: str, calibrated_on: str) -> lis
     if runtime.task(task).evaluation.gate_dataset is not None:
         return [f"next: {command}"]
     held_out = sorted(
-        (d for d in runtime.store.datasets(task) if d.name != calibrated_on),
+        (d for d in runtime.store.datasets.list_for(task) if d.name != calibrated_on),
         key=lambda d: (not d.sealed, d.name),
     )
     if held_out:

@@ -39,7 +39,7 @@ def create(
     checked = check_role(role)
     store = _store(project, database)
     try:
-        key, secret = store.create_key(name, checked, task or [], actor)
+        key, secret = store.keys.create(name, checked, task or [], actor)
     finally:
         store.close()
     scope = ", ".join(key.tasks) or "all tasks"
@@ -60,7 +60,7 @@ def list_(
     """
     store = _store(project, database)
     try:
-        keys = store.keys()
+        keys = store.keys.list_all()
     finally:
         store.close()
     if as_json:
@@ -87,7 +87,7 @@ def revoke(
     """
     store = _store(project, database)
     try:
-        key = store.revoke_key(name_or_id, actor)
+        key = store.keys.revoke(name_or_id, actor)
     finally:
         store.close()
     typer.echo(f"revoked key {key.name} ({key.id})")

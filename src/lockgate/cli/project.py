@@ -63,7 +63,7 @@ def train(
         raise ConfigError(f"no task named {task!r}", hint=f"tasks: {', '.join(sorted(tasks))}")
     store = Store(settings.database_url)
     try:
-        sealed = store.sealed_inputs(task)
+        sealed = store.datasets.sealed_inputs(task)
     finally:
         store.close()
     report = train_classifier(
@@ -132,8 +132,8 @@ def audit_verify(project: ProjectOption = None, database: DatabaseOption = None)
     Example: lockgate audit verify
     """
     with open_runtime(project, database) as runtime:
-        broken = runtime.store.audit_break()
-        count = len(runtime.store.audit_entries())
+        broken = runtime.store.audit.first_break()
+        count = len(runtime.store.audit.entries())
     if broken is not None:
         entry = broken.entry
         typer.echo(
@@ -164,7 +164,7 @@ def audit_list(
     Example: lockgate audit list --task routing --action release.promote
     """
     with open_runtime(project, database) as runtime:
-        found = runtime.store.audit_entries(task, actor=actor, action=action, limit=limit)
+        found = runtime.store.audit.entries(task, actor=actor, action=action, limit=limit)
     if as_json:
         print_json(
             [

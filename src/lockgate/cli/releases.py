@@ -51,9 +51,9 @@ def _summary(release: Release) -> dict[str, object]:
 def _resolve(runtime: Runtime, ref_text: str) -> Release:
     ref = ReleaseRef.parse(ref_text)
     if isinstance(ref.selector, int):
-        return runtime.store.release(ref.task, ref.selector)
+        return runtime.store.releases.get(ref.task, ref.selector)
     if ref.selector == "live" or ref.selector is None:
-        live = runtime.store.live_release(ref.task)
+        live = runtime.store.releases.live(ref.task)
         if live is None:
             raise ConfigError(f"task {ref.task!r} has no live release")
         return live
@@ -94,7 +94,7 @@ def list_(
     Example: lockgate release list routing
     """
     with open_runtime(project, database) as runtime:
-        releases = runtime.store.releases(task)
+        releases = runtime.store.releases.list_for(task)
     if as_json:
         print_json([_summary(r) for r in releases])
         return
@@ -150,7 +150,7 @@ def _acting(runtime: Runtime, api_key: str | None, actor: str, task: str) -> Act
     role needs manage_releases for the task."""
     if api_key is None:
         return Acting(actor, admin=True)
-    key = runtime.store.authenticate(api_key)
+    key = runtime.store.keys.authenticate(api_key)
     if key is None:
         raise Unauthorized("the API key is unknown or revoked", hint="ask an admin for a key")
     principal = Principal.of(key)
@@ -184,7 +184,7 @@ def promote(
         raise ConfigError(f"{ref!r}: name the release to promote, e.g. {parsed.task}@2")
     with open_runtime(project, database) as runtime:
         acting = _acting(runtime, api_key, actor, parsed.task)
-        target = runtime.store.release(parsed.task, parsed.selector)
+        target = runtime.store.releases.get(parsed.task, parsed.selector)
         release, result = gates.promote(
             runtime.store.rollout,
             target,
@@ -216,7 +216,7 @@ def rollback(
     """
     with open_runtime(project, database) as runtime:
         acting = _acting(runtime, api_key, actor, task)
-        release = runtime.store.rollback(task, acting.name, reason)
+        release = runtime.store.releases.rollback(task, acting.name, reason)
     typer.echo(f"rolled back: {release.ref} is live again")
 
 

@@ -51,7 +51,7 @@ def authenticate(runtime: Runtime, key: str | None) -> Principal:
             hint=f"set {KEY_ENV}=KEY (or pass --key KEY); `lockgate keys create --name alice "
             "--role reviewer` makes one",
         )
-    found = runtime.store.authenticate(key)
+    found = runtime.store.keys.authenticate(key)
     if found is None:
         raise Unauthorized("the API key is unknown or revoked", hint="ask an admin for a key")
     return Principal.of(found)
@@ -206,7 +206,7 @@ def correct(
         if output is not None:
             new = _json_object(output)
         else:
-            spec = runtime.store.release(item.decision.task, item.decision.release).task_spec()
+            spec = runtime.store.releases.get(item.decision.task, item.decision.release).task_spec()
             start = item.proposed_output or item.decision.output or {}
             new = {**start, **_assignments(spec, set_ or [])}
         item = runtime.reviews.correct(principal, decision_id, new, reason)

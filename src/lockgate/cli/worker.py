@@ -46,7 +46,9 @@ def worker(
     settings = load_settings(project, database_url=database)
     store = Store(settings.database_url)
     configure_logging(settings, sys.stderr)
-    delivery = DeliveryWorker(store, settings, metrics=Metrics(), concurrency=concurrency)
+    delivery = DeliveryWorker(
+        store.outbox, store.releases, settings, metrics=Metrics(), concurrency=concurrency
+    )
     try:
         report = asyncio.run(_work(delivery, once))
     finally:

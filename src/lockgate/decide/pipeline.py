@@ -33,11 +33,16 @@ from lockgate.rollout.canary import in_canary
 
 
 class DecisionStore(Protocol):
-    def find_decisions(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]: ...
+    """What the pipeline needs from storage (`Store.decisions`)."""
 
-    def save_decisions(
-        self, batch: Sequence[Decision], sinks: Sequence[str] = ()
-    ) -> list[Decision]: ...
+    def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
+        """The stored decisions of `task` with these idempotency keys, by key."""
+        ...
+
+    def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
+        """Commit `batch` (with outbox rows for `sinks`) in one transaction; where another
+        writer stored a key first, its decision comes back in place of ours."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ class _Item:
 class Pipeline:
     def __init__(
         self,
-        store: DecisionStore,
+        decisions: DecisionStore,
         *,
         breakers: Breakers | None = None,
         retrier: Retrier | None = None,
@@ -108,7 +113,7 @@ class Pipeline:
         clock: Callable[[], float] = time.perf_counter,
         observer: Observer | None = None,
     ) -> None:
-        self.store = store
+        self.decisions = decisions
         self.breakers = breakers or Breakers()
         self.retrier = retrier or Retrier()
         self.concurrency = concurrency
@@ -148,7 +153,7 @@ class Pipeline:
             observer.span("decide_batch", task=task.name, release=runtime.release),
         ):
             with self._stage("idempotency", stages, task.name):
-                known = self.store.find_decisions(task.name, [r.idempotency_key for r in requests])
+                known = self.decisions.find(task.name, [r.idempotency_key for r in requests])
             fresh: dict[str, tuple[int, _Item]] = {}
             later: list[tuple[int, str, str]] = []  # repeated keys inside this batch
             with self._stage("intake", stages, task.name):
@@ -180,9 +185,7 @@ class Pipeline:
             with self._stage("policy", stages, task.name):
                 decisions = [self._finish(runtime, i, started) for i in items]
             with self._stage("commit", stages, task.name):
-                stored_batch = (
-                    self.store.save_decisions(decisions, runtime.sinks) if decisions else []
-                )
+                stored_batch = self.decisions.save(decisions, runtime.sinks) if decisions else []
             elapsed = self.clock() - started
             observer.stages_timed(task.name, stages)
             for (index, item), new, stored in zip(

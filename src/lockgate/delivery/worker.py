@@ -19,10 +19,9 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from datetime import timedelta
 
 from anyio.to_thread import run_sync
 
@@ -37,27 +36,12 @@ from lockgate.delivery.sinks import (
     SinkContext,
     SinkRegistry,
 )
+from lockgate.delivery.storage import OutboxStore, ReleaseStore
 from lockgate.errors import LockgateError
 from lockgate.monitor.metrics import Metrics
-from lockgate.rollout.release import Release
 from lockgate.settings import Settings
 
-if TYPE_CHECKING:
-    from lockgate.runtime import Runtime
-
 logger = logging.getLogger("lockgate.delivery.worker")
-
-
-class DeliveryStore(Protocol):
-    def claim_deliveries(
-        self, worker: str, limit: int, lease_seconds: float, now: datetime | None = None
-    ) -> list[OutboxRow]: ...
-
-    def finish_deliveries(self, worker: str, results: Sequence[DeliveryResult]) -> int: ...
-
-    def outbox_depth(self) -> dict[str, int]: ...
-
-    def release(self, task: str, number: int) -> Release: ...
 
 
 @dataclass(frozen=True)
@@ -95,7 +79,8 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        store: DeliveryStore,
+        outbox: OutboxStore,
+        releases: ReleaseStore,
         settings: Settings,
         *,
         registry: SinkRegistry | None = None,
@@ -105,7 +90,8 @@ class DeliveryWorker:
         environ: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.store = store
+        self.outbox = outbox
+        self.releases = releases
         self.settings = settings
         self.registry = registry or SinkRegistry.builtin()
         self.metrics = metrics
@@ -153,7 +139,7 @@ class DeliveryWorker:
     async def run_once(self) -> DeliveryReport:
         """Claim one batch, send it, record the outcomes."""
         rows = await run_sync(
-            self.store.claim_deliveries,
+            self.outbox.claim,
             self.worker_id,
             self.settings.delivery_batch_size,
             self.settings.delivery_lease_seconds,
@@ -167,7 +153,7 @@ class DeliveryWorker:
                 return await self._deliver(row)
 
         results = await asyncio.gather(*(bounded(row) for row in rows))
-        await run_sync(self.store.finish_deliveries, self.worker_id, results)
+        await run_sync(self.outbox.finish, self.worker_id, results)
         by_id = {row.id: row for row in rows}
         counts = {"delivered": 0, "retry": 0, "dead": 0}
         for result in results:
@@ -236,7 +222,7 @@ class DeliveryWorker:
         key = (row.task, row.release, row.index)
         if key not in self._sinks:
             try:
-                release = await run_sync(self.store.release, row.task, row.release)
+                release = await run_sync(self.releases.get, row.task, row.release)
                 deliver = release.task_spec().deliver
             except LockgateError as exc:
                 raise DeliveryFailed(
@@ -258,23 +244,25 @@ class DeliveryWorker:
     async def _update_depth(self) -> None:
         if self.metrics is None:
             return
-        counts = await run_sync(self.store.outbox_depth)
+        counts = await run_sync(self.outbox.depth)
         self.metrics.record_outbox_depth(counts)
 
 
 @contextlib.asynccontextmanager
-async def in_process(runtime: Runtime) -> AsyncIterator[DeliveryWorker | None]:
+async def in_process(
+    outbox: OutboxStore,
+    releases: ReleaseStore,
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+) -> AsyncIterator[DeliveryWorker | None]:
     """A delivery worker running in the background of a server, unless the
     `delivery_in_process` setting is off. On exit it finishes the batch in flight (for at
     most `shutdown_timeout_seconds`; then it is cancelled and its leases run out)."""
-    settings = runtime.settings
     if not settings.delivery_in_process:
         yield None
         return
-    metrics = getattr(runtime.observer, "metrics", None)
-    worker = DeliveryWorker(
-        runtime.store, settings, metrics=metrics if isinstance(metrics, Metrics) else None
-    )
+    worker = DeliveryWorker(outbox, releases, settings, metrics=metrics)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop), name="lockgate-delivery")
     try:

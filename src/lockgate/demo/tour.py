@@ -103,7 +103,7 @@ def run_demo(
             f"macro-F1 {report.holdout['queue'].macro_f1:.3f}"
         )
         release, _ = runtime.create_release(TASK, "demo")
-        runtime.store.promote(TASK, release.number, "demo", "first release of the demo")
+        runtime.store.releases.promote(TASK, release.number, "demo", "first release of the demo")
         echo(f"3/4 created and promoted {release.ref}")
         echo(f"4/4 deciding {incoming_n} new tickets (batch job, resumable)")
         out = directory / "out" / "decisions.jsonl"

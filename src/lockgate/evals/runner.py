@@ -27,12 +27,10 @@ from lockgate.evals.scorers import Score, Scored, ScorerRegistry, ScoringContext
 class DiscardingStore:
     """A `DecisionStore` that remembers nothing: every key is new and nothing is saved."""
 
-    def find_decisions(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
+    def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
         return {}
 
-    def save_decisions(
-        self, batch: Sequence[Decision], sinks: Sequence[str] = ()
-    ) -> list[Decision]:
+    def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
         return list(batch)
 
 

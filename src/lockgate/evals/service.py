@@ -22,23 +22,23 @@ Progress = Callable[[int], None]
 def resolve_release(runtime: Runtime, task: str, ref: str | None) -> Release:
     """`N`, `TASK@N` or `live`; without one, the live release, else the newest."""
     if ref is None or ref in ("live", f"{task}@live"):
-        live = runtime.store.live_release(task)
+        live = runtime.store.releases.live(task)
         if live is not None:
             return live
-        releases = runtime.store.releases(task) if ref is None else []
+        releases = runtime.store.releases.list_for(task) if ref is None else []
         if not releases:
             raise NotFound(
                 f"task {task!r} has no {'live release' if ref else 'releases'}",
                 hint=f"`lockgate release list {task}` shows its releases",
             )
         return releases[-1]
-    return runtime.store.release(task, ReleaseRef.number_of(task, ref))
+    return runtime.store.releases.get(task, ReleaseRef.number_of(task, ref))
 
 
 def verified_rows(runtime: Runtime, dataset: Dataset) -> list[DatasetRow]:
     """The dataset's rows, after checking they still hash to the content hash pinned when the
     dataset was added: a changed, added or removed row is refused."""
-    rows = runtime.store.dataset_rows(dataset)
+    rows = runtime.store.datasets.rows(dataset)
     if len(rows) != dataset.rows or content_hash(rows) != dataset.content_hash:
         kind = "sealed dataset" if dataset.sealed else "dataset"
         raise ConfigError(
@@ -84,7 +84,7 @@ async def evaluate(
 ) -> Evaluation:
     """Score a release on a dataset (default: the task's gate dataset) and store the run."""
     chosen = resolve_release(runtime, task, release)
-    data = runtime.store.dataset(task, _dataset_name(runtime, task, dataset, "gate_dataset"))
+    data = runtime.store.datasets.get(task, _dataset_name(runtime, task, dataset, "gate_dataset"))
     rows = verified_rows(runtime, data)
     loaded = runtime.release_runtime(task, chosen.number)
     if on_start is not None:
@@ -97,7 +97,7 @@ async def evaluate(
         on_progress=on_progress,
     )
     report = {**result.report, "dataset_hash": data.content_hash}
-    run = runtime.store.save_eval(
+    run = runtime.store.evals.save(
         task=task,
         release=chosen.number,
         dataset=data,
@@ -162,7 +162,7 @@ async def calibrate(
             hint="add a separate calibration dataset (held out from training) and name it in "
             "evaluation.calibration_dataset or with --dataset",
         )
-    data = runtime.store.dataset(task, name)
+    data = runtime.store.datasets.get(task, name)
     rows = verified_rows(runtime, data)
     loaded = runtime.release_runtime(task, source.number)
     context = scoring_context(loaded.task)
@@ -179,7 +179,7 @@ async def calibrate(
     body = dict(source.spec)
     body["policy"] = {**dict(body.get("policy", {})), "auto_min_confidence": chosen.threshold}
     draft = runtime.derived_draft(source, body)
-    created_release, created = runtime.store.create_calibrated_release(
+    created_release, created = runtime.store.releases.create_calibrated(
         draft, actor, outcome.figures()
     )
     return Calibration(source, data, target, confidence, chosen, best, created_release, created)

@@ -162,7 +162,7 @@ class ReviewService:
                 "the submitter role may not read review figures",
                 hint="use a reviewer, viewer, operator or admin key",
             )
-        live = self.store.live_release(task)
+        live = self.store.releases.live(task)
         reviewed = self.store.reviews.reviewed(task)
         return build_report(task, reviewed, live, target=target or DEFAULT_TARGET)
 
@@ -285,7 +285,7 @@ class ReviewService:
     def _spec(self, task: str, release: int) -> TaskSpec:
         key = (task, release)
         if key not in self._specs:
-            self._specs[key] = self.store.release(task, release).task_spec()
+            self._specs[key] = self.store.releases.get(task, release).task_spec()
         return self._specs[key]
 
     def _item(self, state: ReviewState) -> ReviewItem:

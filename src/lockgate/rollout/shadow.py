@@ -39,12 +39,10 @@ log = logging.getLogger(__name__)
 class _KeepNothing:
     """A `DecisionStore` that stores nothing: every key is new, every save is a no-op."""
 
-    def find_decisions(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
+    def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
         return {}
 
-    def save_decisions(
-        self, batch: Sequence[Decision], sinks: Sequence[str] = ()
-    ) -> list[Decision]:
+    def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
         return list(batch)
 
 
@@ -261,7 +259,7 @@ def build_shadow_report(runtime: Runtime, task: str, number: int | None = None) 
                     hint=f"start one: lockgate release shadow {task}@N",
                 )
             number = shadowed[-1]
-    release = runtime.store.release(task, number)
+    release = runtime.store.releases.get(task, number)
     return shadow_report(
         release, rollout.shadow_pairs(task, number), rollout.shadow_counts(task, number)
     )

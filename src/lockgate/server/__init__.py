@@ -36,7 +36,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             async with (
                 rollout.background(active),
                 review_api.escalation(active),
-                delivery.in_process(active),
+                delivery.in_process(
+                    active.store.outbox,
+                    active.store.releases,
+                    active.settings,
+                    metrics=active.metrics,
+                ),
             ):
                 yield
         finally:

@@ -37,7 +37,9 @@ class Authorize:
                 hint="send `Authorization: Bearer KEY`; `lockgate keys create --name my-client "
                 f"--role {least_role(self.action)}` makes one",
             )
-        key = await anyio.to_thread.run_sync(runtime.store.authenticate, credentials.credentials)
+        key = await anyio.to_thread.run_sync(
+            runtime.store.keys.authenticate, credentials.credentials
+        )
         if key is None:
             raise Unauthorized(
                 "the API key is unknown or revoked",

@@ -173,7 +173,7 @@ async def get_decision(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> dict[str, Any]:
     """One decision with every model attempt made for it."""
-    found = await anyio.to_thread.run_sync(runtime.store.decision, decision_id)
+    found = await anyio.to_thread.run_sync(runtime.store.decisions.get, decision_id)
     decision = _visible(principal, found)
     return {
         **decision.public(),
@@ -223,7 +223,7 @@ async def list_decisions(
         after=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    rows = await anyio.to_thread.run_sync(runtime.store.decision_page, query)
+    rows = await anyio.to_thread.run_sync(runtime.store.decisions.page, query)
     page = rows[:limit]
     return {
         "items": [d.public() for d in page],

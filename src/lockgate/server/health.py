@@ -41,7 +41,7 @@ def readiness_problems(runtime: Runtime) -> list[str]:
     if not tasks:
         reasons.append(f"no task files in {runtime.settings.tasks_dir.name}/")
     for name in sorted(tasks):
-        if runtime.store.live_release(name) is None:
+        if runtime.store.releases.live(name) is None:
             reasons.append(
                 f"task {name} has no live release; run lockgate release create {name} and "
                 f"lockgate release promote {name}@N"

@@ -52,7 +52,7 @@ async def list_tasks(
         tasks = runtime.tasks()
         items = []
         for name in visible_tasks(principal, sorted(tasks)):
-            live = runtime.store.live_release(name)
+            live = runtime.store.releases.live(name)
             items.append({"name": name, "live_release": live.ref if live else None})
         return items
 
@@ -66,7 +66,7 @@ async def list_releases(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> dict[str, Any]:
     """A task's releases, oldest first."""
-    releases = await anyio.to_thread.run_sync(runtime.store.releases, task)
+    releases = await anyio.to_thread.run_sync(runtime.store.releases.list_for, task)
     return {"items": [release_view(r) for r in releases]}
 
 
@@ -85,7 +85,7 @@ async def promote(
     def work() -> tuple[Release, gates.GateResult | None]:
         return gates.promote(
             runtime.store.rollout,
-            runtime.store.release(task, number),
+            runtime.store.releases.get(task, number),
             principal.name,
             reason=body.reason if body else None,
             override_reason=body.override_reason if body else None,
@@ -105,5 +105,7 @@ async def rollback(
 ) -> dict[str, Any]:
     """Make the previous live release live again."""
     reason = body.reason if body else None
-    release = await anyio.to_thread.run_sync(runtime.store.rollback, task, principal.name, reason)
+    release = await anyio.to_thread.run_sync(
+        runtime.store.releases.rollback, task, principal.name, reason
+    )
     return release_view(release)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from lockgate.decide.decision import canonical_json, utcnow
+from lockgate.store import database
 from lockgate.store.database import aware
 from lockgate.store.tables import audit_log
 
@@ -160,3 +161,31 @@ def first_break(conn: Connection) -> Break | None:
             return Break(entry, "its link does not match the entry before it")
         prev, prev_id = entry.hash, entry.id
     return None
+
+
+class AuditRepository:
+    """Reading and checking the audit log over one engine (`Store.audit`); entries are
+    appended by the other repositories, inside the transaction of the change they record."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def entries(
+        self,
+        task: str | None = None,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        with database.read(self.engine) as conn:
+            return entries(conn, task, actor=actor, action=action, limit=limit)
+
+    def first_break(self) -> Break | None:
+        """The first entry where the hash chain fails, with why; None when it holds."""
+        with database.read(self.engine) as conn:
+            return first_break(conn)
+
+    def verify(self) -> int | None:
+        with database.read(self.engine) as conn:
+            return verify(conn)

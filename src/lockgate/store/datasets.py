@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, RowMapping, delete, select
+from sqlalchemy import Connection, Engine, RowMapping, delete, select
 
 from lockgate.decide.decision import new_id, utcnow
-from lockgate.evals.datasets import Dataset, DatasetRow
-from lockgate.store import audit
+from lockgate.errors import Conflict, NotFound
+from lockgate.evals.datasets import Dataset, DatasetRow, content_hash
+from lockgate.store import audit, database
 from lockgate.store.database import aware
 from lockgate.store.tables import dataset_rows, datasets
 
@@ -122,3 +123,77 @@ def replace(
     found = get(conn, task, name)
     assert found is not None
     return found
+
+
+class DatasetRepository:
+    """Datasets over one engine (`Store.datasets`); each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(
+        self,
+        task: str,
+        name: str,
+        rows: Sequence[DatasetRow],
+        *,
+        sealed: bool,
+        source: str | None,
+        actor: str,
+    ) -> tuple[Dataset, bool]:
+        """Store a dataset; returns it and whether anything changed. A sealed dataset is never
+        replaced: adding it again is a no-op with the same content, else a `Conflict`."""
+        digest = content_hash(rows)
+        with self.engine.begin() as conn:
+            previous = get(conn, task, name)
+            if previous is not None and previous.sealed:
+                if previous.content_hash == digest:
+                    return previous, False
+                raise Conflict(
+                    f"dataset {name!r} of task {task!r} is sealed and cannot change "
+                    f"(sealed content {previous.content_hash[:12]}, this file "
+                    f"{digest[:12]})",
+                    hint="add the new data under another name; a sealed set stays as it was",
+                )
+            if (
+                previous is not None
+                and previous.content_hash == digest
+                and previous.sealed == sealed
+            ):
+                return previous, False
+            stored = replace(
+                conn,
+                task=task,
+                name=name,
+                sealed=sealed,
+                content_hash=digest,
+                source=source,
+                new_rows=rows,
+                actor=actor,
+                previous=previous,
+            )
+        return stored, True
+
+    def list_for(self, task: str | None = None) -> list[Dataset]:
+        with database.read(self.engine) as conn:
+            return list_for(conn, task)
+
+    def get(self, task: str, name: str) -> Dataset:
+        with database.read(self.engine) as conn:
+            found = get(conn, task, name)
+        if found is None:
+            raise NotFound(
+                f"task {task!r} has no dataset {name!r}",
+                hint=f"`lockgate dataset list {task}` shows its datasets; "
+                f"`lockgate dataset add {task} {name} FILE` adds one",
+            )
+        return found
+
+    def rows(self, dataset: Dataset) -> list[DatasetRow]:
+        with database.read(self.engine) as conn:
+            return rows(conn, dataset.id)
+
+    def sealed_inputs(self, task: str) -> dict[str, str]:
+        """Input hash -> name of the sealed dataset of `task` that holds it."""
+        with database.read(self.engine) as conn:
+            return sealed_inputs(conn, task)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, or_, select
+from sqlalchemy import Connection, Engine, RowMapping, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.decide.decision import Attempt, Decision
-from lockgate.store import outbox, shadow_runs
+from lockgate.store import database, outbox, shadow_runs
 from lockgate.store.database import aware
 from lockgate.store.tables import attempts, decisions
 
@@ -184,3 +184,33 @@ def page(conn: Connection, query: DecisionFilter) -> list[Decision]:
         )
     statement = statement.order_by(c.created_at.desc(), c.id.desc()).limit(query.limit + 1)
     return [from_row(row) for row in conn.execute(statement).mappings()]
+
+
+class DecisionRepository:
+    """Decisions over one engine (`Store.decisions`); each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, decision_id: str) -> Decision | None:
+        with database.read(self.engine) as conn:
+            return get(conn, decision_id)
+
+    def find(self, task: str, keys: Iterable[str]) -> dict[str, Decision]:
+        """The stored decisions of `task` with these idempotency keys, by key."""
+        with database.read(self.engine) as conn:
+            return by_keys(conn, task, keys)
+
+    def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
+        """Commit a batch in one transaction. Where another writer stored a decision under the
+        same idempotency key first, that stored decision is returned in its place."""
+        with self.engine.begin() as conn:
+            inserted = insert_many(conn, batch, sinks)
+            lost = [d.idempotency_key for d in batch if d.id not in inserted]
+            winners = by_keys(conn, batch[0].task, lost) if lost else {}
+        return [d if d.id in inserted else winners[d.idempotency_key] for d in batch]
+
+    def page(self, query: DecisionFilter) -> list[Decision]:
+        """Decisions newest first, `query.limit + 1` at most (see `page`)."""
+        with database.read(self.engine) as conn:
+            return page(conn, query)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, Engine, RowMapping, select
 
 from lockgate.decide.decision import new_id, utcnow
+from lockgate.evals.datasets import Dataset
 from lockgate.evals.run import EvalRun
+from lockgate.store import database
 from lockgate.store.database import aware
 from lockgate.store.tables import eval_runs
 
@@ -79,3 +81,43 @@ def list_for(conn: Connection, task: str, release: int | None = None) -> list[Ev
         query = query.where(eval_runs.c.release == release)
     query = query.order_by(eval_runs.c.created_at, eval_runs.c.id)
     return [_run(r) for r in conn.execute(query).mappings()]
+
+
+class EvalRepository:
+    """Eval runs over one engine (`Store.evals`); each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def save(
+        self,
+        *,
+        task: str,
+        release: int,
+        dataset: Dataset,
+        repeat: int,
+        metrics: Mapping[str, Any],
+        report: Mapping[str, Any],
+        actor: str,
+    ) -> EvalRun:
+        with self.engine.begin() as conn:
+            return insert(
+                conn,
+                task=task,
+                release=release,
+                dataset=dataset.name,
+                dataset_hash=dataset.content_hash,
+                repeat=repeat,
+                metrics=metrics,
+                report=report,
+                actor=actor,
+            )
+
+    def latest(self, task: str, release: int, dataset: str) -> EvalRun | None:
+        """The newest eval run of `task@release` on the dataset named `dataset`, or None."""
+        with database.read(self.engine) as conn:
+            return latest(conn, task, release, dataset)
+
+    def list_for(self, task: str, release: int | None = None) -> list[EvalRun]:
+        with database.read(self.engine) as conn:
+            return list_for(conn, task, release)

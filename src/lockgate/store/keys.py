@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, RowMapping, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, or_, select, update
 
 from lockgate.decide.decision import new_id, utcnow
 from lockgate.errors import Conflict, NotFound
-from lockgate.security import ApiKey, Role
-from lockgate.store import audit
+from lockgate.security import ApiKey, Role, hash_key, new_key
+from lockgate.store import audit, database
 from lockgate.store.database import aware
 from lockgate.store.tables import api_keys
 
@@ -107,3 +107,33 @@ def revoke(conn: Connection, name_or_id: str, actor: str) -> ApiKey:
         details={"name": key.name, "role": key.role},
     )
     return by_hash(conn, key.key_hash) or key
+
+
+class KeyRepository:
+    """API keys over one engine (`Store.keys`); each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, name: str, role: Role, tasks: Sequence[str], actor: str) -> tuple[ApiKey, str]:
+        """Store a new key (only its hash) and return it with the secret, shown once."""
+        secret = new_key()
+        with self.engine.begin() as conn:
+            key = create(conn, name, role, tasks, hash_key(secret), actor)
+        return key, secret
+
+    def list_all(self) -> list[ApiKey]:
+        with database.read(self.engine) as conn:
+            return list_all(conn)
+
+    def revoke(self, name_or_id: str, actor: str) -> ApiKey:
+        with self.engine.begin() as conn:
+            return revoke(conn, name_or_id, actor)
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The live key with this secret, or None (unknown or revoked)."""
+        with database.read(self.engine) as conn:
+            key = by_hash(conn, hash_key(secret))
+        if key is None or key.revoked or not key.matches(secret):
+            return None
+        return key

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
 
 from lockgate.decide.decision import Decision, utcnow
 from lockgate.delivery.sinks import DeliveryResult, OutboxRow
 from lockgate.errors import Conflict, NotFound
-from lockgate.store import audit
+from lockgate.store import audit, database
 from lockgate.store.database import aware
 from lockgate.store.tables import decisions, outbox
 
@@ -265,3 +265,53 @@ def replay(
             },
         )
     return _by_ids(conn, ids)
+
+
+class OutboxRepository:
+    """The delivery outbox over one engine (`Store.outbox`); each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(
+        self, worker: str, limit: int, lease_seconds: float, now: datetime | None = None
+    ) -> list[OutboxRow]:
+        """Lease up to `limit` due rows to `worker` (see `claim`)."""
+        with self.engine.begin() as conn:
+            return claim(conn, worker, limit, lease_seconds, now)
+
+    def finish(self, worker: str, results: Sequence[DeliveryResult]) -> int:
+        with self.engine.begin() as conn:
+            return finish(conn, worker, results)
+
+    def depth(self) -> dict[str, int]:
+        with database.read(self.engine) as conn:
+            return depth(conn)
+
+    def listing(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        decision_id: str | None = None,
+        limit: int = 100,
+    ) -> list[OutboxRow]:
+        with database.read(self.engine) as conn:
+            return listing(conn, status=status, task=task, decision_id=decision_id, limit=limit)
+
+    def retry(self, refs: Sequence[str], actor: str) -> list[OutboxRow]:
+        """Dead rows (by outbox id or decision id) back to pending, audited."""
+        with self.engine.begin() as conn:
+            return retry(conn, refs, actor)
+
+    def replay(
+        self,
+        actor: str,
+        *,
+        decision_id: str | None = None,
+        since: datetime | None = None,
+        task: str | None = None,
+    ) -> list[OutboxRow]:
+        """Delivered rows back to pending, to be sent again; audited."""
+        with self.engine.begin() as conn:
+            return replay(conn, actor, decision_id=decision_id, since=since, task=task)

@@ -1,21 +1,23 @@
-"""Release queries: numbering, the live pointer, promotion and rollback."""
+"""Release queries: numbering, the live pointer, promotion and rollback; `ReleaseRepository`
+gives them one transaction per call."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, Engine, RowMapping, func, select, update
 
 from lockgate.decide.decision import utcnow
 from lockgate.errors import Conflict, NotFound
 from lockgate.rollout.release import Release, policy_diff
-from lockgate.store import audit
+from lockgate.store import audit, database
 from lockgate.store.database import aware
 from lockgate.store.tables import promotions, releases
 
 
-def _release(row: RowMapping) -> Release:
+def from_row(row: RowMapping) -> Release:
+    """The `Release` a `releases` row holds."""
     return Release(
         task=row["task"],
         number=row["number"],
@@ -33,7 +35,7 @@ def list_for(conn: Connection, task: str) -> list[Release]:
     rows = conn.execute(
         select(releases).where(releases.c.task == task).order_by(releases.c.number)
     ).mappings()
-    return [_release(r) for r in rows]
+    return [from_row(r) for r in rows]
 
 
 def get(conn: Connection, task: str, number: int) -> Release:
@@ -47,7 +49,7 @@ def get(conn: Connection, task: str, number: int) -> Release:
             f"release {task}@{number} does not exist",
             hint=f"`lockgate release list {task}` shows the releases",
         )
-    return _release(row)
+    return from_row(row)
 
 
 def live(conn: Connection, task: str) -> Release | None:
@@ -56,7 +58,7 @@ def live(conn: Connection, task: str) -> Release | None:
         .mappings()
         .first()
     )
-    return _release(row) if row else None
+    return from_row(row) if row else None
 
 
 def by_hash(conn: Connection, task: str, content_hash: str) -> Release | None:
@@ -67,7 +69,7 @@ def by_hash(conn: Connection, task: str, content_hash: str) -> Release | None:
         .mappings()
         .first()
     )
-    return _release(row) if row else None
+    return from_row(row) if row else None
 
 
 def create(conn: Connection, draft: Release, actor: str) -> Release:
@@ -189,3 +191,56 @@ def _record(
         subject=f"{task}@{number}",
         details={"previous": previous, "reason": reason, **(details or {})},
     )
+
+
+class ReleaseRepository:
+    """Releases over one engine (`Store.releases`); each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def list_for(self, task: str) -> list[Release]:
+        with database.read(self.engine) as conn:
+            return list_for(conn, task)
+
+    def get(self, task: str, number: int) -> Release:
+        with database.read(self.engine) as conn:
+            return get(conn, task, number)
+
+    def live(self, task: str) -> Release | None:
+        with database.read(self.engine) as conn:
+            return live(conn, task)
+
+    def create(self, draft: Release, actor: str) -> tuple[Release, bool]:
+        """Store a new release, or return the existing one with the same content (and False)."""
+        with self.engine.begin() as conn:
+            existing = by_hash(conn, draft.task, draft.content_hash)
+            if existing is not None:
+                return existing, False
+            return create(conn, draft, actor), True
+
+    def create_calibrated(
+        self, draft: Release, actor: str, figures: Mapping[str, Any]
+    ) -> tuple[Release, bool]:
+        """Store `draft` (or find the release with its content) and audit `policy.calibrate`
+        with the figures, in one transaction."""
+        with self.engine.begin() as conn:
+            existing = by_hash(conn, draft.task, draft.content_hash)
+            release = existing or create(conn, draft, actor)
+            audit.append(
+                conn,
+                actor=actor,
+                action="policy.calibrate",
+                task=draft.task,
+                subject=release.ref,
+                details=dict(figures),
+            )
+        return release, existing is None
+
+    def promote(self, task: str, number: int, actor: str, reason: str | None = None) -> Release:
+        with self.engine.begin() as conn:
+            return promote(conn, task, number, actor, reason)
+
+    def rollback(self, task: str, actor: str, reason: str | None = None) -> Release:
+        with self.engine.begin() as conn:
+            return rollback(conn, task, actor, reason)

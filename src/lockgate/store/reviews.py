@@ -269,7 +269,7 @@ def reviewed(conn: Connection, task: str) -> list[ReviewState]:
     return [_state(r, decision_queries.from_row(r), found[r["id"]]) for r in rows]
 
 
-class ReviewStore:
+class ReviewRepository:
     """Transactions of the review queue over one engine (`Store.reviews`)."""
 
     def __init__(self, engine: Engine) -> None:

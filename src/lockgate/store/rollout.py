@@ -1,5 +1,5 @@
 """Rollout queries: shadow and canary stages, canary health, and the evals a promotion gate
-reads (through the eval and dataset queries). `Rollouts` gives them, and the shadow-run
+reads (through the eval and dataset queries). `RolloutRepository` gives them, and the shadow-run
 queries, one transaction per call."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def serving(conn: Connection, task: str) -> tuple[Release | None, Release | None
     rows = conn.execute(
         select(releases).where(releases.c.task == task, releases.c.stage.in_(("live", "canary")))
     ).mappings()
-    found = {row["stage"]: release_queries._release(row) for row in rows}
+    found = {row["stage"]: release_queries.from_row(row) for row in rows}
     return found.get("live"), found.get("canary")
 
 
@@ -41,7 +41,7 @@ def in_stage(conn: Connection, stage: str, task: str | None = None) -> list[Rele
     if task is not None:
         query = query.where(releases.c.task == task)
     rows = conn.execute(query.order_by(releases.c.task, releases.c.number)).mappings()
-    return [release_queries._release(r) for r in rows]
+    return [release_queries.from_row(r) for r in rows]
 
 
 def _set_stage(
@@ -188,7 +188,7 @@ def canary_health(conn: Connection, task: str, number: int) -> CanaryHealth:
     return CanaryHealth(task, number, int(total), int(failed), len(verdicts), overridden)
 
 
-class Rollouts:
+class RolloutRepository:
     """Transaction-per-call access to the queries above (`Store.rollout`)."""
 
     def __init__(self, engine: Engine) -> None:

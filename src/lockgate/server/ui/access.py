@@ -35,7 +35,7 @@ async def run(fn: Callable[..., T], *args: Any) -> T:
 
 
 def key_by_id(runtime: Runtime, key_id: str) -> ApiKey | None:
-    stored = runtime.store.keys()
+    stored = runtime.store.keys.list_all()
     return next((k for k in stored if k.id == key_id), None)
 
 

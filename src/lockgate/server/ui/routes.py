@@ -84,7 +84,7 @@ class ReviewPages:
         if isinstance(form, Response):
             return form
         secret = form.get("api_key", "").strip()
-        key = await run(visit.runtime.store.authenticate, secret) if secret else None
+        key = await run(visit.runtime.store.keys.authenticate, secret) if secret else None
         if key is None:
             page = self.templates.page(
                 "sign_in.html",
@@ -252,7 +252,7 @@ class ReviewPages:
 
         async def spec_of(task: str, release: int) -> TaskSpec:
             if (task, release) not in specs:
-                stored = await run(visit.runtime.store.release, task, release)
+                stored = await run(visit.runtime.store.releases.get, task, release)
                 specs[(task, release)] = stored.task_spec()
             return specs[(task, release)]
 
@@ -309,7 +309,9 @@ class ReviewPages:
             elif action == "correct":
                 current = await run(reviews.item, principal, decision_id)
                 decision = current.decision
-                stored = await run(visit.runtime.store.release, decision.task, decision.release)
+                stored = await run(
+                    visit.runtime.store.releases.get, decision.task, decision.release
+                )
                 output = views.submitted_output(stored.task_spec(), form)
                 item = await run(reviews.correct, principal, decision_id, output, reason)
             else:
