@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lockgate.decide.router import bucket, in_canary
 from lockgate.errors import Conflict
 from lockgate.monitor.telemetry import MetricsObserver
-from lockgate.rollout.canary import bucket, check_canaries, in_canary
+from lockgate.rollout.canary import check_canaries
 from tests.rollout.kit import project, task_yaml, texts
 
 LIMITS = """rollout:

@@ -1,13 +1,10 @@
-"""Canary releases: which idempotency keys a canary decides, and when it must roll back.
-
-A key's bucket is a stable hash of the task and the key (sha256 -> 0..9999), so the same key
-always lands on the same release while the canary share stays the same, on every replica.
-Pure functions only: the store counts, `CanaryHealth.verdict` judges.
+"""Canary releases: when a canary must roll back. Which keys it decides is the router's sticky
+split (`lockgate.decide.router`). Pure functions only: the store counts, `CanaryHealth.verdict`
+judges.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,19 +12,7 @@ from lockgate.decide.task import RolloutSpec
 from lockgate.errors import NotFound
 from lockgate.rollout.release import Release
 
-BUCKETS = 10_000
 MAX_PERCENT = 50.0
-
-
-def bucket(task: str, key: str) -> int:
-    """The key's sticky bucket, 0..9999."""
-    digest = hashlib.sha256(f"{task}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
-
-
-def in_canary(task: str, key: str, percent: float) -> bool:
-    """True when the canary (deciding `percent` % of keys) decides this key."""
-    return bucket(task, key) < round(percent * BUCKETS / 100)
 
 
 @dataclass(frozen=True)
