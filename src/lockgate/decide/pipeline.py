@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from lockgate.decide.chain import Breakers, CircuitBreaker, Retrier, Try, build_attempt
 from lockgate.decide.decision import Attempt, Decision, Status, input_hash, new_id, utcnow
 from lockgate.decide.policy import Routing, gated_route, priority, route, route_input_only
+from lockgate.decide.router import in_canary
 from lockgate.decide.task import ModelSpec, TaskSpec, sink_names
 from lockgate.decide.validation import OutputInvalid, validate_input, validate_output
 from lockgate.errors import Conflict, InputError, LockgateError
@@ -29,7 +30,6 @@ from lockgate.providers.base import (
     Provider,
     ProviderError,
 )
-from lockgate.rollout.canary import in_canary
 
 
 class DecisionStore(Protocol):
@@ -59,7 +59,7 @@ class ReleaseRuntime:
     release: int
     models: tuple[ChainModel, ...]
     canary: ReleaseRuntime | None = None
-    """The task's canary release, deciding a sticky `canary_percent` % of keys (see canary.py)."""
+    """The task's canary release, deciding a sticky `canary_percent` % of keys (see router.py)."""
     canary_percent: float = 0.0
 
     @property
