@@ -3,36 +3,76 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lockgate.cli.main import build_app
-from tests.cli.kit import lockgate, make_project
+from tests.cli.kit import lockgate, lockgate_command, make_project
 
 
-def command_paths() -> list[list[str]]:
-    """Every command and sub-command of the CLI, as argument lists."""
+def command_tree() -> list[tuple[list[str], bool]]:
+    """Every command and command group of the CLI as (argument list, is a group), the root
+    (an empty list) first."""
     import typer.main
 
-    root = typer.main.get_command(build_app())
-    paths: list[list[str]] = []
+    paths: list[tuple[list[str], bool]] = []
 
-    def walk(group, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
-        for name, command in group.commands.items():
-            if hasattr(command, "commands"):
-                walk(command, [*prefix, name])
-            else:
-                paths.append([*prefix, name])
+    def walk(command: Any, path: list[str]) -> None:
+        commands = getattr(command, "commands", None)  # a group (Typer vendors its own Click)
+        paths.append((path, commands is not None))
+        for name, sub in (commands or {}).items():
+            walk(sub, [*path, name])
 
-    walk(root, [])
+    walk(typer.main.get_command(build_app()), [])
     return paths
 
 
-@pytest.mark.parametrize("path", command_paths(), ids=lambda p: " ".join(p))
+def subcommands(path: list[str]) -> list[str]:
+    return [p[-1] for p, _ in command_tree() if p[:-1] == path and p]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, id=" ".join(p)) for p, group in command_tree() if not group],
+)
 def test_every_command_has_help_with_an_example(path: list[str], tmp_path: Path) -> None:
     result = lockgate(*path, "--help", cwd=tmp_path)
-    assert "Example: lockgate" in result.stdout
+    assert result.returncode == 0 and result.stderr == ""
+    assert f"Usage: lockgate {' '.join(path)} " in result.stdout
+    assert f"Example: lockgate {' '.join(path)}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, id=" ".join(p) or "lockgate") for p, group in command_tree() if group],
+)
+def test_every_command_group_has_help_listing_its_commands(path: list[str], tmp_path: Path) -> None:
+    result = lockgate(*path, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == ""
+    assert f"Usage: {' '.join(['lockgate', *path])} [OPTIONS] COMMAND" in result.stdout
+    listed = {line.strip("│ ").split(" ")[0] for line in result.stdout.splitlines()}
+    assert set(subcommands(path)) <= listed
+
+
+def test_python_dash_m_lockgate_starts_the_command_line(tmp_path: Path) -> None:
+    """The one help test that starts a real process: `python -m lockgate` is an entry point."""
+    result = subprocess.run(
+        lockgate_command("--help"),
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage: lockgate [OPTIONS] COMMAND" in result.stdout
+    assert {"decide", "release", "serve"} <= {
+        line.strip("│ ").split(" ")[0] for line in result.stdout.splitlines()
+    }
 
 
 def test_a_broken_task_file_gives_one_error_listing_each_problem(tmp_path: Path) -> None:

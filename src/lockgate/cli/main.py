@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Typer handles usage errors, --help and Ctrl-C itself and exits; Lockgate's own errors
         # come out here and become one clear message and a non-zero exit code.
-        app(args=argv)
+        # prog_name: usage lines read `lockgate`, however the command was started.
+        app(args=argv, prog_name="lockgate")
     except TaskFileError as exc:
         count = len(exc.problems)
         typer.echo(f"error: {count} problem{'s' if count > 1 else ''} in task files:", err=True)

@@ -13,7 +13,7 @@ import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption
 from lockgate.delivery.worker import DeliveryReport, DeliveryWorker
-from lockgate.monitor.logging import configure_logging
+from lockgate.monitor.logging import logging_configured
 from lockgate.monitor.metrics import Metrics
 from lockgate.settings import load_settings
 from lockgate.store import Store
@@ -45,12 +45,12 @@ def worker(
     """
     settings = load_settings(project, database_url=database)
     store = Store(settings.database_url)
-    configure_logging(settings, sys.stderr)
     delivery = DeliveryWorker(
         store.outbox, store.releases, settings, metrics=Metrics(), concurrency=concurrency
     )
     try:
-        report = asyncio.run(_work(delivery, once))
+        with logging_configured(settings, sys.stderr):
+            report = asyncio.run(_work(delivery, once))
     finally:
         store.close()
     typer.echo(

@@ -141,3 +141,23 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+@contextlib.contextmanager
+def logging_configured(
+    settings: Settings,
+    stream: IO[str],
+    *,
+    redactor: Redactor | None = None,
+    level: int = logging.INFO,
+) -> Iterator[LockgateLogHandler]:
+    """`configure_logging` for the length of a block (a command run in-process, a worker
+    started from a library): afterwards the handler is gone and the root level is restored."""
+    root = logging.getLogger()
+    previous_level = root.level
+    handler = configure_logging(settings, stream, redactor=redactor, level=level)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
