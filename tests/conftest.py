@@ -10,16 +10,24 @@ database on that server, dropped afterwards. Without the variable the
 PostgreSQL variants are skipped, unless ``LOCKGATE_REQUIRE_POSTGRES=1`` or
 ``CI`` is set, in which case they fail: CI must never silently lose a backend.
 
-Only stdlib, pytest, PyYAML and SQLAlchemy are imported here, so this file
-works whatever state the ``lockgate`` package is in.
+Migrations run once per test run (once per pytest-xdist worker): a session
+fixture migrates a template, and each test gets a copy of it, a file copy on
+SQLite and ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL. Tests of migrating
+itself take ``empty_database_url`` instead, an unmigrated database.
+
+Only stdlib, pytest, PyYAML and SQLAlchemy are imported at module level, so
+this file loads whatever state the ``lockgate`` package is in; the template
+fixtures import ``lockgate.store.database`` when they first run.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,41 +78,126 @@ def _admin_engine(url: URL) -> sa.Engine:
     return sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture
-def postgres_database_url() -> Iterator[str]:
-    """URL of a brand-new, empty PostgreSQL database, dropped after the test."""
+def _worker() -> str:
+    """This process's pytest-xdist worker id (``gw0``, ...), or ``main`` without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _require_postgres() -> URL:
+    """The admin URL of the test server; skips (or fails, see the module docstring) without."""
     admin_url = _postgres_admin_url()
     if admin_url is None:
         if _postgres_required():
             pytest.fail(POSTGRES_MISSING, pytrace=False)
         pytest.skip(POSTGRES_MISSING)
+    return admin_url
 
-    name = f"lg_test_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine(admin_url)
+
+def _migrate(engine: sa.Engine) -> None:
+    """Bring ``engine``'s database to the newest migration, then close every connection."""
+    from lockgate.store.database import upgrade
+
     try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        upgrade(engine)
     finally:
         engine.dispose()
 
+
+def _admin_execute(admin_url: URL, statement: str) -> None:
+    engine = _admin_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _postgres_database(admin_url: URL, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template`` if given) on the test server, dropped after."""
+    name = f"lg_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    _admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        engine = _admin_engine(admin_url)
-        try:
-            with engine.connect() as conn:
-                # WITH (FORCE) (PostgreSQL 13+) ends connections a test leaked.
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        finally:
-            engine.dispose()
+        # WITH (FORCE) (PostgreSQL 13+) ends connections a test leaked.
+        _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per test run (per xdist worker); tests get copies."""
+    from lockgate.store.database import make_engine
+
+    path = tmp_path_factory.mktemp(f"sqlite-template-{_worker()}") / "lockgate.db"
+    _migrate(make_engine(f"sqlite:///{path}"))  # the engine Store uses: WAL, as in real files
+    # The last connection to close checkpoints the write-ahead log into the file itself.
+    assert not path.with_name(path.name + "-wal").exists(), "template WAL not checkpointed"
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """Name of a PostgreSQL database migrated once per test run (per xdist worker).
+
+    Tests copy it with ``CREATE DATABASE ... TEMPLATE``, which fails while any session is
+    connected to the template, so it is migrated over a pool-less engine and then closed to
+    connections altogether.
+    """
+    admin_url = _require_postgres()
+    name = f"lg_template_{_worker()}_{uuid.uuid4().hex[:8]}"
+    _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        _migrate(sa.create_engine(admin_url.set(database=name), poolclass=NullPool))
+        _admin_execute(admin_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        yield name
+    finally:
+        _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """URL of a SQLite database in ``tmp_path`` at the newest migration, holding no rows."""
+    path = tmp_path / "lockgate.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def postgres_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a new PostgreSQL database at the newest migration, dropped after the test."""
+    admin_url = _require_postgres()
+    template: str = request.getfixturevalue("postgres_template")
+    with _postgres_database(admin_url, template) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres_database_url() -> Iterator[str]:
+    """URL of a brand-new, empty (unmigrated) PostgreSQL database, dropped after the test."""
+    with _postgres_database(_require_postgres()) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SQLAlchemy URL of an empty database; the test runs once per backend."""
+def database_url(request: pytest.FixtureRequest) -> str:
+    """SQLAlchemy URL of a database migrated to the newest revision and holding no rows; the
+    test runs once per backend."""
+    fixture = {"sqlite": "sqlite_database_url", "postgresql": "postgres_database_url"}
+    url: str = request.getfixturevalue(fixture[request.param])
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLAlchemy URL of an empty, unmigrated database; the test runs once per backend.
+
+    For tests of migrating itself; every other storage test takes ``database_url``.
+    """
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/lockgate.db"
-    url: str = request.getfixturevalue("postgres_database_url")
+    url: str = request.getfixturevalue("empty_postgres_database_url")
     return url
 
 

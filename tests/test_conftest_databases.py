@@ -11,9 +11,9 @@ import yaml
 from sqlalchemy.pool import NullPool
 
 
-def test_database_roundtrip(database_url: str, request: pytest.FixtureRequest) -> None:
-    backend = request.node.callspec.params["database_url"]
-    engine = sa.create_engine(database_url, poolclass=NullPool)
+def test_database_roundtrip(empty_database_url: str, request: pytest.FixtureRequest) -> None:
+    backend = request.node.callspec.params["empty_database_url"]
+    engine = sa.create_engine(empty_database_url, poolclass=NullPool)
     try:
         assert engine.dialect.name == backend
         metadata = sa.MetaData()
@@ -24,7 +24,7 @@ def test_database_roundtrip(database_url: str, request: pytest.FixtureRequest) -
             sa.Column("name", sa.String(50), nullable=False),
         )
         with engine.begin() as conn:
-            # Each test gets a fresh, empty database.
+            # Each test of migrating gets a fresh, empty database.
             assert sa.inspect(conn).get_table_names() == []
             metadata.create_all(conn)
             conn.execute(sa.insert(items), [{"name": "alpha"}, {"name": "beta"}])
@@ -36,6 +36,29 @@ def test_database_roundtrip(database_url: str, request: pytest.FixtureRequest) -
                 assert "PostgreSQL" in version
                 database = conn.execute(sa.text("select current_database()")).scalar_one()
                 assert database.startswith("lg_test_")
+    finally:
+        engine.dispose()
+
+
+def test_database_url_is_migrated_to_the_newest_revision_and_holds_no_rows(
+    database_url: str, request: pytest.FixtureRequest
+) -> None:
+    from lockgate.store import database
+    from lockgate.store.tables import metadata
+
+    backend = request.node.callspec.params["database_url"]
+    engine = sa.create_engine(database_url, poolclass=NullPool)
+    try:
+        assert engine.dialect.name == backend
+        current, head = database.migration_state(engine)
+        assert current == head is not None
+        with engine.connect() as conn:
+            for table in metadata.sorted_tables:
+                count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                assert count == 0, table.name
+            if backend == "postgresql":
+                name = conn.execute(sa.text("select current_database()")).scalar_one()
+                assert name.startswith("lg_test_")
     finally:
         engine.dispose()
 

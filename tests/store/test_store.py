@@ -48,9 +48,35 @@ def decision(key: str, text: str = "hello", **changes: object) -> Decision:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def test_migrations_are_current_after_opening(store: Store) -> None:
-    current, head = store.migration_state()
+def test_migrations_are_current_after_opening(empty_database_url: str) -> None:
+    store = Store(empty_database_url)
+    try:
+        current, head = store.migration_state()
+    finally:
+        store.close()
     assert current == head is not None
+
+
+def test_opening_a_database_behind_the_newest_revision_migrates_it(
+    empty_database_url: str,
+) -> None:
+    from alembic import command
+
+    from lockgate.store import database
+
+    engine = database.make_engine(empty_database_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(database._alembic_config(conn), "0001")
+        assert database.migration_state(engine)[0] == "0001"
+    finally:
+        engine.dispose()
+    store = Store(empty_database_url)
+    try:
+        current, head = store.migration_state()
+    finally:
+        store.close()
+    assert current == head != "0001"
 
 
 def test_releases_are_numbered_per_task_and_never_duplicated(store: Store) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,31 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+@lru_cache(maxsize=1)
+def _head() -> str | None:
+    """The newest migration's revision; the scripts do not change while a process runs."""
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def _current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (safe to run from many processes at once)."""
+    """Bring the schema to the newest migration (safe to run from many processes at once).
+
+    A database already at the newest revision costs one read: Alembic's environment and
+    scripts are only loaded when a migration is pending.
+    """
     try:
+        with read(engine) as conn:
+            if _current(conn) == _head():
+                return
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-            command.upgrade(_alembic_config(conn), "head")
+            if _current(conn) != _head():
+                command.upgrade(_alembic_config(conn), "head")
     except OperationalError as exc:
         raise ConfigError(
             f"cannot reach the database at {redact_url(str(engine.url))}: "
@@ -109,10 +128,9 @@ def upgrade(engine: Engine) -> None:
 
 def migration_state(engine: Engine) -> tuple[str | None, str | None]:
     """(current revision, newest revision) of the database."""
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    return current, head
+        current = _current(conn)
+    return current, _head()
 
 
 @contextmanager
