@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -37,6 +38,9 @@ policy:
   reject_when:
     - {input: text, empty: true}
 """
+
+
+THREAD_GRACE_SECONDS = 5.0
 
 
 def lockgate_command(*args: str) -> list[str]:
@@ -120,7 +124,7 @@ def nothing_left_open(args: tuple[str, ...]) -> Iterator[None]:
     left = []
     if connections_left := _connections.open - connections:
         left.append(f"{len(connections_left)} database connection(s)")
-    if threads_left := [t.name for t in set(threading.enumerate()) - threads if t.is_alive()]:
+    if threads_left := [t.name for t in threads_still_running(threads)]:
         left.append(f"threads {threads_left}")
     if (root.handlers, root.level) != (handlers, level):
         left.append(f"root log handlers {root.handlers} at level {root.level}")
@@ -128,6 +132,15 @@ def nothing_left_open(args: tuple[str, ...]) -> Iterator[None]:
         left.append(f"signal handlers for {changed}")
     if left:
         raise AssertionError(f"lockgate {' '.join(args)} left open: {'; '.join(left)}")
+
+
+def threads_still_running(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads started since `before` and still running after a grace period: some stop on
+    their own once the event loop that used them is closed (AnyIO's worker threads)."""
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    return [t for t in set(threading.enumerate()) - before if t.is_alive()]
 
 
 def exit_status(code: object, stderr: io.StringIO) -> int:
