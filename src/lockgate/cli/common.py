@@ -1,19 +1,24 @@
-"""Options and helpers shared by the command groups."""
+"""Options and helpers shared by the command groups.
+
+The command modules import only Typer and light modules at the top: `lockgate --help` builds
+the whole command tree, so anything heavy (the store, the pipeline, scipy) is imported inside
+the command that needs it, and types that appear only in annotations under TYPE_CHECKING.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
-from lockgate.runtime import Runtime
-from lockgate.settings import load_settings
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from lockgate.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -41,12 +46,17 @@ ActorOption = Annotated[
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
 
 
 @contextmanager
 def open_runtime(project: Path | None, database: str | None) -> Iterator[Runtime]:
     """Settings, store (migrated) and providers for one command; closed at the end."""
+    from lockgate.runtime import Runtime
+    from lockgate.settings import load_settings
+
     settings = load_settings(project, database_url=database)
     runtime = Runtime.open(settings)
     try:
@@ -57,6 +67,7 @@ def open_runtime(project: Path | None, database: str | None) -> Iterator[Runtime
 
 def run_async(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T:
     """Run async work in one event loop, closing the providers it opened in that same loop."""
+    import asyncio
 
     async def main() -> T:
         try:

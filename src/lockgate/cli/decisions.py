@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json, run_async
 from lockgate.cli.common import stderr as err_console
-from lockgate.decide.batch import BatchSummary, run_batch, scan
-from lockgate.decide.pipeline import DecisionRequest, Result
 from lockgate.errors import InputError
-from lockgate.rollout.canary import check_canaries
+
+if TYPE_CHECKING:
+    from lockgate.decide.batch import BatchSummary
+    from lockgate.decide.pipeline import Result
 
 
 def decide(
@@ -35,6 +34,10 @@ def decide(
 
     Example: lockgate decide routing --input '{"text": "My card was stolen"}'
     """
+    import secrets
+
+    from lockgate.decide.pipeline import DecisionRequest
+
     try:
         data = json.loads(input_json)
     except json.JSONDecodeError as exc:
@@ -80,6 +83,17 @@ def run(
 
     Example: lockgate run routing tickets.csv --out decisions.jsonl
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from lockgate.decide.batch import run_batch, scan
+    from lockgate.rollout.canary import check_canaries
+
     total = scan(file)
     console = err_console()
     with open_runtime(project, database) as runtime:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption, print_json
-from lockgate.delivery.sinks import OutboxRow
 from lockgate.errors import InputError
-from lockgate.settings import load_settings
-from lockgate.store import Store
+
+if TYPE_CHECKING:
+    from lockgate.delivery.sinks import OutboxRow
+    from lockgate.store import Store
 
 app = typer.Typer(
     help="The delivery outbox: one row per final decision and sink.", no_args_is_help=True
@@ -30,6 +31,9 @@ OperatorOption = Annotated[
 
 
 def _store(project: ProjectOption, database: DatabaseOption) -> Store:
+    from lockgate.settings import load_settings
+    from lockgate.store import Store
+
     return Store(load_settings(project, database_url=database).database_url)
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from lockgate.cli.common import stderr
 
@@ -26,6 +25,8 @@ def demo(
 
     Example: lockgate demo --dir /tmp/lockgate-demo
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from lockgate.demo.tour import describe, run_demo
 
     console = stderr()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lockgate.cli.common import ActorOption, DatabaseOption, ProjectOption, print_json
 from lockgate.security import ROLES, check_role
-from lockgate.settings import load_settings
-from lockgate.store import Store
+
+if TYPE_CHECKING:
+    from lockgate.store import Store
 
 app = typer.Typer(
     help="API keys for the HTTP API: one per client, with a role.", no_args_is_help=True
@@ -17,6 +18,9 @@ app = typer.Typer(
 
 
 def _store(project: ProjectOption, database: DatabaseOption) -> Store:
+    from lockgate.settings import load_settings
+    from lockgate.store import Store
+
     return Store(load_settings(project, database_url=database).database_url)
 
 

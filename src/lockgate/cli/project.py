@@ -8,12 +8,7 @@ from typing import Annotated
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json
-from lockgate.decide.task import load_tasks
-from lockgate.demo.scaffold import scaffold_project
 from lockgate.errors import ConfigError
-from lockgate.providers.registry import ProviderRegistry
-from lockgate.settings import load_settings
-from lockgate.store import Store
 
 
 def init(
@@ -23,6 +18,8 @@ def init(
 
     Example: lockgate init support
     """
+    from lockgate.demo.scaffold import scaffold_project
+
     created = scaffold_project(directory)
     for path in created:
         typer.echo(f"created {path}")
@@ -55,7 +52,11 @@ def train(
 
     Example: lockgate train routing --data data/routing-train.csv
     """
+    from lockgate.decide.task import load_tasks
     from lockgate.providers.classifier_training import train_classifier
+    from lockgate.providers.registry import ProviderRegistry
+    from lockgate.settings import load_settings
+    from lockgate.store import Store
 
     settings = load_settings(project, database_url=database)
     tasks = load_tasks(settings.tasks_dir, known_providers=ProviderRegistry.discover().names())
@@ -96,6 +97,10 @@ def tasks(
 
     Example: lockgate tasks --project support
     """
+    from lockgate.decide.task import load_tasks
+    from lockgate.providers.registry import ProviderRegistry
+    from lockgate.settings import load_settings
+
     settings = load_settings(project)
     found = load_tasks(settings.tasks_dir, known_providers=ProviderRegistry.discover().names())
     if as_json:
@@ -115,6 +120,9 @@ def db_upgrade(project: ProjectOption = None, database: DatabaseOption = None) -
 
     Example: lockgate db upgrade --database postgresql://lockgate@db/lockgate
     """
+    from lockgate.settings import load_settings
+    from lockgate.store import Store
+
     settings = load_settings(project, database_url=database)
     store = Store(settings.database_url)
     current, head = store.migration_state()

@@ -9,8 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption
-from lockgate.settings import load_settings
-from lockgate.store import Store
 
 FACTORY = "lockgate.server:create_app_from_environment"
 
@@ -30,6 +28,8 @@ def serve(
     import uvicorn
 
     from lockgate.server import PROJECT_ENV, create_app
+    from lockgate.settings import load_settings
+    from lockgate.store import Store
 
     settings = load_settings(project, database_url=database)
     Store(settings.database_url).close()  # migrate once, before any worker starts

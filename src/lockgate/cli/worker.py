@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption
-from lockgate.delivery.worker import DeliveryReport, DeliveryWorker
-from lockgate.monitor.logging import logging_configured
-from lockgate.monitor.metrics import Metrics
-from lockgate.settings import load_settings
-from lockgate.store import Store
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from lockgate.delivery.worker import DeliveryReport, DeliveryWorker
 
 
 def worker(
@@ -43,6 +42,14 @@ def worker(
 
     Example: lockgate worker --project support --concurrency 32
     """
+    import asyncio
+
+    from lockgate.delivery.worker import DeliveryWorker
+    from lockgate.monitor.logging import logging_configured
+    from lockgate.monitor.metrics import Metrics
+    from lockgate.settings import load_settings
+    from lockgate.store import Store
+
     settings = load_settings(project, database_url=database)
     store = Store(settings.database_url)
     delivery = DeliveryWorker(
@@ -60,6 +67,8 @@ def worker(
 
 
 async def _work(delivery: DeliveryWorker, once: bool) -> DeliveryReport:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

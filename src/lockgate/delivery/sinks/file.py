@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -94,6 +93,8 @@ class FileSink:
         return cls(spec, context)
 
     async def send(self, row: OutboxRow) -> None:
+        import asyncio  # here, not at the top: a webhook receiver's verify_signature needs none
+
         line = payload_body(row.payload) + b"\n"
         try:
             await asyncio.to_thread(self.file.append, row.decision_id, line)

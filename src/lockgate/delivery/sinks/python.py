@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 from collections.abc import Callable
@@ -33,6 +32,8 @@ class PythonSink:
         return self._function
 
     async def send(self, row: OutboxRow) -> None:
+        import asyncio  # here, not at the top: a webhook receiver's verify_signature needs none
+
         try:
             function = self.function()
         except ConfigError as exc:
