@@ -1,7 +1,5 @@
 """`lockgate decide` and `lockgate run`: one decision, or a resumable batch."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -48,7 +46,7 @@ def decide(
     request = DecisionRequest(input=data, idempotency_key=key or f"cli:{secrets.token_hex(12)}")
     with open_runtime(project, database) as runtime:
 
-        async def work() -> Result:
+        async def work() -> "Result":
             loaded = runtime.release_runtime(task, release)
             return await runtime.pipeline.decide(loaded, request)
 
@@ -145,7 +143,7 @@ def run(
         _print_summary(summary, out)
 
 
-def _print_summary(summary: BatchSummary, out: Path | None) -> None:
+def _print_summary(summary: "BatchSummary", out: Path | None) -> None:
     lines = [
         f"{summary.total} records: {summary.new} decided now, "
         f"{summary.already_decided} already decided earlier",

@@ -1,7 +1,5 @@
 """`lockgate deliveries …`: see the outbox, retry dead deliveries, replay delivered ones."""
 
-from __future__ import annotations
-
 import getpass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -30,7 +28,7 @@ OperatorOption = Annotated[
 ]
 
 
-def _store(project: ProjectOption, database: DatabaseOption) -> Store:
+def _store(project: ProjectOption, database: DatabaseOption) -> "Store":
     from lockgate.settings import load_settings
     from lockgate.store import Store
 
@@ -48,7 +46,7 @@ def _operator(actor: str | None) -> str:
         ) from None
 
 
-def _print(rows: list[OutboxRow], as_json: bool, empty: str) -> None:
+def _print(rows: list["OutboxRow"], as_json: bool, empty: str) -> None:
     if as_json:
         print_json([r.summary() for r in rows])
         return

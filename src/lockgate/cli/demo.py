@@ -1,7 +1,5 @@
 """`lockgate demo`: the whole loop on synthetic tickets."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`lockgate keys …`: create, list and revoke API keys for the HTTP API."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,7 +15,7 @@ app = typer.Typer(
 )
 
 
-def _store(project: ProjectOption, database: DatabaseOption) -> Store:
+def _store(project: ProjectOption, database: DatabaseOption) -> "Store":
     from lockgate.settings import load_settings
     from lockgate.store import Store
 

@@ -1,7 +1,5 @@
 """`lockgate init`, `train`, `tasks`, `db upgrade` and `audit verify`."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`lockgate serve`: the HTTP API on uvicorn."""
 
-from __future__ import annotations
-
 import os
 import secrets
 from typing import Annotated, Any

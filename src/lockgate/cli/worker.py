@@ -1,7 +1,5 @@
 """`lockgate worker`: the delivery worker in a process of its own."""
 
-from __future__ import annotations
-
 import os
 import signal
 import sys
@@ -66,7 +64,7 @@ def worker(
     )
 
 
-async def _work(delivery: DeliveryWorker, once: bool) -> DeliveryReport:
+async def _work(delivery: "DeliveryWorker", once: bool) -> "DeliveryReport":
     import asyncio
 
     stop = asyncio.Event()
@@ -81,7 +79,7 @@ async def _work(delivery: DeliveryWorker, once: bool) -> DeliveryReport:
         await delivery.aclose()
 
 
-def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
+def _stopper(stop: "asyncio.Event", signum: int) -> Callable[[], None]:
     def handle() -> None:
         if stop.is_set():  # a second signal: leave now; the leases hand the rows back later
             os._exit(128 + signum)
