@@ -7,8 +7,10 @@ Usage (from the repository root, with the venv active):
 For each command: the median over `--repeats` runs of the child's CPU time (user + sys, as
 `/usr/bin/time -f "%U %S"` reports it) and of its wall time; which heavy packages it loaded
 (from `-X importtime`); and the `--top` imports by cumulative time (microseconds, one
-`-X importtime` run). The interpreter alone (`python -c pass`) and `import typer` are measured
-too: they are the floor the CLI cannot go below. Nothing asserts a time.
+`-X importtime` run). The interpreter alone (`python -c pass`), `import typer` and the help of
+a two-command Typer app with one sub-group are measured too: they are the floor the CLI cannot
+go below (Typer renders help with Rich, and from 0.29 a sub-command's help also loads pydantic,
+which Typer uses to convert parameter values). Nothing asserts a time.
 """
 
 from __future__ import annotations
@@ -27,9 +29,24 @@ PYTHON = sys.executable
 LOCKGATE = str(Path(sys.executable).parent / "lockgate")
 HEAVY = ("sqlalchemy", "alembic", "numpy", "scipy", "sklearn", "fastapi", "pydantic", "typer")
 
+# The smallest Typer CLI with a sub-group: what `lockgate --help` would cost with no Lockgate.
+TYPER_APP = """
+import typer
+app = typer.Typer(add_completion=False)
+sub = typer.Typer()
+@sub.command()
+def one(x: int = 1) -> None: ...
+@sub.command()
+def two(y: str = "") -> None: ...
+app.add_typer(sub, name="sub")
+app()
+"""
+FLOORS = 4  # the first COMMANDS are floors, not Lockgate
 COMMANDS: list[tuple[str, list[str]]] = [
     ("python -c pass", [PYTHON, "-c", "pass"]),
     ("python -c 'import typer'", [PYTHON, "-c", "import typer"]),
+    ("minimal Typer app --help", [PYTHON, "-c", TYPER_APP, "--help"]),
+    ("minimal Typer app sub --help", [PYTHON, "-c", TYPER_APP, "sub", "--help"]),
     ("python -c 'import lockgate'", [PYTHON, "-c", "import lockgate"]),
     (
         "python -c 'from lockgate import verify_signature, Undeliverable'",
@@ -101,7 +118,7 @@ def main() -> None:
         heavy = ", ".join(name for name in HEAVY if name in loaded) or "none"
         print(f"{label:<68} {cpu:6.3f} {wall:6.3f}  {heavy}")
 
-    for label, _ in COMMANDS[2:]:
+    for label, _ in COMMANDS[FLOORS:]:
         rows = sorted(imports[label], reverse=True)[: args.top]
         print(f"\nTop {args.top} cumulative imports (us), `{label}` under -X importtime:")
         for cumulative, name in rows:
