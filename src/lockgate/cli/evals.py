@@ -1,15 +1,12 @@
 """`lockgate dataset …`, `lockgate eval` and `lockgate calibrate`."""
 
-from __future__ import annotations
-
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lockgate.cli.common import (
     ActorOption,
@@ -20,9 +17,11 @@ from lockgate.cli.common import (
     run_async,
 )
 from lockgate.cli.common import stderr as err_console
-from lockgate.evals import report_html, service
-from lockgate.evals.datasets import check_name, read_dataset
-from lockgate.runtime import Runtime
+
+if TYPE_CHECKING:
+    # The eval service pulls scipy (the calibration's confidence bounds) and the store.
+    from lockgate.evals.service import Evaluation
+    from lockgate.runtime import Runtime
 
 dataset_app = typer.Typer(help="Labeled datasets to measure releases on.", no_args_is_help=True)
 
@@ -60,6 +59,8 @@ def dataset_add(
 
     Example: lockgate dataset add routing gate data/gate.csv --sealed
     """
+    from lockgate.evals.datasets import check_name, read_dataset
+
     check_name(name)
     with open_runtime(project, database) as runtime:
         rows = read_dataset(runtime.task(task), file)
@@ -129,6 +130,14 @@ def dataset_show(
 
 @contextmanager
 def _progress(label: str) -> Iterator[tuple[Any, Any]]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     console = err_console()
     progress = Progress(
         TextColumn(f"[bold]{label}"),
@@ -169,6 +178,8 @@ def eval_(
 
     Example: lockgate eval routing --release routing@2 --dataset gate --repeat 3
     """
+    from lockgate.evals import report_html, service
+
     with open_runtime(project, database) as runtime, _progress("evaluating") as (start, step):
         done = run_async(
             runtime,
@@ -212,7 +223,7 @@ def _num(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _readable(done: service.Evaluation) -> str:
+def _readable(done: "Evaluation") -> str:
     m, run = done.run.metrics, done.run
     seal = "sealed" if done.dataset.sealed else "open"
     lines = [
@@ -264,6 +275,8 @@ def calibrate(
 
     Example: lockgate calibrate routing --release routing@2 --target-accuracy 0.98
     """
+    from lockgate.evals import service
+
     next_steps: list[str] = []
     with open_runtime(project, database) as runtime, _progress("calibrating") as (start, step):
         outcome = run_async(
@@ -315,7 +328,7 @@ def calibrate(
         typer.echo(line)
 
 
-def _next_eval(runtime: Runtime, task: str, ref: str, calibrated_on: str) -> list[str]:
+def _next_eval(runtime: "Runtime", task: str, ref: str, calibrated_on: str) -> list[str]:
     """The eval to run next, runnable as printed: on the task's gate dataset when it names one,
     else with --dataset, on another dataset than the one the threshold was tuned on (sealed
     ones first)."""

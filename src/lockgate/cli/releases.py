@@ -1,9 +1,7 @@
 """`lockgate release …`: create, list, show, diff, promote (gated), rollback, shadow, canary."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,10 +14,10 @@ from lockgate.cli.common import (
     run_async,
 )
 from lockgate.errors import ConfigError, InputError, Unauthorized
-from lockgate.rollout import gates
-from lockgate.rollout.release import Release, ReleaseRef, diff_releases
-from lockgate.runtime import Runtime
-from lockgate.security import Principal
+
+if TYPE_CHECKING:
+    from lockgate.rollout.release import Release
+    from lockgate.runtime import Runtime
 
 ApiKeyOption = Annotated[
     str | None,
@@ -36,7 +34,7 @@ app = typer.Typer(
 )
 
 
-def _summary(release: Release) -> dict[str, object]:
+def _summary(release: "Release") -> dict[str, object]:
     return {
         "ref": release.ref,
         "stage": release.stage,
@@ -48,7 +46,9 @@ def _summary(release: Release) -> dict[str, object]:
     }
 
 
-def _resolve(runtime: Runtime, ref_text: str) -> Release:
+def _resolve(runtime: "Runtime", ref_text: str) -> "Release":
+    from lockgate.rollout.release import ReleaseRef
+
     ref = ReleaseRef.parse(ref_text)
     if isinstance(ref.selector, int):
         return runtime.store.releases.get(ref.task, ref.selector)
@@ -130,6 +130,8 @@ def diff(
 
     Example: lockgate release diff routing@1 routing@2
     """
+    from lockgate.rollout.release import diff_releases
+
     with open_runtime(project, database) as runtime:
         text = diff_releases(_resolve(runtime, a), _resolve(runtime, b))
     typer.echo(text or "no differences")
@@ -144,10 +146,12 @@ class Acting:
     admin: bool
 
 
-def _acting(runtime: Runtime, api_key: str | None, actor: str, task: str) -> Acting:
+def _acting(runtime: "Runtime", api_key: str | None, actor: str, task: str) -> Acting:
     """The one check for every state-changing release command: without an API key the local
     operator acts as `--actor`, an admin; with one, the key's name and role count, and the
     role needs manage_releases for the task."""
+    from lockgate.security import Principal
+
     if api_key is None:
         return Acting(actor, admin=True)
     key = runtime.store.keys.authenticate(api_key)
@@ -179,6 +183,9 @@ def promote(
 
     Example: lockgate release promote routing@2
     """
+    from lockgate.rollout import gates
+    from lockgate.rollout.release import ReleaseRef
+
     parsed = ReleaseRef.parse(ref)
     if not isinstance(parsed.selector, int):
         raise ConfigError(f"{ref!r}: name the release to promote, e.g. {parsed.task}@2")
@@ -221,6 +228,8 @@ def rollback(
 
 
 def _number(ref: str) -> tuple[str, int]:
+    from lockgate.rollout.release import ReleaseRef
+
     parsed = ReleaseRef.parse(ref)
     if not isinstance(parsed.selector, int):
         raise ConfigError(f"{ref!r}: name the release, e.g. {parsed.task}@2")
@@ -243,6 +252,8 @@ def shadow(
 
     Example: lockgate release shadow routing@3
     """
+    from lockgate.rollout.release import ReleaseRef
+
     with open_runtime(project, database) as runtime:
         task = ReleaseRef.parse(ref).task
         acting = _acting(runtime, api_key, actor, task)
@@ -303,6 +314,7 @@ def shadow_report(
 
     Example: lockgate release shadow-report routing --sample-disagreements 20
     """
+    from lockgate.rollout.release import ReleaseRef
     from lockgate.rollout.shadow import build_shadow_report, sample_disagreements
 
     with open_runtime(project, database) as runtime:
@@ -388,6 +400,7 @@ def canary(
     Example: lockgate release canary routing@3 --percent 10
     """
     from lockgate.rollout.canary import MAX_PERCENT
+    from lockgate.rollout.release import ReleaseRef
 
     with open_runtime(project, database) as runtime:
         task = ReleaseRef.parse(ref).task

@@ -5,20 +5,20 @@ Review commands act as a real identity: the reviewer's API key, from `--key` or 
 of duties holds as over HTTP (no self-review, two different reviewers where the policy says).
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json
-from lockgate.decide.task import TaskSpec
 from lockgate.errors import InputError, Unauthorized
-from lockgate.review.service import ReviewItem
-from lockgate.runtime import Runtime
-from lockgate.security import Principal
+
+if TYPE_CHECKING:
+    from lockgate.decide.task import TaskSpec
+    from lockgate.review.service import ReviewItem
+    from lockgate.runtime import Runtime
+    from lockgate.security import Principal
 
 app = typer.Typer(
     help="The review queue: list, claim, approve, correct or reject as your API key.",
@@ -43,8 +43,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (stored and audited).")]
 
 
-def authenticate(runtime: Runtime, key: str | None) -> Principal:
+def authenticate(runtime: "Runtime", key: str | None) -> "Principal":
     """The principal of the given API key; refuses a missing, unknown or revoked key."""
+    from lockgate.security import Principal
+
     if not key:
         raise Unauthorized(
             "review commands act as an API key",
@@ -57,7 +59,7 @@ def authenticate(runtime: Runtime, key: str | None) -> Principal:
     return Principal.of(found)
 
 
-def _line(item: ReviewItem) -> str:
+def _line(item: "ReviewItem") -> str:
     d = item.decision
     output = json.dumps(dict(d.output), ensure_ascii=False) if d.output is not None else "-"
     confidence = f"{d.confidence:.2f}" if d.confidence is not None else "-"
@@ -74,7 +76,7 @@ def _line(item: ReviewItem) -> str:
     )
 
 
-def _show(item: ReviewItem, as_json: bool) -> None:
+def _show(item: "ReviewItem", as_json: bool) -> None:
     if as_json:
         print_json({**item.public(), "input": dict(item.decision.redacted_input)})
         return
@@ -151,7 +153,7 @@ def claim(
     typer.echo(f"claimed {decision_id} until {until}")
 
 
-def _verdict_line(item: ReviewItem) -> str:
+def _verdict_line(item: "ReviewItem") -> str:
     d = item.decision
     if d.status == "pending_review":
         return (
@@ -321,7 +323,7 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _assignments(spec: TaskSpec, pairs: list[str]) -> dict[str, Any]:
+def _assignments(spec: "TaskSpec", pairs: list[str]) -> dict[str, Any]:
     """`field=value` pairs as output values typed by the output schema."""
     values: dict[str, Any] = {}
     for pair in pairs:
