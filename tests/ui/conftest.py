@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.ui.kit import Site, browser, need_chromium, serving
+from tests.ui.kit import Site, browser, chromium, need_chromium, serving
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+def site(tmp_path: Path, sqlite_database_url: str) -> Iterator[Site]:
     """The app on SQLite (the pages do not touch SQL; the main flow also runs on PostgreSQL)."""
     need_chromium()
-    with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db") as served:
+    with serving(tmp_path, sqlite_database_url) as served:
         yield served
 
 
@@ -26,8 +26,16 @@ def site_on_each_backend(tmp_path: Path, database_url: str) -> Iterator[Site]:
         yield served
 
 
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(scope="session")
+def chromium_browser() -> Iterator[Any]:
+    """One Chromium for the test run (per xdist worker); tests share only the process."""
     need_chromium()
-    with browser(tmp_path / "chromium-profile") as opened:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(chromium_browser: Any) -> Iterator[Any]:
+    """A page in a fresh browser context, so no cookies or storage cross between tests."""
+    with browser(chromium_browser) as opened:
         yield opened

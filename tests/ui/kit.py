@@ -1,5 +1,5 @@
 """The review pages under test: `lockgate`'s app served by uvicorn on a loopback port, and
-Debian's Chromium driven by Playwright, each browser with its own fresh profile.
+Debian's Chromium driven by Playwright: one browser per test run, a fresh context per test.
 
 Decisions are made through the real HTTP API by a submitter key; reviewers sign in with keys
 made in the store, as an admin would with `lockgate keys create`.
@@ -157,23 +157,29 @@ def serving(
 
 
 @contextmanager
-def browser(profile: Path) -> Iterator[Any]:
-    """A headless Chromium page with a fresh profile (no cookies from other tests)."""
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright; one serves a whole test run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 860},
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            context.set_default_timeout(15_000)
-            yield context.pages[0] if context.pages else context.new_page()
+            yield launched
         finally:
-            context.close()
+            launched.close()
+
+
+@contextmanager
+def browser(chromium: Any) -> Iterator[Any]:
+    """A page in a fresh context of ``chromium``: no cookies or storage from other tests."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        context.set_default_timeout(15_000)
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def sign_in(page: Any, site: Site, secret: str) -> None:

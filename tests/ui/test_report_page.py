@@ -13,7 +13,7 @@ SUGGEST_TASK = REVIEW_TASK + "  mode: suggest\n"
 
 
 def test_the_report_page_counts_agreement_between_suggestions_and_verdicts(
-    tmp_path: Path,
+    tmp_path: Path, chromium_browser: Any
 ) -> None:
     need_chromium()
     with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db", task=SUGGEST_TASK) as site:
@@ -28,7 +28,7 @@ def test_the_report_page_counts_agreement_between_suggestions_and_verdicts(
         reviews.correct(alice, ids[2], {"queue": "cards"}, "a lost card")
         reviews.approve(alice, ids[3])
         page: Any
-        with browser(tmp_path / "profile") as page:
+        with browser(chromium_browser) as page:
             sign_in(page, site, site.key("alice", "reviewer"))
             with page.expect_navigation():
                 page.click("text=routing report")
@@ -40,7 +40,9 @@ def test_the_report_page_counts_agreement_between_suggestions_and_verdicts(
             assert "not yet" in labels  # far fewer reviews than a label needs
 
 
-def test_the_shadow_page_shows_the_shadow_release_beside_live(tmp_path: Path) -> None:
+def test_the_shadow_page_shows_the_shadow_release_beside_live(
+    tmp_path: Path, chromium_browser: Any
+) -> None:
     need_chromium()
     with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db") as site:
         tasks_file = site.runtime.settings.tasks_dir / "routing.yaml"
@@ -58,7 +60,7 @@ def test_the_shadow_page_shows_the_shadow_release_beside_live(tmp_path: Path) ->
             time.sleep(0.2)
         expected = build_shadow_report(site.runtime, "routing")
         page: Any
-        with browser(tmp_path / "profile") as page:
+        with browser(chromium_browser) as page:
             sign_in(page, site, site.key("alice", "reviewer"))
             with page.expect_navigation():
                 page.click("text=routing shadow")

@@ -8,8 +8,6 @@ from typing import Any
 from tests.ui.kit import (
     REVIEW_TASK,
     Site,
-    browser,
-    need_chromium,
     screenshot,
     serving,
     sign_in,
@@ -175,26 +173,23 @@ def test_a_correction_that_breaks_the_output_schema_is_refused_on_the_page_witho
 
 
 def test_an_approval_that_needs_a_second_reviewer_stays_in_the_queue_and_says_so(
-    tmp_path: Path,
+    tmp_path: Path, sqlite_database_url: str, page: Any
 ) -> None:
-    need_chromium()
     task = REVIEW_TASK + "  two_person_when:\n    - {field: queue, equals: fraud}\n"
-    with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db", task=task) as site:
+    with serving(tmp_path, sqlite_database_url, task=task) as site:
         decision = site.submit(FRAUD, "t-1")
-        page: Any
-        with browser(tmp_path / "profile") as page:
-            sign_in(page, site, site.key("alice", "reviewer"))
-            page.goto(f"{site.base}/ui/items/{decision}")
-            claim(page)
-            with page.expect_navigation():
-                page.click("#approve-form button")
-            assert f"/ui/items/{decision}" in page.url
-            assert "another reviewer must approve" in page.inner_text(".notice")
-            assert "so far: alice" in page.inner_text("#actions")
-            screenshot(page, "07-first-of-two-approvals")
-            assert site.status(decision) == "pending_review"
+        sign_in(page, site, site.key("alice", "reviewer"))
+        page.goto(f"{site.base}/ui/items/{decision}")
+        claim(page)
+        with page.expect_navigation():
+            page.click("#approve-form button")
+        assert f"/ui/items/{decision}" in page.url
+        assert "another reviewer must approve" in page.inner_text(".notice")
+        assert "so far: alice" in page.inner_text("#actions")
+        screenshot(page, "07-first-of-two-approvals")
+        assert site.status(decision) == "pending_review"
 
-            bob = site.principal("bob", "reviewer")
-            site.runtime.reviews.claim(bob, decision)
-            site.runtime.reviews.approve(bob, decision)
-            assert site.status(decision) == "approved"
+        bob = site.principal("bob", "reviewer")
+        site.runtime.reviews.claim(bob, decision)
+        site.runtime.reviews.approve(bob, decision)
+        assert site.status(decision) == "approved"
