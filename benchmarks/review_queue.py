@@ -11,7 +11,7 @@ file sink, and `--decisions` decisions, every fifth one pending review with a pr
 or 10. Then, `--repeats` times, it calls `ReviewService` as the API and the CLI do, one call at
 a time, with a reviewer key:
 
-- baseline: `Store.decision(id)` of a random stored decision (one indexed read);
+- baseline: `store.decisions.get(id)` of a random stored decision (one indexed read);
 - the first page of the queue (50 items, highest priority first, then oldest);
 - claim of a pending decision, then approve of `--calls` of them and correct of `--calls`
   others (each verdict is final and writes its audit entry and outbox row).
@@ -171,7 +171,7 @@ def bench_backend(database: str, options: argparse.Namespace) -> dict[str, Any]:
         rng.shuffle(pending)
         key, _ = store.keys.create("bench-reviewer", "reviewer", (), "bench")
         reviewer = Principal.of(key)
-        service = ReviewService(store)
+        service = ReviewService(store.reviews, store.releases)
         first_page = service.queue(reviewer, TASK, limit=50)
         assert len(first_page) == 50 and first_page[0].priority == 10, first_page[:1]
         one_repeat(service, reviewer, store, pending, every, max(10, options.calls // 10), rng)

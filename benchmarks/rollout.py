@@ -131,7 +131,7 @@ async def measure(runtime: Runtime, mode: str, candidate: int | None, count: int
             queued = rollout.shadow_counts(TASK, candidate).get("pending", 0)
             assert queued == count + WARM_UP, (queued, count + WARM_UP)
             started = time.perf_counter()
-            done = await ShadowWorker(runtime).run_once(TASK)
+            done = await ShadowWorker(runtime.store.rollout, runtime.release_runtime).run_once(TASK)
             elapsed = time.perf_counter() - started
             counts = rollout.shadow_counts(TASK, candidate)
             assert done == queued and counts.get("done", 0) == queued, (done, counts)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockgate.decide.decision import utcnow
 from lockgate.decide.pipeline import ChainModel, Pipeline, ReleaseRuntime
@@ -21,6 +21,9 @@ from lockgate.review.service import ReviewService
 from lockgate.rollout.release import Release, content_hash
 from lockgate.settings import Settings
 from lockgate.store import Store
+
+if TYPE_CHECKING:
+    from lockgate.evals.service import EvalService
 
 
 @dataclass
@@ -40,7 +43,8 @@ class Runtime:
         self.metrics: Metrics | None = metrics if isinstance(metrics, Metrics) else None
         """The observer's Prometheus metrics, when it keeps any."""
         self.reviews = ReviewService(
-            self.store,
+            self.store.reviews,
+            self.store.releases,
             lease_seconds=self.settings.review_lease_seconds,
             metrics=self.metrics,
         )
@@ -110,6 +114,20 @@ class Runtime:
         )
         self._check_buildable(draft)
         return draft
+
+    def eval_service(self) -> EvalService:
+        """Evals and calibration over this runtime's store, task files and providers."""
+        from lockgate.evals.service import EvalService  # scipy: only where evals run
+
+        return EvalService(
+            releases=self.store.releases,
+            datasets=self.store.datasets,
+            evals=self.store.evals,
+            task_spec=self.task,
+            release_runtime=self.release_runtime,
+            derived_draft=self.derived_draft,
+            concurrency=self.settings.concurrency,
+        )
 
     def release_runtime(self, task_name: str, number: int | None = None) -> ReleaseRuntime:
         """The given release, or the live one, ready to decide (built once per process)."""

@@ -74,16 +74,16 @@ def test_a_calibrated_threshold_holds_its_accuracy_on_a_split_it_never_saw(
         for name, part in (("calib", calib), ("check", check)):
             dataset = read_dataset(spec, _write(tmp_path / f"{name}.csv", part))
             runtime.store.datasets.add("banking77", name, dataset, sealed=False, source=None,
-                                      actor="test")  # fmt: skip
+                                       actor="test")  # fmt: skip
 
         async def calibrate_then_check() -> tuple[service.Calibration, service.Evaluation]:
             try:
-                calibration = await service.calibrate(
-                    runtime, "banking77", release=str(source.number), target=TARGET
+                calibration = await runtime.eval_service().calibrate(
+                    "banking77", release=str(source.number), target=TARGET
                 )
                 assert calibration.release is not None, "no threshold reached the target"
-                checked = await service.evaluate(
-                    runtime, "banking77", release=calibration.release.ref, dataset="check"
+                checked = await runtime.eval_service().evaluate(
+                    "banking77", release=calibration.release.ref, dataset="check"
                 )
                 return calibration, checked
             finally:

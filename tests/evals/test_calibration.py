@@ -13,7 +13,6 @@ from scipy.stats import beta
 
 from lockgate.decide.task import parse_task
 from lockgate.errors import ConfigError
-from lockgate.evals import service
 from lockgate.evals.calibration import clopper_pearson_lower, pick_threshold
 from lockgate.evals.scorers import Scored, ScoringContext
 from tests.cli.kit import lockgate
@@ -176,7 +175,9 @@ def test_calibrating_on_the_gate_dataset_is_refused_with_the_reason(tmp_path: Pa
     project = calibration_project(tmp_path, database)
     refused = pytest.raises(ConfigError, match="is the gate dataset of routing: calibrating on")
     with project_runtime(project, database) as runtime, refused:
-        asyncio.run(service.calibrate(runtime, "routing", release="1", target=0.9, dataset="gate"))
+        asyncio.run(
+            runtime.eval_service().calibrate("routing", release="1", target=0.9, dataset="gate")
+        )
 
 
 def test_the_suggested_next_eval_runs_as_printed_without_a_gate_dataset(

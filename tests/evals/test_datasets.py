@@ -121,7 +121,7 @@ def test_a_changed_row_of_a_sealed_dataset_is_detected_before_an_eval(
         dataset, _ = runtime.store.datasets.add(
             "routing", "gate", rows, sealed=True, source=None, actor="a"
         )
-        assert len(service.verified_rows(runtime, dataset)) == 4
+        assert len(service.verified_rows(runtime.store.datasets, dataset)) == 4
         with runtime.store.engine.begin() as conn:
             conn.execute(
                 update(dataset_rows)
@@ -129,7 +129,7 @@ def test_a_changed_row_of_a_sealed_dataset_is_detected_before_an_eval(
                 .values(expected={"queue": "cards"})
             )
         with pytest.raises(ConfigError, match="was changed in the database after it was added"):
-            service.verified_rows(runtime, dataset)
+            service.verified_rows(runtime.store.datasets, dataset)
 
 
 def test_a_missing_label_column_is_named_as_such(tmp_path: Path) -> None:

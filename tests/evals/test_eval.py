@@ -192,11 +192,11 @@ def test_repeats_report_each_run_and_their_spread_and_keep_the_worst_figures(
         runtime.create_release("routing", "test")
         rows_read = read_dataset(runtime.task("routing"), project / "gate.csv")
         runtime.store.datasets.add("routing", "gate", rows_read, sealed=True, source=None,
-                                  actor="test")  # fmt: skip
+                                   actor="test")  # fmt: skip
 
         async def run() -> service.Evaluation:
             try:
-                return await service.evaluate(runtime, "routing", dataset="gate", repeat=2)
+                return await runtime.eval_service().evaluate("routing", dataset="gate", repeat=2)
             finally:
                 await runtime.aclose()
 

@@ -23,7 +23,9 @@ def test_an_item_pending_past_the_sla_is_escalated_once_and_moves_up_the_queue(
         old = kit.pending("card question, unsure")  # priority 0
         fraud = kit.pending("card stolen")  # priority 10
         metrics = Metrics()
-        service = ReviewService(kit.runtime.store, metrics=metrics)
+        service = ReviewService(
+            kit.runtime.store.reviews, kit.runtime.store.releases, metrics=metrics
+        )
 
         assert service.escalate_overdue(old.created_at + timedelta(minutes=29)) == []
         late = fraud.created_at + timedelta(minutes=31)
@@ -70,7 +72,10 @@ def test_replicas_escalating_at_once_escalate_and_count_each_item_once(
     with review_kit(tmp_path, database_url) as kit:
         overdue = [kit.pending(f"case {i}, unsure") for i in range(6)]
         late = max(d.created_at for d in overdue) + timedelta(minutes=31)
-        replicas = [ReviewService(kit.runtime.store, metrics=Metrics()) for _ in range(4)]
+        replicas = [
+            ReviewService(kit.runtime.store.reviews, kit.runtime.store.releases, metrics=Metrics())
+            for _ in range(4)
+        ]
         barrier = threading.Barrier(len(replicas))
         found: list[list[str]] = []
 

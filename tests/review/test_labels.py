@@ -42,7 +42,7 @@ def test_the_export_has_input_and_output_columns_and_leaves_rejected_out(
     with review_kit(tmp_path, database_url) as kit:
         expected = review_some(kit)
         spec = kit.runtime.task("routing")
-        result = export_labels(kit.runtime.store, spec, tmp_path / f"labels.{fmt}")
+        result = export_labels(kit.runtime.store.reviews, spec, tmp_path / f"labels.{fmt}")
 
         assert (result.rows, result.approved, result.corrected, result.rejected_left_out) == (
             24,
@@ -67,7 +67,7 @@ def test_lockgate_train_learns_from_the_exported_labels(tmp_path: Path, database
         expected = review_some(kit)
         spec = kit.runtime.task("routing")
         path = tmp_path / "labels.csv"
-        export_labels(kit.runtime.store, spec, path)
+        export_labels(kit.runtime.store.reviews, spec, path)
 
         report = train_classifier(spec, path, kit.runtime.settings)
         assert report.n_rows == len(expected) == len(list(iter_records(path)))

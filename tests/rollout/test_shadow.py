@@ -45,7 +45,11 @@ def test_shadow_agreement_equals_a_direct_comparison_over_thousands_of_decisions
         live = p.decide(items)
         assert _count(p, shadow_runs, shadow_runs.c.status == "pending") == 3000
 
-        done = p.run(lambda: ShadowWorker(p.runtime).run_once("routing"))
+        done = p.run(
+            lambda: ShadowWorker(p.runtime.store.rollout, p.runtime.release_runtime).run_once(
+                "routing"
+            )
+        )
         assert done == 3000
 
         # A few human labels: approvals confirm the live output, corrections replace it.
@@ -55,7 +59,7 @@ def test_shadow_agreement_equals_a_direct_comparison_over_thousands_of_decisions
             p.review(d, "correct", {"queue": "other"})
         p.review(live[60], "reject", None)  # a rejection is no label
 
-        report = build_shadow_report(p.runtime, "routing")
+        report = build_shadow_report(p.store.rollout, p.store.releases, "routing")
         expected_live = [d.output["queue"] for d in live]
         expected_shadow = _shadow_answers(p, shadow.number, items)
         pairs = list(zip(expected_live, expected_shadow, strict=True))
@@ -93,7 +97,11 @@ def test_shadow_work_stores_no_decision_and_never_touches_the_outbox(
         p.decide(texts(200))
         stored, queued = _count(p, decisions), _count(p, outbox)
         assert queued > 0, "the task has a sink: automated live decisions are queued for it"
-        p.run(lambda: ShadowWorker(p.runtime).run_once("routing"))
+        p.run(
+            lambda: ShadowWorker(p.runtime.store.rollout, p.runtime.release_runtime).run_once(
+                "routing"
+            )
+        )
         assert _count(p, shadow_runs, shadow_runs.c.status == "done") == 200
         assert (_count(p, decisions), _count(p, outbox)) == (stored, queued)
         assert _count(p, decisions, decisions.c.release == shadow.number) == 0
@@ -116,7 +124,11 @@ def test_the_live_decision_does_not_wait_for_the_shadow_model(
         assert [d.release for d in live] == [1] * 5
         assert server.request_count == 0
         assert _count(p, shadow_runs, shadow_runs.c.status == "pending") == 5
-        p.run(lambda: ShadowWorker(p.runtime).run_once("routing"))
+        p.run(
+            lambda: ShadowWorker(p.runtime.store.rollout, p.runtime.release_runtime).run_once(
+                "routing"
+            )
+        )
         assert server.request_count == 5
         assert _count(p, shadow_runs, shadow_runs.c.status == "pending") == 0
 
@@ -133,7 +145,7 @@ def test_stopping_a_shadow_drops_its_queued_runs_and_queues_no_more(
         assert stopped.stage == "draft"
         p.decide(texts(10, start=10), prefix="later")
         assert p.store.rollout.shadow_counts("routing", shadow.number) == {"failed": 10}
-        report = build_shadow_report(p.runtime, "routing", shadow.number)
+        report = build_shadow_report(p.store.rollout, p.store.releases, "routing", shadow.number)
         assert (report.compared, report.confusion) == (0, {}), "dropped runs are not compared"
         actions = [e.action for e in p.store.audit.entries("routing")]
         assert "release.shadow_started" in actions and "release.shadow_stopped" in actions
@@ -147,14 +159,20 @@ def test_sampled_disagreements_go_to_review_only_before_delivery_starts(
         shadow = p.release(task_yaml(answers=SHADOW_ANSWERS))
         p.store.rollout.start_shadow("routing", shadow.number, "test")
         p.decide(texts(400))
-        p.run(lambda: ShadowWorker(p.runtime).run_once("routing"))
-        report = build_shadow_report(p.runtime, "routing")
+        p.run(
+            lambda: ShadowWorker(p.runtime.store.rollout, p.runtime.release_runtime).run_once(
+                "routing"
+            )
+        )
+        report = build_shadow_report(p.store.rollout, p.store.releases, "routing")
         assert len(report.disagreements) >= 6
         # Delivery already started for one disagreement: it must stay as it is.
         started = report.disagreements[0]
         with p.store.engine.begin() as conn:
             conn.execute(outbox.update().where(outbox.c.decision_id == started).values(tries=1))
-        moved = sample_disagreements(p.runtime, report, len(report.disagreements), "lead", seed=1)
+        moved = sample_disagreements(
+            p.store.rollout, report, len(report.disagreements), "lead", seed=1
+        )
         assert started not in moved
         assert len(moved) == len(report.disagreements) - 1
         for decision_id in moved:
@@ -174,4 +192,4 @@ def test_a_report_without_shadow_runs_says_how_to_start_one(
     with project(tmp_path, database_url) as p:
         p.release(task_yaml(), promote=True)
         with pytest.raises(NotFound, match="lockgate release shadow routing@N"):
-            build_shadow_report(p.runtime, "routing")
+            build_shadow_report(p.store.rollout, p.store.releases, "routing")

@@ -58,7 +58,9 @@ def test_the_shadow_page_shows_the_shadow_release_beside_live(
         ):
             assert time.monotonic() < deadline, "the shadow worker did not finish in 30 s"
             time.sleep(0.2)
-        expected = build_shadow_report(site.runtime, "routing")
+        expected = build_shadow_report(
+            site.runtime.store.rollout, site.runtime.store.releases, "routing"
+        )
         page: Any
         with browser(chromium_browser) as page:
             sign_in(page, site, site.key("alice", "reviewer"))

@@ -178,13 +178,12 @@ def eval_(
 
     Example: lockgate eval routing --release routing@2 --dataset gate --repeat 3
     """
-    from lockgate.evals import report_html, service
+    from lockgate.evals import report_html
 
     with open_runtime(project, database) as runtime, _progress("evaluating") as (start, step):
         done = run_async(
             runtime,
-            lambda: service.evaluate(
-                runtime,
+            lambda: runtime.eval_service().evaluate(
                 task,
                 release=release,
                 dataset=dataset,
@@ -275,14 +274,11 @@ def calibrate(
 
     Example: lockgate calibrate routing --release routing@2 --target-accuracy 0.98
     """
-    from lockgate.evals import service
-
     next_steps: list[str] = []
     with open_runtime(project, database) as runtime, _progress("calibrating") as (start, step):
         outcome = run_async(
             runtime,
-            lambda: service.calibrate(
-                runtime,
+            lambda: runtime.eval_service().calibrate(
                 task,
                 release=release,
                 target=target,

@@ -283,7 +283,7 @@ def shadow_run(
     from lockgate.rollout.shadow import ShadowWorker
 
     with open_runtime(project, database) as runtime:
-        worker = ShadowWorker(runtime)
+        worker = ShadowWorker(runtime.store.rollout, runtime.release_runtime)
         done = run_async(runtime, lambda: worker.run_once(task, limit=limit))
     typer.echo(f"{done} shadow runs decided")
 
@@ -319,11 +319,11 @@ def shadow_report(
 
     with open_runtime(project, database) as runtime:
         number = None if release is None else ReleaseRef.number_of(task, release)
-        report = build_shadow_report(runtime, task, number)
+        report = build_shadow_report(runtime.store.rollout, runtime.store.releases, task, number)
         moved: list[str] = []
         if sample:
             acting = _acting(runtime, api_key, actor, task)
-            moved = sample_disagreements(runtime, report, sample, acting.name)
+            moved = sample_disagreements(runtime.store.rollout, report, sample, acting.name)
     if as_json:
         print_json({**report.as_dict(), "sampled_for_review": moved})
         return

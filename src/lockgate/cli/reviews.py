@@ -305,7 +305,7 @@ def export(
         raise InputError("--format must be csv or jsonl")
     with open_runtime(project, database) as runtime:
         spec = runtime.task(task)
-        result = export_labels(runtime.store, spec, out, fmt)  # type: ignore[arg-type]
+        result = export_labels(runtime.store.reviews, spec, out, fmt)  # type: ignore[arg-type]
     typer.echo(result.summary())
 
 

@@ -1,44 +1,46 @@
 """Evals and calibration against a project: resolve the release and dataset, check the
-dataset's seal, run, and store the outcome. Called by the CLI (and by anything else that
-holds a `Runtime`)."""
+dataset's seal, run, and store the outcome. `EvalService` is built from explicit parts (the
+CLI takes them from its runtime: `Runtime.eval_service`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.decide.pipeline import ReleaseRuntime
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.evals.calibration import Threshold, pick_threshold
 from lockgate.evals.datasets import Dataset, DatasetRow, content_hash
 from lockgate.evals.run import EvalRun
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
+from lockgate.evals.storage import DatasetStore, EvalStore, ReleaseStore
 from lockgate.rollout.release import Release, ReleaseRef
-from lockgate.runtime import Runtime
 
 Progress = Callable[[int], None]
 
 
-def resolve_release(runtime: Runtime, task: str, ref: str | None) -> Release:
+def resolve_release(releases: ReleaseStore, task: str, ref: str | None) -> Release:
     """`N`, `TASK@N` or `live`; without one, the live release, else the newest."""
     if ref is None or ref in ("live", f"{task}@live"):
-        live = runtime.store.releases.live(task)
+        live = releases.live(task)
         if live is not None:
             return live
-        releases = runtime.store.releases.list_for(task) if ref is None else []
-        if not releases:
+        found = releases.list_for(task) if ref is None else []
+        if not found:
             raise NotFound(
                 f"task {task!r} has no {'live release' if ref else 'releases'}",
                 hint=f"`lockgate release list {task}` shows its releases",
             )
-        return releases[-1]
-    return runtime.store.releases.get(task, ReleaseRef.number_of(task, ref))
+        return found[-1]
+    return releases.get(task, ReleaseRef.number_of(task, ref))
 
 
-def verified_rows(runtime: Runtime, dataset: Dataset) -> list[DatasetRow]:
+def verified_rows(datasets: DatasetStore, dataset: Dataset) -> list[DatasetRow]:
     """The dataset's rows, after checking they still hash to the content hash pinned when the
     dataset was added: a changed, added or removed row is refused."""
-    rows = runtime.store.datasets.rows(dataset)
+    rows = datasets.rows(dataset)
     if len(rows) != dataset.rows or content_hash(rows) != dataset.content_hash:
         kind = "sealed dataset" if dataset.sealed else "dataset"
         raise ConfigError(
@@ -51,10 +53,12 @@ def verified_rows(runtime: Runtime, dataset: Dataset) -> list[DatasetRow]:
     return rows
 
 
-def _dataset_name(runtime: Runtime, task: str, name: str | None, key: str) -> str:
+def _dataset_name(
+    task_spec: Callable[[str], TaskSpec], task: str, name: str | None, key: str
+) -> str:
     if name is not None:
         return name
-    named: str | None = getattr(runtime.task(task).evaluation, key)
+    named: str | None = getattr(task_spec(task).evaluation, key)
     if named is None:
         raise ConfigError(
             f"task {task!r} names no evaluation.{key} and no --dataset was given",
@@ -69,44 +73,6 @@ class Evaluation:
     release: Release
     dataset: Dataset
     result: EvalResult
-
-
-async def evaluate(
-    runtime: Runtime,
-    task: str,
-    *,
-    release: str | None = None,
-    dataset: str | None = None,
-    repeat: int = 1,
-    actor: str = "cli",
-    on_progress: Progress | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> Evaluation:
-    """Score a release on a dataset (default: the task's gate dataset) and store the run."""
-    chosen = resolve_release(runtime, task, release)
-    data = runtime.store.datasets.get(task, _dataset_name(runtime, task, dataset, "gate_dataset"))
-    rows = verified_rows(runtime, data)
-    loaded = runtime.release_runtime(task, chosen.number)
-    if on_start is not None:
-        on_start(len(rows) * repeat)
-    result = await run_eval(
-        loaded,
-        rows,
-        repeat=repeat,
-        concurrency=runtime.settings.concurrency,
-        on_progress=on_progress,
-    )
-    report = {**result.report, "dataset_hash": data.content_hash}
-    run = runtime.store.evals.save(
-        task=task,
-        release=chosen.number,
-        dataset=data,
-        repeat=repeat,
-        metrics=result.metrics,
-        report=report,
-        actor=actor,
-    )
-    return Evaluation(run, chosen, data, result)
 
 
 @dataclass(frozen=True)
@@ -132,54 +98,105 @@ class Calibration:
         }
 
 
-async def calibrate(
-    runtime: Runtime,
-    task: str,
-    *,
-    release: str,
-    target: float,
-    confidence: float = 0.95,
-    dataset: str | None = None,
-    actor: str = "cli",
-    on_progress: Progress | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> Calibration:
-    """Pick the lowest threshold whose automated accuracy on the calibration dataset has a
-    Clopper-Pearson lower bound >= target, and create a release with it (none if no threshold
-    qualifies)."""
-    if not 0 < target < 1:
-        raise ConfigError("--target-accuracy must be between 0 and 1, e.g. 0.98")
-    if not 0 < confidence < 1:
-        raise ConfigError("--confidence must be between 0 and 1, e.g. 0.95")
-    source = resolve_release(runtime, task, release)
-    name = _dataset_name(runtime, task, dataset, "calibration_dataset")
-    gates = {source.task_spec().evaluation.gate_dataset, runtime.task(task).evaluation.gate_dataset}
-    if name in gates:
-        raise ConfigError(
-            f"{name!r} is the gate dataset of {task}: calibrating on it would tune the "
-            "threshold to the very rows that later judge it, so the gate's figures would no "
-            "longer be measured on unseen data",
-            hint="add a separate calibration dataset (held out from training) and name it in "
-            "evaluation.calibration_dataset or with --dataset",
+@dataclass(frozen=True)
+class EvalService:
+    """Scores releases on datasets and calibrates thresholds; built from explicit parts."""
+
+    releases: ReleaseStore
+    datasets: DatasetStore
+    evals: EvalStore
+    task_spec: Callable[[str], TaskSpec]
+    """The task as its file describes it now (a calibration may not use its gate dataset)."""
+    release_runtime: Callable[[str, int | None], ReleaseRuntime]
+    """A release ready to decide, providers built."""
+    derived_draft: Callable[[Release, Mapping[str, Any]], Release]
+    """A draft with a changed spec pinning the source's artifacts, checked to build."""
+    concurrency: int = 16
+
+    async def evaluate(
+        self,
+        task: str,
+        *,
+        release: str | None = None,
+        dataset: str | None = None,
+        repeat: int = 1,
+        actor: str = "cli",
+        on_progress: Progress | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> Evaluation:
+        """Score a release on a dataset (default: the task's gate dataset) and store the run."""
+        chosen = resolve_release(self.releases, task, release)
+        data = self.datasets.get(task, _dataset_name(self.task_spec, task, dataset, "gate_dataset"))
+        rows = verified_rows(self.datasets, data)
+        loaded = self.release_runtime(task, chosen.number)
+        if on_start is not None:
+            on_start(len(rows) * repeat)
+        result = await run_eval(
+            loaded,
+            rows,
+            repeat=repeat,
+            concurrency=self.concurrency,
+            on_progress=on_progress,
         )
-    data = runtime.store.datasets.get(task, name)
-    rows = verified_rows(runtime, data)
-    loaded = runtime.release_runtime(task, source.number)
-    context = scoring_context(loaded.task)
-    if on_start is not None:
-        on_start(len(rows))
-    result = await run_eval(
-        loaded, rows, concurrency=runtime.settings.concurrency, on_progress=on_progress
-    )
-    chosen, considered = pick_threshold(result.runs[0], context, target, confidence)
-    best = max(considered, key=lambda t: t.lower_bound, default=None)
-    outcome = Calibration(source, data, target, confidence, chosen, best)
-    if chosen is None:
-        return outcome
-    body = dict(source.spec)
-    body["policy"] = {**dict(body.get("policy", {})), "auto_min_confidence": chosen.threshold}
-    draft = runtime.derived_draft(source, body)
-    created_release, created = runtime.store.releases.create_calibrated(
-        draft, actor, outcome.figures()
-    )
-    return Calibration(source, data, target, confidence, chosen, best, created_release, created)
+        report = {**result.report, "dataset_hash": data.content_hash}
+        run = self.evals.save(
+            task=task,
+            release=chosen.number,
+            dataset=data,
+            repeat=repeat,
+            metrics=result.metrics,
+            report=report,
+            actor=actor,
+        )
+        return Evaluation(run, chosen, data, result)
+
+    async def calibrate(
+        self,
+        task: str,
+        *,
+        release: str,
+        target: float,
+        confidence: float = 0.95,
+        dataset: str | None = None,
+        actor: str = "cli",
+        on_progress: Progress | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> Calibration:
+        """Pick the lowest threshold whose automated accuracy on the calibration dataset has a
+        Clopper-Pearson lower bound >= target, and create a release with it (none if no threshold
+        qualifies)."""
+        if not 0 < target < 1:
+            raise ConfigError("--target-accuracy must be between 0 and 1, e.g. 0.98")
+        if not 0 < confidence < 1:
+            raise ConfigError("--confidence must be between 0 and 1, e.g. 0.95")
+        source = resolve_release(self.releases, task, release)
+        name = _dataset_name(self.task_spec, task, dataset, "calibration_dataset")
+        gates = {
+            source.task_spec().evaluation.gate_dataset,
+            self.task_spec(task).evaluation.gate_dataset,
+        }
+        if name in gates:
+            raise ConfigError(
+                f"{name!r} is the gate dataset of {task}: calibrating on it would tune the "
+                "threshold to the very rows that later judge it, so the gate's figures would no "
+                "longer be measured on unseen data",
+                hint="add a separate calibration dataset (held out from training) and name it in "
+                "evaluation.calibration_dataset or with --dataset",
+            )
+        data = self.datasets.get(task, name)
+        rows = verified_rows(self.datasets, data)
+        loaded = self.release_runtime(task, source.number)
+        context = scoring_context(loaded.task)
+        if on_start is not None:
+            on_start(len(rows))
+        result = await run_eval(loaded, rows, concurrency=self.concurrency, on_progress=on_progress)
+        chosen, considered = pick_threshold(result.runs[0], context, target, confidence)
+        best = max(considered, key=lambda t: t.lower_bound, default=None)
+        outcome = Calibration(source, data, target, confidence, chosen, best)
+        if chosen is None:
+            return outcome
+        body = dict(source.spec)
+        body["policy"] = {**dict(body.get("policy", {})), "auto_min_confidence": chosen.threshold}
+        draft = self.derived_draft(source, body)
+        created_release, created = self.releases.create_calibrated(draft, actor, outcome.figures())
+        return Calibration(source, data, target, confidence, chosen, best, created_release, created)

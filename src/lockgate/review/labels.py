@@ -20,7 +20,7 @@ from typing import Any, Literal
 from lockgate.decide.records import record_format
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
-from lockgate.store import Store
+from lockgate.review.storage import ReviewStore
 
 Format = Literal["csv", "jsonl"]
 
@@ -43,12 +43,12 @@ class LabelExport:
         )
 
 
-def label_rows(store: Store, spec: TaskSpec) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def label_rows(reviews: ReviewStore, spec: TaskSpec) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The label rows of the task, oldest decision first, and counts by final status."""
     columns_in, columns_out = list(spec.input), list(spec.output)
     rows: list[dict[str, Any]] = []
     counts = {"approved": 0, "corrected": 0, "rejected": 0}
-    for state in store.reviews.reviewed(spec.name):
+    for state in reviews.reviewed(spec.name):
         decision = state.decision
         counts[decision.status] = counts.get(decision.status, 0) + 1
         if decision.status not in ("approved", "corrected") or decision.output is None:
@@ -60,7 +60,7 @@ def label_rows(store: Store, spec: TaskSpec) -> tuple[list[dict[str, Any]], dict
 
 
 def export_labels(
-    store: Store, spec: TaskSpec, out: str | Path, fmt: Format | None = None
+    reviews: ReviewStore, spec: TaskSpec, out: str | Path, fmt: Format | None = None
 ) -> LabelExport:
     """Write the task's labels to `out` (replaced atomically); the format follows `fmt`, else
     the file's suffix (.csv or .jsonl)."""
@@ -75,7 +75,7 @@ def export_labels(
             f"task {spec.name!r} has input and output fields with the same name "
             f"({', '.join(clash)}); a label file cannot hold both"
         )
-    rows, counts = label_rows(store, spec)
+    rows, counts = label_rows(reviews, spec)
     _write_atomic(path, rows, columns, chosen)
     return LabelExport(
         path=path,

@@ -1,6 +1,6 @@
 """The review queue: claims with an expiring lease, verdicts, separation of duties, escalation.
 
-Pure logic over the store (`Store.reviews` runs the transactions); no HTTP here. Every method
+Pure logic over storage (a `ReviewStore` runs the transactions); no HTTP here. Every method
 takes the acting `Principal`. Who may review what is decided in one place, `check_may_review`.
 
 How a pending decision becomes final:
@@ -29,6 +29,7 @@ from lockgate.decide.policy import needs_two_persons
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import Conflict, Forbidden, InputError, NotFound
 from lockgate.review.item import ReviewItem
+from lockgate.review.storage import ReleaseStore, ReviewStore
 from lockgate.review.types import (
     PENDING,
     Escalation,
@@ -45,7 +46,6 @@ from lockgate.review.verdicts import (
     validated_correction,
 )
 from lockgate.security import Principal
-from lockgate.store import Store
 
 if TYPE_CHECKING:
     from lockgate.monitor.metrics import Metrics
@@ -93,7 +93,8 @@ def check_may_review(principal: Principal, decision: Decision, approvals: tuple[
 
 @dataclass
 class ReviewService:
-    store: Store
+    reviews: ReviewStore
+    releases: ReleaseStore
     lease_seconds: float = 900.0
     metrics: Metrics | None = None
     """Where escalations are counted (`lockgate_reviews_escalated_total`), if anywhere."""
@@ -121,7 +122,7 @@ class ReviewService:
         if not 1 <= limit <= MAX_PAGE:
             raise InputError(f"limit must be between 1 and {MAX_PAGE}")
         query = QueueQuery(status, task, principal.tasks, limit, after)
-        return [self._item(s) for s in self.store.reviews.queue(query)]
+        return [self._item(s) for s in self.reviews.queue(query)]
 
     def item(self, principal: Principal, decision_id: str) -> ReviewItem:
         """One item with its attempts, verdicts and claim."""
@@ -134,7 +135,7 @@ class ReviewService:
         words = _words(current.input)
         if not words or limit < 1:
             return []
-        candidates = self.store.reviews.recent_decided(current.task, current.id, 500)
+        candidates = self.reviews.recent_decided(current.task, current.id, 500)
         scored = [(_jaccard(words, _words(d.input)), d) for d in candidates]
         scored = [(score, d) for score, d in scored if score > 0]
         scored.sort(key=lambda pair: -pair[0])
@@ -144,7 +145,7 @@ class ReviewService:
         """Verdicts given by this key since 00:00 UTC."""
         now = now or self.clock()
         midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-        return self.store.reviews.verdict_count(principal.name, midnight)
+        return self.reviews.verdict_count(principal.name, midnight)
 
     def suggest_report(
         self, principal: Principal, task: str, target: float | None = None
@@ -162,8 +163,8 @@ class ReviewService:
                 "the submitter role may not read review figures",
                 hint="use a reviewer, viewer, operator or admin key",
             )
-        live = self.store.releases.live(task)
-        reviewed = self.store.reviews.reviewed(task)
+        live = self.releases.live(task)
+        reviewed = self.reviews.reviewed(task)
         return build_report(task, reviewed, live, target=target or DEFAULT_TARGET)
 
     # ---- acting
@@ -176,7 +177,7 @@ class ReviewService:
         current = self._item(self._state(principal, decision_id))
         check_may_review(principal, current.decision, current.approvals)
         until = now + timedelta(seconds=self.lease_seconds)
-        if not self.store.reviews.claim(decision_id, principal.name, now, until):
+        if not self.reviews.claim(decision_id, principal.name, now, until):
             self._explain_refusal(principal, decision_id, now, acting=False)
         return self.item(principal, decision_id)
 
@@ -219,7 +220,7 @@ class ReviewService:
             sla = self._spec(task, release).policy.review_sla_minutes
             return None if sla is None else now - timedelta(minutes=sla)
 
-        escalated = self.store.reviews.escalate_overdue(now, cutoff, ESCALATION_BOOST)
+        escalated = self.reviews.escalate_overdue(now, cutoff, ESCALATION_BOOST)
         for item in escalated:
             if self.metrics is not None:
                 self.metrics.record_review_escalated(item.task)
@@ -260,7 +261,7 @@ class ReviewService:
             check_may_review(principal, item.decision, item.approvals)
             return rule(spec, item, kind, corrected, reason)
 
-        after = self.store.reviews.record(decision_id, principal.name, now, judge)
+        after = self.reviews.record(decision_id, principal.name, now, judge)
         if after is None:
             self._explain_refusal(principal, decision_id, now, acting=True)
         assert after is not None
@@ -277,7 +278,7 @@ class ReviewService:
 
     def _state(self, principal: Principal, decision_id: str) -> ReviewState:
         principal.require("review")
-        state = self.store.reviews.state(decision_id)
+        state = self.reviews.state(decision_id)
         if state is None or not principal.may_see_task(state.decision.task):
             raise NotFound(f"no decision with id {decision_id!r}")
         return state
@@ -285,7 +286,7 @@ class ReviewService:
     def _spec(self, task: str, release: int) -> TaskSpec:
         key = (task, release)
         if key not in self._specs:
-            self._specs[key] = self.store.releases.get(task, release).task_spec()
+            self._specs[key] = self.releases.get(task, release).task_spec()
         return self._specs[key]
 
     def _item(self, state: ReviewState) -> ReviewItem:

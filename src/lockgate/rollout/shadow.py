@@ -18,22 +18,52 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from anyio.to_thread import run_sync
 
 from lockgate.decide.decision import Decision
-from lockgate.decide.pipeline import DecisionRequest, Pipeline, Result
+from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
 from lockgate.errors import NotFound
-from lockgate.rollout.canary import check_canaries
+from lockgate.rollout.canary import CanaryStore, check_canaries
 from lockgate.rollout.release import Release
 from lockgate.rollout.shadow_run import ShadowJob, ShadowOutcome, ShadowPair
-from lockgate.runtime import Runtime
 from lockgate.stats import percentile
 
 log = logging.getLogger(__name__)
+
+ReleaseLoader = Callable[[str, int | None], ReleaseRuntime]
+"""Builds release `task@number` (None: the live one) ready to decide."""
+
+
+class ShadowStore(Protocol):
+    """What shadow runs and their report need from storage (`Store.rollout`)."""
+
+    def in_stage(self, stage: str, task: str | None = None) -> list[Release]: ...
+
+    def pending_shadow(self, task: str, number: int, limit: int) -> list[ShadowJob]: ...
+
+    def finish_shadow(self, outcomes: Sequence[ShadowOutcome]) -> int: ...
+
+    def shadow_counts(self, task: str, number: int) -> dict[str, int]: ...
+
+    def shadowed_releases(self, task: str) -> list[int]: ...
+
+    def shadow_pairs(self, task: str, number: int) -> list[ShadowPair]: ...
+
+    def recall_for_review(self, decision_ids: Sequence[str], actor: str, why: str) -> list[str]:
+        """The ids actually put into the review queue."""
+        ...
+
+
+class RolloutStore(ShadowStore, CanaryStore, Protocol):
+    """What the background rollout work needs: shadow runs and canary checks."""
+
+
+class ReleaseStore(Protocol):
+    def get(self, task: str, number: int) -> Release: ...
 
 
 class _KeepNothing:
@@ -72,15 +102,23 @@ class ShadowWorker:
     model's breaker) and a low concurrency; store calls run in threads so the event loop
     serving live requests is only held while a chunk's model calls run."""
 
-    def __init__(self, runtime: Runtime, *, chunk_size: int = 64, concurrency: int = 4) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        rollout: ShadowStore,
+        release_runtime: ReleaseLoader,
+        *,
+        chunk_size: int = 64,
+        concurrency: int = 4,
+    ) -> None:
+        self.rollout = rollout
+        self.release_runtime = release_runtime
         self.chunk_size = chunk_size
         self.pipeline = Pipeline(_KeepNothing(), concurrency=concurrency)
 
     async def run_once(self, task: str | None = None, *, limit: int | None = None) -> int:
         """Decide pending shadow runs (of `task`, or of every task) until none are left, or
         `limit` are done; returns how many were done."""
-        rollout = self.runtime.store.rollout
+        rollout = self.rollout
         shadows = await run_sync(rollout.in_stage, "shadow", task)
         done = 0
         for release in shadows:
@@ -96,7 +134,7 @@ class ShadowWorker:
         return done
 
     async def _decide(self, release: Release, jobs: Sequence[ShadowJob]) -> list[ShadowOutcome]:
-        loaded = await run_sync(self.runtime.release_runtime, release.task, release.number)
+        loaded = await run_sync(self.release_runtime, release.task, release.number)
         requests = [
             DecisionRequest(input=job.input, idempotency_key=f"shadow:{job.decision_id}")
             for job in jobs
@@ -106,7 +144,8 @@ class ShadowWorker:
 
 
 async def background_loop(
-    runtime: Runtime,
+    rollout: RolloutStore,
+    release_runtime: ReleaseLoader,
     stop: asyncio.Event,
     *,
     poll_seconds: float = 1.0,
@@ -115,14 +154,14 @@ async def background_loop(
     """`lockgate serve`'s rollout work until `stop` is set: drain shadow runs every
     `poll_seconds`, check canaries every `canary_every_seconds`. An error is logged (ids only)
     and the loop goes on: shadow work must never take the service down."""
-    worker = ShadowWorker(runtime)
+    worker = ShadowWorker(rollout, release_runtime)
     loop = asyncio.get_running_loop()
     next_check = loop.time()
     while not stop.is_set():
         try:
             await worker.run_once()
             if loop.time() >= next_check:
-                await run_sync(check_canaries, runtime.store.rollout)
+                await run_sync(check_canaries, rollout)
                 next_check = loop.time() + canary_every_seconds
         except Exception as exc:  # kept alive on purpose, see the docstring
             log.warning("rollout background work failed: %s", type(exc).__name__)
@@ -243,10 +282,11 @@ def shadow_report(
     )
 
 
-def build_shadow_report(runtime: Runtime, task: str, number: int | None = None) -> ShadowReport:
+def build_shadow_report(
+    rollout: ShadowStore, releases: ReleaseStore, task: str, number: int | None = None
+) -> ShadowReport:
     """The report for shadow release `number`, by default the task's current shadow release,
     else the latest release that has shadow runs."""
-    rollout = runtime.store.rollout
     if number is None:
         current = rollout.in_stage("shadow", task)
         if current:
@@ -259,14 +299,14 @@ def build_shadow_report(runtime: Runtime, task: str, number: int | None = None) 
                     hint=f"start one: lockgate release shadow {task}@N",
                 )
             number = shadowed[-1]
-    release = runtime.store.releases.get(task, number)
+    release = releases.get(task, number)
     return shadow_report(
         release, rollout.shadow_pairs(task, number), rollout.shadow_counts(task, number)
     )
 
 
 def sample_disagreements(
-    runtime: Runtime, report: ShadowReport, count: int, actor: str, *, seed: int | None = None
+    rollout: ShadowStore, report: ShadowReport, count: int, actor: str, *, seed: int | None = None
 ) -> list[str]:
     """Put up to `count` randomly chosen live decisions the shadow disagreed with into the
     review queue. Only decisions nothing has acted on are moved (still `decided`, delivery not
@@ -279,5 +319,5 @@ def sample_disagreements(
     while len(moved) < count and position < len(candidates):
         wanted = candidates[position : position + count - len(moved)]
         position += len(wanted)
-        moved.extend(runtime.store.rollout.recall_for_review(wanted, actor, why))
+        moved.extend(rollout.recall_for_review(wanted, actor, why))
     return moved

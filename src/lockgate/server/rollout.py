@@ -24,7 +24,10 @@ router = APIRouter(tags=["rollout"])
 async def background(runtime: Runtime) -> AsyncIterator[None]:
     """Run the shadow worker and the canary check while the app serves (see shadow.py)."""
     stop = asyncio.Event()
-    work = asyncio.create_task(background_loop(runtime, stop), name="lockgate-rollout")
+    work = asyncio.create_task(
+        background_loop(runtime.store.rollout, runtime.release_runtime, stop),
+        name="lockgate-rollout",
+    )
     try:
         yield
     finally:
@@ -41,7 +44,9 @@ async def shadow_report(
 ) -> dict[str, Any]:
     """The shadow release (default: the current one) beside live: agreement overall and per
     label, confusion matrix, accuracy of both on human labels, cost and latency."""
-    report = await anyio.to_thread.run_sync(build_shadow_report, runtime, task, release)
+    report = await anyio.to_thread.run_sync(
+        build_shadow_report, runtime.store.rollout, runtime.store.releases, task, release
+    )
     return report.as_dict()
 
 
@@ -62,7 +67,8 @@ async def sample(
     ones still `decided` and not yet handed to delivery)."""
 
     def work() -> list[str]:
-        report = build_shadow_report(runtime, task, body.release)
-        return sample_disagreements(runtime, report, body.count, principal.name)
+        rollout = runtime.store.rollout
+        report = build_shadow_report(rollout, runtime.store.releases, task, body.release)
+        return sample_disagreements(rollout, report, body.count, principal.name)
 
     return {"sampled_for_review": await anyio.to_thread.run_sync(work)}

@@ -19,7 +19,7 @@ def suggest(runtime: Runtime, principal: Principal, task: str) -> SuggestReport:
 
 def shadow(runtime: Runtime, principal: Principal, task: str) -> ShadowReport:
     principal.require("read_tasks", task)  # as GET /v1/tasks/{task}/shadow-report
-    return build_shadow_report(runtime, task)
+    return build_shadow_report(runtime.store.rollout, runtime.store.releases, task)
 
 
 def shadowed_tasks(runtime: Runtime) -> set[str]:
