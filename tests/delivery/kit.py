@@ -17,7 +17,7 @@ import yaml
 
 from lockgate.decide.decision import Decision
 from lockgate.decide.pipeline import DecisionRequest
-from lockgate.delivery.sinks import OutboxRow
+from lockgate.delivery.types import OutboxRow
 from lockgate.delivery.worker import DeliveryReport, DeliveryWorker
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lockgate.delivery.sinks import OutboxRow
+from lockgate.delivery.types import OutboxRow
 from lockgate.settings import load_settings
 from lockgate.store import Store
 from tests.cli.kit import lockgate, lockgate_command

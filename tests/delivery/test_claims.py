@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from lockgate.decide.decision import utcnow
-from lockgate.delivery.sinks import DeliveryResult
+from lockgate.delivery.types import DeliveryResult
 from tests.delivery.kit import project
 
 FILE = {"sink": "file", "path": "out/decisions.jsonl"}

@@ -10,7 +10,7 @@ from lockgate.cli.common import DatabaseOption, ProjectOption, print_json
 from lockgate.errors import InputError
 
 if TYPE_CHECKING:
-    from lockgate.delivery.sinks import OutboxRow
+    from lockgate.delivery.types import OutboxRow
     from lockgate.store import Store
 
 app = typer.Typer(

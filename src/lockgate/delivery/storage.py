@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from lockgate.delivery.sinks import DeliveryResult, OutboxRow
+from lockgate.delivery.types import DeliveryResult, OutboxRow
 from lockgate.rollout.release import Release
 
 

@@ -27,16 +27,9 @@ from anyio.to_thread import run_sync
 
 from lockgate.decide.decision import utcnow
 from lockgate.decide.task import SinkSpecBase
-from lockgate.delivery.sinks import (
-    DeliveryFailed,
-    DeliveryResult,
-    HttpPool,
-    OutboxRow,
-    Sink,
-    SinkContext,
-    SinkRegistry,
-)
+from lockgate.delivery.sinks import DeliveryFailed, HttpPool, Sink, SinkContext, SinkRegistry
 from lockgate.delivery.storage import OutboxStore, ReleaseStore
+from lockgate.delivery.types import DeliveryResult, OutboxRow
 from lockgate.errors import LockgateError
 from lockgate.monitor.metrics import Metrics
 from lockgate.settings import Settings

@@ -7,64 +7,21 @@ content hash is the sha256 over its normalised rows in order: it pins a sealed d
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lockgate.decide.decision import canonical_json, input_hash
+from lockgate.decide.decision import input_hash
 from lockgate.decide.records import Record, iter_records
 from lockgate.decide.task import NAME_PATTERN, OutputField, TaskSpec
 from lockgate.decide.validation import validate_input
 from lockgate.errors import ConfigError
+from lockgate.evals.types import DatasetRow
 
 _EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class DatasetRow:
-    seq: int
-    input: Mapping[str, Any]
-    expected: Mapping[str, Any]
-    input_hash: str
-
-
-@dataclass(frozen=True)
-class Dataset:
-    id: str
-    task: str
-    name: str
-    sealed: bool
-    content_hash: str
-    rows: int
-    source: str | None
-    created_at: datetime
-    created_by: str
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "name": self.name,
-            "sealed": self.sealed,
-            "rows": self.rows,
-            "content_hash": self.content_hash,
-            "source": self.source,
-            "created_at": self.created_at.isoformat(),
-            "created_by": self.created_by,
-        }
-
-
-def content_hash(rows: Iterable[DatasetRow]) -> str:
-    """sha256 over the normalised rows (input and expected output), in order."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(canonical_json({"input": row.input, "expected": row.expected}).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
 
 
 @dataclass

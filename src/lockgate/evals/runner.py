@@ -20,8 +20,8 @@ from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime
 from lockgate.decide.policy import route
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
-from lockgate.evals.datasets import DatasetRow
 from lockgate.evals.scorers import Score, Scored, ScorerRegistry, ScoringContext
+from lockgate.evals.types import DatasetRow
 
 
 class DiscardingStore:

@@ -12,10 +12,9 @@ from lockgate.decide.pipeline import ReleaseRuntime
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.evals.calibration import Threshold, pick_threshold
-from lockgate.evals.datasets import Dataset, DatasetRow, content_hash
-from lockgate.evals.run import EvalRun
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
 from lockgate.evals.storage import DatasetStore, EvalStore, ReleaseStore
+from lockgate.evals.types import Dataset, DatasetRow, EvalRun, content_hash
 from lockgate.rollout.release import Release, ReleaseRef
 
 Progress = Callable[[int], None]

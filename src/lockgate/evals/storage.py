@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from lockgate.evals.datasets import Dataset, DatasetRow
-from lockgate.evals.run import EvalRun
+from lockgate.evals.types import Dataset, DatasetRow, EvalRun
 from lockgate.rollout.release import Release
 
 

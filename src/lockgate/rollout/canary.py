@@ -11,60 +11,9 @@ from typing import Any, Protocol
 from lockgate.decide.task import RolloutSpec
 from lockgate.errors import NotFound
 from lockgate.rollout.release import Release
+from lockgate.rollout.types import CanaryHealth
 
 MAX_PERCENT = 50.0
-
-
-@dataclass(frozen=True)
-class CanaryHealth:
-    """What a canary release has done so far."""
-
-    task: str
-    release: int
-    decisions: int
-    failed: int
-    reviewed: int
-    overridden: int
-    """Reviewed decisions whose last verdict corrected or rejected the canary's output."""
-
-    @property
-    def failure_rate(self) -> float:
-        return self.failed / self.decisions if self.decisions else 0.0
-
-    @property
-    def override_rate(self) -> float:
-        return self.overridden / self.reviewed if self.reviewed else 0.0
-
-    def breaches(self, limits: RolloutSpec) -> list[str]:
-        """Why the canary must roll back (empty while it is healthy or has too little data)."""
-        reasons: list[str] = []
-        if self.decisions < limits.canary_min_decisions:
-            return reasons
-        if self.failure_rate > limits.canary_max_failure_rate:
-            reasons.append(
-                f"failure rate {self.failure_rate:.3f} ({self.failed} of {self.decisions}) "
-                f"above {limits.canary_max_failure_rate}"
-            )
-        if (
-            self.reviewed >= limits.canary_min_reviews
-            and self.override_rate > limits.canary_max_override_rate
-        ):
-            reasons.append(
-                f"review override rate {self.override_rate:.3f} ({self.overridden} of "
-                f"{self.reviewed}) above {limits.canary_max_override_rate}"
-            )
-        return reasons
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "release": f"{self.task}@{self.release}",
-            "decisions": self.decisions,
-            "failed": self.failed,
-            "failure_rate": round(self.failure_rate, 6),
-            "reviewed": self.reviewed,
-            "overridden": self.overridden,
-            "override_rate": round(self.override_rate, 6),
-        }
 
 
 class CanaryStore(Protocol):

@@ -17,7 +17,7 @@ from lockgate.errors import Conflict, Forbidden, InputError
 from lockgate.rollout.release import Release
 
 if TYPE_CHECKING:
-    from lockgate.evals.run import EvalRun
+    from lockgate.evals.types import EvalRun
 
 
 @dataclass(frozen=True)

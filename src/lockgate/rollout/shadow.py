@@ -29,7 +29,7 @@ from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, 
 from lockgate.errors import NotFound
 from lockgate.rollout.canary import CanaryStore, check_canaries
 from lockgate.rollout.release import Release
-from lockgate.rollout.shadow_run import ShadowJob, ShadowOutcome, ShadowPair
+from lockgate.rollout.types import ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.stats import percentile
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from lockgate.evals.run import EvalRun
+from lockgate.evals.types import EvalRun
 from lockgate.store import database
 from lockgate.store.audit import AuditEntry, AuditRepository
 from lockgate.store.datasets import DatasetRepository

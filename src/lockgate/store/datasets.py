@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Engine, RowMapping, delete, select
 
 from lockgate.decide.decision import new_id, utcnow
 from lockgate.errors import Conflict, NotFound
-from lockgate.evals.datasets import Dataset, DatasetRow, content_hash
+from lockgate.evals.types import Dataset, DatasetRow, content_hash
 from lockgate.store import audit, database
 from lockgate.store.database import aware
 from lockgate.store.tables import dataset_rows, datasets

@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, select
 
 from lockgate.decide.decision import new_id, utcnow
-from lockgate.evals.datasets import Dataset
-from lockgate.evals.run import EvalRun
+from lockgate.evals.types import Dataset, EvalRun
 from lockgate.store import database
 from lockgate.store.database import aware
 from lockgate.store.tables import eval_runs

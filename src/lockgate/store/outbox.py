@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
 
 from lockgate.decide.decision import Decision, utcnow
-from lockgate.delivery.sinks import DeliveryResult, OutboxRow
+from lockgate.delivery.types import DeliveryResult, OutboxRow
 from lockgate.errors import Conflict, NotFound
 from lockgate.store import audit, database
 from lockgate.store.database import aware

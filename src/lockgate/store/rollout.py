@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from lockgate.errors import Conflict, NotFound
-from lockgate.evals.run import EvalRun
-from lockgate.rollout.canary import CanaryHealth
+from lockgate.evals.types import EvalRun
 from lockgate.rollout.release import Release
-from lockgate.rollout.shadow_run import ShadowJob, ShadowOutcome, ShadowPair
+from lockgate.rollout.types import CanaryHealth, ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store import audit, database, shadow_runs
 from lockgate.store import datasets as dataset_queries
 from lockgate.store import evals as eval_queries

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from lockgate.decide.decision import Decision, utcnow
-from lockgate.rollout.shadow_run import DROPPED, ShadowJob, ShadowOutcome, ShadowPair
+from lockgate.rollout.types import DROPPED, ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store import audit
 from lockgate.store.tables import decisions, outbox, releases, reviews
 from lockgate.store.tables import shadow_runs as runs

@@ -13,10 +13,7 @@ from typing import TYPE_CHECKING
 
 from lockgate.delivery.sinks.base import (
     DeliveryFailed,
-    DeliveryResult,
     HttpPool,
-    OutboxRow,
-    OutboxStatus,
     Sink,
     SinkContext,
     SinkFactory,
@@ -26,6 +23,7 @@ from lockgate.delivery.sinks.file import FileSink
 from lockgate.delivery.sinks.python import PythonSink
 from lockgate.delivery.sinks.signature import sign, verify_signature
 from lockgate.delivery.sinks.webhook import WebhookSink
+from lockgate.delivery.types import DeliveryResult, OutboxRow, OutboxStatus
 from lockgate.errors import ConfigError
 
 if TYPE_CHECKING:

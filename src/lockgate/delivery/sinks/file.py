@@ -9,8 +9,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext
+from lockgate.delivery.sinks.base import DeliveryFailed, SinkContext
 from lockgate.delivery.sinks.signature import payload_body
+from lockgate.delivery.types import OutboxRow
 
 if TYPE_CHECKING:
     # The task-file spec types pull pydantic and YAML; here they are only annotations.

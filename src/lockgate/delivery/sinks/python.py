@@ -7,7 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext, Undeliverable
+from lockgate.delivery.sinks.base import DeliveryFailed, SinkContext, Undeliverable
+from lockgate.delivery.types import OutboxRow
 from lockgate.errors import ConfigError
 
 if TYPE_CHECKING:

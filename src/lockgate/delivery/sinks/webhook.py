@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from lockgate.delivery.sinks.base import DeliveryFailed, OutboxRow, SinkContext
+from lockgate.delivery.sinks.base import DeliveryFailed, SinkContext
 from lockgate.delivery.sinks.signature import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -13,6 +13,7 @@ from lockgate.delivery.sinks.signature import (
     payload_body,
     sign,
 )
+from lockgate.delivery.types import OutboxRow
 
 if TYPE_CHECKING:
     # The task-file spec types pull pydantic and YAML; here they are only annotations.
