@@ -15,25 +15,25 @@ from lockgate.evals.calibration import Threshold, pick_threshold
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
 from lockgate.evals.storage import DatasetStore, EvalStore, ReleaseStore
 from lockgate.evals.types import Dataset, DatasetRow, EvalRun, content_hash
-from lockgate.rollout.release import Release, ReleaseRef
+from lockgate.rollout.release import Release, ReleaseRef, resolve
 
 Progress = Callable[[int], None]
 
 
 def resolve_release(releases: ReleaseStore, task: str, ref: str | None) -> Release:
     """`N`, `TASK@N` or `live`; without one, the live release, else the newest."""
-    if ref is None or ref in ("live", f"{task}@live"):
+    if ref is None:
         live = releases.live(task)
         if live is not None:
             return live
-        found = releases.list_for(task) if ref is None else []
+        found = releases.list_for(task)
         if not found:
             raise NotFound(
-                f"task {task!r} has no {'live release' if ref else 'releases'}",
-                hint=f"`lockgate release list {task}` shows its releases",
+                f"task {task!r} has no releases",
+                hint=f"run `lockgate release create {task}`",
             )
         return found[-1]
-    return releases.get(task, ReleaseRef.number_of(task, ref))
+    return resolve(releases, ReleaseRef.of_task(task, ref))
 
 
 def verified_rows(datasets: DatasetStore, dataset: Dataset) -> list[DatasetRow]:

@@ -8,11 +8,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from lockgate.decide.decision import canonical_json
 from lockgate.decide.task import TaskSpec, dump_yaml, parse_task
-from lockgate.errors import ConfigError
+from lockgate.errors import ConfigError, NotFound
 
 Stage = Literal["draft", "shadow", "canary", "live", "retired"]
 _REF = re.compile(r"^(?P<task>[a-z][a-z0-9_-]*)(?:@(?P<number>\d+|live|previous))?$")
@@ -72,12 +72,42 @@ class ReleaseRef:
         return cls(match["task"], selector)
 
     @classmethod
+    def of_task(cls, task: str, text: str) -> ReleaseRef:
+        """A reference to a release of `task`: `N`, `live`, `TASK@N` or `TASK@live`."""
+        parsed = cls.parse(text if "@" in text else f"{task}@{text}")
+        if parsed.task != task or parsed.selector in (None, "previous"):
+            raise ConfigError(f"--release {text!r}: name a release of {task}, e.g. {task}@2 or 2")
+        return parsed
+
+    @classmethod
     def number_of(cls, task: str, text: str) -> int:
         """The release number `text` names for `task`: `N` or `TASK@N`."""
-        parsed = cls.parse(text if "@" in text else f"{task}@{text}")
-        if parsed.task != task or not isinstance(parsed.selector, int):
+        parsed = cls.of_task(task, text)
+        if not isinstance(parsed.selector, int):
             raise ConfigError(f"--release {text!r}: name a release of {task}, e.g. {task}@2 or 2")
         return parsed.selector
+
+
+class ReleaseReader(Protocol):
+    def get(self, task: str, number: int) -> Release: ...
+
+    def live(self, task: str) -> Release | None: ...
+
+
+def resolve(releases: ReleaseReader, ref: ReleaseRef) -> Release:
+    """The release `ref` names: its number, or the live release (`TASK@live` or plain `TASK`).
+    `TASK@previous` names no single stored release and is refused."""
+    if isinstance(ref.selector, int):
+        return releases.get(ref.task, ref.selector)
+    if ref.selector == "previous":
+        raise ConfigError(f"{ref.task}@previous: name a release number or live, e.g. {ref.task}@2")
+    live = releases.live(ref.task)
+    if live is None:
+        raise NotFound(
+            f"task {ref.task!r} has no live release",
+            hint=f"`lockgate release list {ref.task}` shows its releases",
+        )
+    return live
 
 
 def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
