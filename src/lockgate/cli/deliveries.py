@@ -6,16 +6,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lockgate.cli.common import DatabaseOption, ProjectOption, print_json
+from lockgate.cli.common import DatabaseOption, ProjectOption, command_group, print_json
 from lockgate.errors import InputError
 
 if TYPE_CHECKING:
     from lockgate.delivery.types import OutboxRow
     from lockgate.store import Store
 
-app = typer.Typer(
-    help="The delivery outbox: one row per final decision and sink.", no_args_is_help=True
-)
+app = command_group("The delivery outbox: one row per final decision and sink.")
 
 STATUSES = ("pending", "delivered", "dead")
 OperatorOption = Annotated[

@@ -12,6 +12,7 @@ from lockgate.cli.common import (
     ActorOption,
     DatabaseOption,
     ProjectOption,
+    command_group,
     open_runtime,
     print_json,
     run_async,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from lockgate.evals.service import Evaluation
     from lockgate.runtime import Runtime
 
-dataset_app = typer.Typer(help="Labeled datasets to measure releases on.", no_args_is_help=True)
+dataset_app = command_group("Labeled datasets to measure releases on.")
 
 ReleaseOption = Annotated[
     str | None,

@@ -4,15 +4,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lockgate.cli.common import ActorOption, DatabaseOption, ProjectOption, print_json
+from lockgate.cli.common import (
+    ActorOption,
+    DatabaseOption,
+    ProjectOption,
+    command_group,
+    print_json,
+)
 from lockgate.security import ROLES, check_role
 
 if TYPE_CHECKING:
     from lockgate.store import Store
 
-app = typer.Typer(
-    help="API keys for the HTTP API: one per client, with a role.", no_args_is_help=True
-)
+app = command_group("API keys for the HTTP API: one per client, with a role.")
 
 
 def _store(project: ProjectOption, database: DatabaseOption) -> "Store":

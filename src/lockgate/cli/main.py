@@ -8,6 +8,7 @@ import typer
 
 from lockgate.cli import decisions, deliveries, evals, keys, project, releases
 from lockgate.cli import reviews as review_cli
+from lockgate.cli.common import command_group
 from lockgate.cli.demo import demo
 from lockgate.cli.serve import serve
 from lockgate.cli.worker import worker
@@ -15,10 +16,9 @@ from lockgate.errors import LockgateError, TaskFileError
 
 
 def build_app() -> typer.Typer:
-    app = typer.Typer(
+    app = command_group(
+        "Run an AI decision in production: validated, gated, reviewed, measured, reversible.",
         name="lockgate",
-        help="Run an AI decision in production: validated, gated, reviewed, measured, reversible.",
-        no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
     )

@@ -5,7 +5,13 @@ from typing import Annotated
 
 import typer
 
-from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json
+from lockgate.cli.common import (
+    DatabaseOption,
+    ProjectOption,
+    command_group,
+    open_runtime,
+    print_json,
+)
 from lockgate.errors import ConfigError
 
 
@@ -109,7 +115,7 @@ def tasks(
         typer.echo(f"{name}: {spec.description or '(no description)'} [{chain}]")
 
 
-db = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+db = command_group("Database maintenance.")
 
 
 @db.command("upgrade")
@@ -128,7 +134,7 @@ def db_upgrade(project: ProjectOption = None, database: DatabaseOption = None) -
     typer.echo(f"{store.display_url}: schema at {current} (newest {head})")
 
 
-audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+audit = command_group("The tamper-evident audit log.")
 
 
 @audit.command("verify")

@@ -9,6 +9,7 @@ from lockgate.cli.common import (
     ActorOption,
     DatabaseOption,
     ProjectOption,
+    command_group,
     open_runtime,
     print_json,
     run_async,
@@ -29,9 +30,7 @@ ApiKeyOption = Annotated[
     ),
 ]
 
-app = typer.Typer(
-    help="Immutable, numbered versions of a task, and which one is live.", no_args_is_help=True
-)
+app = command_group("Immutable, numbered versions of a task, and which one is live.")
 
 
 def _summary(release: "Release") -> dict[str, object]:
@@ -47,17 +46,9 @@ def _summary(release: "Release") -> dict[str, object]:
 
 
 def _resolve(runtime: "Runtime", ref_text: str) -> "Release":
-    from lockgate.rollout.release import ReleaseRef
+    from lockgate.rollout.release import ReleaseRef, resolve
 
-    ref = ReleaseRef.parse(ref_text)
-    if isinstance(ref.selector, int):
-        return runtime.store.releases.get(ref.task, ref.selector)
-    if ref.selector == "live" or ref.selector is None:
-        live = runtime.store.releases.live(ref.task)
-        if live is None:
-            raise ConfigError(f"task {ref.task!r} has no live release")
-        return live
-    raise ConfigError(f"{ref_text!r}: name a release number, e.g. {ref.task}@2")
+    return resolve(runtime.store.releases, ReleaseRef.parse(ref_text))
 
 
 @app.command()

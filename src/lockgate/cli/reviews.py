@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json
+from lockgate.cli.common import (
+    DatabaseOption,
+    ProjectOption,
+    command_group,
+    open_runtime,
+    print_json,
+)
 from lockgate.errors import InputError, Unauthorized
 
 if TYPE_CHECKING:
@@ -20,11 +26,8 @@ if TYPE_CHECKING:
     from lockgate.runtime import Runtime
     from lockgate.security import Principal
 
-app = typer.Typer(
-    help="The review queue: list, claim, approve, correct or reject as your API key.",
-    no_args_is_help=True,
-)
-labels = typer.Typer(help="Human verdicts as training labels.", no_args_is_help=True)
+app = command_group("The review queue: list, claim, approve, correct or reject as your API key.")
+labels = command_group("Human verdicts as training labels.")
 
 KEY_ENV = "LOCKGATE_API_KEY"
 KeyOption = Annotated[
