@@ -31,13 +31,18 @@ def command_tree() -> list[tuple[list[str], bool]]:
     return paths
 
 
+def command_paths() -> list[list[str]]:
+    """Every command (not group) of the CLI as its argument list, e.g. ["release", "promote"]."""
+    return [path for path, group in command_tree() if not group]
+
+
 def subcommands(path: list[str]) -> list[str]:
     return [p[-1] for p, _ in command_tree() if p[:-1] == path and p]
 
 
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(p, id=" ".join(p)) for p, group in command_tree() if not group],
+    [pytest.param(p, id=" ".join(p)) for p in command_paths()],
 )
 def test_every_command_has_help_with_an_example(path: list[str], tmp_path: Path) -> None:
     result = lockgate(*path, "--help", cwd=tmp_path)

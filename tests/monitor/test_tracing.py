@@ -50,8 +50,8 @@ def test_each_stage_is_a_child_span_of_the_batch(database_url: str, tmp_path: Pa
         spans = {s.name: s for s in observed.finished_spans()}
         batch = spans["decide_batch"]
         assert batch.attributes is not None
-        assert batch.attributes["lockgate.decide.task"] == TASK
-        assert batch.attributes["lockgate.rollout.release"] == 1
+        assert batch.attributes["lockgate.task"] == TASK
+        assert batch.attributes["lockgate.release"] == 1
         assert batch.parent is None
         for stage in STAGES:
             assert spans[stage].parent is not None, stage
