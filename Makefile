@@ -15,6 +15,8 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); each has its own migrated template databases and Chromium.
+PYTEST_WORKERS ?= 2
 
 .PHONY: help venv demo lint fmt test pytest bench clean
 
@@ -23,7 +25,8 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
 	@echo
-	@echo "Variables: PYTEST_ARGS='...' (extra pytest arguments), PYTHON=... (interpreter for .venv)"
+	@echo "Variables: PYTEST_ARGS='...' (extra pytest arguments), PYTEST_WORKERS=N (test processes, default 2),"
+	@echo "           PYTHON=... (interpreter for .venv)"
 
 # The virtualenv. The stamp file is rewritten after a successful install, so an
 # edit to pyproject.toml (or a failed install) triggers a reinstall.
@@ -61,7 +64,7 @@ test: lint ## lint, then pytest against SQLite and a throw-away PostgreSQL
 
 pytest: $(VENV_STAMP) ## pytest only (no lint), with a throw-away PostgreSQL server
 	@scripts/test-tools.sh
-	@rc=0; scripts/postgres.sh run -- $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; scripts/postgres.sh run -- $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "*** pytest collected no tests (exit status 5)" >&2; fi; \
 	exit $$rc
 
