@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_common import machine
 
 PYTHON = sys.executable
 LOCKGATE = str(Path(sys.executable).parent / "lockgate")
@@ -55,22 +56,6 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("lockgate --help", [LOCKGATE, "--help"]),
     ("lockgate release --help", [LOCKGATE, "release", "--help"]),
 ]
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores ({model}), Python "
-        f"{platform.python_version()}, load average at start {load}"
-    )
 
 
 def timed(argv: list[str]) -> tuple[float, float]:
