@@ -51,6 +51,7 @@ def make_engine(url: str) -> Engine:
             pool_size=10,
             max_overflow=20,
             use_insertmanyvalues=False,
+            hide_parameters=True,  # errors name the statement, never the values: personal data
         )
     if backend == "sqlite":
         return _sqlite_engine(url)
@@ -63,7 +64,7 @@ def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 60})
+    engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
