@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -26,10 +27,14 @@ def serve(
     import uvicorn
 
     from lockgate.server import PROJECT_ENV, create_app
+    from lockgate.server.logs import configure_server_logging
     from lockgate.settings import load_settings
     from lockgate.store import Store
 
     settings = load_settings(project, database_url=database)
+    # Every line, uvicorn's included, is redacted JSON on stderr; the access log has no query
+    # strings. (`log_config=None`: uvicorn installs no handlers of its own.)
+    configure_server_logging(settings, sys.stderr)
     Store(settings.database_url).close()  # migrate once, before any worker starts
     options: dict[str, Any] = {
         "host": host,
@@ -39,6 +44,7 @@ def serve(
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_seconds),
         "proxy_headers": True,
         "server_header": False,
+        "log_config": None,
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **options)

@@ -11,12 +11,12 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from lockgate.delivery import worker as delivery
-from lockgate.monitor.logging import configure_logging
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
 from lockgate.server import decisions, health, metrics, problems, rollout, tasks, ui
 from lockgate.server import reviews as review_api
 from lockgate.server.limits import Limits
+from lockgate.server.logs import configure_server_logging
 from lockgate.settings import Settings, load_settings
 
 __all__ = ["create_app", "create_app_from_environment"]
@@ -77,13 +77,17 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
 
 
 async def _open(settings: Settings) -> Runtime:
-    """The process's runtime, with metrics, traces and redacted JSON logs on stderr."""
+    """The process's runtime, with metrics, traces and redacted JSON logs on stderr (uvicorn's
+    own logs included)."""
     observer = build_observer(settings)
-    configure_logging(settings, sys.stderr, redactor=observer.redactor)
+    configure_server_logging(settings, sys.stderr, redactor=observer.redactor)
     return await anyio.to_thread.run_sync(lambda: Runtime.open(settings, observer=observer))
 
 
 def create_app_from_environment() -> FastAPI:
     """Factory for `uvicorn --factory` (used by `lockgate serve`, also with several workers):
-    the project from LOCKGATE_PROJECT, the database from LOCKGATE_DATABASE_URL."""
-    return create_app(load_settings(os.environ.get(PROJECT_ENV)))
+    the project from LOCKGATE_PROJECT, the database from LOCKGATE_DATABASE_URL. Logging is set
+    up here, before the worker logs that it started."""
+    settings = load_settings(os.environ.get(PROJECT_ENV))
+    configure_server_logging(settings, sys.stderr)
+    return create_app(settings)
