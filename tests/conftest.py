@@ -189,6 +189,25 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``database_url``, but one database for every test of a module that takes it: for
+    read-mostly matrices whose tests keep apart by their own keys and names, where a fresh
+    database (and what the module builds on it) per test would be most of the run."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path_factory.mktemp("module-database") / "lockgate.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    admin_url = _require_postgres()
+    name: str = request.getfixturevalue("postgres_template")
+    with _postgres_database(admin_url, name) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """SQLAlchemy URL of an empty, unmigrated database; the test runs once per backend.

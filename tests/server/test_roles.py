@@ -22,12 +22,12 @@ class Endpoint:
     ok: int  # the status an allowed role gets here
     body: Any = None
 
-    def call(self, api: Api, headers: dict[str, str], decision_id: str) -> Any:
+    def call(self, api: Api, headers: dict[str, str], decision_id: str, key: str) -> Any:
         return api.client.request(
             self.method,
             self.path.format(id=decision_id),
             json=self.body,
-            headers={**headers, "Idempotency-Key": "matrix-new"},
+            headers={**headers, "Idempotency-Key": key},
         )
 
 
@@ -63,9 +63,17 @@ def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
         yield api
 
 
-def own_decision(api: Api) -> str:
+@pytest.fixture(scope="module")
+def shared_api(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[Api]:
+    """One API per backend for the matrices below: each test uses its own idempotency keys and
+    key names, and no endpoint in them changes what another test of the matrix sees."""
+    with running_api(tmp_path_factory.mktemp("roles"), module_database_url) as api:
+        yield api
+
+
+def own_decision(api: Api, key: str) -> str:
     """A decision submitted with the submitter key used below, so it may read it back."""
-    response = api.decide("existing ticket", "matrix-existing", role="submitter")
+    response = api.decide("existing ticket", key, role="submitter")
     assert response.status_code == 201, response.text
     decision_id: str = response.json()["id"]
     return decision_id
@@ -73,9 +81,10 @@ def own_decision(api: Api) -> str:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
 @pytest.mark.parametrize("role", ROLES)
-def test_role_matrix(api: Api, role: Role, endpoint: Endpoint) -> None:
-    decision_id = own_decision(api)
-    response = endpoint.call(api, api.auth(role), decision_id)
+def test_role_matrix(shared_api: Api, role: Role, endpoint: Endpoint) -> None:
+    api, case = shared_api, f"{role} {endpoint.method} {endpoint.path}"
+    decision_id = own_decision(api, f"existing {case}")
+    response = endpoint.call(api, api.auth(role), decision_id, f"new {case}")
     expected = endpoint.ok if role in endpoint.allowed else 403
     assert response.status_code == expected, response.text
     if expected >= 400:
@@ -84,17 +93,21 @@ def test_role_matrix(api: Api, role: Role, endpoint: Endpoint) -> None:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
 @pytest.mark.parametrize("credential", ["none", "wrong", "revoked", "not-bearer"])
-def test_every_endpoint_needs_a_valid_key(api: Api, endpoint: Endpoint, credential: str) -> None:
-    decision_id = own_decision(api)
-    secret = api.key("admin", name="gone")
-    api.runtime.store.keys.revoke("gone", actor="test")
+def test_every_endpoint_needs_a_valid_key(
+    shared_api: Api, endpoint: Endpoint, credential: str
+) -> None:
+    api, case = shared_api, f"{credential} {endpoint.method} {endpoint.path}"
+    decision_id = own_decision(api, f"existing {case}")
+    gone = f"gone {case}"
+    secret = api.key("admin", name=gone)
+    api.runtime.store.keys.revoke(gone, actor="test")
     headers = {
         "none": {},
         "wrong": {"Authorization": "Bearer lg_" + "A" * 43},
         "revoked": {"Authorization": f"Bearer {secret}"},
         "not-bearer": {"Authorization": f"Basic {secret}"},
     }[credential]
-    response = endpoint.call(api, headers, decision_id)
+    response = endpoint.call(api, headers, decision_id, f"new {case}")
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert secret not in response.text
