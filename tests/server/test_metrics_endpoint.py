@@ -43,3 +43,41 @@ def test_a_request_id_is_taken_from_the_caller_only_when_safe() -> None:
 
     assert request_id(req("abc-123")) == "abc-123"
     assert request_id(req("bad id\nwith newline")) != "bad id\nwith newline"
+
+
+def sample_tasks(text: str) -> set[str]:
+    """The `task` label of every sample, "" for samples without one."""
+    return {
+        s.labels.get("task", "")
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_a_key_scoped_to_other_tasks_sees_none_of_this_tasks_series(
+    tmp_path: Path, database_url: str
+) -> None:
+    with running_api(tmp_path, database_url) as api:
+        api.decide("where is my card", "k-1")
+        response = api.client.get("/metrics", headers=api.auth("viewer", tasks=("billing",)))
+        assert response.status_code == 200
+        assert "routing" not in response.text
+        assert sample_tasks(response.text) <= {"billing"}
+
+
+def test_a_scoped_key_sees_only_its_tasks_series(tmp_path: Path, database_url: str) -> None:
+    with running_api(tmp_path, database_url) as api:
+        api.decide("where is my card", "k-1")
+        response = api.client.get("/metrics", headers=api.auth("viewer", tasks=("routing",)))
+        assert response.status_code == 200
+        assert decisions_counted(response.text) == 1
+        assert sample_tasks(response.text) == {"routing"}
+
+
+def test_an_unscoped_key_sees_every_series(tmp_path: Path, database_url: str) -> None:
+    with running_api(tmp_path, database_url) as api:
+        api.decide("where is my card", "k-1")
+        response = api.client.get("/metrics", headers=api.auth("viewer"))
+        assert response.status_code == 200
+        assert decisions_counted(response.text) == 1
+        assert {"routing", ""} <= sample_tasks(response.text)
