@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.decide.task import InputField, ModelSpec, OutputField, PolicySpec, TaskSpec
+from lockgate.decide.task import (
+    InputField,
+    MetadataField,
+    ModelSpec,
+    OutputField,
+    PolicySpec,
+    TaskSpec,
+)
 from lockgate.settings import Settings
 from tests.cli.test_commands import command_paths
 
@@ -30,7 +37,9 @@ def test_every_setting_is_documented() -> None:
             assert f"`{field.name}`" in text, field.name
 
 
-@pytest.mark.parametrize("model", [TaskSpec, InputField, OutputField, ModelSpec, PolicySpec])
+@pytest.mark.parametrize(
+    "model", [TaskSpec, InputField, MetadataField, OutputField, ModelSpec, PolicySpec]
+)
 def test_every_task_file_key_is_documented(model: type) -> None:
     text = (DOCS / "task-files.md").read_text()
     for name, field in model.model_fields.items():

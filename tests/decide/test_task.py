@@ -159,3 +159,21 @@ def test_output_schema_becomes_json_schema(tmp_path: Path) -> None:
     assert schema["properties"]["queue"]["enum"] == ["cards", "payments", "fraud", "other"]
     assert schema["required"] == ["queue"]
     assert schema["additionalProperties"] is False
+
+
+def test_metadata_fields_may_be_marked_personal(tmp_path: Path) -> None:
+    text = ISSUE_EXAMPLE + "metadata:\n  customer: {pii: true}\n  ticket: {description: CRM id}\n"
+    spec = load_task(write(tmp_path, "routing", text), known_providers=PROVIDERS)
+    assert spec.pii_metadata == ("customer",)
+
+
+def test_a_task_without_metadata_declares_no_personal_metadata(tmp_path: Path) -> None:
+    spec = load_task(write(tmp_path, "routing", ISSUE_EXAMPLE), known_providers=PROVIDERS)
+    assert spec.metadata is None
+    assert spec.pii_metadata == ()
+
+
+def test_an_unknown_metadata_field_key_is_reported(tmp_path: Path) -> None:
+    text = ISSUE_EXAMPLE + "metadata:\n  customer: {personal: true}\n"
+    with pytest.raises(TaskFileError, match=r"metadata\.customer\.personal"):
+        load_task(write(tmp_path, "routing", text), known_providers=PROVIDERS)

@@ -30,6 +30,14 @@ class InputField(_Strict):
     description: str = ""
 
 
+class MetadataField(_Strict):
+    """A metadata field the task knows of. Metadata is stored, not decided on: undeclared
+    fields are kept too; declaring one says how to show it."""
+
+    pii: bool = False
+    description: str = ""
+
+
 class OutputField(_Strict):
     type: Literal["string", "number", "boolean", "enum"]
     values: tuple[str, ...] | None = None
@@ -276,6 +284,9 @@ class TaskSpec(_Strict):
     deliver: tuple[SinkSpec, ...] = ()
     rollout: RolloutSpec | None = None
     """Canary limits; None means the defaults of `RolloutSpec`."""
+    metadata: Mapping[str, MetadataField] | None = None
+    """Metadata fields with display rules (`pii: true`); None (not {}) keeps the content hash
+    of tasks that declare none as it was."""
 
     @field_validator("deliver", mode="before")
     @classmethod
@@ -303,6 +314,10 @@ class TaskSpec(_Strict):
     @property
     def pii_fields(self) -> tuple[str, ...]:
         return tuple(name for name, f in self.input.items() if f.pii)
+
+    @property
+    def pii_metadata(self) -> tuple[str, ...]:
+        return tuple(name for name, f in (self.metadata or {}).items() if f.pii)
 
     def enum_values(self, field_name: str) -> tuple[str, ...]:
         values = self.output[field_name].values

@@ -126,3 +126,32 @@ def mask_record(record: Mapping[str, Any], pii_fields: tuple[str, ...]) -> dict[
         k: (f"[{len(str(v))} characters hidden]" if k in pii_fields and v is not None else v)
         for k, v in record.items()
     }
+
+
+HIDDEN = "[hidden: personal data]"
+
+
+def redact_value(value: Any) -> Any:
+    """`value` with `redact_text` applied to every string in it, at any depth of lists and
+    mappings (keys included)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {redact_text(str(k)): redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def shown_record(
+    record: Mapping[str, Any], pii_fields: tuple[str, ...], *, clear: bool
+) -> dict[str, Any]:
+    """A copy of a record for a reader: patterns redacted in every string at any depth, and
+    every `pii: true` field hidden whole unless the reader may see personal data (`clear`),
+    who gets the redacted copy."""
+    return {
+        redact_text(str(k)): (
+            HIDDEN if k in pii_fields and v is not None and not clear else redact_value(v)
+        )
+        for k, v in record.items()
+    }

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lockgate.decide.decision import Decision, Route, Status
 from lockgate.decide.pipeline import DecisionRequest, Result
 from lockgate.errors import Conflict, InputError, LockgateError, NotFound
+from lockgate.monitor.redaction import shown_record
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.auth import Authorize, get_runtime
@@ -166,6 +167,21 @@ def _visible(principal: Principal, decision: Decision | None) -> Decision:
     return decision
 
 
+async def _shown_metadata(
+    runtime: Runtime, principal: Principal, decision: Decision
+) -> dict[str, Any]:
+    """The metadata by the rules for input: personal data redacted from every string, and the
+    fields the decision's release marks `pii: true` hidden unless the reader's role is in
+    `review_pii_roles`."""
+    if not decision.metadata:
+        return {}
+    release = await anyio.to_thread.run_sync(
+        runtime.store.releases.get, decision.task, decision.release
+    )
+    clear = principal.role in runtime.settings.review_pii_roles
+    return shown_record(decision.metadata, release.task_spec().pii_metadata, clear=clear)
+
+
 @router.get("/decisions/{decision_id}")
 async def get_decision(
     decision_id: DecisionId,
@@ -177,7 +193,7 @@ async def get_decision(
     decision = _visible(principal, found)
     return {
         **decision.public(),
-        "metadata": dict(decision.metadata),
+        "metadata": await _shown_metadata(runtime, principal, decision),
         "attempts": [asdict(a) for a in decision.attempts],
     }
 
