@@ -29,6 +29,13 @@ class TaskFileError(ConfigError):
         super().__init__("\n".join(problems))
 
 
+class MalformedInput(LockgateError):
+    """A value no JSON text can carry: a lone surrogate, NaN, an infinite or overflowing
+    number. Refused before anything is stored, the same on every database."""
+
+    status = 400
+
+
 class NotFound(LockgateError):
     status = 404
 
@@ -37,6 +44,19 @@ class Conflict(LockgateError):
     """The request contradicts stored state (e.g. an idempotency key reused with other input)."""
 
     status = 409
+
+
+class KeyTaken(Conflict):
+    """An idempotency key already holds another input, or another client's decision. One
+    answer for both, which never echoes the key: a client learns nothing about what another
+    client sent."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key is already in use",
+            hint="send a new key with each new input; the same key with the same input "
+            "returns the stored decision to the client that sent it",
+        )
 
 
 class InputError(LockgateError):

@@ -140,7 +140,7 @@ def test_the_same_key_returns_the_stored_decision(tmp_path: Path, database_url: 
         check=False,
     )
     assert clash.returncode != 0
-    assert "was used before with a different input" in clash.stderr
+    assert "Idempotency-Key is already in use" in clash.stderr
 
 
 def test_bad_input_is_refused_with_what_to_fix(tmp_path: Path) -> None:

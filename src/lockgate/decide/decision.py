@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +30,40 @@ def utcnow() -> datetime:
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SEGMENT = 64  # characters of a field name shown in a problem
+
+
+def unencodable(value: Any, path: str) -> str | None:
+    """Where and why `value` (parsed JSON) cannot be kept as JSON text in UTF-8, or None.
+
+    A lone surrogate (an unpaired `\\ud800`-`\\udfff` escape) is no character at all, and
+    `NaN`, `Infinity` or a number past the float range (`1e400`) is no JSON number; databases
+    refuse them or change them silently. The answer names the field, never the value.
+    """
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            return f"{path}: contains a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+        return None
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return f"{path}: NaN, Infinity or a number too large is not a JSON number"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return f"{path}: a field name contains a lone surrogate"
+            found = unencodable(item, f"{path}.{str(key)[:_SEGMENT]}")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = unencodable(item, f"{path}.{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def input_hash(values: Mapping[str, Any]) -> str:

@@ -15,12 +15,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from lockgate.decide.chain import Breakers, CircuitBreaker, Retrier, Try, build_attempt
-from lockgate.decide.decision import Attempt, Decision, Status, input_hash, new_id, utcnow
+from lockgate.decide.decision import (
+    Attempt,
+    Decision,
+    Status,
+    input_hash,
+    new_id,
+    unencodable,
+    utcnow,
+)
 from lockgate.decide.policy import Routing, gated_route, priority, route, route_input_only
 from lockgate.decide.router import in_canary
 from lockgate.decide.task import ModelSpec, TaskSpec, sink_names
 from lockgate.decide.validation import OutputInvalid, validate_input, validate_output
-from lockgate.errors import Conflict, InputError, LockgateError
+from lockgate.errors import InputError, KeyTaken, LockgateError, MalformedInput
 from lockgate.monitor.observer import Id, NullObserver, Observer
 from lockgate.monitor.redaction import redact_record
 from lockgate.providers.base import (
@@ -158,6 +166,14 @@ class Pipeline:
             later: list[tuple[int, str, str]] = []  # repeated keys inside this batch
             with self._stage("intake", stages, task.name):
                 for index, request in enumerate(requests):
+                    malformed = unencodable(request.input, "input") or unencodable(
+                        request.metadata, "metadata"
+                    )
+                    if malformed is not None:
+                        # Not even a failed decision can keep it: refused in every mode.
+                        observer.input_rejected(task.name, malformed, request_id=request.request_id)
+                        results[index] = Result(None, error=MalformedInput(malformed, hint=_FIX))
+                        continue
                     clean, problems = validate_input(task, request.input)
                     digest = input_hash(clean if not problems else dict(request.input))
                     key = request.idempotency_key
@@ -406,6 +422,9 @@ class Pipeline:
         )
 
 
+_FIX = "send valid Unicode text and finite numbers (JSON has no NaN or Infinity)"
+
+
 def _model_ids(model: ChainModel) -> dict[str, Id]:
     return {"provider": model.provider.name, "model": model.spec.model}
 
@@ -420,13 +439,5 @@ def _pii_values(task: TaskSpec, requests: Sequence[DecisionRequest]) -> list[str
 
 def _replay(stored: Decision, digest: str) -> Result:
     if stored.input_hash != digest:
-        return Result(
-            None,
-            error=Conflict(
-                f"idempotency key {stored.idempotency_key!r} was used before with a different "
-                "input",
-                hint="use a new key for a new input; resend the same input to get the stored "
-                "decision",
-            ),
-        )
+        return Result(None, error=KeyTaken())
     return Result(stored, replayed=True)

@@ -75,7 +75,8 @@ def check_may_review(principal: Principal, decision: Decision, approvals: tuple[
     - the key's role has the `review` permission and its scope includes the task (the model
       and the pipeline have no key: they cannot give a verdict, so only people approve);
     - the key did not submit the decision (no self-review);
-    - the key has not already approved it (two approvals come from two reviewers).
+    - the key has not already approved it while it is pending (two approvals come from two
+      reviewers).
     """
     principal.require("review", decision.task)
     if decision.submitted_by is not None and decision.submitted_by == principal.key_id:
@@ -83,7 +84,8 @@ def check_may_review(principal: Principal, decision: Decision, approvals: tuple[
             "this key submitted the decision, so it may not review it",
             hint="another reviewer must review it (separation of duties)",
         )
-    if principal.name in approvals:
+    if principal.name in approvals and decision.status == PENDING:
+        # A final item is refused as not pending (409), by whoever acts on it.
         raise Forbidden(
             "this key already approved the decision; a second approval must come from another "
             "reviewer",

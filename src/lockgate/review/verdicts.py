@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lockgate.decide.decision import unencodable
 from lockgate.decide.policy import needs_two_persons
 from lockgate.decide.task import TaskSpec, sink_names
 from lockgate.decide.validation import OutputInvalid, validate_output
-from lockgate.errors import Conflict, InputError
+from lockgate.errors import Conflict, InputError, MalformedInput
 from lockgate.review.item import ReviewItem
 from lockgate.review.types import PENDING, Ruling, VerdictKind
 
@@ -97,6 +98,9 @@ def validated_correction(spec: TaskSpec, output: Mapping[str, Any] | None) -> di
             "the corrected output must be a JSON object of the task's output fields",
             hint=f"output fields: {', '.join(spec.output)}",
         )
+    malformed = unencodable(output, "output")
+    if malformed is not None:
+        raise MalformedInput(malformed, hint="send valid Unicode text and finite numbers")
     try:
         return validate_output(spec, output)
     except OutputInvalid as exc:
@@ -111,6 +115,11 @@ def validated_correction(spec: TaskSpec, output: Mapping[str, Any] | None) -> di
 def clean_reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
+    if "\x00" in reason:
+        # PostgreSQL's text cannot hold it; refused on every database alike.
+        raise InputError(
+            "reason: contains a NUL character (\\u0000)", hint="send the reason as plain text"
+        )
     return reason.strip()
 
 

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from lockgate.delivery import worker as delivery
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
-from lockgate.server import decisions, health, metrics, problems, rollout, tasks, ui
+from lockgate.server import decisions, health, metrics, params, problems, rollout, tasks, ui
 from lockgate.server import reviews as review_api
 from lockgate.server.limits import Limits
 from lockgate.server.logs import configure_server_logging
@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         version=__version__,
         description="Run an AI decision in production.",
         lifespan=lifespan,
+        strict_content_type=False,  # a body without a Content-Type is read as JSON
     )
     app.state.settings = settings
     problems.install(app)
@@ -68,10 +69,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(decisions.router, prefix="/v1")
-    app.include_router(tasks.router, prefix="/v1")
-    app.include_router(rollout.router, prefix="/v1")
-    app.include_router(review_api.router, prefix="/v1")
+    json_only = [Depends(params.json_body)]  # any other media type is a 415
+    app.include_router(decisions.router, prefix="/v1", dependencies=json_only)
+    app.include_router(tasks.router, prefix="/v1", dependencies=json_only)
+    app.include_router(rollout.router, prefix="/v1", dependencies=json_only)
+    app.include_router(review_api.router, prefix="/v1", dependencies=json_only)
     app.include_router(ui.build_router(settings), prefix="/ui")
     return app
 

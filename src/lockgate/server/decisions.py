@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.decide.decision import Decision, Route, Status
 from lockgate.decide.pipeline import DecisionRequest, Result
-from lockgate.errors import Conflict, InputError, LockgateError, NotFound
+from lockgate.errors import InputError, KeyTaken, LockgateError, NotFound
 from lockgate.monitor.redaction import shown_record
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.auth import Authorize, get_runtime
-from lockgate.server.params import KEY_PATTERN, DecisionId, TaskName
+from lockgate.server.params import KEY_PATTERN, DecisionId, Since, TaskName, utc
 from lockgate.store import DecisionFilter
 
 router = APIRouter(tags=["decisions"])
@@ -74,10 +74,7 @@ def _check_owner(principal: Principal, result: Result) -> Result:
         and principal.own_decisions_only
         and decision.submitted_by != principal.key_id
     ):
-        raise Conflict(
-            f"idempotency key {decision.idempotency_key!r} was used by another client",
-            hint="use a new key for a new input",
-        )
+        raise KeyTaken()  # the same answer as for another input: nothing to learn from it
     return result
 
 
@@ -203,19 +200,24 @@ def encode_cursor(decision: Decision) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_CURSOR_CHARS = 200  # an issued cursor is under 100
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
+        if len(cursor) > _CURSOR_CHARS:
+            raise ValueError
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_text, last_id = json.loads(raw)
         at = datetime.fromisoformat(at_text)
         if not isinstance(last_id, str) or not re.fullmatch(r"[0-9a-f]{1,32}", last_id):
             raise ValueError
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise LockgateError(
-            "cursor: not a cursor this API issued",
+            "invalid cursor: not a cursor this API issued",
             hint="pass the `next_cursor` value of the previous page unchanged",
         ) from None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)), last_id
+    return utc(at), last_id
 
 
 @router.get("/tasks/{task}/decisions")
@@ -225,7 +227,7 @@ async def list_decisions(
     runtime: Annotated[Runtime, Depends(get_runtime)],
     status: Status | None = None,
     route: Route | None = None,
-    since: datetime | None = None,
+    since: Since | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
@@ -234,7 +236,7 @@ async def list_decisions(
         task=task,
         status=status,
         route=route,
-        since=(since if since is None or since.tzinfo else since.replace(tzinfo=UTC)),
+        since=since,
         submitted_by=principal.key_id if principal.own_decisions_only else None,
         after=decode_cursor(cursor) if cursor else None,
         limit=limit,

@@ -82,7 +82,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         {"field": _field(e.get("loc", ())), "problem": e.get("msg", "")} for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errors)
-    return problem(422, f"{detail}; fix these fields and send the request again", errors=errors)
+    # Text that is not Unicode (a lone surrogate) is a malformed request, as in the pipeline.
+    status = 400 if all(e.get("type") == "string_unicode" for e in exc.errors()) else 422
+    return problem(status, f"{detail}; fix these fields and send the request again", errors=errors)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
