@@ -167,7 +167,7 @@ def build_kit(
     breakers = Breakers(clock=clock)
     store = Store(database_url)
     pipeline = Pipeline(
-        store.decisions, retrier=Retrier(sleep=sleep, rng=random.Random(0)), breakers=breakers
+        store.async_decisions, retrier=Retrier(sleep=sleep, rng=random.Random(0)), breakers=breakers
     )
     runtime = ReleaseRuntime(task=spec, release=1, models=chain)
     return Kit(store, spec, runtime, pipeline, clock, sleep, breakers)

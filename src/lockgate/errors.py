@@ -75,3 +75,16 @@ class Forbidden(LockgateError):
     """The API key is valid but its role or task scope does not allow this action."""
 
     status = 403
+
+
+class Unavailable(LockgateError):
+    """The database is locked or unreachable beyond the time a request may wait; nothing was
+    stored, and the same request may be retried (with the same idempotency key) later."""
+
+    status = 503
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, retry_after_seconds: int = 1
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_seconds = retry_after_seconds

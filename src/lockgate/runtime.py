@@ -5,6 +5,7 @@ Built once at an entry point (a CLI command, the server's app factory) and passe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -36,9 +37,13 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.pipeline = Pipeline(
-            self.store.decisions, concurrency=self.settings.concurrency, observer=self.observer
+            self.store.async_decisions,
+            concurrency=self.settings.concurrency,
+            observer=self.observer,
         )
         self._loaded: dict[tuple[str, int], ReleaseRuntime] = {}
+        self._loading = threading.Lock()
+        """Releases are loaded in worker threads; each is built once."""
         metrics = getattr(self.observer, "metrics", None)
         self.metrics: Metrics | None = metrics if isinstance(metrics, Metrics) else None
         """The observer's Prometheus metrics, when it keeps any."""
@@ -58,7 +63,8 @@ class Runtime:
     ) -> Runtime:
         return cls(
             settings,
-            Store(settings.database_url),
+            # No wait on the database outlasts a request: a held lock becomes a clean error.
+            Store(settings.database_url, timeout_seconds=settings.request_timeout_seconds),
             registry or ProviderRegistry.discover(),
             observer or NullObserver(),
         )
@@ -144,8 +150,9 @@ class Runtime:
         else:
             release = self.store.releases.get(task_name, number)
         key = (release.task, release.number)
-        if key not in self._loaded:
-            self._loaded[key] = self._build(release)
+        with self._loading:
+            if key not in self._loaded:
+                self._loaded[key] = self._build(release)
         if canary is not None and canary.canary_percent:
             # The live release with the canary beside it; the pipeline splits keys between them.
             return replace(
@@ -154,6 +161,10 @@ class Runtime:
                 canary_percent=canary.canary_percent,
             )
         return self._loaded[key]
+
+    async def serving_release(self, task_name: str) -> ReleaseRuntime:
+        """`release_runtime(task_name)` for async code: read and loaded off the event loop."""
+        return await self.store.executor.read(self.release_runtime, task_name)
 
     def _build(self, release: Release) -> ReleaseRuntime:
         spec = release.task_spec()

@@ -41,13 +41,14 @@ from lockgate.providers.base import (
 
 
 class DecisionStore(Protocol):
-    """What the pipeline needs from storage (`Store.decisions`)."""
+    """What the pipeline needs from storage (`Store.async_decisions`). Both methods are
+    awaited, so a store keeps the event loop free while the database works."""
 
-    def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
+    async def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
         """The stored decisions of `task` with these idempotency keys, by key."""
         ...
 
-    def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
+    async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
         """Commit `batch` (with outbox rows for `sinks`) in one transaction; where another
         writer stored a key first, its decision comes back in place of ours."""
         ...
@@ -161,7 +162,8 @@ class Pipeline:
             observer.span("decide_batch", task=task.name, release=runtime.release),
         ):
             with self._stage("idempotency", stages, task.name):
-                known = self.decisions.find(task.name, [r.idempotency_key for r in requests])
+                keys = [r.idempotency_key for r in requests]
+                known = await self.decisions.find(task.name, keys)
             fresh: dict[str, tuple[int, _Item]] = {}
             later: list[tuple[int, str, str]] = []  # repeated keys inside this batch
             with self._stage("intake", stages, task.name):
@@ -201,7 +203,9 @@ class Pipeline:
             with self._stage("policy", stages, task.name):
                 decisions = [self._finish(runtime, i, started) for i in items]
             with self._stage("commit", stages, task.name):
-                stored_batch = self.decisions.save(decisions, runtime.sinks) if decisions else []
+                stored_batch = (
+                    await self.decisions.save(decisions, runtime.sinks) if decisions else []
+                )
             elapsed = self.clock() - started
             observer.stages_timed(task.name, stages)
             for (index, item), new, stored in zip(

@@ -27,10 +27,10 @@ from lockgate.evals.types import DatasetRow
 class DiscardingStore:
     """A `DecisionStore` that remembers nothing: every key is new and nothing is saved."""
 
-    def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
+    async def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
         return {}
 
-    def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
+    async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
         return list(batch)
 
 

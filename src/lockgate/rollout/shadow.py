@@ -69,10 +69,10 @@ class ReleaseStore(Protocol):
 class _KeepNothing:
     """A `DecisionStore` that stores nothing: every key is new, every save is a no-op."""
 
-    def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
+    async def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
         return {}
 
-    def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
+    async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
         return list(batch)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -37,7 +36,7 @@ class Authorize:
                 hint="send `Authorization: Bearer KEY`; `lockgate keys create --name my-client "
                 f"--role {least_role(self.action)}` makes one",
             )
-        key = await anyio.to_thread.run_sync(
+        key = await runtime.store.executor.read(
             runtime.store.keys.authenticate, credentials.credentials
         )
         if key is None:

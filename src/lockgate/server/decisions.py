@@ -11,7 +11,6 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -97,7 +96,7 @@ async def create_decision(
             hint="send a unique key per input, e.g. `Idempotency-Key: ticket-4711`; resending "
             "the same key returns the stored decision",
         )
-    loaded = runtime.release_runtime(task)
+    loaded = await runtime.serving_release(task)
     request = DecisionRequest(
         input=body.input,
         idempotency_key=idempotency_key,
@@ -127,7 +126,7 @@ async def create_decisions(
             f"items: {len(body.items)} inputs, at most {limit} per request",
             hint="split the batch into several requests (setting batch_max_items)",
         )
-    loaded = runtime.release_runtime(task)
+    loaded = await runtime.serving_release(task)
     requests = [
         DecisionRequest(
             input=item.input,
@@ -172,7 +171,7 @@ async def _shown_metadata(
     `review_pii_roles`."""
     if not decision.metadata:
         return {}
-    release = await anyio.to_thread.run_sync(
+    release = await runtime.store.executor.read(
         runtime.store.releases.get, decision.task, decision.release
     )
     clear = principal.role in runtime.settings.review_pii_roles
@@ -186,7 +185,7 @@ async def get_decision(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> dict[str, Any]:
     """One decision with every model attempt made for it."""
-    found = await anyio.to_thread.run_sync(runtime.store.decisions.get, decision_id)
+    found = await runtime.store.executor.read(runtime.store.decisions.get, decision_id)
     decision = _visible(principal, found)
     return {
         **decision.public(),
@@ -241,7 +240,7 @@ async def list_decisions(
         after=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    rows = await anyio.to_thread.run_sync(runtime.store.decisions.page, query)
+    rows = await runtime.store.executor.read(runtime.store.decisions.page, query)
     page = rows[:limit]
     return {
         "items": [d.public() for d in page],

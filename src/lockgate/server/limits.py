@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lockgate.server.problems import BodyTooLarge, problem
+from lockgate.server.problems import BodyTooLarge, problem, unavailable_problem
+from lockgate.store.executor import watching_waits
 
 
 class Limits:
@@ -43,8 +45,9 @@ class Limits:
             await send(message)
 
         try:
-            async with asyncio.timeout(self.timeout_seconds) as deadline:
-                await self.app(scope, limited_receive, tracking_send)
+            with watching_waits() as waits:
+                async with asyncio.timeout(self.timeout_seconds) as deadline:
+                    await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge as exc:
             if started:
                 raise
@@ -52,6 +55,10 @@ class Limits:
         except TimeoutError:
             if started or not deadline.expired():
                 raise
+            if waits.interrupted:  # stopped while waiting on the database: back-pressure
+                retry_after = max(1, math.ceil(self.timeout_seconds))
+                await unavailable_problem(retry_after)(scope, receive, send)
+                return
             await problem(
                 504,
                 f"the request took longer than {self.timeout_seconds:g} s and was stopped; "

@@ -5,6 +5,7 @@ A problem says what is wrong and how to fix it; it never carries input values or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -14,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, Unavailable
+from lockgate.store.database import unavailable
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -72,7 +74,19 @@ async def _lockgate_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LockgateError)
     detail = exc.message if exc.hint is None else f"{exc.message}; {exc.hint}"
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, Unavailable):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
     return problem(exc.status, detail, headers=headers)
+
+
+def unavailable_problem(retry_after_seconds: int) -> JSONResponse:
+    """503: the database was locked or unreachable for as long as the request could wait."""
+    return problem(
+        503,
+        "the database is locked or unreachable; retry later with the same Idempotency-Key "
+        "(a stored decision is returned, never made twice)",
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -99,7 +113,11 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
-async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if unavailable(exc):  # a store call made outside the store's executor, e.g. in a thread
+        settings = getattr(request.app.state, "settings", None)
+        timeout = settings.request_timeout_seconds if settings is not None else 1.0
+        return unavailable_problem(max(1, math.ceil(timeout)))
     return problem(500, "an unexpected error occurred; it was not caused by the request")
 
 

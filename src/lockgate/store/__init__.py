@@ -8,14 +8,17 @@ Domain code depends on small Protocols of its own that these repositories satisf
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import text
 
 from lockgate.evals.types import EvalRun
 from lockgate.store import database
 from lockgate.store.audit import AuditEntry, AuditRepository
 from lockgate.store.datasets import DatasetRepository
-from lockgate.store.decisions import DecisionFilter, DecisionRepository
+from lockgate.store.decisions import AsyncDecisionRepository, DecisionFilter, DecisionRepository
 from lockgate.store.evals import EvalRepository
+from lockgate.store.executor import StoreExecutor
 from lockgate.store.keys import KeyRepository
 from lockgate.store.outbox import OutboxRepository
 from lockgate.store.releases import ReleaseRepository
@@ -26,15 +29,23 @@ __all__ = ["AuditEntry", "DecisionFilter", "EvalRun", "Store"]
 
 
 class Store:
-    """The repositories over one engine, built once; migrates the database on opening."""
+    """The repositories over one engine, built once; migrates the database on opening.
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    `timeout_seconds` bounds every wait on the database (a held write lock, a connection);
+    past it a call raises, and through `executor` it raises `Unavailable`.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True, timeout_seconds: float = 60.0) -> None:
         self.url = url
-        self.engine = database.make_engine(url)
+        self.engine = database.make_engine(url, timeout_seconds=timeout_seconds)
+        self.executor = StoreExecutor(retry_after_seconds=max(1, math.ceil(timeout_seconds)))
+        """Runs store calls off the event loop: reads in threads, writes in one thread."""
         if migrate:
             database.upgrade(self.engine)
         self.releases = ReleaseRepository(self.engine)
         self.decisions = DecisionRepository(self.engine)
+        self.async_decisions = AsyncDecisionRepository(self.decisions, self.executor)
+        """The decisions for async code (the pipeline): through `executor`."""
         self.keys = KeyRepository(self.engine)
         self.datasets = DatasetRepository(self.engine)
         self.evals = EvalRepository(self.engine)
@@ -54,6 +65,7 @@ class Store:
         return self.engine.dialect.name
 
     def close(self) -> None:
+        self.executor.close()
         self.engine.dispose()
 
     def migration_state(self) -> tuple[str | None, str | None]:

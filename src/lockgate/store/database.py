@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from lockgate.errors import ConfigError
 
@@ -30,8 +33,13 @@ def redact_url(url: str) -> str:
         return "(unparseable database URL)"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for a SQLite or PostgreSQL URL, set up for durability and concurrency."""
+def make_engine(url: str, *, timeout_seconds: float = 60.0) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL, set up for durability and concurrency.
+
+    `timeout_seconds` bounds every wait on the database: SQLite's busy timeout (how long a
+    statement waits for another connection's write lock), PostgreSQL's connect timeout and the
+    wait for a pooled connection. Past it the driver raises, and `unavailable` says so.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -50,21 +58,24 @@ def make_engine(url: str) -> Engine:
             pool_pre_ping=True,
             pool_size=10,
             max_overflow=20,
+            pool_timeout=timeout_seconds,
+            connect_args={"connect_timeout": max(1, math.ceil(timeout_seconds))},
             use_insertmanyvalues=False,
             hide_parameters=True,  # errors name the statement, never the values: personal data
         )
     if backend == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, timeout_seconds)
     raise ConfigError(
         f"unsupported database {backend!r}", hint="Lockgate runs on SQLite or PostgreSQL"
     )
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, timeout_seconds: float) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
+    engine = create_engine(url, connect_args={"timeout": timeout_seconds}, hide_parameters=True)
+    busy_ms = max(1, round(timeout_seconds * 1000))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -75,7 +86,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -85,6 +96,26 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+_SQLITE_BUSY = ("database is locked", "database is busy", "database table is locked")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database is locked or unreachable right now (worth a retry
+    later), rather than a fault in the statement."""
+    if isinstance(exc, SQLAlchemyTimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    message = str(exc.orig).lower()
+    if isinstance(exc.orig, sqlite3.OperationalError):
+        return any(busy in message for busy in _SQLITE_BUSY) or "unable to open" in message
+    # psycopg raises OperationalError for connection failures and lost connections only;
+    # PostgreSQL's lock and statement timeouts arrive as OperationalError too.
+    return True
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -129,13 +160,15 @@ def upgrade(engine: Engine) -> None:
 
 def migration_state(engine: Engine) -> tuple[str | None, str | None]:
     """(current revision, newest revision) of the database."""
-    with engine.connect() as conn:
+    with read(engine) as conn:
         current = _current(conn)
     return current, _head()
 
 
 @contextmanager
 def read(engine: Engine) -> Iterator[Connection]:
+    """A connection for reading: on SQLite a plain (deferred) transaction, which never waits
+    for another connection's write lock in WAL mode."""
     with engine.connect().execution_options(lockgate_read_only=True) as conn:
         yield conn
 

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from lockgate.decide.decision import Attempt, Decision
 from lockgate.store import database, outbox, shadow_runs
 from lockgate.store.database import aware
+from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import attempts, decisions
 
 _KEY_CHUNK = 500
@@ -214,3 +215,20 @@ class DecisionRepository:
         """Decisions newest first, `query.limit + 1` at most (see `page`)."""
         with database.read(self.engine) as conn:
             return page(conn, query)
+
+
+class AsyncDecisionRepository:
+    """The decisions for async callers (the pipeline's `DecisionStore`): lookups run in a
+    reader thread, saves in the database's one writer thread; the event loop never waits."""
+
+    def __init__(self, decisions: DecisionRepository, executor: StoreExecutor) -> None:
+        self.decisions = decisions
+        self.executor = executor
+
+    async def find(self, task: str, keys: Sequence[str]) -> dict[str, Decision]:
+        """The stored decisions of `task` with these idempotency keys, by key."""
+        return await self.executor.read(self.decisions.find, task, keys)
+
+    async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
+        """Commit a batch in one transaction (see `DecisionRepository.save`)."""
+        return await self.executor.write(self.decisions.save, batch, sinks)
