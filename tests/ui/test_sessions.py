@@ -10,9 +10,9 @@ SECRET = b"0123456789abcdef0123456789abcdef"
 NOW = 1_800_000_000
 
 
-def test_a_signed_session_round_trips_and_carries_no_secret_but_the_key_id() -> None:
+def test_a_signed_session_round_trips_and_carries_no_secret_but_the_session_id() -> None:
     signer = SessionSigner(SECRET, max_age_seconds=3600)
-    session = signer.new(NOW, key_id="01a2b3")
+    session = signer.new(NOW, session_id="s-01a2b3")
     cookie = signer.dump(session)
     assert signer.load(cookie, NOW + 10) == session
 
@@ -29,7 +29,7 @@ def test_a_signed_session_round_trips_and_carries_no_secret_but_the_key_id() -> 
 )
 def test_a_tampered_cookie_is_no_session(tamper: object) -> None:
     signer = SessionSigner(SECRET, max_age_seconds=3600)
-    cookie = signer.dump(signer.new(NOW, key_id="01a2b3"))
+    cookie = signer.dump(signer.new(NOW, session_id="s-01a2b3"))
     assert callable(tamper)
     assert signer.load(tamper(cookie), NOW) is None
 
@@ -37,12 +37,12 @@ def test_a_tampered_cookie_is_no_session(tamper: object) -> None:
 def test_a_cookie_signed_by_another_process_secret_is_no_session() -> None:
     ours = SessionSigner(SECRET, max_age_seconds=3600)
     theirs = SessionSigner(b"another secret of 32 bytes......", max_age_seconds=3600)
-    assert ours.load(theirs.dump(theirs.new(NOW, key_id="01a2b3")), NOW) is None
+    assert ours.load(theirs.dump(theirs.new(NOW, session_id="s-01a2b3")), NOW) is None
 
 
 def test_a_session_ends_at_its_expiry() -> None:
     signer = SessionSigner(SECRET, max_age_seconds=60)
-    cookie = signer.dump(signer.new(NOW, key_id="01a2b3"))
+    cookie = signer.dump(signer.new(NOW, session_id="s-01a2b3"))
     assert signer.load(cookie, NOW + 59) is not None
     assert signer.load(cookie, NOW + 60) is None
 

@@ -2,7 +2,8 @@
 
 `Store` holds one repository per domain over a shared engine (`store.releases`,
 `store.decisions`, `store.keys`, `store.datasets`, `store.evals`, `store.outbox`,
-`store.audit`, `store.reviews`, `store.rollout`); each repository method is one transaction.
+`store.audit`, `store.reviews`, `store.rollout`, `store.sessions`); each repository method is
+one transaction.
 Domain code depends on small Protocols of its own that these repositories satisfy.
 """
 
@@ -24,6 +25,7 @@ from lockgate.store.outbox import OutboxRepository
 from lockgate.store.releases import ReleaseRepository
 from lockgate.store.reviews import ReviewRepository
 from lockgate.store.rollout import RolloutRepository
+from lockgate.store.sessions import SessionRepository
 
 __all__ = ["AuditEntry", "DecisionFilter", "EvalRun", "Store"]
 
@@ -55,6 +57,8 @@ class Store:
         """The review queue: claims, verdicts, escalation."""
         self.rollout = RolloutRepository(self.engine)
         """Shadow and canary stages, shadow runs, canary health, the evals a gate reads."""
+        self.sessions = SessionRepository(self.engine)
+        """The review pages' sessions, kept server-side."""
 
     @property
     def display_url(self) -> str:

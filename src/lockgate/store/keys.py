@@ -1,8 +1,10 @@
-"""API key queries: create, look up by hash, list, revoke; changes go to the audit log."""
+"""API key queries: create, look up by hash, list, revoke (which ends the key's review-page
+sessions at once); changes go to the audit log."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, RowMapping, or_, select, update
 
@@ -11,10 +13,10 @@ from lockgate.errors import Conflict, NotFound
 from lockgate.security import ApiKey, Role, hash_key, new_key
 from lockgate.store import audit, database
 from lockgate.store.database import aware
-from lockgate.store.tables import api_keys
+from lockgate.store.tables import api_keys, ui_sessions
 
 
-def _key(row: RowMapping) -> ApiKey:
+def key_of_row(row: RowMapping) -> ApiKey:
     return ApiKey(
         id=row["id"],
         name=row["name"],
@@ -63,14 +65,23 @@ def create(
     return key
 
 
+def close_sessions(conn: Connection, key_id: str, now: datetime) -> None:
+    """End every live review-page session of a key, inside the caller's transaction."""
+    conn.execute(
+        update(ui_sessions)
+        .where(ui_sessions.c.key_id == key_id, ui_sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
 def by_hash(conn: Connection, key_hash: str) -> ApiKey | None:
     row = conn.execute(select(api_keys).where(api_keys.c.key_hash == key_hash)).mappings().first()
-    return _key(row) if row else None
+    return key_of_row(row) if row else None
 
 
 def list_all(conn: Connection) -> list[ApiKey]:
     rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id))
-    return [_key(r) for r in rows.mappings()]
+    return [key_of_row(r) for r in rows.mappings()]
 
 
 def revoke(conn: Connection, name_or_id: str, actor: str) -> ApiKey:
@@ -85,7 +96,7 @@ def revoke(conn: Connection, name_or_id: str, actor: str) -> ApiKey:
         raise NotFound(
             f"no API key named {name_or_id!r}", hint="`lockgate keys list` shows names and ids"
         )
-    key = _key(row)
+    key = key_of_row(row)
     now = utcnow()
     revoked = conn.execute(
         update(api_keys)
@@ -99,6 +110,7 @@ def revoke(conn: Connection, name_or_id: str, actor: str) -> ApiKey:
             f"API key {key.name!r} was already revoked at {when}",
             hint="nothing changed; `lockgate keys list` shows which keys are active",
         )
+    close_sessions(conn, key.id, now)
     audit.append(
         conn,
         actor=actor,

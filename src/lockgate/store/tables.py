@@ -171,6 +171,31 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
+# Review-page sessions: the cookie holds a random id, this table only its sha256. A session
+# ends at its expiry, on sign-out (revoked_at) or when its key is revoked, on every replica.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Free text of audit entries (reasons), outside the hash chain: an entry's details hold only
+# `hash`, the sha256 of `salt` and `text`. Erasing sets salt and text to NULL (or deletes the
+# row); the chain still verifies, and the salt gone, the hash confirms no guess of the text.
+audit_texts = Table(
+    "audit_texts",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("salt", String(32), nullable=True),
+    Column("text", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("erased_at", DateTime(timezone=True), nullable=True),
+)
+
 datasets = Table(
     "datasets",
     metadata,

@@ -1,12 +1,13 @@
-"""Who is visiting the review pages: the signed session cookie, the key behind it (checked
-against the store on every request, so a revoked key is out at once), and the CSRF and
-same-origin checks every form post passes before anything changes."""
+"""Who is visiting the review pages: the signed session cookie, the server-side session and
+key behind it (looked up on every request, so sign-out, a revoked key and expiry end it at
+once), and the CSRF and same-origin checks every form post passes before anything changes."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from lockgate.server.ui.sessions import (
     CSRF_FIELD,
     Session,
     SessionSigner,
+    SessionStore,
     same_origin,
     token_matches,
 )
@@ -34,9 +36,12 @@ async def run(fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(partial(fn, *args))
 
 
-def key_by_id(runtime: Runtime, key_id: str) -> ApiKey | None:
-    stored = runtime.store.keys.list_all()
-    return next((k for k in stored if k.id == key_id), None)
+def sessions_of(runtime: Runtime) -> SessionStore:
+    return runtime.store.sessions
+
+
+def at(unix_seconds: int) -> datetime:
+    return datetime.fromtimestamp(unix_seconds, UTC)
 
 
 @dataclass
@@ -48,7 +53,7 @@ class Visit:
     session: Session
     principal: Principal | None
     renew: bool
-    """The session changed (new, expired, or its key revoked): send the cookie again."""
+    """The session changed (new, expired, ended, or its key revoked): send the cookie again."""
 
 
 class Access:
@@ -64,13 +69,30 @@ class Access:
         session = self.signer.load(request.cookies.get(COOKIE_NAME), now)
         renew = session is None
         principal = None
-        if session is not None and session.key_id is not None:
-            key = await run(key_by_id, runtime, session.key_id)
-            if key is not None and not key.revoked:
+        if session is not None and session.session_id is not None:
+            key: ApiKey | None = await run(sessions_of(runtime).key_of, session.session_id, at(now))
+            if key is not None:
                 principal = Principal.of(key)
             else:
                 session, renew = None, True
         return Visit(request, runtime, session or self.signer.new(now), principal, renew)
+
+    async def sign_in(self, visit: Visit, key: ApiKey) -> Session:
+        """Open a server-side session for the key; the cookie's session, with a new nonce (a
+        token seen before signing in is worth nothing after)."""
+        now = int(time.time())
+        opened = await run(
+            sessions_of(visit.runtime).open, key.id, at(now), at(now + self.signer.max_age_seconds)
+        )
+        return self.signer.new(now, opened)
+
+    async def sign_out(self, visit: Visit) -> Session:
+        """End the visit's server-side session (every copy of its cookie with it); the fresh,
+        signed-out session to send back."""
+        now = int(time.time())
+        if visit.session.session_id is not None:
+            await run(sessions_of(visit.runtime).close, visit.session.session_id, at(now))
+        return self.signer.new(now)
 
     def send(self, visit: Visit, response: Response, session: Session | None = None) -> Response:
         if session is not None or visit.renew:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -96,8 +95,7 @@ class ReviewPages:
                 ),
             )
             return self.access.send(visit, page)
-        # A new nonce on sign-in: a token seen before signing in is worth nothing after.
-        session = self.access.signer.new(int(time.time()), key.id)
+        session = await self.access.sign_in(visit, key)
         return self.access.send(visit, redirect("/queue"), session)
 
     async def sign_out(self, request: Request) -> Response:
@@ -105,9 +103,8 @@ class ReviewPages:
         form = await self.access.checked_form(visit)
         if isinstance(form, Response):
             return form
-        return self.access.send(
-            visit, redirect("/sign-in?out=1"), self.access.signer.new(int(time.time()))
-        )
+        signed_out = await self.access.sign_out(visit)
+        return self.access.send(visit, redirect("/sign-in?out=1"), signed_out)
 
     # ---- pages
 
