@@ -188,6 +188,7 @@ def audit_list(
                     "task": e.task,
                     "subject": e.subject,
                     "details": dict(e.details),
+                    "erased": list(e.erased),
                     "hash": e.hash,
                 }
                 for e in found

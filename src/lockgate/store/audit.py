@@ -1,22 +1,37 @@
-"""The append-only, hash-chained audit log: each entry holds the hash of the one before."""
+"""The append-only, hash-chained audit log: each entry holds the hash of the one before.
+
+Free text that people type (the `reason` of a verdict, a promotion, a rollback, a gate
+override) is kept beside the chain, in `audit_texts`, so that it can be erased later: the
+chained entry holds only a reference, `{"text_sha256": HASH}`, the sha256 of a random salt and
+the text. Erasing the text (and its salt) leaves every hash of the chain as it was, so the log
+still verifies; the entry then shows the text as erased. While the text is there, `first_break`
+checks it against its hash too.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select, text, update
 
 from lockgate.decide.decision import canonical_json, utcnow
 from lockgate.store import database
 from lockgate.store.database import aware
-from lockgate.store.tables import audit_log
+from lockgate.store.tables import audit_log, audit_texts
 
 GENESIS = "0" * 64
 _AUDIT_LOCK = 7_343_002
+FREE_TEXT = ("reason",)
+"""Detail fields holding free text typed by people: stored beside the chain, erasable."""
+TEXT_REF = "text_sha256"
+ERASED = "[erased]"
+"""What an entry's details show in place of an erased text."""
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -28,8 +43,25 @@ class AuditEntry:
     task: str | None
     subject: str | None
     details: Mapping[str, Any]
+    """What the entry says: free text resolved from `audit_texts`, or `ERASED`."""
     prev_hash: str
     hash: str
+    chained: Mapping[str, Any] = field(default_factory=dict)
+    """The details as hashed into the chain: free text only as `{"text_sha256": HASH}`."""
+    erased: tuple[str, ...] = ()
+    """The detail fields whose text was erased."""
+
+
+def text_hash(salt: str, free_text: str) -> str:
+    """The reference the chain holds for a free text: sha256 of its salt and the text."""
+    return hashlib.sha256(f"{salt}\n{free_text}".encode()).hexdigest()
+
+
+def _reference(value: Any) -> str | None:
+    if isinstance(value, Mapping) and set(value) == {TEXT_REF}:
+        ref = value[TEXT_REF]
+        return ref if isinstance(ref, str) else None
+    return None
 
 
 def entry_hash(
@@ -71,6 +103,9 @@ def append(
     prev = last[0] if last else GENESIS
     at = utcnow().replace(microsecond=utcnow().microsecond // 1000 * 1000)
     details = dict(details or {})
+    for name in FREE_TEXT:
+        if isinstance(details.get(name), str):
+            details[name] = {TEXT_REF: _keep_text(conn, details[name], at)}
     conn.execute(
         audit_log.insert().values(
             at=at,
@@ -83,6 +118,55 @@ def append(
             hash=entry_hash(prev, at, actor, action, task, subject, details),
         )
     )
+
+
+def _keep_text(conn: Connection, free_text: str, at: datetime) -> str:
+    salt = secrets.token_hex(16)
+    ref = text_hash(salt, free_text)
+    conn.execute(audit_texts.insert().values(hash=ref, salt=salt, text=free_text, created_at=at))
+    return ref
+
+
+def _texts(conn: Connection, refs: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(salt, text) by reference, for the references whose text is still there."""
+    wanted = sorted(set(refs))
+    found: dict[str, tuple[str, str]] = {}
+    t = audit_texts.c
+    for start in range(0, len(wanted), _CHUNK):
+        rows = conn.execute(
+            select(t.hash, t.salt, t.text).where(
+                t.hash.in_(wanted[start : start + _CHUNK]), t.text.is_not(None)
+            )
+        )
+        found.update({row.hash: (row.salt or "", row.text) for row in rows})
+    return found
+
+
+def _shown(
+    chained: Mapping[str, Any], texts: Mapping[str, tuple[str, str]]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    shown, erased = dict(chained), []
+    for name, value in chained.items():
+        ref = _reference(value)
+        if ref is None:
+            continue
+        if ref in texts:
+            shown[name] = texts[ref][1]
+        else:
+            shown[name] = ERASED
+            erased.append(name)
+    return shown, tuple(erased)
+
+
+def erase_text(conn: Connection, ref: str, at: datetime) -> bool:
+    """Erase one free text (and its salt), leaving the chain intact; False when unknown or
+    erased before."""
+    erased = conn.execute(
+        update(audit_texts)
+        .where(audit_texts.c.hash == ref, audit_texts.c.text.is_not(None))
+        .values(text=None, salt=None, erased_at=at)
+    )
+    return erased.rowcount == 1
 
 
 def entries(
@@ -106,7 +190,15 @@ def entries(
         rows = list(reversed(conn.execute(query).all()))
     else:
         rows = list(conn.execute(query.order_by(audit_log.c.id)))
-    return [AuditEntry(**{**row._asdict(), "at": aware(row.at)}) for row in rows]
+    texts = _texts(
+        conn, (ref for row in rows for ref in map(_reference, row.details.values()) if ref)
+    )
+    found = []
+    for row in rows:
+        shown, erased = _shown(row.details, texts)
+        fields = {**row._asdict(), "at": aware(row.at), "details": shown}
+        found.append(AuditEntry(**fields, chained=row.details, erased=erased))
+    return found
 
 
 def verify(conn: Connection) -> int | None:
@@ -130,6 +222,7 @@ def first_break(conn: Connection) -> Break | None:
     entry's hash means entries were reordered. (Deleting the newest entries leaves no trace in
     the chain itself.)"""
     log = entries(conn)
+    texts = _texts(conn, (ref for e in log for ref in map(_reference, e.chained.values()) if ref))
     position = {e.hash: e for e in log}
     prev, prev_id = GENESIS, 0
     for entry in log:
@@ -140,10 +233,13 @@ def first_break(conn: Connection) -> Break | None:
             entry.action,
             entry.task,
             entry.subject,
-            entry.details,
+            entry.chained,
         )
         if entry.hash != own:
             return Break(entry, "its content does not match its hash: the entry was changed")
+        changed = _changed_text(entry, texts)
+        if changed is not None:
+            return Break(entry, f"its {changed} text does not match its hash: the text was changed")
         if entry.prev_hash != prev:
             if entry.id != prev_id + 1 and entry.prev_hash not in position:
                 return Break(
@@ -160,6 +256,15 @@ def first_break(conn: Connection) -> Break | None:
                 )
             return Break(entry, "its link does not match the entry before it")
         prev, prev_id = entry.hash, entry.id
+    return None
+
+
+def _changed_text(entry: AuditEntry, texts: Mapping[str, tuple[str, str]]) -> str | None:
+    """The first detail field whose stored text no longer matches its reference."""
+    for name, value in entry.chained.items():
+        ref = _reference(value)
+        if ref is not None and ref in texts and text_hash(*texts[ref]) != ref:
+            return name
     return None
 
 
@@ -189,3 +294,9 @@ class AuditRepository:
     def verify(self) -> int | None:
         with database.read(self.engine) as conn:
             return verify(conn)
+
+    def erase_text(self, ref: str) -> bool:
+        """Erase the free text an entry refers to (`AuditEntry.chained[field]["text_sha256"]`),
+        e.g. on a data-subject request; the chain still verifies."""
+        with self.engine.begin() as conn:
+            return erase_text(conn, ref, utcnow())
