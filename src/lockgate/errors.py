@@ -77,6 +77,19 @@ class Forbidden(LockgateError):
     status = 403
 
 
+class TooManyAttempts(LockgateError):
+    """Too many failed API-key checks or sign-ins from one address or with one key prefix;
+    the caller may try again after `retry_after_seconds`."""
+
+    status = 429
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, retry_after_seconds: int = 1
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class Unavailable(LockgateError):
     """The database is locked or unreachable beyond the time a request may wait; nothing was
     stored, and the same request may be retried (with the same idempotency key) later."""

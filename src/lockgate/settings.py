@@ -89,6 +89,11 @@ class Settings:
     """Signs the review pages' session cookies; empty: a random secret per process."""
     session_max_age_seconds: int = 8 * 3600
     """How long a sign-in to the review pages lasts."""
+    auth_failure_limit: int = 20
+    """Failed API-key checks and sign-ins allowed per client address, and per key prefix, in
+    one `auth_failure_window_seconds`; past it they get a 429 (counted per process)."""
+    auth_failure_window_seconds: float = 60.0
+    """The window in which failed API-key checks and sign-ins are counted."""
     review_pii_roles: tuple[str, ...] = ("admin",)
     """Roles that see `pii: true` input fields in clear on the review pages."""
     delivery_in_process: bool = True
@@ -185,6 +190,8 @@ def load_settings(
         delivery_backoff_cap_seconds=float(file_values.get("delivery_backoff_cap_seconds", 600.0)),
         session_secret=Secret(env.get("LOCKGATE_SESSION_SECRET", "")),
         session_max_age_seconds=int(file_values.get("session_max_age_seconds", 8 * 3600)),
+        auth_failure_limit=int(file_values.get("auth_failure_limit", 20)),
+        auth_failure_window_seconds=float(file_values.get("auth_failure_window_seconds", 60.0)),
         review_pii_roles=_roles(file_values.get("review_pii_roles", ["admin"])),
     )
 

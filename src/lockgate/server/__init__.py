@@ -15,6 +15,7 @@ from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
 from lockgate.server import decisions, health, metrics, params, problems, rollout, tasks, ui
 from lockgate.server import reviews as review_api
+from lockgate.server.attempts import FailedAttempts
 from lockgate.server.limits import Limits
 from lockgate.server.logs import configure_server_logging
 from lockgate.settings import Settings, load_settings
@@ -61,6 +62,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         strict_content_type=False,  # a body without a Content-Type is read as JSON
     )
     app.state.settings = settings
+    app.state.failed_attempts = FailedAttempts(
+        settings.auth_failure_limit, settings.auth_failure_window_seconds
+    )
     problems.install(app)
     app.add_middleware(
         Limits,

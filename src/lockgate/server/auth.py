@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lockgate.errors import Unauthorized
+from lockgate.errors import TooManyAttempts, Unauthorized
 from lockgate.runtime import Runtime
 from lockgate.security import Action, Principal, least_role
+from lockgate.server.attempts import FailedAttempts
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `lockgate keys create`.")
 
@@ -15,6 +16,28 @@ bearer = HTTPBearer(auto_error=False, description="An API key from `lockgate key
 def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+def failed_attempts(request: Request) -> FailedAttempts:
+    attempts: FailedAttempts = request.app.state.failed_attempts
+    return attempts
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address as uvicorn reports it (behind a proxy, the forwarded one when
+    `--forwarded-allow-ips` trusts the proxy)."""
+    return request.client.host if request.client is not None else None
+
+
+def refuse_if_too_many(request: Request, secret: str) -> None:
+    """Count a failed key check; a 429 with `Retry-After` past the limit."""
+    wait = failed_attempts(request).failed(client_address(request), secret)
+    if wait is not None:
+        raise TooManyAttempts(
+            "too many failed API-key checks from this address or with this key",
+            hint=f"wait {wait} s, then send a valid key",
+            retry_after_seconds=wait,
+        )
 
 
 class Authorize:
@@ -40,6 +63,7 @@ class Authorize:
             runtime.store.keys.authenticate, credentials.credentials
         )
         if key is None:
+            refuse_if_too_many(request, credentials.credentials)
             raise Unauthorized(
                 "the API key is unknown or revoked",
                 hint="check the key, or ask an admin for a new one",

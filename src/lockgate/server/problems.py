@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lockgate.errors import LockgateError, Unavailable
+from lockgate.errors import LockgateError, TooManyAttempts, Unavailable
 from lockgate.store.database import unavailable
 
 MEDIA_TYPE = "application/problem+json"
@@ -74,7 +74,7 @@ async def _lockgate_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LockgateError)
     detail = exc.message if exc.hint is None else f"{exc.message}; {exc.hint}"
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     return problem(exc.status, detail, headers=headers)
 

@@ -21,6 +21,7 @@ from lockgate.decide.decision import utcnow
 from lockgate.decide.task import NAME_PATTERN, TaskSpec
 from lockgate.errors import LockgateError, NotFound
 from lockgate.review.types import Verdict
+from lockgate.server.auth import client_address, failed_attempts
 from lockgate.server.ui import reports, views
 from lockgate.server.ui.access import Access, Visit, run
 from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
@@ -85,6 +86,20 @@ class ReviewPages:
         secret = form.get("api_key", "").strip()
         key = await run(visit.runtime.store.keys.authenticate, secret) if secret else None
         if key is None:
+            wait = failed_attempts(request).failed(client_address(request), secret)
+            if wait is not None:
+                page = self.templates.page(
+                    "sign_in.html",
+                    code=429,
+                    csrf_token=visit.session.nonce,
+                    error=Shown(
+                        "Too many failed sign-ins",
+                        f"Too many failed sign-ins from this address. Wait {wait} s, "
+                        "then sign in with a valid key.",
+                    ),
+                )
+                page.headers["Retry-After"] = str(wait)
+                return self.access.send(visit, page)
             page = self.templates.page(
                 "sign_in.html",
                 code=401,
