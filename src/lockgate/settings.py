@@ -94,6 +94,8 @@ class Settings:
     one `auth_failure_window_seconds`; past it they get a 429 (counted per process)."""
     auth_failure_window_seconds: float = 60.0
     """The window in which failed API-key checks and sign-ins are counted."""
+    api_docs: bool = False
+    """Serve `/docs`, an API reference page without scripts, to callers with an API key."""
     review_pii_roles: tuple[str, ...] = ("admin",)
     """Roles that see `pii: true` input fields in clear on the review pages."""
     delivery_in_process: bool = True
@@ -192,6 +194,7 @@ def load_settings(
         session_max_age_seconds=int(file_values.get("session_max_age_seconds", 8 * 3600)),
         auth_failure_limit=int(file_values.get("auth_failure_limit", 20)),
         auth_failure_window_seconds=float(file_values.get("auth_failure_window_seconds", 60.0)),
+        api_docs=bool(file_values.get("api_docs", False)),
         review_pii_roles=_roles(file_values.get("review_pii_roles", ["admin"])),
     )
 

@@ -13,7 +13,17 @@ from fastapi import Depends, FastAPI
 from lockgate.delivery import worker as delivery
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
-from lockgate.server import decisions, health, metrics, params, problems, rollout, tasks, ui
+from lockgate.server import (
+    decisions,
+    health,
+    metrics,
+    params,
+    problems,
+    reference,
+    rollout,
+    tasks,
+    ui,
+)
 from lockgate.server import reviews as review_api
 from lockgate.server.attempts import FailedAttempts
 from lockgate.server.limits import Limits
@@ -60,6 +70,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         description="Run an AI decision in production.",
         lifespan=lifespan,
         strict_content_type=False,  # a body without a Content-Type is read as JSON
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: `reference` replaces them
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.failed_attempts = FailedAttempts(
@@ -73,6 +85,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
+    if settings.api_docs:
+        app.include_router(reference.router)
     json_only = [Depends(params.json_body)]  # any other media type is a 415
     app.include_router(decisions.router, prefix="/v1", dependencies=json_only)
     app.include_router(tasks.router, prefix="/v1", dependencies=json_only)
