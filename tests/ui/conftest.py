@@ -26,9 +26,13 @@ def site_on_each_backend(tmp_path: Path, database_url: str) -> Iterator[Site]:
         yield served
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
-    """One Chromium for the test run (per xdist worker); tests share only the process."""
+    """One Chromium per test module; tests share only the process.
+
+    Not one per run: while Playwright's sync API is started it keeps an asyncio event loop
+    running in the main thread, and `asyncio.run` in any later test of the same worker would
+    fail with "cannot be called from a running event loop"."""
     need_chromium()
     with chromium() as launched:
         yield launched

@@ -158,7 +158,7 @@ def serving(
 
 @contextmanager
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright; one serves a whole test run."""
+    """Debian's Chromium, headless, driven by Playwright; one serves a test module."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
