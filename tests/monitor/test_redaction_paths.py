@@ -1,9 +1,11 @@
 """No log line and no span attribute carries personal data or secrets, on any path.
 
-Inputs seeded with an e-mail address, a phone number, a Luhn-valid card number, an IBAN, a
-national id, an API key and a bearer token go through success, invalid model output (the model
-echoes them back as field names), provider errors and bad input; every log line and every span
-is then scanned for each seeded value and for the `pii: true` field's full text.
+Inputs seeded with an e-mail address, a phone number, Luhn-valid card numbers (grouped by
+space, dash or dot, and ungrouped), IBANs (upper and lower case), a national id, an API key and
+a bearer token go through success, invalid model output (the model echoes them back as field
+names), provider errors and bad input; every log line and every span is then scanned for each
+seeded value and for the `pii: true` field's full text. `tests/server/test_serve_logs.py`
+sends the same seeds through a real `lockgate serve`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ SEEDS = {
     "email": "jane.doe@example.com",
     "phone": "+44 20 7946 0958",
     "card": "4111 1111 1111 1111",
+    "card-dashed": "5500-0000-0000-0004",
+    "card-dotted": "4012.8888.8888.1881",
+    "card-plain": "378282246310005",
     "iban": "DE89 3704 0044 0532 0130 00",
+    "iban-lower": "fr14 2004 1010 0505 0001 3m02 606",
     "national-id": "123-45-6789",
     "api-key": "sk-live-abcdefghijklmnop1234",
     "bearer": "Bearer eyJhbGciOiJIUzI1NiJ9.payload",
@@ -35,7 +41,10 @@ NEEDLES = {
     **SEEDS,
     "phone": "7946 0958",
     "card-digits": "4111111111111111",
+    "card-dashed-digits": "5500000000000004",
+    "card-dotted-digits": "4012888888881881",
     "iban-compact": "DE89370400440532013000",
+    "iban-lower-compact": "fr1420041010050500013m02606",
     "api-key": "abcdefghijklmnop1234",
     "bearer": "eyJhbGciOiJIUzI1NiJ9",
 }

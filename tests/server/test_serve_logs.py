@@ -1,5 +1,7 @@
 """What a running `lockgate serve` prints carries no personal data: not when the database
-fails under a request, not in the access log of a request whose query string holds some."""
+fails under a request, not in the access log of a request whose query string holds some; and,
+end to end, no seeded personal data or secret reaches stdout, stderr, the access log, exported
+spans, problem bodies or audit entries on any path."""
 
 from __future__ import annotations
 
@@ -8,10 +10,16 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
 
+from lockgate.testing.collector import SpanCollector
+from lockgate.testing.fault_server import Fault, FaultServer
 from tests.cli.kit import lockgate, make_project
+from tests.monitor.test_redaction_paths import NEEDLES, SEEDED_TEXT, SEEDS, echo
 from tests.server.test_serve import start_server, submitter_key, wait_until_healthy
 from tests.store.test_database_errors import refuse_new_decisions
 
@@ -19,6 +27,7 @@ PLAIN_PII = "Alice Example of 221B Baker Street"
 """Personal data no pattern recognises: only leaving parameters out of errors keeps it out."""
 EMAIL = "jane.doe@example.com"
 CARD = "4012.8888.8888.1881"
+DECISIONS = "/v1/tasks/routing/decisions"
 
 
 @contextmanager
@@ -103,3 +112,124 @@ def test_serve_output_is_json_lines_only(tmp_path: Path, database_url: str) -> N
     events = [json.loads(line)["event"] for line in stderr.splitlines()]
     assert any(e.startswith("Uvicorn running on") for e in events)
     assert "Application shutdown complete." in events
+
+
+SERVED_TASK = """\
+name: routing
+input:
+  text: {type: string, max_length: 2000, pii: true}
+  note: {type: string, max_length: 2000}
+metadata:
+  customer: {pii: true}
+output:
+  queue: {type: enum, values: [cards, payments, fraud, other]}
+models:
+  - {provider: openai, model: test-model, timeout_s: 10, retries: 1, backoff_s: 0.1}
+  - provider: rules
+    rules: [{if_matches: "(?i)never-matches", then: {queue: other}, confidence: 0.9}]
+policy:
+  auto_min_confidence: 0.8
+"""
+
+
+def audit_rows(database_url: str) -> list[str]:
+    """Every row of every audit table, as text."""
+    engine = sa.create_engine(database_url)
+    try:
+        names = [n for n in sa.inspect(engine).get_table_names() if n.startswith("audit")]
+        with engine.connect() as conn:
+            return [
+                str(tuple(row))
+                for name in names
+                for row in conn.execute(sa.text(f"SELECT * FROM {name}"))
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_seeded_personal_data_reaches_no_output_span_problem_or_audit_entry(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FaultServer() as upstream, SpanCollector() as collector:
+        upstream.set_default(Fault.logprobs(-0.01))
+        monkeypatch.setenv("OPENAI_BASE_URL", upstream.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("LOCKGATE_OTLP_ENDPOINT", collector.url)
+        project = make_project(tmp_path / "project", SERVED_TASK)
+        lockgate("release", "create", "routing", cwd=project, database=database_url)
+        lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
+        key = submitter_key(project, database_url)
+        auth = {"Authorization": f"Bearer {key}"}
+        answers: dict[str, httpx.Response] = {}
+        with (
+            serving(project, database_url) as (base, output),
+            httpx.Client(base_url=base, timeout=30) as client,
+        ):
+
+            def decide(case: str, body: Any, **headers: str) -> None:
+                sent = {**auth, "Idempotency-Key": f"key-{case}", **headers}
+                if isinstance(body, str):
+                    answers[case] = client.post(DECISIONS, content=body, headers=sent)
+                else:
+                    answers[case] = client.post(DECISIONS, json=body, headers=sent)
+
+            seeded = {
+                "input": {"text": SEEDED_TEXT, "note": SEEDED_TEXT},
+                "metadata": {"customer": PLAIN_PII, "contact": SEEDS["email"]},
+            }
+            decide("success", seeded)
+            upstream.enqueue(echo(SEEDED_TEXT, *SEEDS.values()), echo(SEEDED_TEXT))
+            decide("invalid-output", seeded)
+            upstream.enqueue(Fault.status(500), Fault.status(503))
+            decide("provider-error", seeded)
+            decide("too-long", {"input": {"text": SEEDED_TEXT + " " + "x" * 2000}})
+            decide(
+                "field-named-by-pii",
+                {"input": {"text": "hi", "note": "-", SEEDS["email"]: SEEDS["card"]}},
+            )
+            decide("not-json", '{"input": {"text": "' + SEEDED_TEXT)
+            decide("wrong-type", {"input": {"text": {"nested": SEEDED_TEXT}, "note": "-"}})
+            answers["wrong-key"] = client.get(
+                "/v1/tasks", headers={"Authorization": f"Bearer {SEEDS['api-key']}"}
+            )
+            answers["query"] = client.get(
+                "/v1/tasks/routing/decisions", params={"q": SEEDED_TEXT}, headers=auth
+            )
+            refuse_new_decisions(database_url)
+            decide("database-error", seeded)
+        audit = audit_rows(database_url)
+    stdout, stderr = output
+    statuses = {case: answer.status_code for case, answer in answers.items()}
+    assert statuses["success"] == 201, answers["success"].text
+    assert statuses["database-error"] == 500
+    assert statuses["wrong-key"] == 401
+    assert statuses["field-named-by-pii"] == 201  # extra input fields are kept
+    for case in ("too-long", "not-json", "wrong-type"):
+        assert 400 <= statuses[case] < 500, (case, answers[case].text)
+    assert [answers[c].json()["status"] for c in ("invalid-output", "provider-error")] == [
+        "failed",
+        "failed",
+    ]
+    problems = [a.text for a in answers.values() if a.status_code >= 400]
+    assert len(problems) == 5
+    assert any(r["logger"] == "uvicorn.access" for r in map(json.loads, stderr.splitlines()))
+    spans = collector.spans()
+    assert any(span.name == "model_attempt" for span in spans)
+    # the model saw the seeded input: there was data to leak
+    assert any(SEEDS["iban-lower"] in json.dumps(r) for r in upstream.requests)
+    assert audit  # the release and the key were audited
+    places = {
+        "stdout": [stdout],
+        "stderr": stderr.splitlines(),
+        "spans": [str(span) for span in spans],
+        "problems": problems,
+        "other answers": [a.text for a in answers.values() if a.status_code < 400],
+        "audit": audit,
+    }
+    needles = {**NEEDLES, "pii-text": PLAIN_PII, "seeded-text": SEEDED_TEXT, "key": key}
+    hits = {
+        (place, name): [t for t in texts if needle in t]
+        for place, texts in places.items()
+        for name, needle in needles.items()
+    }
+    assert {where: found for where, found in hits.items() if found} == {}
