@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,19 @@ def test_the_worker_removes_the_log_handler_it_installed(tmp_path: Path) -> None
 
     assert done.stdout.startswith("delivered 0,")
     assert (root.handlers, root.level) == (handlers, level)
+
+
+def test_the_worker_puts_back_the_signal_handlers_it_found(tmp_path: Path) -> None:
+    def custom(signum: int, frame: object) -> None:  # pragma: no cover - never delivered
+        raise AssertionError("not expected to run")
+
+    project = make_project(tmp_path / "project")
+    previous = signal.signal(signal.SIGINT, custom)
+    try:
+        lockgate("worker", "--once", cwd=project)
+        assert signal.getsignal(signal.SIGINT) is custom
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_usage_error_exits_2_with_the_message_on_stderr(tmp_path: Path) -> None:

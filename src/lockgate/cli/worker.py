@@ -69,13 +69,19 @@ async def _work(delivery: "DeliveryWorker", once: bool) -> "DeliveryReport":
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    # Put back whatever handled these signals before, not Python's defaults: a caller that
+    # runs the command in-process (tests, a supervisor in Python) keeps its own handlers.
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    for signum in previous:
         loop.add_signal_handler(signum, _stopper(stop, signum))
     try:
         if once:
             return await delivery.drain(stop)
         return await delivery.run(stop)
     finally:
+        for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, handler)
         await delivery.aclose()
 
 
