@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class LockgateError(Exception):
     """Base for every error Lockgate raises on purpose; its message is safe to show."""
@@ -88,6 +90,12 @@ class TooManyAttempts(LockgateError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after_seconds = retry_after_seconds
+
+
+def retry_after_seconds(timeout_seconds: float) -> int:
+    """The whole seconds (at least 1) a client told `Retry-After` should wait, for a call that
+    gave up after `timeout_seconds`."""
+    return max(1, math.ceil(timeout_seconds))
 
 
 class Unavailable(LockgateError):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import math
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lockgate.errors import retry_after_seconds
 from lockgate.server.problems import BodyTooLarge, problem, unavailable_problem
 from lockgate.store.executor import watching_waits
 
@@ -56,8 +56,8 @@ class Limits:
             if started or not deadline.expired():
                 raise
             if waits.interrupted:  # stopped while waiting on the database: back-pressure
-                retry_after = max(1, math.ceil(self.timeout_seconds))
-                await unavailable_problem(retry_after)(scope, receive, send)
+                wait = retry_after_seconds(self.timeout_seconds)
+                await unavailable_problem(wait)(scope, receive, send)
                 return
             await problem(
                 504,

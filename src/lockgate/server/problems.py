@@ -5,7 +5,6 @@ A problem says what is wrong and how to fix it; it never carries input values or
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -15,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lockgate.errors import LockgateError, TooManyAttempts, Unavailable
+from lockgate.errors import LockgateError, TooManyAttempts, Unavailable, retry_after_seconds
 from lockgate.store.database import unavailable
 
 MEDIA_TYPE = "application/problem+json"
@@ -117,7 +116,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     if unavailable(exc):  # a store call made outside the store's executor, e.g. in a thread
         settings = getattr(request.app.state, "settings", None)
         timeout = settings.request_timeout_seconds if settings is not None else 1.0
-        return unavailable_problem(max(1, math.ceil(timeout)))
+        return unavailable_problem(retry_after_seconds(timeout))
     return problem(500, "an unexpected error occurred; it was not caused by the request")
 
 

@@ -9,10 +9,9 @@ Domain code depends on small Protocols of its own that these repositories satisf
 
 from __future__ import annotations
 
-import math
-
 from sqlalchemy import text
 
+from lockgate.errors import retry_after_seconds
 from lockgate.evals.types import EvalRun
 from lockgate.store import database
 from lockgate.store.audit import AuditEntry, AuditRepository
@@ -40,7 +39,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True, timeout_seconds: float = 60.0) -> None:
         self.url = url
         self.engine = database.make_engine(url, timeout_seconds=timeout_seconds)
-        self.executor = StoreExecutor(retry_after_seconds=max(1, math.ceil(timeout_seconds)))
+        self.executor = StoreExecutor(retry_after_seconds=retry_after_seconds(timeout_seconds))
         """Runs store calls off the event loop: reads in threads, writes in one thread."""
         if migrate:
             database.upgrade(self.engine)
