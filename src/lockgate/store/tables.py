@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Boolean,
+    LargeBinary,
     Column,
     DateTime,
     Float,
@@ -261,4 +262,14 @@ shadow_runs = Table(
     Column("done_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("decision_id", "release", name="uq_shadow_runs_decision_id"),
     Index("ix_shadow_runs_task_release_status", "task", "release", "status"),
+)
+
+model_artifacts = Table(
+    "model_artifacts",
+    metadata,
+    # A release pins each artifact by the sha256 of its bytes; the bytes are kept here too.
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
