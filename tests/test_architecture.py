@@ -13,7 +13,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-DOMAIN = ("decide", "providers", "rollout", "review", "delivery", "evals", "monitor")
+DOMAIN = ("decide", "providers", "rollout", "review", "delivery", "evals", "monitor", "intake")
 """The domain packages: each keeps its own rules and reaches storage through Protocols."""
 
 STORE_MAY_IMPORT = (
@@ -66,7 +66,7 @@ RULES = (
         applies_to=("lockgate.decide",),
         forbidden=tuple(
             f"lockgate.{name}"
-            for name in ("rollout", "review", "delivery", "evals", "demo", "testing")
+            for name in ("rollout", "review", "delivery", "evals", "intake", "demo", "testing")
         ),
     ),
 )

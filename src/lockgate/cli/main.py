@@ -7,6 +7,7 @@ import sys
 import typer
 
 from lockgate.cli import decisions, deliveries, evals, keys, project, releases
+from lockgate.cli import intake as intake_cli
 from lockgate.cli import reviews as review_cli
 from lockgate.cli.common import command_group
 from lockgate.cli.demo import demo
@@ -40,6 +41,9 @@ def build_app() -> typer.Typer:
     app.add_typer(review_cli.labels, name="labels")
     app.add_typer(project.db, name="db")
     app.add_typer(project.audit, name="audit")
+    app.add_typer(intake_cli.intake_app, name="intake")
+    app.add_typer(intake_cli.sources_app, name="sources")
+    app.add_typer(intake_cli.quarantine_app, name="quarantine")
     return app
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lockgate.decide.sources import SourceSpec, check_source_kinds, source_problems
 from lockgate.errors import ConfigError, TaskFileError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -287,6 +288,10 @@ class TaskSpec(_Strict):
     metadata: Mapping[str, MetadataField] | None = None
     """Metadata fields with display rules (`pii: true`); None (not {}) keeps the content hash
     of tasks that declare none as it was."""
+    sources: tuple[SourceSpec, ...] = ()
+    """Where records come from, read by `lockgate.intake`; not part of a release's content."""
+
+    _source_kinds = field_validator("sources", mode="before")(check_source_kinds)
 
     @field_validator("deliver", mode="before")
     @classmethod
@@ -479,6 +484,7 @@ def _describe(source: str, err: Any) -> str:
 def _cross_checks(spec: TaskSpec, source: str, known_providers: Iterable[str] | None) -> list[str]:
     problems: list[str] = []
     known = set(known_providers) if known_providers is not None else None
+    problems.extend(source_problems(spec.sources, spec.input, source))
     for i, model in enumerate(spec.models):
         if known is not None and model.provider not in known:
             problems.append(
@@ -534,7 +540,9 @@ def load_tasks(
 
 def task_to_dict(spec: TaskSpec) -> dict[str, Any]:
     """A plain, canonical mapping of the task (enum values inlined), for hashing and storage."""
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Sources say where records come from, not how the task decides: changing a mapping
+    # needs no new release.
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"sources"})
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:

@@ -2,8 +2,8 @@
 
 `Store` holds one repository per domain over a shared engine (`store.releases`,
 `store.decisions`, `store.keys`, `store.datasets`, `store.evals`, `store.outbox`,
-`store.audit`, `store.reviews`, `store.rollout`, `store.sessions`); each repository method is
-one transaction.
+`store.audit`, `store.reviews`, `store.rollout`, `store.sessions`, `store.intake`); each
+repository method is one transaction.
 Domain code depends on small Protocols of its own that these repositories satisfy.
 """
 
@@ -19,6 +19,7 @@ from lockgate.store.datasets import DatasetRepository
 from lockgate.store.decisions import AsyncDecisionRepository, DecisionFilter, DecisionRepository
 from lockgate.store.evals import EvalRepository
 from lockgate.store.executor import StoreExecutor
+from lockgate.store.intake import AsyncIntakeRepository, IntakeRepository
 from lockgate.store.keys import KeyRepository
 from lockgate.store.outbox import OutboxRepository
 from lockgate.store.releases import ReleaseRepository
@@ -58,6 +59,9 @@ class Store:
         """Shadow and canary stages, shadow runs, canary health, the evals a gate reads."""
         self.sessions = SessionRepository(self.engine)
         """The review pages' sessions, kept server-side."""
+        self.intake = IntakeRepository(self.engine)
+        """Sources' cursors and counters, quarantine, duplicates, schema events."""
+        self.async_intake = AsyncIntakeRepository(self.intake, self.executor)
 
     @property
     def display_url(self) -> str:

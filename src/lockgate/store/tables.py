@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Boolean,
-    LargeBinary,
     Column,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -272,4 +272,82 @@ model_artifacts = Table(
     Column("size", Integer, nullable=False),
     Column("content", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# ---- intake (issue 15): sources, quarantine, duplicates, content hashes, schema events
+
+intake_sources = Table(
+    "intake_sources",
+    metadata,
+    Column("task", String(64), primary_key=True),
+    Column("source", String(64), primary_key=True),
+    # Where reading resumes: a file and row, an IMAP UID, an SQL cursor value.
+    Column("cursor", JSON, nullable=False),
+    # records, decided, duplicates, quarantined, discarded, unknown fields.
+    Column("counts", JSON, nullable=False),
+    # The fields seen so far: per field its types and how often it was missing.
+    Column("schema", JSON, nullable=False),
+    # active, held (schema drift: records quarantined), stopped (paused), failing.
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("retry_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+intake_quarantine = Table(
+    "intake_quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("position", String(512), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Column("context", JSON, nullable=False),
+    # held, replayed or discarded.
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("decision_key", String(255), nullable=True),
+    UniqueConstraint("task", "source", "position", name="uq_intake_quarantine_task"),
+    Index("ix_intake_quarantine_task_source_status", "task", "source", "status"),
+)
+
+intake_duplicates = Table(
+    "intake_duplicates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("position", String(512), nullable=False),
+    # The idempotency key of the decision this record duplicates.
+    Column("first_key", String(255), nullable=False),
+    Column("by", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_intake_duplicates_task_source", "task", "source"),
+)
+
+intake_seen = Table(
+    "intake_seen",
+    metadata,
+    # A mapped input's content hash, and the key of the first decision made for it.
+    Column("task", String(64), primary_key=True),
+    Column("content_hash", String(64), primary_key=True),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+intake_schema_events = Table(
+    "intake_schema_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("field", String(255), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_intake_schema_events_task_source", "task", "source"),
 )

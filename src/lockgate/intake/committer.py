@@ -1,0 +1,78 @@
+"""The pipeline's `DecisionStore` for one intake batch: the batch's decisions and the source's
+progress (cursor, counters, quarantine, duplicates) are committed in one transaction.
+
+The pipeline may save a batch in parts (a canary beside the live release decides its share as
+a batch of its own); the progress goes with the part that completes the batch, so the cursor
+never moves past a record whose decision is not stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from lockgate.decide.decision import Decision
+from lockgate.decide.pipeline import Pipeline
+from lockgate.intake.types import Progress, SourceState
+
+
+class IntakeStore(Protocol):
+    """What the intake needs from storage (`Store.async_intake`)."""
+
+    async def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]: ...
+
+    async def seen(self, task: str, hashes: Sequence[str], since: datetime) -> Mapping[str, str]:
+        """Content hashes first decided since `since`, to the key of that decision."""
+        ...
+
+    async def commit(
+        self, batch: Sequence[Decision], sinks: Sequence[str] = (), progress: Progress | None = None
+    ) -> list[Decision]:
+        """Store the decisions and the progress in one transaction."""
+        ...
+
+    async def state(self, task: str, source: str) -> SourceState | None: ...
+
+    async def failed(
+        self, task: str, source: str, error: str, retry_at: datetime, report_after: int
+    ) -> SourceState: ...
+
+
+class BatchCommitter:
+    """A `DecisionStore` that commits `progress` with the save that completes `expected`."""
+
+    def __init__(self, store: IntakeStore, progress: Progress, expected: set[str]) -> None:
+        self.store = store
+        self.progress = progress
+        self.pending = set(expected)
+        self.committed = False
+
+    async def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
+        return await self.store.find(task, keys)
+
+    async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
+        self.pending.difference_update(d.idempotency_key for d in batch)
+        last = not self.pending and not self.committed
+        stored = await self.store.commit(batch, sinks, self.progress if last else None)
+        self.committed = self.committed or last
+        return stored
+
+    async def finish(self) -> None:
+        """Commit the progress if no save carried it (every record was settled before the
+        model chain, or a request was refused)."""
+        if not self.committed:
+            await self.store.commit([], (), self.progress)
+            self.committed = True
+
+
+def pipeline_for(base: Pipeline, committer: BatchCommitter) -> Pipeline:
+    """The process's pipeline (its breakers, retries, observer) storing through `committer`."""
+    return Pipeline(
+        committer,
+        breakers=base.breakers,
+        retrier=base.retrier,
+        concurrency=base.concurrency,
+        clock=base.clock,
+        observer=base.observer,
+    )
