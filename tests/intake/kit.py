@@ -70,3 +70,26 @@ def decision_keys(database_url: str) -> list[str]:
 def assert_accounted(counts: dict[str, Any]) -> None:
     settled = counts["decided"] + counts["duplicates"] + counts["quarantined"]
     assert settled + counts["discarded"] == counts["records"], counts
+
+
+def folder_source(extra: str = "", **options: str) -> str:
+    """A folder source `inbox` on inbox/ taking files at once; `extra` adds YAML lines."""
+    lines = [
+        "  - name: inbox",
+        "    kind: folder",
+        "    path: inbox/",
+        "    stable_s: 0",
+        *(f"    {k}: {v}" for k, v in options.items()),
+    ]
+    return "\n".join(lines) + "\n" + extra
+
+
+def drop(project: Path, name: str, text: str) -> None:
+    inbox = project / "inbox"
+    inbox.mkdir(exist_ok=True)
+    (inbox / name).write_text(text)
+
+
+def intake_once(project: Path, database_url: str, *args: str) -> list[dict[str, Any]]:
+    out = lockgate("intake", "run", "--once", "--json", *args, cwd=project, database=database_url)
+    return json.loads(out.stdout)

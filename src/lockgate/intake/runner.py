@@ -104,7 +104,10 @@ class Intake:
         if events and held is None:
             summary = "schema drift: " + "; ".join(f"{k} {f}" for k, f, _ in events)
             if self.source.on_drift == "stop":
-                stop = Progress(self.task.name, self.source.name, events=progress.events)
+                # The schema seen is kept: once a person resumes the source, it is expected.
+                stop = Progress(
+                    self.task.name, self.source.name, events=progress.events, schema=schema
+                )
                 stop.status = ("stopped", summary)
                 await self.store.commit([], (), stop)
                 outcome.stopped = summary
@@ -185,9 +188,8 @@ class Intake:
         content = self.source.dedupe.by == "content"
         earlier: Mapping[str, str] = {}
         if content and mapped:
-            since = datetime.fromtimestamp(self.clock(), UTC) - timedelta(
-                seconds=self.source.dedupe.window_seconds
-            )
+            progress.seen_at = datetime.fromtimestamp(self.clock(), UTC)
+            since = progress.seen_at - timedelta(seconds=self.source.dedupe.window_seconds)
             hashes = [m.content_hash for _, m in mapped]
             earlier = await self.store.seen(self.task.name, hashes, since)
         known = await self.store.find(self.task.name, [m.key for _, m in mapped]) if mapped else {}

@@ -110,7 +110,9 @@ class Progress:
     quarantined: list[Quarantined] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)
-    """Content hashes first seen in this commit, to the idempotency key they were decided by."""
+    """Content hashes decided in this commit, to the idempotency key they were decided by."""
+    seen_at: datetime | None = None
+    """When, by the intake's clock (default: now); a content window is measured from it."""
     schema: Mapping[str, Any] | None = None
     events: list[SchemaEvent] = field(default_factory=list)
     status: tuple[SourceStatus, str] | None = None

@@ -174,10 +174,20 @@ def apply(conn: Connection, progress: Progress) -> None:
             ],
         )
     if progress.seen:
+        # Content decided again (its window had passed) starts a new window from this decision.
+        statement = _dialect(conn).insert(intake_seen)
+        statement = statement.on_conflict_do_update(
+            index_elements=["task", "content_hash"],
+            set_={
+                "idempotency_key": statement.excluded.idempotency_key,
+                "seen_at": statement.excluded.seen_at,
+            },
+        )
+        at = progress.seen_at or now
         conn.execute(
-            _dialect(conn).insert(intake_seen).on_conflict_do_nothing(),
+            statement,
             [
-                {"task": progress.task, "content_hash": h, "idempotency_key": k, "seen_at": now}
+                {"task": progress.task, "content_hash": h, "idempotency_key": k, "seen_at": at}
                 for h, k in progress.seen.items()
             ],
         )
