@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,76 @@ def test_train_classifier_refuses_sealed_inputs_given_to_it(tmp_path: Path) -> N
     settings = Settings(project_dir=project, database_url="sqlite://")
     with pytest.raises(ConfigError, match=r"1 row has the same input .* \(line 2\)"):
         train_classifier(task, project / "data/routing-train.csv", settings, sealed=sealed)
+
+
+FRESH = [
+    ("The ATM in Tromso swallowed my debit card yesterday evening", "cards"),
+    ("Please send me a new PIN letter for the replacement card", "cards"),
+    ("I paid the electricity bill twice this month, refund one", "payments"),
+    ("Somebody I do not know took 400 from my account in Oslo", "fraud"),
+    ("Where can I change the address on my statements", "other"),
+]
+
+
+def _trained_release_and_datasets(tmp_path: Path) -> Path:
+    """routing@1 trained on the example file; `gate` and `calib`: 20 of its rows and 5 new."""
+    lockgate("init", "support", cwd=tmp_path)
+    project = tmp_path / "support"
+    with (project / "data/routing-train.csv").open(newline="", encoding="utf-8") as handle:
+        train = list(csv.DictReader(handle))
+    for name in ("gate", "calib"):
+        with (project / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "queue"])
+            writer.writerows((r["text"], r["queue"]) for r in train[500:520])
+            writer.writerows(FRESH)
+        lockgate("dataset", "add", "routing", name, f"{name}.csv", cwd=project)
+    lockgate("train", "routing", "--data", "data/routing-train.csv", cwd=project)
+    lockgate("release", "create", "routing", cwd=project)
+    return project
+
+
+def test_eval_and_calibrate_refuse_a_dataset_the_release_was_trained_on(tmp_path: Path) -> None:
+    project = _trained_release_and_datasets(tmp_path)
+
+    refused = lockgate("eval", "routing", "--release", "routing@1", "--dataset", "gate",
+                       cwd=project, check=False)  # fmt: skip
+    assert refused.returncode == 2
+    assert (
+        "error: 20 of the 25 rows of dataset 'gate' have the same input as rows routing@1 was "
+        "trained on: scoring it on them would measure what the model remembers"
+    ) in refused.stderr
+    assert "--allow-overlap" in refused.stderr
+    assert "stored as eval run" not in refused.stdout
+
+    calibration = lockgate("calibrate", "routing", "--release", "routing@1", "--dataset", "calib",
+                           "--target-accuracy", "0.5", cwd=project, check=False)  # fmt: skip
+    assert calibration.returncode == 2
+    assert "20 of the 25 rows of dataset 'calib'" in calibration.stderr
+    assert "calibrating on them" in calibration.stderr
+    assert "created" not in calibration.stdout
+
+
+def test_with_allow_overlap_the_eval_is_marked_and_no_gate_accepts_it(tmp_path: Path) -> None:
+    project = _trained_release_and_datasets(tmp_path)
+    task_file = project / "tasks/routing.yaml"
+    task_file.write_text(
+        task_file.read_text() + "evaluation:\n  gate_dataset: gate\n  gate: {min_accuracy: 0.5}\n"
+    )
+    lockgate("release", "create", "routing", cwd=project)  # routing@2: the same model, a gate
+
+    scored = lockgate("eval", "routing", "--release", "2", "--allow-overlap", "--json",
+                      cwd=project)  # fmt: skip
+    figures = json.loads(scored.stdout)
+    assert (figures["training_overlap"], figures["gate_worthy"]) == (20, False)
+    assert (
+        "warning: 20 rows of this dataset were in routing@2's training data: these figures are "
+        "not gate-worthy"
+    ) in scored.stderr
+    readable = lockgate("eval", "routing", "--release", "2", "--allow-overlap", cwd=project)
+    assert "not gate-worthy: 20 rows were in the training data" in readable.stdout
+
+    promoted = lockgate("release", "promote", "routing@2", cwd=project, check=False)
+    assert promoted.returncode != 0
+    assert "FAIL held_out = 20" in promoted.stderr
+    assert "not gate-worthy" in promoted.stderr

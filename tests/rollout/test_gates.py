@@ -198,3 +198,24 @@ def test_a_candidate_cannot_loosen_the_gate_it_is_promoted_under(
             refused.value.message
         )
         assert p.store.releases.live("routing").number == first.number
+
+
+def test_no_gate_accepts_an_eval_on_rows_the_release_was_trained_on() -> None:
+    gate = GateSpec(min_accuracy=0.5)
+    result = check_gate(gate, metrics(accuracy=1.0, training_overlap=150), None)
+    assert not result.passed
+    held_out = result.checks[0]
+    assert (held_out.name, held_out.figure, held_out.passed) == ("held_out", 150, False)
+    assert "150 rows the release was trained on (--allow-overlap): not gate-worthy" in (
+        result.summary()
+    )
+
+
+def test_a_live_eval_on_its_own_training_rows_is_no_baseline_for_non_inferiority() -> None:
+    gate = GateSpec(non_inferior_to_live=NonInferioritySpec(metric="accuracy", margin=0.01))
+    live = metrics(accuracy=1.0, training_overlap=40)
+    result = check_gate(gate, metrics(accuracy=0.95), live, live_ref="routing@1")
+    assert not result.passed
+    assert "routing@1's eval on the gate dataset ran on 40 rows it was trained on" in (
+        result.summary()
+    )

@@ -33,6 +33,14 @@ ReleaseOption = Annotated[
     ),
 ]
 DatasetOption = Annotated[str | None, typer.Option("--dataset", help="Dataset name.")]
+AllowOverlapOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-overlap",
+        help="Go on when the dataset has inputs the release was trained on; the result is "
+        "marked not gate-worthy and no promotion gate accepts it.",
+    ),
+]
 EvalActorOption = Annotated[
     str,
     typer.Option(
@@ -171,11 +179,13 @@ def eval_(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
     ] = None,
+    allow_overlap: AllowOverlapOption = False,
     actor: EvalActorOption = "cli",
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
-    """Score a release on a dataset and store the run (nothing is decided for real).
+    """Score a release on a dataset and store the run (nothing is decided for real). A dataset
+    with inputs the release was trained on is refused, unless --allow-overlap.
 
     Example: lockgate eval routing --release routing@2 --dataset gate --repeat 3
     """
@@ -190,6 +200,7 @@ def eval_(
                 dataset=dataset,
                 repeat=repeat,
                 actor=actor,
+                allow_overlap=allow_overlap,
                 on_progress=step,
                 on_start=start,
             ),
@@ -205,14 +216,31 @@ def eval_(
             ),
             encoding="utf-8",
         )
+    if done.training_overlap:
+        warning = _overlap_warning(done.training_overlap, done.release.ref)
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         print_json(
-            {**run.metrics, "run_id": run.id, "release": done.release.ref, "dataset": run.dataset}
+            {
+                **run.metrics,
+                "run_id": run.id,
+                "release": done.release.ref,
+                "dataset": run.dataset,
+                "gate_worthy": not done.training_overlap,
+            }
         )
         return
     typer.echo(_readable(done))
     if html is not None:
         typer.echo(f"HTML report: {html}")
+
+
+def _overlap_warning(overlap: int, ref: str) -> str:
+    rows = f"{overlap} rows of this dataset were" if overlap != 1 else "1 row of this dataset was"
+    return (
+        f"{rows} in {ref}'s training data: these figures are not gate-worthy, and no "
+        "promotion gate accepts them"
+    )
 
 
 def _pct(value: Any) -> str:
@@ -238,6 +266,8 @@ def _readable(done: "Evaluation") -> str:
         f"p95 {_num(m.get('latency_p95_ms'), 1)} ms",
         f"schema validity {_pct(m.get('schema_validity'))}",
     ]
+    if done.training_overlap:
+        lines.append(f"not gate-worthy: {done.training_overlap} rows were in the training data")
     per_label = m.get("per_label") or {}
     if per_label:
         weakest = sorted(per_label.items(), key=lambda kv: kv[1]["f1"])[:5]
@@ -266,6 +296,7 @@ def calibrate(
         str | None,
         typer.Option("--dataset", help="Dataset name; default: evaluation.calibration_dataset."),
     ] = None,
+    allow_overlap: AllowOverlapOption = False,
     actor: ActorOption = "cli",
     project: ProjectOption = None,
     database: DatabaseOption = None,
@@ -286,6 +317,7 @@ def calibrate(
                 confidence=confidence,
                 dataset=dataset,
                 actor=actor,
+                allow_overlap=allow_overlap,
                 on_progress=step,
                 on_start=start,
             ),
@@ -293,6 +325,10 @@ def calibrate(
         if outcome.release is not None:
             next_steps = _next_eval(runtime, task, outcome.release.ref, outcome.dataset.name)
     chosen = outcome.chosen
+    if outcome.training_overlap:
+        typer.echo(
+            f"warning: {_overlap_warning(outcome.training_overlap, outcome.source.ref)}", err=True
+        )
     if chosen is None:
         best = outcome.best
         closest = (

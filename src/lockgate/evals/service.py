@@ -4,8 +4,8 @@ CLI takes them from its runtime: `Runtime.eval_service`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lockgate.decide.pipeline import ReleaseRuntime
@@ -14,7 +14,8 @@ from lockgate.errors import ConfigError, NotFound
 from lockgate.evals.calibration import Threshold, pick_threshold
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
 from lockgate.evals.storage import DatasetStore, EvalStore, ReleaseStore
-from lockgate.evals.types import Dataset, DatasetRow, EvalRun, content_hash
+from lockgate.evals.types import Dataset, DatasetRow, EvalRun, content_hash, input_fingerprint
+from lockgate.providers.base import TrainedProvider
 from lockgate.rollout.release import Release, ReleaseRef, resolve
 
 Progress = Callable[[int], None]
@@ -52,6 +53,33 @@ def verified_rows(datasets: DatasetStore, dataset: Dataset) -> list[DatasetRow]:
     return rows
 
 
+def training_overlap(loaded: ReleaseRuntime, rows: Sequence[DatasetRow]) -> int:
+    """How many rows have an input that a model of the release was trained on (0 when no
+    model of it records what it was trained on)."""
+    seen: set[str] = set()
+    for model in loaded.models:
+        if isinstance(model.provider, TrainedProvider):
+            seen |= model.provider.training_inputs() or frozenset()
+    return sum(input_fingerprint(row.input_hash) in seen for row in rows) if seen else 0
+
+
+def check_overlap(
+    release: Release, dataset: Dataset, overlap: int, *, allow: bool, action: str
+) -> None:
+    """Refuse to measure a release on rows it was trained on, unless `allow` (the result is then
+    marked as not gate-worthy)."""
+    if overlap == 0 or allow:
+        return
+    raise ConfigError(
+        f"{overlap} of the {dataset.rows} rows of dataset {dataset.name!r} have the same input as "
+        f"rows {release.ref} was trained on: {action} on them would measure what the model "
+        "remembers, not how it does on inputs it has not seen",
+        hint=f"train on rows held out from {dataset.name!r} and create a new release; or pass "
+        "--allow-overlap to go on anyway (the result is marked not gate-worthy, and no "
+        "promotion gate accepts it)",
+    )
+
+
 def _dataset_name(
     task_spec: Callable[[str], TaskSpec], task: str, name: str | None, key: str
 ) -> str:
@@ -73,6 +101,11 @@ class Evaluation:
     dataset: Dataset
     result: EvalResult
 
+    @property
+    def training_overlap(self) -> int:
+        """Rows of the dataset the release was trained on (with --allow-overlap; else 0)."""
+        return int(self.run.metrics.get("training_overlap") or 0)
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -85,6 +118,8 @@ class Calibration:
     """The threshold with the highest lower bound (what came closest when none passed)."""
     release: Release | None = None
     created: bool = False
+    training_overlap: int = 0
+    """Rows of the dataset the source release was trained on (with --allow-overlap; else 0)."""
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -93,6 +128,7 @@ class Calibration:
             "dataset_hash": self.dataset.content_hash,
             "target_accuracy": self.target,
             "confidence": self.confidence,
+            **({"training_overlap": self.training_overlap} if self.training_overlap else {}),
             **(self.chosen.figures() if self.chosen is not None else {}),
         }
 
@@ -120,14 +156,20 @@ class EvalService:
         dataset: str | None = None,
         repeat: int = 1,
         actor: str = "cli",
+        allow_overlap: bool = False,
         on_progress: Progress | None = None,
         on_start: Callable[[int], None] | None = None,
     ) -> Evaluation:
-        """Score a release on a dataset (default: the task's gate dataset) and store the run."""
+        """Score a release on a dataset (default: the task's gate dataset) and store the run.
+
+        A dataset with inputs the release was trained on is refused; with `allow_overlap` it
+        is scored and the run records `training_overlap`, which no promotion gate accepts."""
         chosen = resolve_release(self.releases, task, release)
         data = self.datasets.get(task, _dataset_name(self.task_spec, task, dataset, "gate_dataset"))
         rows = verified_rows(self.datasets, data)
         loaded = self.release_runtime(task, chosen.number)
+        overlap = training_overlap(loaded, rows)
+        check_overlap(chosen, data, overlap, allow=allow_overlap, action="scoring it")
         if on_start is not None:
             on_start(len(rows) * repeat)
         result = await run_eval(
@@ -138,12 +180,13 @@ class EvalService:
             on_progress=on_progress,
         )
         report = {**result.report, "dataset_hash": data.content_hash}
+        metrics = {**result.metrics, **({"training_overlap": overlap} if overlap else {})}
         run = self.evals.save(
             task=task,
             release=chosen.number,
             dataset=data,
             repeat=repeat,
-            metrics=result.metrics,
+            metrics=metrics,
             report=report,
             actor=actor,
         )
@@ -158,6 +201,7 @@ class EvalService:
         confidence: float = 0.95,
         dataset: str | None = None,
         actor: str = "cli",
+        allow_overlap: bool = False,
         on_progress: Progress | None = None,
         on_start: Callable[[int], None] | None = None,
     ) -> Calibration:
@@ -185,17 +229,21 @@ class EvalService:
         data = self.datasets.get(task, name)
         rows = verified_rows(self.datasets, data)
         loaded = self.release_runtime(task, source.number)
+        overlap = training_overlap(loaded, rows)
+        check_overlap(source, data, overlap, allow=allow_overlap, action="calibrating")
         context = scoring_context(loaded.task)
         if on_start is not None:
             on_start(len(rows))
         result = await run_eval(loaded, rows, concurrency=self.concurrency, on_progress=on_progress)
         chosen, considered = pick_threshold(result.runs[0], context, target, confidence)
         best = max(considered, key=lambda t: t.lower_bound, default=None)
-        outcome = Calibration(source, data, target, confidence, chosen, best)
+        outcome = Calibration(
+            source, data, target, confidence, chosen, best, training_overlap=overlap
+        )
         if chosen is None:
             return outcome
         body = dict(source.spec)
         body["policy"] = {**dict(body.get("policy", {})), "auto_min_confidence": chosen.threshold}
         draft = self.derived_draft(source, body)
         created_release, created = self.releases.create_calibrated(draft, actor, outcome.figures())
-        return Calibration(source, data, target, confidence, chosen, best, created_release, created)
+        return replace(outcome, release=created_release, created=created)

@@ -67,6 +67,16 @@ class Dataset:
         }
 
 
+FINGERPRINT_CHARS = 16
+"""Hex digits of an input hash kept in a training fingerprint (64 bits: no collision in any
+realistic training set, a quarter of the size of the whole hash)."""
+
+
+def input_fingerprint(input_hash: str) -> str:
+    """What a trained model keeps of one training input's hash (`decision.input_hash`)."""
+    return input_hash[:FINGERPRINT_CHARS]
+
+
 def content_hash(rows: Iterable[DatasetRow]) -> str:
     """sha256 over the normalised rows (input and expected output), in order."""
     digest = hashlib.sha256()

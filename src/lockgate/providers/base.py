@@ -129,6 +129,16 @@ class BatchProvider(Provider, Protocol):
     ) -> Sequence[Candidate | ProviderError]: ...
 
 
+@runtime_checkable
+class TrainedProvider(Provider, Protocol):
+    """A provider whose model was fitted on labeled rows (the local classifier): it knows the
+    fingerprints of the inputs it was trained on, so that an eval on them can be refused."""
+
+    def training_inputs(self) -> frozenset[str] | None:
+        """`evals.types.input_fingerprint` of each training input; None when not recorded."""
+        ...
+
+
 class ProviderFactory(Protocol):
     """The object an entry point in the `lockgate.providers` group names (usually the class)."""
 

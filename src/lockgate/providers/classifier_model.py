@@ -104,6 +104,10 @@ class ClassifierModel:
     input_fields: tuple[str, ...]
     features: FeatureUnion
     classifiers: Mapping[str, LogisticRegression]
+    training_inputs: frozenset[str] | None = None
+    """The fingerprints (`evals.types.input_fingerprint`) of the inputs it was fitted on, so an
+    eval can tell when a dataset overlaps them; None for artifacts trained before they were
+    kept (unpickled ones get this class default)."""
 
     def text(self, values: Mapping[str, Any]) -> str:
         return "\n".join(_text(values.get(name)) for name in self.input_fields)

@@ -30,10 +30,13 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import FeatureUnion
 
+from lockgate.decide.decision import input_hash
 from lockgate.decide.records import Record, iter_records
 from lockgate.decide.task import TaskSpec
+from lockgate.decide.validation import validate_input
 from lockgate.errors import ConfigError
 from lockgate.evals.datasets import describe_overlap, overlap_lines
+from lockgate.evals.types import input_fingerprint
 from lockgate.providers.classifier_model import ClassifierModel, FastTfidfVectorizer
 from lockgate.settings import Settings
 
@@ -100,7 +103,7 @@ def train_classifier(
             )
         rows = iter_records(records) if isinstance(records, str | Path) else rows
     say("reading records")
-    texts, labels, data_hash = _read(task, input_fields, rows, source)
+    texts, labels, data_hash, seen_inputs = _read(task, input_fields, rows, source)
     seen = {name: set(ys) for name, ys in labels.items()}
     unseen = {
         name: tuple(v for v in task.enum_values(name) if v not in seen[name]) for name in seen
@@ -109,7 +112,7 @@ def train_classifier(
     say(f"fitting on {len(train)} rows, measuring on {len(test)} held out")
     holdout = _evaluate(texts, labels, train, test, seed)
     say(f"fitting on all {len(texts)} rows")
-    model = _fit(task.name, input_fields, texts, labels, seed)
+    model = _fit(task.name, input_fields, texts, labels, seed, seen_inputs)
     say("writing artifact")
     meta = {
         "task": task.name,
@@ -220,12 +223,15 @@ class _Problem:
 
 def _read(
     task: TaskSpec, input_fields: tuple[str, ...], rows: Iterable[Record], source: str
-) -> tuple[list[str], dict[str, list[str]], str]:
+) -> tuple[list[str], dict[str, list[str]], str, frozenset[str]]:
+    """The texts, the labels per output field, the data's hash and the fingerprints of the
+    inputs (normalised as the pipeline and datasets normalise them)."""
     required = [name for name in input_fields if task.input[name].required]
     allowed = {name: set(task.enum_values(name)) for name in task.output}
     problems: dict[tuple[str, str], _Problem] = {}
     texts: list[str] = []
     labels: dict[str, list[str]] = {name: [] for name in task.output}
+    fingerprints: set[str] = set()
     digest = hashlib.sha256()
     n_records = 0
 
@@ -253,6 +259,7 @@ def _read(
             continue
         inputs = {name: _text(record.values.get(name)) for name in input_fields}
         texts.append("\n".join(inputs[name] for name in input_fields))
+        fingerprints.add(input_fingerprint(input_hash(validate_input(task, record.values)[0])))
         for name, value in row_labels.items():
             labels[name].append(value)
         normalised = {"input": inputs, "output": row_labels}
@@ -274,7 +281,7 @@ def _read(
                 f"{source}: every record has the same {name!r} label ({ys[0]!r}); "
                 "a classifier needs examples of at least 2 labels"
             )
-    return texts, labels, digest.hexdigest()
+    return texts, labels, digest.hexdigest(), frozenset(fingerprints)
 
 
 def _describe(problem: _Problem, n_records: int) -> str:
@@ -335,6 +342,7 @@ def _fit(
     texts: list[str],
     labels: Mapping[str, list[str]],
     seed: int,
+    training_inputs: frozenset[str],
 ) -> ClassifierModel:
     features = _features()
     matrix = features.fit_transform(texts)
@@ -344,7 +352,7 @@ def _fit(
         clf.coef_ = clf.coef_.astype(np.float32)  # half the size, float32 precision
         clf.intercept_ = clf.intercept_.astype(np.float32)
         classifiers[name] = clf
-    return ClassifierModel(task_name, input_fields, features, classifiers)
+    return ClassifierModel(task_name, input_fields, features, classifiers, training_inputs)
 
 
 def _features() -> FeatureUnion:

@@ -50,6 +50,9 @@ class LocalClassifierProvider:
             )
         return cls(model, sha)
 
+    def training_inputs(self) -> frozenset[str] | None:
+        return self._model.training_inputs
+
     def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]:
         """One prediction per request, in order: one vectorised pass per output field."""
         if not requests:

@@ -104,6 +104,18 @@ def check_gate(
     worse than). A live release without an eval fails non-inferiority: it cannot be shown.
     """
     checks: list[GateCheck] = []
+    overlap = _figure(candidate, "training_overlap")
+    if overlap:
+        checks.append(
+            GateCheck(
+                "held_out",
+                overlap,
+                0.0,
+                False,
+                f"the eval ran on {overlap:.0f} rows the release was trained on "
+                "(--allow-overlap): not gate-worthy; evaluate a release trained without them",
+            )
+        )
     if gate.min_accuracy is not None:
         checks.append(_at_least("min_accuracy", _figure(candidate, "accuracy"), gate.min_accuracy))
     if gate.min_auto_accuracy is not None:
@@ -141,6 +153,18 @@ def check_gate(
                     False,
                     f"{live_ref} has no eval on the gate dataset; run `lockgate eval "
                     f"{live_ref.partition('@')[0]} --release {live_ref}` first",
+                )
+            )
+        elif _figure(live, "training_overlap"):
+            checks.append(
+                GateCheck(
+                    name,
+                    figure,
+                    None,
+                    False,
+                    f"{live_ref}'s eval on the gate dataset ran on "
+                    f"{_figure(live, 'training_overlap'):.0f} rows it was trained on, so its "
+                    "figures are no fair baseline",
                 )
             )
         else:
