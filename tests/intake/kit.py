@@ -90,6 +90,27 @@ def drop(project: Path, name: str, text: str) -> None:
     (inbox / name).write_text(text)
 
 
-def intake_once(project: Path, database_url: str, *args: str) -> list[dict[str, Any]]:
-    out = lockgate("intake", "run", "--once", "--json", *args, cwd=project, database=database_url)
+def intake_once(
+    project: Path, database_url: str, *args: str, check: bool = True
+) -> list[dict[str, Any]]:
+    out = lockgate(
+        "intake", "run", "--once", "--json", *args, cwd=project, database=database_url, check=check
+    )
     return json.loads(out.stdout)
+
+
+def execute(database_url: str, *statements: str, rows: list[dict[str, Any]] | None = None) -> None:
+    """Run statements in one transaction (the last one once per row of `rows`, if given)."""
+    engine = sa.create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg://"), poolclass=NullPool
+    )
+    try:
+        with engine.begin() as conn:
+            for i, statement in enumerate(statements):
+                last = i == len(statements) - 1
+                if last and rows is not None:
+                    conn.execute(sa.text(statement), rows)
+                else:
+                    conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()

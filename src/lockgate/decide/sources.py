@@ -217,6 +217,9 @@ class SqlSource(SourceBase):
             raise ValueError("table must be a plain name, e.g. tickets or crm.tickets")
         if not self.cursor:
             raise ValueError("cursor must name at least one column")
+        bad = [c for c in self.cursor if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", c)]
+        if bad:
+            raise ValueError(f"cursor columns must be plain names, not {', '.join(bad)}")
         return self
 
     def default_key(self) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.decide.pipeline import Pipeline, ReleaseRuntime
-from lockgate.decide.sources import FolderSource, SourceBase
+from lockgate.decide.sources import FolderSource, SourceBase, SqlSource
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.intake.committer import IntakeStore
@@ -55,6 +55,10 @@ def reader_for(
         from lockgate.intake.folder import FolderReader
 
         return FolderReader(spec, project, clock=clock)
+    if isinstance(spec, SqlSource):
+        from lockgate.intake.sql import SqlReader
+
+        return SqlReader(spec, env)
     raise ConfigError(
         f"source {spec.name!r} is a {spec.kind} source: it is pushed to, not polled",
         hint=f"send records to POST /v1/intake/{spec.name} on a running `lockgate serve`",
