@@ -1,7 +1,7 @@
 """`lockgate init`, `train`, `tasks`, `db upgrade` and `audit verify`."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -90,7 +90,57 @@ def train(
             if labels:
                 typer.echo(f"warning: {name} values never seen in training: {', '.join(labels)}")
     typer.echo(f"artifact {report.sha256[:12]} (data {report.data_hash[:12]})")
+    _train_chain_models(tasks[task], data, settings, seed, sealed)
     typer.echo(f"next: lockgate release create {task}")
+
+
+def _train_chain_models(
+    spec: Any, data: Path, settings: Any, seed: int, sealed: dict[str, str]
+) -> None:
+    """Train the other trained models of the task's chain: embedding classifiers, and the
+    members and calibration of combined models."""
+    for index, model in enumerate(spec.models):
+        say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
+        if model.provider == "embedding-classifier":
+            from lockgate.providers.embedding_classifier import train_embedding_classifier
+
+            emb = train_embedding_classifier(
+                spec, data, settings, model, seed=seed, progress=say, sealed=sealed
+            )
+            for name, accuracy in emb.holdout_accuracy.items():
+                typer.echo(
+                    f"models.{index} embedding-classifier: held-out {name} accuracy "
+                    f"{accuracy:.3f} ({emb.n_holdout} rows not used for fitting); "
+                    f"out-of-scope similarity threshold {emb.oos_threshold:.2f}"
+                )
+            typer.echo(f"models.{index} artifact {emb.sha256[:12]}")
+        elif model.provider == "combined":
+            from lockgate.providers.combined import train_combined
+
+            combined = train_combined(
+                spec,
+                model,
+                data,
+                settings,
+                seed=seed,
+                progress=say,
+                sealed=sealed,
+                local_trained=True,
+            )
+            cal = combined.calibration
+            for name, accuracy in combined.holdout_accuracy.items():
+                typer.echo(
+                    f"models.{index} combined ({cal.method}): held-out {name} accuracy "
+                    f"{accuracy:.3f}"
+                )
+            if combined.sha256:
+                how = (
+                    f"temperature {cal.temperature:.2f}" if cal.kind == "temperature" else cal.kind
+                )
+                typer.echo(
+                    f"models.{index} calibration ({how}, on {cal.n_rows} held-out rows) "
+                    f"artifact {combined.sha256[:12]}"
+                )
 
 
 def tasks(

@@ -51,10 +51,33 @@ def route(
     output: Mapping[str, Any],
     confidence: float | None,
     inputs: Mapping[str, Any],
+    *,
+    out_of_scope: str | None = None,
+    note: str | None = None,
+) -> Routing:
+    """`out_of_scope` is the model's reason for judging the input out of scope (then it goes
+    to review, or is rejected with `policy.out_of_scope: reject`); `note` is added to the
+    reason (for example that one model of a combined chain failed)."""
+    routing = _route(policy, output, confidence, inputs, out_of_scope)
+    if note:
+        return Routing(routing.route, f"{routing.reason} ({note})")
+    return routing
+
+
+def _route(
+    policy: PolicySpec,
+    output: Mapping[str, Any],
+    confidence: float | None,
+    inputs: Mapping[str, Any],
+    out_of_scope: str | None,
 ) -> Routing:
     rejected = check_rules(policy, "reject_when", output, inputs)
     if rejected:
         return Routing("reject", rejected)
+    if out_of_scope is not None:
+        if policy.out_of_scope == "reject":
+            return Routing("reject", f"out of scope ({out_of_scope})")
+        return Routing("review", f"out of scope ({out_of_scope})")
     reviewed = check_rules(policy, "review_when", output, inputs)
     if reviewed:
         return Routing("review", reviewed)
@@ -76,9 +99,12 @@ def gated_route(
     output: Mapping[str, Any],
     confidence: float | None,
     inputs: Mapping[str, Any],
+    *,
+    out_of_scope: str | None = None,
 ) -> Routing:
     """The route this decision would take under gated automation (what suggest mode reports)."""
-    return route(policy.model_copy(update={"mode": "gated"}), output, confidence, inputs)
+    gated = policy.model_copy(update={"mode": "gated"})
+    return route(gated, output, confidence, inputs, out_of_scope=out_of_scope)
 
 
 def priority(policy: PolicySpec, output: Mapping[str, Any], inputs: Mapping[str, Any]) -> int:

@@ -137,6 +137,10 @@ class PolicySpec(_Strict):
     """A pending decision's queue priority: the highest of the rules that hold, else 0."""
     review_sla_minutes: float | None = Field(default=None, gt=0)
     """An item pending longer than this is escalated (priority raised, event emitted)."""
+    out_of_scope: Literal["review", "reject"] | None = None
+    """Where an input that the model judges out of scope goes (the embedding classifier's
+    similarity check, or a combined chain of such models): `review` (also when unset) or
+    `reject`. It is never automated."""
 
 
 class ModelSpec(BaseModel):
@@ -161,6 +165,9 @@ class ModelSpec(BaseModel):
     def label(self) -> str:
         return f"{self.provider}:{self.model}" if self.model else self.provider
 
+
+OUT_OF_SCOPE = "__out_of_scope__"
+"""The reserved label of a dataset row whose true answer is none of an enum's values."""
 
 SINK_KINDS = ("webhook", "file", "python")
 
@@ -245,6 +252,9 @@ class GateSpec(_Strict):
     min_auto_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     max_cost_per_decision: float | None = Field(default=None, ge=0.0)
     max_latency_p95_ms: float | None = Field(default=None, gt=0.0)
+    min_oos_caught: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Share of the gate dataset's out-of-scope rows (expected `__out_of_scope__`) that must
+    not be automated."""
     non_inferior_to_live: NonInferioritySpec | None = None
 
 

@@ -46,6 +46,12 @@ class Candidate:
     usage: Usage = field(default_factory=Usage)
     confidence: float | None = None
     alternatives: Mapping[str, Sequence[tuple[str, float]]] | None = None
+    out_of_scope: str | None = None
+    """Set when the model judges the input outside what it was trained on, saying why
+    ("similarity 0.31 below 0.42"); the policy then routes it by `policy.out_of_scope`."""
+    note: str | None = None
+    """Something the decision's reason should say about how the answer was reached (for
+    example that one model of a combined chain failed)."""
 
 
 ENDPOINT_FAULTS = frozenset({"auth", "provider_crash"})

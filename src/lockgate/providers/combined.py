@@ -1,0 +1,719 @@
+"""The `combined` provider: several models answer every input and one calibrated answer comes out.
+
+    - provider: combined
+      combine:
+        method: mean              # mean | agreement
+        calibration: temperature  # temperature | isotonic | none (default: temperature for
+                                  # mean, isotonic for agreement)
+        models:
+          - provider: local-classifier
+          - provider: embedding-classifier
+
+`mean` averages the members' probability vectors over each enum output field. `agreement`
+raises confidence when independent members agree on the answer (1 - prod(1 - p_i)) and sends a
+disagreement to review (confidence 0, the reason names both answers).
+
+Calibration makes a confidence of 0.9 mean about 90% correct: `lockgate train` fits every
+trainable member on a share of the rows, fits the calibration on their answers for the held-out
+rest, refits the members on every row and stores the calibration as a `combined` artifact
+(pinned by sha256 like the members' own).
+
+When a member fails (it raises, or answers one input with an error), the others' answer is
+used with their own confidence, and the reason says so. The combination is a provider rather
+than a pipeline feature: the chain, timeouts, retries and breaker apply to it as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lockgate.decide.records import Record
+from lockgate.decide.task import ModelSpec, TaskSpec
+from lockgate.errors import ConfigError
+from lockgate.providers.base import (
+    BatchProvider,
+    Candidate,
+    PreparedRequest,
+    Provider,
+    ProviderContext,
+    ProviderError,
+)
+from lockgate.settings import Settings
+
+KIND = "combined"
+Method = Literal["mean", "agreement"]
+CalibrationKind = Literal["temperature", "isotonic", "none"]
+_EPS = 1e-9
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class CombineSpec:
+    method: Method
+    calibration: CalibrationKind
+    members: tuple[ModelSpec, ...]
+
+    @classmethod
+    def parse(cls, spec: ModelSpec) -> CombineSpec:
+        raw = spec.option("combine")
+        if not isinstance(raw, Mapping):
+            raise ConfigError(
+                "a combined model needs `combine: {method: mean, models: [...]}`",
+                hint="list at least two models under combine.models",
+            )
+        unknown = sorted(set(raw) - {"method", "calibration", "models"})
+        if unknown:
+            raise ConfigError(
+                f"combine: unknown key(s) {', '.join(unknown)} (known: method, calibration, models)"
+            )
+        method = raw.get("method", "mean")
+        if method not in ("mean", "agreement"):
+            raise ConfigError(f"combine.method: must be mean or agreement, not {method!r}")
+        default = "temperature" if method == "mean" else "isotonic"
+        calibration = raw.get("calibration", default)
+        if calibration not in ("temperature", "isotonic", "none"):
+            raise ConfigError(
+                f"combine.calibration: must be temperature, isotonic or none, not {calibration!r}"
+            )
+        models = raw.get("models")
+        if not isinstance(models, list) or len(models) < 2:
+            raise ConfigError("combine.models: list at least two models to combine")
+        members = []
+        for i, entry in enumerate(models):
+            if not isinstance(entry, Mapping) or "provider" not in entry:
+                raise ConfigError(f"combine.models.{i}: needs a `provider:` key")
+            if entry["provider"] == KIND:
+                raise ConfigError(f"combine.models.{i}: a combined model cannot contain another")
+            try:
+                members.append(ModelSpec.model_validate(dict(entry)))
+            except Exception as exc:
+                raise ConfigError(f"combine.models.{i}: {exc}") from None
+        return cls(method, calibration, tuple(members))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `lockgate train` fitted: a temperature, or an isotonic map of raw confidence."""
+
+    method: Method
+    kind: CalibrationKind
+    members: tuple[str, ...]
+    temperature: float = 1.0
+    iso_x: tuple[float, ...] = ()
+    iso_y: tuple[float, ...] = ()
+    n_rows: int = 0
+
+    def distribution(self, probs: np.ndarray) -> np.ndarray:
+        """Temperature-scaled rows (unchanged for other kinds)."""
+        if self.kind != "temperature" or self.temperature == 1.0:
+            return probs
+        return _tempered(probs, self.temperature)
+
+    def confidence(self, raw: np.ndarray) -> np.ndarray:
+        if self.kind != "isotonic" or not self.iso_x:
+            return raw
+        return np.interp(raw, np.asarray(self.iso_x), np.asarray(self.iso_y))
+
+
+UNCALIBRATED = Calibration("mean", "none", ())
+
+
+def _tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
+    logits = np.log(np.maximum(probs, _EPS)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return np.asarray(out / out.sum(axis=1, keepdims=True))
+
+
+# ---------------------------------------------------------------- combining
+
+
+@dataclass
+class MemberAnswers:
+    """One member's answers for a batch: per output field a probability row per input (None
+    where it failed), its out-of-scope verdicts, and why it failed where it did."""
+
+    label: str
+    probabilities: dict[str, list[np.ndarray | None]]
+    out_of_scope: list[str | None]
+    failures: list[str | None]
+
+
+def combine(
+    method: Method,
+    calibration: Calibration,
+    values: Mapping[str, Sequence[str]],
+    answers: Sequence[MemberAnswers],
+) -> list[Candidate | ProviderError]:
+    """One candidate per input from the members' answers (see the module docstring)."""
+    n = len(answers[0].failures)
+    fields = list(values)
+    results: list[Candidate | ProviderError] = []
+    for i in range(n):
+        alive = [a for a in answers if a.failures[i] is None]
+        failed = [f"{a.label} failed ({a.failures[i]})" for a in answers if a.failures[i]]
+        if not alive:
+            results.append(
+                ProviderError(
+                    "provider_crash",
+                    "every combined model failed: " + "; ".join(failed),
+                    retryable=False,
+                )
+            )
+            continue
+        output: dict[str, str] = {}
+        alternatives: dict[str, list[tuple[str, float]]] = {}
+        confidence = 1.0
+        notes: list[str] = []
+        for name in fields:
+            rows = [a.probabilities[name][i] for a in alive]
+            stacked = np.vstack([r for r in rows if r is not None])
+            mean = stacked.mean(axis=0, keepdims=True)
+            # With a member missing, the survivors' own answer, as they gave it.
+            whole = len(alive) == len(answers)
+            dist = calibration.distribution(mean)[0] if whole else mean[0]
+            order = np.argsort(-dist, kind="stable")
+            names = values[name]
+            output[name] = names[order[0]]
+            alternatives[name] = [(names[j], float(dist[j])) for j in order[:3]]
+            if method == "agreement" and len(alive) > 1:
+                tops = stacked.argmax(axis=1)
+                if len(set(tops.tolist())) > 1:
+                    said = ", ".join(
+                        f"{a.label}: {names[t]}" for a, t in zip(alive, tops.tolist(), strict=True)
+                    )
+                    notes.append(f"the models disagree on {name} ({said})")
+                    confidence = 0.0
+                    continue
+                raw = 1.0 - float(np.prod(1.0 - stacked[:, tops[0]]))
+                score = float(calibration.confidence(np.asarray([raw]))[0])
+            elif len(alive) == len(answers):
+                score = float(calibration.confidence(np.asarray([dist[order[0]]]))[0])
+            else:
+                score = float(dist[order[0]])
+            confidence = min(confidence, score)
+        scope = next((a.out_of_scope[i] for a in alive if a.out_of_scope[i]), None)
+        if scope is not None:
+            confidence = 0.0
+        if failed:
+            survivors = ", ".join(a.label for a in alive)
+            notes.append(f"{'; '.join(failed)}: the answer of {survivors} alone")
+        results.append(
+            Candidate(
+                output=output,
+                confidence=confidence,
+                alternatives=alternatives,
+                out_of_scope=scope,
+                note="; ".join(notes) or None,
+            )
+        )
+    return results
+
+
+def from_candidates(
+    label: str,
+    values: Mapping[str, Sequence[str]],
+    answers: Sequence[Candidate | BaseException],
+) -> MemberAnswers:
+    """A member's probability rows from its candidates: the listed alternatives with their
+    scores (or the answer with its confidence), the rest spread evenly over the other values."""
+    probabilities: dict[str, list[np.ndarray | None]] = {name: [] for name in values}
+    scopes: list[str | None] = []
+    failures: list[str | None] = []
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            for name in values:
+                probabilities[name].append(None)
+            scopes.append(None)
+            failures.append(_failure(answer))
+            continue
+        output = answer.output if isinstance(answer.output, Mapping) else {}
+        rows = {}
+        problem = None
+        for name, names in values.items():
+            listed = dict((answer.alternatives or {}).get(name) or ())
+            chosen = output.get(name)
+            if not isinstance(chosen, str) or chosen not in names:
+                problem = "invalid output"
+                break
+            if chosen not in listed:
+                listed[chosen] = answer.confidence if answer.confidence is not None else 0.5
+            rows[name] = _spread(listed, names)
+        if problem is not None:
+            for name in values:
+                probabilities[name].append(None)
+            scopes.append(None)
+            failures.append(problem)
+            continue
+        for name in values:
+            probabilities[name].append(rows[name])
+        scopes.append(answer.out_of_scope)
+        failures.append(None)
+    return MemberAnswers(label, probabilities, scopes, failures)
+
+
+def _spread(listed: Mapping[str, float], names: Sequence[str]) -> np.ndarray:
+    row = np.zeros(len(names))
+    index = {n: j for j, n in enumerate(names)}
+    for value, score in listed.items():
+        if value in index:
+            row[index[value]] = max(0.0, float(score))
+    total = row.sum()
+    rest = [j for j in range(len(names)) if row[j] == 0]
+    if total < 1.0 and rest:
+        row[rest] = (1.0 - total) / len(rest)
+    return row / max(row.sum(), _EPS)
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, ProviderError):
+        return exc.error_class
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return type(exc).__name__
+
+
+# ---------------------------------------------------------------- the provider
+
+
+class CombinedProvider:
+    """Members that answer one input at a time (an LLM among them): answers are awaited."""
+
+    name = KIND
+    can_repair = False
+
+    def __init__(
+        self,
+        task: TaskSpec,
+        combine_spec: CombineSpec,
+        members: Sequence[Provider],
+        calibration: Calibration,
+        sha256: str | None,
+    ) -> None:
+        self.task = task
+        self.spec = combine_spec
+        self.members = tuple(members)
+        self.labels = _labels(combine_spec.members)
+        self.calibration = calibration
+        self.sha256 = sha256
+        ids = "+".join(m.endpoint for m in self.members)
+        self.endpoint = f"{KIND}:{combine_spec.method}:{ids}"
+        self.values = {name: task.enum_values(name) for name in task.output}
+
+    @classmethod
+    def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
+        from lockgate.providers.registry import ProviderRegistry
+
+        combine_spec = CombineSpec.parse(spec)
+        registry = ProviderRegistry.discover()
+        pinned: dict[str, str] = {}
+        for j, member in enumerate(combine_spec.members):
+            sub = ProviderContext(task=context.task, settings=context.settings)
+            for key, digest in registry.pinned_artifacts(member, sub).items():
+                pinned[f"models.{j}.{key}"] = digest
+        if combine_spec.calibration != "none":
+            pinned[KIND] = _latest(context)
+        return pinned
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, context: ProviderContext) -> CombinedProvider:
+        from lockgate.providers.registry import ProviderRegistry
+
+        task = context.task
+        combine_spec = CombineSpec.parse(spec)
+        for name, out in task.output.items():
+            if out.type != "enum":
+                raise ConfigError(
+                    f"task {task.name!r}: output.{name} is of type {out.type}; a combined model "
+                    "combines enum output fields only"
+                )
+        registry = ProviderRegistry.discover()
+        members = []
+        for j, member in enumerate(combine_spec.members):
+            prefix = f"models.{j}."
+            pinned = {
+                k.removeprefix(prefix): v
+                for k, v in context.artifacts.items()
+                if k.startswith(prefix)
+            }
+            sub = ProviderContext(task=task, settings=context.settings, artifacts=pinned)
+            members.append(registry.build(member, sub))
+        calibration, sha = UNCALIBRATED, None
+        if combine_spec.calibration != "none":
+            sha = context.artifacts.get(KIND) or _latest(context)
+            calibration = _load(context.settings, task.name, sha)
+            if calibration.members != tuple(_labels(combine_spec.members)) or (
+                calibration.method != combine_spec.method
+            ):
+                raise ConfigError(
+                    f"task {task.name!r}: the combined calibration {sha[:12]} was fitted for "
+                    f"{calibration.method} of {', '.join(calibration.members)}",
+                    hint=f"run `lockgate train {task.name} --data FILE` to fit it again",
+                )
+        kind = CombinedBatchProvider if all(isinstance(m, BatchProvider) for m in members) else cls
+        return kind(task, combine_spec, members, calibration, sha)
+
+    def training_inputs(self) -> frozenset[str] | None:
+        found: set[str] = set()
+        recorded = False
+        for member in self.members:
+            inputs = getattr(member, "training_inputs", None)
+            got = inputs() if callable(inputs) else None
+            if got is not None:
+                found |= got
+                recorded = True
+        return frozenset(found) if recorded else None
+
+    async def complete(self, request: PreparedRequest) -> Candidate:
+        async def ask(member: Provider) -> Candidate | BaseException:
+            try:
+                return await member.complete(request)
+            except Exception as exc:
+                return exc
+
+        answers = await asyncio.gather(*(ask(m) for m in self.members))
+        members = [
+            from_candidates(label, self.values, [answer])
+            for label, answer in zip(self.labels, answers, strict=True)
+        ]
+        (result,) = combine(self.spec.method, self.calibration, self.values, members)
+        if isinstance(result, ProviderError):
+            raise result
+        return result
+
+    async def aclose(self) -> None:
+        for member in self.members:
+            await member.aclose()
+
+
+class CombinedBatchProvider(CombinedProvider):
+    """Every member answers batches: one vectorised pass per member."""
+
+    def complete_batch(
+        self, requests: Sequence[PreparedRequest]
+    ) -> Sequence[Candidate | ProviderError]:
+        if not requests:
+            return []
+        answers = [
+            member_answers(label, member, requests, self.values)
+            for label, member in zip(self.labels, self.members, strict=True)
+        ]
+        return combine(self.spec.method, self.calibration, self.values, answers)
+
+    async def complete(self, request: PreparedRequest) -> Candidate:
+        (result,) = self.complete_batch([request])
+        if isinstance(result, ProviderError):
+            raise result
+        return result
+
+
+def member_answers(
+    label: str,
+    member: Provider,
+    requests: Sequence[PreparedRequest],
+    values: Mapping[str, Sequence[str]],
+) -> MemberAnswers:
+    """A batch member's full probability rows where it exposes them, else from candidates; a
+    member that raises has failed on every input."""
+    n = len(requests)
+    try:
+        rows = probability_rows(member, requests, values)
+        if rows is not None:
+            probs, scopes = rows
+            return MemberAnswers(
+                label,
+                {name: list(p) for name, p in probs.items()},
+                scopes,
+                [None] * n,
+            )
+        assert isinstance(member, BatchProvider)
+        answers = member.complete_batch(requests)
+    except Exception as exc:
+        return from_candidates(label, values, [exc] * n)
+    return from_candidates(label, values, list(answers))
+
+
+def probability_rows(
+    member: Provider, requests: Sequence[PreparedRequest], values: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, np.ndarray], list[str | None]] | None:
+    """Full probability rows (columns in the enum's order) for the classifier members."""
+    from lockgate.providers.embedding_classifier import (
+        EmbeddingClassifierProvider,
+        align,
+        scope_note,
+    )
+    from lockgate.providers.local_classifier import LocalClassifierProvider
+
+    if isinstance(member, EmbeddingClassifierProvider):
+        probs, similarity = member.probabilities(requests)
+        threshold = member.model.oos_threshold
+        scopes = [scope_note(float(s), threshold) if s < threshold else None for s in similarity]
+        return probs, scopes
+    if isinstance(member, LocalClassifierProvider):
+        model = member._model
+        raw = model.predict_proba([model.text(r.input) for r in requests])
+        aligned = {name: align(raw[name], model.classes(name), values[name]) for name in values}
+        return aligned, [None] * len(requests)
+    return None
+
+
+def _labels(members: Sequence[ModelSpec]) -> list[str]:
+    labels = [m.label for m in members]
+    return [f"{label}#{i}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
+
+
+# ---------------------------------------------------------------- artifacts and training
+
+
+def _latest(context: ProviderContext) -> str:
+    import json
+
+    from lockgate.providers.classifier_training import _SHA256
+
+    name = context.task.name
+    pointer = context.settings.artifact_dir / name / KIND / "latest.json"
+    retrain = f"run `lockgate train {name} --data FILE` (it fits the combined calibration)"
+    try:
+        sha = json.loads(pointer.read_text(encoding="utf-8")).get("sha256")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"task {name!r} has no fitted combined calibration", hint=retrain
+        ) from None
+    except (OSError, ValueError, AttributeError):
+        sha = None
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise ConfigError(f"{pointer}: not a valid pointer to a combined calibration", hint=retrain)
+    return sha
+
+
+def _load(settings: Settings, task_name: str, sha256: str) -> Calibration:
+    import hashlib
+    import io
+
+    import joblib
+
+    from lockgate.providers.classifier_training import _SHA256
+
+    retrain = f"run `lockgate train {task_name} --data FILE` to fit it again"
+    if not _SHA256.match(sha256):
+        raise ConfigError(f"{sha256!r} is not a sha256 of a combined calibration")
+    path = settings.artifact_dir / task_name / KIND / f"{sha256}.joblib"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"task {task_name!r} has no combined calibration {sha256[:12]} (missing {path})",
+            hint=retrain,
+        ) from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ConfigError(
+            f"{path}: the artifact was modified after training; refusing to load it", hint=retrain
+        )
+    try:
+        calibration = joblib.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot load ({type(exc).__name__})", hint=retrain) from None
+    if not isinstance(calibration, Calibration):
+        raise ConfigError(f"{path}: not a combined calibration", hint=retrain)
+    return calibration
+
+
+def fit_calibration(
+    method: Method,
+    kind: CalibrationKind,
+    labels: Sequence[str],
+    member_probs: Sequence[np.ndarray],
+    truth: np.ndarray,
+) -> Calibration:
+    """Fit the calibration on held-out rows: `member_probs[k]` is member k's probability rows
+    for one output field, `truth` the index of the true value of each row."""
+    if kind == "none":
+        return Calibration(method, kind, tuple(labels), n_rows=len(truth))
+    stacked = np.stack(member_probs)  # members x rows x values
+    mean = stacked.mean(axis=0)
+    if method == "mean" and kind == "temperature":
+        from scipy.optimize import minimize_scalar
+
+        def nll(log_t: float) -> float:
+            probs = _tempered(mean, float(np.exp(log_t)))
+            return float(-np.log(np.maximum(probs[np.arange(len(truth)), truth], _EPS)).mean())
+
+        best = minimize_scalar(nll, bounds=(np.log(0.2), np.log(20.0)), method="bounded")
+        return Calibration(
+            method, kind, tuple(labels), temperature=float(np.exp(best.x)), n_rows=len(truth)
+        )
+    if method == "mean":
+        raw = mean.max(axis=1)
+        correct = mean.argmax(axis=1) == truth
+    else:
+        tops = stacked.argmax(axis=2)  # members x rows
+        agree = (tops == tops[0]).all(axis=0)
+        chosen = tops[0]
+        picked = np.take_along_axis(stacked, chosen[None, :, None], axis=2)[:, :, 0]
+        raw = 1.0 - np.prod(1.0 - picked, axis=0)
+        raw, correct = raw[agree], (chosen == truth)[agree]
+        if kind == "temperature":  # a temperature has no meaning for agreement: isotonic
+            kind = "isotonic"
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(raw, correct.astype(float))
+    return Calibration(
+        method,
+        kind,
+        tuple(labels),
+        iso_x=tuple(float(x) for x in iso.X_thresholds_),
+        iso_y=tuple(float(y) for y in iso.y_thresholds_),
+        n_rows=len(truth),
+    )
+
+
+@dataclass(frozen=True)
+class CombinedTrainReport:
+    task: str
+    sha256: str | None
+    path: Path | None
+    calibration: Calibration
+    holdout_accuracy: Mapping[str, float]
+    member_reports: Mapping[str, Any]
+    duration_s: float
+
+
+def holdout_rows(
+    member: ModelSpec,
+    task: TaskSpec,
+    texts: Sequence[str],
+    labels: Mapping[str, Sequence[str]],
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """A trainable member fitted on `train` rows: its probability rows for the `test` rows."""
+    from lockgate.providers.embedding_classifier import KIND as EMBEDDING
+    from lockgate.providers.embedding_classifier import align, encoder_for, fit_heads
+
+    values = {name: task.enum_values(name) for name in labels}
+    fit_labels = {name: [ys[i] for i in train] for name, ys in labels.items()}
+    if member.provider == EMBEDDING:
+        vectors = encoder_for(member).embed(list(texts))
+        heads = fit_heads(vectors[train], fit_labels, seed)
+        return {
+            name: align(head.probabilities(vectors[test]), head.classes, values[name])
+            for name, head in heads.items()
+        }
+    if member.provider == "local-classifier":
+        from lockgate.providers import classifier_training as training
+
+        features = training._features()
+        x_train = features.fit_transform([texts[i] for i in train])
+        x_test = features.transform([texts[i] for i in test])
+        out = {}
+        for name, ys in fit_labels.items():
+            clf = training._classifier(seed).fit(x_train, ys)
+            classes = [str(c) for c in clf.classes_]
+            out[name] = align(clf.predict_proba(x_test), classes, values[name])
+        return out
+    raise ConfigError(
+        f"combine: cannot calibrate over {member.provider!r}: only local-classifier and "
+        "embedding-classifier members are trained by `lockgate train`",
+        hint="set combine.calibration: none for this combination",
+    )
+
+
+def train_combined(
+    task: TaskSpec,
+    spec: ModelSpec,
+    records: Iterable[Record] | str | Path,
+    settings: Settings,
+    *,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    sealed: Mapping[str, str] | None = None,
+    train_members: bool = True,
+    local_trained: bool = False,
+) -> CombinedTrainReport:
+    """Train the trainable members and fit the combination's calibration on held-out rows
+    (`local_trained`: the local classifier was just trained on these rows already)."""
+    from lockgate.providers.classifier_training import _split, train_classifier
+    from lockgate.providers.embedding_classifier import (
+        KIND as EMBEDDING,
+    )
+    from lockgate.providers.embedding_classifier import (
+        read_labeled,
+        store_artifact,
+        train_embedding_classifier,
+    )
+
+    started = time.perf_counter()
+    say = progress or (lambda _message: None)
+    combine_spec = CombineSpec.parse(spec)
+    labels = _labels(combine_spec.members)
+    rows = list(records) if not isinstance(records, str | Path) else records
+    data = read_labeled(task, rows, sealed=sealed)
+    train, test = _split(data.labels, task.evaluation.holdout_share, seed)
+    per_field: dict[str, list[np.ndarray]] = {name: [] for name in data.labels}
+    calibrate = combine_spec.calibration != "none"
+    if calibrate:
+        for label, member in zip(labels, combine_spec.members, strict=True):
+            say(f"{label}: fitting on {len(train)} rows to calibrate on {len(test)} held out")
+            rows_by_field = holdout_rows(member, task, data.texts, data.labels, train, test, seed)
+            for name, probs in rows_by_field.items():
+                per_field[name].append(probs)
+    reports: dict[str, Any] = {}
+    if train_members:
+        for label, member in zip(labels, combine_spec.members, strict=True):
+            if member.provider == EMBEDDING:
+                say(f"{label}: training on every row")
+                reports[label] = train_embedding_classifier(
+                    task, rows, settings, member, seed=seed, sealed=sealed
+                )
+            elif member.provider == "local-classifier" and not local_trained:
+                local_trained = True
+                say(f"{label}: training on every row")
+                reports[label] = train_classifier(task, rows, settings, seed=seed, sealed=sealed)
+    if not calibrate:
+        return CombinedTrainReport(
+            task.name, None, None, UNCALIBRATED, {}, reports, time.perf_counter() - started
+        )
+    first = next(iter(data.labels))
+    values = task.enum_values(first)
+    index = {v: j for j, v in enumerate(values)}
+    truth = np.asarray([index[data.labels[first][i]] for i in test])
+    calibration = fit_calibration(
+        combine_spec.method, combine_spec.calibration, labels, per_field[first], truth
+    )
+    accuracy = {}
+    for name, member_probs in per_field.items():
+        names = task.enum_values(name)
+        mean = np.stack(member_probs).mean(axis=0)
+        predicted = np.asarray(names)[mean.argmax(axis=1)]
+        accuracy[name] = float(
+            (predicted == np.asarray([data.labels[name][i] for i in test])).mean()
+        )
+    meta = {
+        "task": task.name,
+        "kind": KIND,
+        "method": combine_spec.method,
+        "calibration": calibration.kind,
+        "members": labels,
+        "temperature": calibration.temperature,
+        "n_holdout": len(test),
+        "holdout_accuracy": accuracy,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_hash": data.data_hash,
+        "seed": seed,
+    }
+    sha, path = store_artifact(settings, task.name, KIND, calibration, meta)
+    return CombinedTrainReport(
+        task.name, sha, path, calibration, accuracy, reports, time.perf_counter() - started
+    )

@@ -1,0 +1,483 @@
+"""The `embedding-classifier` provider: sentence embeddings (all-MiniLM-L6-v2 on ONNX Runtime)
+and a logistic-regression head per output field, trained by `lockgate train`.
+
+    - provider: embedding-classifier
+      threads: 2              # ONNX Runtime threads (default: min(4, cores))
+      batch_size: 64          # texts per model call
+      # model_path / tokenizer_path: another BERT-style ONNX encoder and its tokenizer.json
+
+Needs `pip install 'lockgate[embeddings]'`. An artifact lives in
+`artifact_dir/TASK/embedding-classifier/` as `SHA256.joblib` (named by the sha256 of its bytes),
+`SHA256.json` and `latest.json`, like the local classifier's; a release pins it by sha256. The
+artifact also records the sha256 of the encoder's model file: it is refused with another one.
+
+Out of scope: the artifact keeps the (float16) embeddings of its training texts and a
+similarity threshold calibrated on a held-out share of them so that `in_scope_pass` (default
+95%) of in-scope inputs pass. An input whose most similar training text is less similar than
+that is flagged out of scope: its confidence is 0 (no threshold automates it) and the
+candidate says why (`Candidate.out_of_scope`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from scipy.special import softmax
+
+from lockgate.decide.records import Record, iter_records
+from lockgate.decide.task import ModelSpec, TaskSpec
+from lockgate.errors import ConfigError
+from lockgate.providers.base import Candidate, PreparedRequest, ProviderContext
+from lockgate.providers.embeddings import (
+    DEFAULT_BATCH,
+    Encoder,
+    EncoderFiles,
+    resolve_files,
+    shared_encoder,
+)
+from lockgate.settings import Settings
+
+KIND = "embedding-classifier"
+TOP_ALTERNATIVES = 3
+DEFAULT_IN_SCOPE_PASS = 0.95
+DEFAULT_C = 20.0
+_SIMILARITY_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class Head:
+    """A multinomial logistic regression over embeddings (weights float32)."""
+
+    classes: tuple[str, ...]
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        scores = vectors @ self.coef.T + self.intercept
+        if scores.shape[1] == 1:
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.column_stack([1 - positive, positive])
+        return np.asarray(softmax(scores, axis=1))
+
+
+@dataclass(frozen=True)
+class EmbeddingClassifierModel:
+    """An artifact's content. Pickled by name: renaming or moving it breaks old artifacts."""
+
+    task_name: str
+    input_fields: tuple[str, ...]
+    encoder_name: str
+    encoder_sha256: str
+    heads: Mapping[str, Head]
+    examples: np.ndarray
+    """The training texts' embeddings (float16), for the out-of-scope similarity."""
+    oos_threshold: float
+    """Inputs whose best similarity to a training text is below this are out of scope."""
+    training_inputs: frozenset[str] | None = None
+
+    def text(self, values: Mapping[str, Any]) -> str:
+        return "\n".join(_text(values.get(name)) for name in self.input_fields)
+
+    def similarity(self, vectors: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each vector to its nearest training text."""
+        return nearest_similarity(vectors, self.examples)
+
+
+def nearest_similarity(vectors: np.ndarray, examples: np.ndarray) -> np.ndarray:
+    best = np.full(len(vectors), -1.0, dtype=np.float32)
+    for start in range(0, len(examples), _SIMILARITY_BLOCK):
+        block = examples[start : start + _SIMILARITY_BLOCK].astype(np.float32)
+        np.maximum(best, (vectors @ block.T).max(axis=1), out=best)
+    return best
+
+
+# ---------------------------------------------------------------- provider
+
+
+class EmbeddingClassifierProvider:
+    name = KIND
+    can_repair = False
+
+    def __init__(self, model: EmbeddingClassifierModel, sha256: str, encoder: Encoder) -> None:
+        self.endpoint = f"{KIND}:{model.task_name}:{sha256[:12]}"
+        self.sha256 = sha256
+        self.model = model
+        self.encoder = encoder
+        self._fields = tuple(model.heads)
+
+    @classmethod
+    def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
+        return {KIND: _latest(context)}
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, context: ProviderContext) -> EmbeddingClassifierProvider:
+        task = context.task
+        sha = context.artifacts.get(KIND) or _latest(context)
+        model = load_artifact(context.settings, task.name, sha)
+        missing = [name for name in task.output if name not in model.heads]
+        if missing:
+            raise ConfigError(
+                f"task {task.name!r}: the embedding classifier {sha[:12]} was trained without "
+                f"output field(s) {', '.join(missing)}",
+                hint=f"run `lockgate train {task.name} --data FILE` to retrain",
+            )
+        files = encoder_files(spec)
+        if files.sha256 != model.encoder_sha256:
+            raise ConfigError(
+                f"task {task.name!r}: the embedding classifier {sha[:12]} was trained on "
+                f"encoder {model.encoder_sha256[:12]} ({model.encoder_name}), but the installed "
+                f"one is {files.sha256[:12]} ({files.name})",
+                hint="install the embedding model it was trained with, or retrain",
+            )
+        return cls(model, sha, encoder_for(spec, files))
+
+    def training_inputs(self) -> frozenset[str] | None:
+        return self.model.training_inputs
+
+    def probabilities(
+        self, requests: Sequence[PreparedRequest]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per output field the probabilities (rows: requests; columns: the field's enum
+        values in the task's order), and each input's similarity to the training texts."""
+        task = requests[0].task if requests else None
+        vectors = self.encoder.embed([self.model.text(r.input) for r in requests])
+        out: dict[str, np.ndarray] = {}
+        for name, head in self.model.heads.items():
+            probs = head.probabilities(vectors)
+            values = task.enum_values(name) if task is not None else head.classes
+            out[name] = align(probs, head.classes, values)
+        return out, self.model.similarity(vectors)
+
+    def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]:
+        if not requests:
+            return []
+        probabilities, similarity = self.probabilities(requests)
+        values = {name: requests[0].task.enum_values(name) for name in self._fields}
+        return candidates(probabilities, values, similarity, self.model.oos_threshold)
+
+    async def complete(self, request: PreparedRequest) -> Candidate:
+        return self.complete_batch([request])[0]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def align(probs: np.ndarray, classes: Sequence[str], values: Sequence[str]) -> np.ndarray:
+    """Columns reordered from `classes` to `values` (a value never trained on gets 0)."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = np.zeros((probs.shape[0], len(values)), dtype=np.float64)
+    for j, value in enumerate(values):
+        i = index.get(value)
+        if i is not None:
+            out[:, j] = probs[:, i]
+    return out
+
+
+def scope_note(similarity: float, threshold: float) -> str:
+    return f"similarity {similarity:.2f} below {threshold:.2f}"
+
+
+def candidates(
+    probabilities: Mapping[str, np.ndarray],
+    values: Mapping[str, Sequence[str]],
+    similarity: np.ndarray | None = None,
+    threshold: float | None = None,
+    notes: Sequence[str | None] | None = None,
+) -> list[Candidate]:
+    """Candidates from probability rows: the top value of each field, the lowest field's top
+    probability as confidence, the top alternatives; out of scope when below `threshold`."""
+    n = len(next(iter(probabilities.values())))
+    outputs: list[dict[str, str]] = [{} for _ in range(n)]
+    alternatives: list[dict[str, list[tuple[str, float]]]] = [{} for _ in range(n)]
+    confidence = np.ones(n)
+    for name, probs in probabilities.items():
+        names = values[name]
+        k = min(TOP_ALTERNATIVES, probs.shape[1])
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        top_probs = np.take_along_axis(probs, top, axis=1)
+        np.minimum(confidence, top_probs[:, 0], out=confidence)
+        for i, (ids, ps) in enumerate(zip(top.tolist(), top_probs.tolist(), strict=True)):
+            outputs[i][name] = names[ids[0]]
+            alternatives[i][name] = [(names[j], float(p)) for j, p in zip(ids, ps, strict=True)]
+    result = []
+    for i in range(n):
+        scope = None
+        conf = float(confidence[i])
+        if similarity is not None and threshold is not None and similarity[i] < threshold:
+            scope = scope_note(float(similarity[i]), threshold)
+            conf = 0.0
+        result.append(
+            Candidate(
+                output=outputs[i],
+                confidence=conf,
+                alternatives=alternatives[i],
+                out_of_scope=scope,
+                note=notes[i] if notes is not None else None,
+            )
+        )
+    return result
+
+
+def encoder_files(spec: ModelSpec) -> EncoderFiles:
+    return resolve_files(spec.option("model_path"), spec.option("tokenizer_path"))
+
+
+def encoder_for(spec: ModelSpec, files: EncoderFiles | None = None) -> Encoder:
+    threads = spec.option("threads")
+    batch = spec.option("batch_size", DEFAULT_BATCH)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError("threads: must be a whole number of at least 1")
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError("batch_size: must be a whole number of at least 1")
+    return shared_encoder(files or encoder_files(spec), threads=threads, batch_size=batch)
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def artifact_folder(settings: Settings, task_name: str) -> Path:
+    return settings.artifact_dir / task_name / KIND
+
+
+def _latest(context: ProviderContext) -> str:
+    from lockgate.providers.classifier_training import _SHA256
+
+    name = context.task.name
+    pointer = artifact_folder(context.settings, name) / "latest.json"
+    retrain = f"run `lockgate train {name} --data FILE`"
+    try:
+        sha = json.loads(pointer.read_text(encoding="utf-8")).get("sha256")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"task {name!r} has no trained embedding classifier", hint=retrain
+        ) from None
+    except (OSError, ValueError, AttributeError):
+        sha = None
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise ConfigError(f"{pointer}: not a valid pointer to a trained classifier", hint=retrain)
+    return sha
+
+
+def load_artifact(settings: Settings, task_name: str, sha256: str) -> EmbeddingClassifierModel:
+    """Load an embedding classifier after checking its bytes still hash to `sha256`."""
+    from lockgate.providers.classifier_training import _SHA256
+
+    retrain = f"run `lockgate train {task_name} --data FILE` to retrain"
+    if not _SHA256.match(sha256):
+        raise ConfigError(f"{sha256!r} is not a sha256 of an embedding-classifier artifact")
+    path = artifact_folder(settings, task_name) / f"{sha256}.joblib"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"task {task_name!r} has no embedding classifier {sha256[:12]} (missing {path})",
+            hint=retrain,
+        ) from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ConfigError(
+            f"{path}: the artifact was modified after training (its sha256 no longer matches "
+            "its name); refusing to load it",
+            hint=retrain,
+        )
+    try:
+        model = joblib.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ConfigError(
+            f"{path}: cannot load the artifact with the installed Lockgate ({type(exc).__name__})",
+            hint=retrain,
+        ) from None
+    if not isinstance(model, EmbeddingClassifierModel) or model.task_name != task_name:
+        raise ConfigError(
+            f"{path}: not an embedding classifier of task {task_name!r}", hint=retrain
+        )
+    return model
+
+
+def store_artifact(
+    settings: Settings, task_name: str, kind: str, content: Any, meta: dict[str, Any]
+) -> tuple[str, Path]:
+    """Write `content` as a content-addressed joblib artifact of `kind`; make it the latest."""
+    from lockgate.providers.classifier_training import _write_atomic
+
+    folder = settings.artifact_dir / task_name / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    joblib.dump(content, buffer, compress=3)
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    path = folder / f"{sha}.joblib"
+    _write_atomic(path, data)
+    _write_atomic(folder / f"{sha}.json", json.dumps(meta, indent=2).encode() + b"\n")
+    _write_atomic(folder / "latest.json", json.dumps({"sha256": sha}).encode() + b"\n")
+    return sha, path
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class LabeledTexts:
+    """Training rows read and checked against a task: texts and labels per output field."""
+
+    input_fields: tuple[str, ...]
+    texts: list[str]
+    labels: dict[str, list[str]]
+    data_hash: str
+    fingerprints: frozenset[str] | None
+
+
+def read_labeled(
+    task: TaskSpec,
+    records: Iterable[Record] | str | Path,
+    *,
+    sealed: Mapping[str, str] | None = None,
+) -> LabeledTexts:
+    """Rows checked as `lockgate train` checks them (the same errors as the local classifier)."""
+    from lockgate.evals.datasets import describe_overlap, overlap_lines
+    from lockgate.providers import classifier_training as training
+
+    input_fields = training._check_task(task)
+    source = str(records) if isinstance(records, str | Path) else "training records"
+    rows = iter_records(records) if isinstance(records, str | Path) else list(records)
+    if sealed:
+        found = overlap_lines(task, rows, sealed)
+        if found:
+            raise ConfigError(
+                describe_overlap(source, task.name, found),
+                hint="remove those rows from the training data and train again",
+            )
+        rows = iter_records(records) if isinstance(records, str | Path) else rows
+    result = training._read(task, input_fields, rows, source)
+    fingerprints = result[3] if len(result) > 3 else None
+    return LabeledTexts(input_fields, result[0], result[1], result[2], fingerprints)
+
+
+def fit_heads(
+    vectors: np.ndarray, labels: Mapping[str, Sequence[str]], seed: int, c: float = DEFAULT_C
+) -> dict[str, Head]:
+    from sklearn.linear_model import LogisticRegression
+
+    heads = {}
+    for name, ys in labels.items():
+        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(vectors, list(ys))
+        heads[name] = Head(
+            tuple(str(x) for x in clf.classes_),
+            clf.coef_.astype(np.float32),
+            clf.intercept_.astype(np.float32),
+        )
+    return heads
+
+
+def calibrate_scope(
+    fit_vectors: np.ndarray, held_vectors: np.ndarray, in_scope_pass: float
+) -> float:
+    """The similarity that `in_scope_pass` of held-out in-scope inputs reach."""
+    similarity = nearest_similarity(held_vectors, fit_vectors.astype(np.float16))
+    return float(np.quantile(similarity, 1.0 - in_scope_pass))
+
+
+@dataclass(frozen=True)
+class EmbeddingTrainReport:
+    task: str
+    sha256: str
+    path: Path
+    n_rows: int
+    n_holdout: int
+    holdout_accuracy: Mapping[str, float]
+    oos_threshold: float
+    embedded_per_second: float
+    duration_s: float
+
+
+def train_embedding_classifier(
+    task: TaskSpec,
+    records: Iterable[Record] | str | Path,
+    settings: Settings,
+    spec: ModelSpec | None = None,
+    *,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    sealed: Mapping[str, str] | None = None,
+) -> EmbeddingTrainReport:
+    """Embed the rows, fit a head per output field on a share and measure it on the rest,
+    calibrate the out-of-scope threshold on that held-out share, refit on every row, store."""
+    from lockgate.providers.classifier_training import _split
+
+    started = time.perf_counter()
+    say = progress or (lambda _message: None)
+    spec = spec or ModelSpec(provider=KIND)
+    in_scope_pass = float(spec.option("in_scope_pass", DEFAULT_IN_SCOPE_PASS))
+    if not 0.5 <= in_scope_pass < 1.0:
+        raise ConfigError("in_scope_pass: must be at least 0.5 and below 1 (e.g. 0.95)")
+    data = read_labeled(task, records, sealed=sealed)
+    files = encoder_files(spec)
+    encoder = encoder_for(spec, files)
+    say(f"embedding {len(data.texts)} texts with {files.name}")
+    t0 = time.perf_counter()
+    before = encoder.computed
+    vectors = encoder.embed(data.texts)
+    rate = (encoder.computed - before) / max(time.perf_counter() - t0, 1e-9)
+    train, test = _split(data.labels, task.evaluation.holdout_share, seed)
+    say(f"fitting on {len(train)} rows, measuring on {len(test)} held out")
+    part = {name: [ys[i] for i in train] for name, ys in data.labels.items()}
+    heads = fit_heads(vectors[train], part, seed)
+    accuracy = {}
+    for name, head in heads.items():
+        predicted = np.asarray(head.classes)[head.probabilities(vectors[test]).argmax(axis=1)]
+        truth = np.asarray([data.labels[name][i] for i in test])
+        accuracy[name] = float((predicted == truth).mean())
+    threshold = calibrate_scope(vectors[train], vectors[test], in_scope_pass)
+    say(f"fitting on all {len(data.texts)} rows")
+    model = EmbeddingClassifierModel(
+        task_name=task.name,
+        input_fields=data.input_fields,
+        encoder_name=files.name,
+        encoder_sha256=files.sha256,
+        heads=fit_heads(vectors, data.labels, seed),
+        examples=vectors.astype(np.float16),
+        oos_threshold=threshold,
+        training_inputs=data.fingerprints,
+    )
+    meta = {
+        "task": task.name,
+        "kind": KIND,
+        "encoder": {"name": files.name, "sha256": files.sha256},
+        "input_fields": list(data.input_fields),
+        "output": {name: list(h.classes) for name, h in model.heads.items()},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_hash": data.data_hash,
+        "n_rows": len(data.texts),
+        "n_holdout": len(test),
+        "label_counts": {n: dict(Counter(ys).most_common()) for n, ys in data.labels.items()},
+        "holdout_accuracy": accuracy,
+        "oos_threshold": threshold,
+        "in_scope_pass": in_scope_pass,
+        "seed": seed,
+    }
+    sha, path = store_artifact(settings, task.name, KIND, model, meta)
+    return EmbeddingTrainReport(
+        task=task.name,
+        sha256=sha,
+        path=path,
+        n_rows=len(data.texts),
+        n_holdout=len(test),
+        holdout_accuracy=accuracy,
+        oos_threshold=threshold,
+        embedded_per_second=rate,
+        duration_s=time.perf_counter() - started,
+    )
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
