@@ -197,3 +197,51 @@ def test_the_suggested_next_eval_runs_as_printed_without_a_gate_dataset(
     assert suggested == "next: lockgate eval routing --release routing@2 --dataset holdout"
     evaluated = run(*shlex.split(suggested.removeprefix("next: "))[1:])
     assert "routing@2 on holdout (sealed" in evaluated.stdout
+
+
+def test_calibrate_writes_the_threshold_into_the_task_file_keeping_its_layout(
+    tmp_path: Path,
+) -> None:
+    commented = EVAL_TASK.replace(
+        "  auto_min_confidence: 0.8\n", "  auto_min_confidence: 0.8   # set by calibrate\n"
+    ).replace("policy:\n", "# who may automate what\npolicy:\n")
+    project = make_project(tmp_path, commented)
+    write_rows(project / "calib.csv", CALIBRATION)
+    lockgate("release", "create", "routing", cwd=project)
+    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project)
+
+    result = lockgate("calibrate", "routing", "--release", "1", "--target-accuracy", "0.97",
+                      cwd=project)  # fmt: skip
+
+    assert "created routing@2 with auto_min_confidence 0.7000" in result.stdout
+    assert (
+        "wrote auto_min_confidence 0.7000 into tasks/routing.yaml (was 0.8), so the next "
+        "`lockgate release create` keeps it"
+    ) in result.stdout
+    # Only the value changed: comments, order and spacing are as they were.
+    assert (project / "tasks/routing.yaml").read_text() == commented.replace(
+        "auto_min_confidence: 0.8   #", "auto_min_confidence: 0.7   #"
+    )
+    again = lockgate("release", "create", "routing", cwd=project)
+    assert "unchanged: routing@2 already has this content" in again.stdout
+
+
+def test_release_create_warns_when_its_policy_differs_from_the_live_release(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    write_rows(project / "calib.csv", CALIBRATION)
+    lockgate("release", "create", "routing", cwd=project)
+    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project)
+    lockgate("calibrate", "routing", "--release", "1", "--target-accuracy", "0.97", cwd=project)
+    lockgate("release", "promote", "routing@2", cwd=project)
+    (project / "tasks/routing.yaml").write_text(EVAL_TASK)  # the threshold edited away again
+
+    result = lockgate("release", "create", "routing", cwd=project)
+
+    assert "unchanged: routing@1" in result.stdout
+    assert (
+        "warning: the policy of routing@1 differs from the live routing@2's: "
+        "auto_min_confidence 0.7 -> 0.8; promoting routing@1 changes it. To keep the live value, "
+        "write it into tasks/routing.yaml and run `lockgate release create routing` again"
+    ) in result.stderr

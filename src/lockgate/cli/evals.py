@@ -324,6 +324,8 @@ def calibrate(
         )
         if outcome.release is not None:
             next_steps = _next_eval(runtime, task, outcome.release.ref, outcome.dataset.name)
+        if outcome.chosen is not None:
+            next_steps.insert(0, _keep_in_task_file(runtime, task, outcome.chosen.threshold))
     chosen = outcome.chosen
     if outcome.training_overlap:
         typer.echo(
@@ -359,6 +361,25 @@ def calibrate(
         typer.echo(f"unchanged: {outcome.release.ref} already has this threshold")
     for line in next_steps:
         typer.echo(line)
+
+
+def _keep_in_task_file(runtime: "Runtime", task: str, threshold: float) -> str:
+    """Write the calibrated threshold into the task file (only the value changes: comments and
+    layout stay), so the next `release create` keeps it; say what was done."""
+    from lockgate.decide.task import task_files
+    from lockgate.decide.task_edit import write_value
+
+    tasks_dir = runtime.settings.tasks_dir
+    path = next(p for p in task_files(tasks_dir) if p.stem == task)
+    before = runtime.task(task).policy.auto_min_confidence
+    write_value(path, ("policy", "auto_min_confidence"), repr(threshold))
+    shown = f"{tasks_dir.name}/{path.name}"
+    if before == threshold:
+        return f"{shown} already has auto_min_confidence {threshold:.4f}"
+    return (
+        f"wrote auto_min_confidence {threshold:.4f} into {shown} (was {before:g}), so the next "
+        "`lockgate release create` keeps it"
+    )
 
 
 def _next_eval(runtime: "Runtime", task: str, ref: str, calibrated_on: str) -> list[str]:

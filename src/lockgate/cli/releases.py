@@ -1,5 +1,6 @@
 """`lockgate release …`: create, list, show, diff, promote (gated), rollback, shadow, canary."""
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -66,11 +67,41 @@ def create(
     with open_runtime(project, database) as runtime:
         acting = _acting(runtime, api_key, actor, task)
         release, created = runtime.create_release(task, acting.name)
+        live = runtime.store.releases.live(task)
     if created:
         typer.echo(f"created {release.ref} ({release.content_hash[:12]}), stage draft")
         typer.echo(f"next: lockgate release promote {release.ref}")
     else:
         typer.echo(f"unchanged: {release.ref} already has this content ({release.stage})")
+    if live is not None and live.number != release.number:
+        _warn_policy_differs(task, live, release)
+
+
+def _warn_policy_differs(task: str, live: "Release", release: "Release") -> None:
+    """A release whose policy differs from the live one's says so: a threshold set by
+    `lockgate calibrate` and missing from the task file would otherwise be lost silently."""
+    from lockgate.rollout.release import policy_diff
+
+    changes = policy_diff(live.spec, release.spec)
+    if not changes:
+        return
+    listed = "; ".join(
+        f"{key} {_policy_value(change['from'])} -> {_policy_value(change['to'])}"
+        for key, change in changes.items()
+    )
+    typer.echo(
+        f"warning: the policy of {release.ref} differs from the live {live.ref}'s: {listed}; "
+        f"promoting {release.ref} changes it. To keep the live value, write it into "
+        f"tasks/{task}.yaml and run `lockgate release create {task}` again",
+        err=True,
+    )
+
+
+def _policy_value(value: object) -> str:
+    if value is None:
+        return "(not set)"
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @app.command("list")
