@@ -314,5 +314,5 @@ def discard(
                 hint="see `lockgate quarantine list --status all`",
             )
         for item in items:
-            runtime.store.intake.commit([], (), discarding(item))
+            runtime.store.intake.commit([], discarding(item))
     typer.echo(f"{len(items)} discarded")

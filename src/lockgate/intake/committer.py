@@ -2,8 +2,8 @@
 progress (cursor, counters, quarantine, duplicates) are committed in one transaction.
 
 The pipeline may save a batch in parts (a canary beside the live release decides its share as
-a batch of its own); the progress goes with the part that completes the batch, so the cursor
-never moves past a record whose decision is not stored.
+a batch of its own); the parts are held and committed together with the progress, so the
+cursor never moves past a record whose decision is not stored, nor a decision past its cursor.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ class IntakeStore(Protocol):
         ...
 
     async def commit(
-        self, batch: Sequence[Decision], sinks: Sequence[str] = (), progress: Progress | None = None
-    ) -> list[Decision]:
-        """Store the decisions and the progress in one transaction."""
+        self,
+        parts: Sequence[tuple[Sequence[Decision], Sequence[str]]],
+        progress: Progress | None = None,
+    ) -> list[list[Decision]]:
+        """Store each part's decisions (with outbox rows for its sinks) and the progress in
+        one transaction; per part, the stored decisions."""
         ...
 
     async def state(self, task: str, source: str) -> SourceState | None: ...
@@ -40,12 +43,14 @@ class IntakeStore(Protocol):
 
 
 class BatchCommitter:
-    """A `DecisionStore` that commits `progress` with the save that completes `expected`."""
+    """A `DecisionStore` for one batch: saves are held until the one that completes
+    `expected`, then every part is committed with `progress` in one transaction."""
 
     def __init__(self, store: IntakeStore, progress: Progress, expected: set[str]) -> None:
         self.store = store
         self.progress = progress
         self.pending = set(expected)
+        self.parts: list[tuple[Sequence[Decision], Sequence[str]]] = []
         self.committed = False
 
     async def find(self, task: str, keys: Sequence[str]) -> Mapping[str, Decision]:
@@ -53,16 +58,19 @@ class BatchCommitter:
 
     async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
         self.pending.difference_update(d.idempotency_key for d in batch)
-        last = not self.pending and not self.committed
-        stored = await self.store.commit(batch, sinks, self.progress if last else None)
-        self.committed = self.committed or last
-        return stored
+        self.parts.append((batch, sinks))
+        if self.pending:
+            # A canary's share comes first: held, so nothing is stored before the whole batch.
+            return list(batch)
+        stored = await self.store.commit(self.parts, self.progress)
+        self.committed = True
+        return stored[-1]
 
     async def finish(self) -> None:
-        """Commit the progress if no save carried it (every record was settled before the
-        model chain, or a request was refused)."""
+        """Commit what no save carried: the progress of a batch settled before the model
+        chain, or held parts if the pipeline stopped short."""
         if not self.committed:
-            await self.store.commit([], (), self.progress)
+            await self.store.commit(self.parts, self.progress)
             self.committed = True
 
 

@@ -109,7 +109,7 @@ class Intake:
                     self.task.name, self.source.name, events=progress.events, schema=schema
                 )
                 stop.status = ("stopped", summary)
-                await self.store.commit([], (), stop)
+                await self.store.commit([], stop)
                 outcome.stopped = summary
                 return outcome
             if self.source.on_drift == "quarantine":
@@ -202,12 +202,9 @@ class Intake:
                 continue
             stored = known.get(item.key)
             if stored is not None:
-                origin = (stored.metadata or {}).get("intake") or {}
-                if origin == {"source": self.source.name, "position": record.position}:
-                    counts["decided"] += 1  # its own decision, from an interrupted run
-                    if record.quarantine_id is not None:
-                        progress.resolved[record.quarantine_id] = ("replayed", item.key)
-                elif stored.input_hash == item.content_hash:
+                # A batch's decisions and its cursor are committed together, so a stored key
+                # was settled by an earlier record (or an earlier push of this one).
+                if stored.input_hash == item.content_hash:
                     duplicate(record, item.key, "key")
                 else:
                     quarantine(record, f"key {item.key} was decided before for other content")

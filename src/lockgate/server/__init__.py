@@ -16,6 +16,7 @@ from lockgate.runtime import Runtime
 from lockgate.server import (
     decisions,
     health,
+    intake,
     metrics,
     params,
     problems,
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(tasks.router, prefix="/v1", dependencies=json_only)
     app.include_router(rollout.router, prefix="/v1", dependencies=json_only)
     app.include_router(review_api.router, prefix="/v1", dependencies=json_only)
+    app.include_router(intake.router, prefix="/v1", dependencies=json_only)
     app.include_router(ui.build_router(settings), prefix="/ui")
     return app
 

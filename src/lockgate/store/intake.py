@@ -221,17 +221,25 @@ class IntakeRepository:
         self.engine = engine
 
     def commit(
-        self, batch: Sequence[Decision], sinks: Sequence[str] = (), progress: Progress | None = None
-    ) -> list[Decision]:
-        """Store `batch` (as `DecisionRepository.save` does) and `progress` in one transaction.
-        Where another writer stored a key first, its decision comes back in place of ours."""
+        self,
+        parts: Sequence[tuple[Sequence[Decision], Sequence[str]]],
+        progress: Progress | None = None,
+    ) -> list[list[Decision]]:
+        """Store each part's decisions (as `DecisionRepository.save` does, with outbox rows
+        for its sinks) and `progress`, all in one transaction. Where another writer stored a
+        key first, its decision comes back in place of ours."""
+        stored: list[list[Decision]] = []
         with self.engine.begin() as conn:
-            inserted = insert_many(conn, batch, sinks)
-            lost = [d.idempotency_key for d in batch if d.id not in inserted]
-            winners = by_keys(conn, batch[0].task, lost) if lost else {}
+            for batch, sinks in parts:
+                inserted = insert_many(conn, batch, sinks)
+                lost = [d.idempotency_key for d in batch if d.id not in inserted]
+                winners = by_keys(conn, batch[0].task, lost) if lost else {}
+                stored.append(
+                    [d if d.id in inserted else winners[d.idempotency_key] for d in batch]
+                )
             if progress is not None:
                 apply(conn, progress)
-        return [d if d.id in inserted else winners[d.idempotency_key] for d in batch]
+        return stored
 
     def find(self, task: str, keys: Iterable[str]) -> dict[str, Decision]:
         with database.read(self.engine) as conn:
@@ -401,9 +409,11 @@ class AsyncIntakeRepository:
         self.executor = executor
 
     async def commit(
-        self, batch: Sequence[Decision], sinks: Sequence[str] = (), progress: Progress | None = None
-    ) -> list[Decision]:
-        return await self.executor.write(self.intake.commit, batch, sinks, progress)
+        self,
+        parts: Sequence[tuple[Sequence[Decision], Sequence[str]]],
+        progress: Progress | None = None,
+    ) -> list[list[Decision]]:
+        return await self.executor.write(self.intake.commit, parts, progress)
 
     async def find(self, task: str, keys: Sequence[str]) -> dict[str, Decision]:
         return await self.executor.read(self.intake.find, task, keys)

@@ -1,0 +1,74 @@
+"""`POST /v1/intake/{source}`: records pushed by other systems, signed with HMAC; a 202 means
+the records are committed (decided, linked as duplicates, or quarantined with a reason)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+
+from lockgate.decide.sources import WebhookSource
+from lockgate.decide.task import NAME_PATTERN
+from lockgate.errors import NotFound, Unavailable
+from lockgate.intake.runner import Intake, SourceStopped
+from lockgate.intake.service import find_source, source_spec
+from lockgate.intake.webhook import records, verify
+from lockgate.runtime import Runtime
+
+router = APIRouter(tags=["intake"])
+
+SourceName = Annotated[str, Path(pattern=NAME_PATTERN, description="Webhook source name.")]
+
+
+def _slots(request: Request, spec: WebhookSource) -> asyncio.Semaphore:
+    """The pushes a source may have in flight at once: a bounded buffer, not a queue."""
+    slots: dict[str, asyncio.Semaphore] | None = getattr(request.app.state, "intake_slots", None)
+    if slots is None:
+        slots = request.app.state.intake_slots = {}
+    return slots.setdefault(spec.name, asyncio.Semaphore(spec.max_in_flight))
+
+
+@router.post("/intake/{source}", status_code=202)
+async def push(source: SourceName, request: Request) -> dict[str, Any]:
+    """Take records for a webhook source: one JSON object or an array of objects, signed with
+    `X-Lockgate-Timestamp` and `X-Lockgate-Signature`. 202 once every record is committed."""
+    runtime: Runtime = request.app.state.runtime
+    tasks = await runtime.store.executor.read(runtime.tasks)
+    task = find_source(tasks, source)
+    spec = source_spec(task, source)
+    if not isinstance(spec, WebhookSource):
+        raise NotFound(f"{source!r} is a {spec.kind} source, not a webhook")
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    verify(spec, os.environ, headers, body)
+    incoming = records(headers, body, runtime.settings.batch_max_items)
+    slots = _slots(request, spec)
+    if slots.locked():
+        raise Unavailable(
+            f"source {source} has {spec.max_in_flight} pushes in flight",
+            hint="retry after the Retry-After seconds; nothing of this push was stored",
+        )
+    async with slots:
+        release = await runtime.serving_release(task.name)
+        intake = Intake(runtime.store.async_intake, runtime.pipeline, release, task, spec)
+        try:
+            outcome = await intake.process(incoming, None)
+        except SourceStopped as exc:
+            raise Unavailable(
+                f"source {source} is stopped: {exc.reason}",
+                hint=f"an operator resumes it with `lockgate sources resume {source}`",
+                retry_after_seconds=60,
+            ) from None
+    if outcome.stopped:
+        raise Unavailable(
+            f"source {source} stopped: {outcome.stopped}; nothing of this push was taken",
+            hint=f"an operator resumes it with `lockgate sources resume {source}`",
+            retry_after_seconds=60,
+        )
+    counts = outcome.counts
+    return {
+        "records": len(incoming),
+        **{k: counts.get(k, 0) for k in ("decided", "duplicates", "quarantined")},
+    }
