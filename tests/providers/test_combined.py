@@ -1,0 +1,217 @@
+"""The combined provider: the local classifier and the embedding classifier (real MiniLM)
+averaged or required to agree, calibrated by `lockgate train`, and surviving a failing member."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="needs the embeddings extra (make test installs it)")
+
+from lockgate.decide.policy import route
+from lockgate.decide.task import TaskSpec, parse_task
+from lockgate.errors import ConfigError
+from lockgate.providers.base import BatchProvider, PreparedRequest, ProviderContext, ProviderError
+from lockgate.providers.combined import (
+    Calibration,
+    CombinedBatchProvider,
+    CombinedProvider,
+    MemberAnswers,
+    combine,
+    fit_calibration,
+    train_combined,
+)
+from lockgate.settings import Settings
+from tests.providers.model_texts import OFF_TOPIC, task_data, write_training_csv
+
+pytestmark = pytest.mark.slow
+
+MEMBERS = [{"provider": "local-classifier"}, {"provider": "embedding-classifier", "threads": 1}]
+
+
+def combined_task(method: str, members: list[dict[str, object]] | None = None, **kw: object):
+    combine_spec: dict[str, object] = {"method": method, "models": members or MEMBERS, **kw}
+    return parse_task(
+        task_data([{"provider": "combined", "combine": combine_spec}]), "tasks/banking.yaml"
+    )
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(project_dir=tmp_path_factory.mktemp("combined"), database_url="sqlite://")
+
+
+@pytest.fixture(scope="module")
+def data(settings: Settings) -> Path:
+    return write_training_csv(settings.project_dir / "train.csv")
+
+
+@pytest.fixture(scope="module")
+def mean_task() -> TaskSpec:
+    return combined_task("mean")
+
+
+@pytest.fixture(scope="module")
+def mean_provider(mean_task: TaskSpec, settings: Settings, data: Path) -> CombinedProvider:
+    report = train_combined(mean_task, mean_task.models[0], data, settings)
+    assert report.sha256 is not None
+    assert report.calibration.kind == "temperature"
+    return CombinedProvider.from_spec(mean_task.models[0], ProviderContext(mean_task, settings))
+
+
+def ask(provider: CombinedProvider, task: TaskSpec, texts: list[str]) -> list:
+    assert isinstance(provider, BatchProvider)
+    return list(provider.complete_batch([PreparedRequest(task, {"text": t}) for t in texts]))
+
+
+def test_mean_pins_every_artifact_and_answers_in_batches(
+    mean_provider: CombinedProvider, mean_task: TaskSpec, settings: Settings
+) -> None:
+    assert isinstance(mean_provider, CombinedBatchProvider)
+    pinned = CombinedProvider.pinned_artifacts(
+        mean_task.models[0], ProviderContext(mean_task, settings)
+    )
+    assert set(pinned) == {
+        "models.0.local-classifier",
+        "models.1.embedding-classifier",
+        "combined",
+    }
+    answers = ask(mean_provider, mean_task, ["Someone stole my card on the bus"])
+    assert answers[0].output == {"intent": "lost_or_stolen_card"}
+    assert 0.0 < answers[0].confidence <= 1.0
+    assert answers[0].note is None
+
+
+def test_the_pinned_artifacts_are_used_not_the_latest(
+    mean_task: TaskSpec, settings: Settings
+) -> None:
+    pinned = CombinedProvider.pinned_artifacts(
+        mean_task.models[0], ProviderContext(mean_task, settings)
+    )
+    broken = {**pinned, "combined": "0" * 64}
+    with pytest.raises(ConfigError, match="no combined calibration 000000000000"):
+        CombinedProvider.from_spec(
+            mean_task.models[0], ProviderContext(mean_task, settings, artifacts=broken)
+        )
+
+
+def test_an_off_topic_input_is_out_of_scope_through_the_combination(
+    mean_provider: CombinedProvider, mean_task: TaskSpec
+) -> None:
+    answers = ask(mean_provider, mean_task, OFF_TOPIC[:4])
+    assert sum(a.out_of_scope is not None for a in answers) >= 3
+    assert all(a.confidence == 0.0 for a in answers if a.out_of_scope)
+
+
+def test_a_failing_member_leaves_the_other_answer_with_its_own_confidence(
+    settings: Settings, data: Path
+) -> None:
+    members = [
+        {"provider": "embedding-classifier", "threads": 1},
+        {
+            "provider": "rules",
+            "rules": [
+                {
+                    "if_matches": "(?i)stolen",
+                    "then": {"intent": "lost_or_stolen_card"},
+                    "confidence": 0.9,
+                }
+            ],
+        },
+    ]
+    task = combined_task("mean", members, calibration="none")
+    train_combined(task, task.models[0], data, settings)
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    alone = ask(provider, task, ["My new card still has not arrived after a week"])[0]
+    assert alone.output == {"intent": "card_arrival"}
+    assert alone.note == (
+        "rules failed (no_rule_matched): the answer of embedding-classifier alone"
+    )
+    routing = route(task.policy, alone.output, alone.confidence, {}, note=alone.note)
+    assert routing.reason.endswith(
+        "(rules failed (no_rule_matched): the answer of embedding-classifier alone)"
+    )
+    both = ask(provider, task, ["My card was stolen yesterday"])[0]
+    assert both.output == {"intent": "lost_or_stolen_card"}
+    assert both.note is None
+
+
+def test_agreement_sends_a_disagreement_to_review(settings: Settings, data: Path) -> None:
+    members = [
+        {"provider": "embedding-classifier", "threads": 1},
+        {
+            "provider": "rules",
+            "rules": [{"if_matches": ".", "then": {"intent": "exchange_rate"}, "confidence": 0.99}],
+        },
+    ]
+    task = combined_task("agreement", members, calibration="none")
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    agree, differ = ask(
+        provider, task, ["What exchange rate will I get today?", "Someone stole my card"]
+    )
+    assert agree.output == {"intent": "exchange_rate"}
+    assert agree.confidence > 0.99  # two confident members that agree: 1 - (1-p1)(1-p2)
+    assert differ.confidence == 0.0
+    assert "the models disagree on intent" in (differ.note or "")
+    assert route(task.policy, differ.output, differ.confidence, {}).route == "review"
+
+
+def test_every_member_failing_is_an_error_for_that_input() -> None:
+    values = {"intent": ("a", "b")}
+    dead = MemberAnswers("x", {"intent": [None]}, [None], ["timeout"])
+    also = MemberAnswers("y", {"intent": [None]}, [None], ["provider_crash"])
+    (result,) = combine("mean", Calibration("mean", "none", ()), values, [dead, also])
+    assert isinstance(result, ProviderError)
+    assert "x failed (timeout)" in str(result)
+
+
+def test_the_async_path_combines_members_that_answer_one_at_a_time(
+    settings: Settings, data: Path
+) -> None:
+    task = combined_task("mean", calibration="none")
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    answer = asyncio.run(
+        CombinedProvider.complete(provider, PreparedRequest(task, {"text": "My card was stolen"}))
+    )
+    assert answer.output == {"intent": "lost_or_stolen_card"}
+
+
+def test_temperature_calibration_cools_an_overconfident_model() -> None:
+    rng = np.random.default_rng(0)
+    n, k = 400, 4
+    truth = rng.integers(0, k, n)
+    correct = rng.random(n) < 0.7  # right 70% of the time, but always 99% sure
+    chosen = np.where(correct, truth, (truth + 1) % k)
+    probs = np.full((n, k), 0.01 / (k - 1))
+    probs[np.arange(n), chosen] = 0.99
+    cal = fit_calibration("mean", "temperature", ["m1", "m2"], [probs, probs], truth)
+    assert cal.temperature > 1.5
+    calibrated = cal.distribution(probs).max(axis=1)
+    assert abs(calibrated.mean() - 0.7) < 0.05
+
+
+def test_isotonic_calibration_maps_confidence_to_accuracy() -> None:
+    rng = np.random.default_rng(1)
+    n, k = 600, 3
+    truth = rng.integers(0, k, n)
+    sure = rng.random(n)
+    correct = rng.random(n) < 0.5 + 0.5 * sure
+    chosen = np.where(correct, truth, (truth + 1) % k)
+    probs = np.full((n, k), 0.0)
+    probs[np.arange(n), chosen] = 0.98
+    probs[probs == 0] = 0.01
+    cal = fit_calibration("mean", "isotonic", ["a", "b"], [probs, probs], truth)
+    assert cal.kind == "isotonic"
+    assert abs(float(cal.confidence(np.asarray([0.98]))[0]) - correct.mean()) < 0.05
+
+
+def test_a_combination_needs_two_models() -> None:
+    task = combined_task("mean", [{"provider": "local-classifier"}])
+    with pytest.raises(ConfigError, match="list at least two models"):
+        CombinedProvider.from_spec(
+            task.models[0],
+            ProviderContext(task, Settings(project_dir=Path("."), database_url="sqlite://")),
+        )
