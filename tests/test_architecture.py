@@ -20,6 +20,7 @@ STORE_MAY_IMPORT = (
     "lockgate.store",
     "lockgate.errors",
     "lockgate.security",
+    "lockgate.waits",
     # The domain types the store persists, and nothing else of the domains: the decision and
     # release records, and each domain's `types` module.
     "lockgate.decide.decision",

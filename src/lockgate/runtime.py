@@ -5,12 +5,14 @@ Built once at an entry point (a CLI command, the server's app factory) and passe
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lockgate.decide.decision import utcnow
+from lockgate.decide.groups import DecisionGroups
 from lockgate.decide.pipeline import ChainModel, Pipeline, ReleaseRuntime
 from lockgate.decide.task import TaskSpec, load_tasks, task_to_dict
 from lockgate.errors import ConfigError, NotFound
@@ -41,9 +43,18 @@ class Runtime:
             concurrency=self.settings.concurrency,
             observer=self.observer,
         )
+        self.groups = DecisionGroups(
+            self.pipeline,
+            max_items=self.settings.group_commit_max_items,
+            max_wait_s=self.settings.group_commit_wait_ms / 1000,
+        )
+        """Concurrent decision requests of the server, decided and committed together."""
         self._loaded: dict[tuple[str, int], ReleaseRuntime] = {}
         self._loading = threading.Lock()
         """Releases are loaded in worker threads; each is built once."""
+        self._serving: dict[str, tuple[float, ReleaseRuntime]] = {}
+        """Per task: until when (event-loop time) its serving releases are trusted, and them."""
+        self._serving_reads: dict[str, asyncio.Task[ReleaseRuntime]] = {}
         metrics = getattr(self.observer, "metrics", None)
         self.metrics: Metrics | None = metrics if isinstance(metrics, Metrics) else None
         """The observer's Prometheus metrics, when it keeps any."""
@@ -163,8 +174,35 @@ class Runtime:
         return self._loaded[key]
 
     async def serving_release(self, task_name: str) -> ReleaseRuntime:
-        """`release_runtime(task_name)` for async code: read and loaded off the event loop."""
-        return await self.store.executor.read(self.release_runtime, task_name)
+        """`release_runtime(task_name)` for async code: read and loaded off the event loop,
+        then kept for `settings.release_refresh_seconds` (only the pointers to the live and
+        canary releases can move; the releases are immutable). Concurrent callers share one
+        read."""
+        loop = asyncio.get_running_loop()
+        cached = self._serving.get(task_name)
+        if cached is not None and loop.time() < cached[0]:
+            return cached[1]
+        reading = self._serving_reads.get(task_name)
+        if reading is None:
+            reading = loop.create_task(self._read_serving(task_name))
+            self._serving_reads[task_name] = reading
+        return await asyncio.shield(reading)
+
+    async def _read_serving(self, task_name: str) -> ReleaseRuntime:
+        try:
+            started = asyncio.get_running_loop().time()
+            loaded = await self.store.executor.read(self.release_runtime, task_name)
+            self._serving[task_name] = (started + self.settings.release_refresh_seconds, loaded)
+            return loaded
+        finally:
+            del self._serving_reads[task_name]
+
+    def forget_serving(self, task_name: str | None = None) -> None:
+        """Read the serving releases again on next use (after this process moved a pointer)."""
+        if task_name is None:
+            self._serving.clear()
+        else:
+            self._serving.pop(task_name, None)
 
     def _build(self, release: Release) -> ReleaseRuntime:
         spec = release.task_spec()
@@ -192,6 +230,8 @@ class Runtime:
             ) from None
 
     async def aclose(self) -> None:
+        await self.groups.aclose()
+        self._serving.clear()
         for loaded in self._loaded.values():
             for model in loaded.models:
                 await model.provider.aclose()

@@ -77,6 +77,18 @@ class Settings:
     """Longest time one HTTP request may take before the server answers 504."""
     batch_max_items: int = 100
     """Most inputs in one `POST /v1/tasks/{task}/decisions:batch` request."""
+    group_commit_max_items: int = 64
+    """Most concurrent decision requests `lockgate serve` decides and commits as one group."""
+    group_commit_wait_ms: float = 2.0
+    """Longest a decision request waits for company while another group is in flight (a lone
+    request never waits)."""
+    api_key_cache_seconds: float = 5.0
+    """How long `lockgate serve` trusts an API key it checked: a revoked key keeps working for
+    at most this long on each replica that used it just before (0: check every request)."""
+    release_refresh_seconds: float = 1.0
+    """How long `lockgate serve` keeps deciding with the live and canary releases it read
+    before it reads the task's pointers again: a promote, rollback or canary change reaches
+    every replica within this time (releases themselves never change)."""
     metrics_public: bool = False
     """Serve `/metrics` without an API key (for a Prometheus on a private network)."""
     shutdown_timeout_seconds: float = 30.0
@@ -176,6 +188,10 @@ def load_settings(
         max_body_bytes=int(file_values.get("max_body_bytes", 1_000_000)),
         request_timeout_seconds=float(file_values.get("request_timeout_seconds", 30.0)),
         batch_max_items=int(file_values.get("batch_max_items", 100)),
+        group_commit_max_items=int(file_values.get("group_commit_max_items", 64)),
+        group_commit_wait_ms=float(file_values.get("group_commit_wait_ms", 2.0)),
+        api_key_cache_seconds=float(file_values.get("api_key_cache_seconds", 5.0)),
+        release_refresh_seconds=float(file_values.get("release_refresh_seconds", 1.0)),
         metrics_public=bool(file_values.get("metrics_public", False)),
         shutdown_timeout_seconds=float(file_values.get("shutdown_timeout_seconds", 30.0)),
         review_lease_seconds=float(file_values.get("review_lease_seconds", 900.0)),

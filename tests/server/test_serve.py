@@ -82,7 +82,8 @@ def test_keys_create_prints_the_key_alone_on_the_last_line_and_it_authenticates(
     assert secret.startswith("lg_") and " " not in secret
     listed = lockgate("keys", "list", cwd=project, database=database_url).stdout
     assert "crm" in listed and secret not in listed
-    with running_api(tmp_path / "api", database_url) as api:
+    # No key cache here: revocation within `api_key_cache_seconds` has its own test (replicas).
+    with running_api(tmp_path / "api", database_url, api_key_cache_seconds=0) as api:
         headers = {"Authorization": f"Bearer {secret}"}
         assert api.client.get("/v1/tasks/routing/releases", headers=headers).status_code == 200
         lockgate("keys", "revoke", "crm", cwd=project, database=database_url)

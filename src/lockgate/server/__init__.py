@@ -27,6 +27,8 @@ from lockgate.server import (
 )
 from lockgate.server import reviews as review_api
 from lockgate.server.attempts import FailedAttempts
+from lockgate.server.auth import KeyCache
+from lockgate.server.fast_path import DecideFastPath
 from lockgate.server.limits import Limits
 from lockgate.server.logs import configure_server_logging
 from lockgate.settings import Settings, load_settings
@@ -78,7 +80,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.state.failed_attempts = FailedAttempts(
         settings.auth_failure_limit, settings.auth_failure_window_seconds
     )
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     problems.install(app)
+    app.add_middleware(DecideFastPath)  # inside Limits: added first, so Limits wraps it
     app.add_middleware(
         Limits,
         max_body_bytes=settings.max_body_bytes,

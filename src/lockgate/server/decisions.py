@@ -48,10 +48,9 @@ class BatchBody(BaseModel):
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def request_id(request: Request) -> str:
+def request_id(given: str | None) -> str:
     """The caller's `X-Request-ID` when it is a safe token, else a new id (for logs and traces)."""
-    given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 def _view(result: Result) -> dict[str, Any]:
@@ -77,19 +76,51 @@ def _check_owner(principal: Principal, result: Result) -> Result:
     return result
 
 
-@router.post("/tasks/{task}/decisions", status_code=201)
+@router.post(
+    "/tasks/{task}/decisions",
+    status_code=201,
+    response_class=Response,
+    responses={
+        201: {"description": "Decided now.", "content": {"application/json": {}}},
+        200: {
+            "description": "Decided before under this key: the stored decision, `replayed`.",
+            "content": {"application/json": {}},
+        },
+    },
+)
 async def create_decision(
     task: TaskName,
     body: DecisionBody,
-    response: Response,
     http_request: Request,
     principal: Annotated[Principal, Depends(Authorize("decide"))],
-    runtime: Annotated[Runtime, Depends(get_runtime)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Decide one input with the task's live release (201), or return the stored decision for
     a repeated `Idempotency-Key` with the same input (200, `replayed: true`)."""
-    if not idempotency_key or not re.match(KEY_PATTERN, idempotency_key):
+    # Most requests never reach this: `fast_path.DecideFastPath` serves them with the same
+    # `decide_one`; this route documents the endpoint and answers every refused request.
+    status, payload = await decide_one(
+        http_request.app.state.runtime,
+        principal,
+        task,
+        body,
+        idempotency_key,
+        request_id(http_request.headers.get("x-request-id")),
+    )
+    return Response(payload, status_code=status, media_type="application/json")
+
+
+async def decide_one(
+    runtime: Runtime,
+    principal: Principal,
+    task: str,
+    body: DecisionBody,
+    idempotency_key: str | None,
+    request_id: str,
+) -> tuple[int, bytes]:
+    """Decide one request in the current group of its release (group commit): the status
+    (201 new, 200 replayed) and the JSON body. Raises `LockgateError` for the caller."""
+    if not idempotency_key or not _KEY.match(idempotency_key):
         raise LockgateError(
             "the Idempotency-Key header is missing, longer than 255 characters or has control "
             "characters",
@@ -102,12 +133,14 @@ async def create_decision(
         idempotency_key=idempotency_key,
         metadata=body.metadata,
         submitted_by=principal.key_id,
-        request_id=request_id(http_request),
+        request_id=request_id,
     )
-    result = _check_owner(principal, await runtime.pipeline.decide(loaded, request))
-    if result.replayed:
-        response.status_code = 200
-    return _view(result)
+    result = _check_owner(principal, await runtime.groups.decide(loaded, request))
+    payload = json.dumps(_view(result), separators=(",", ":")).encode()
+    return (200 if result.replayed else 201), payload
+
+
+_KEY = re.compile(KEY_PATTERN)
 
 
 @router.post("/tasks/{task}/decisions:batch")
@@ -133,7 +166,7 @@ async def create_decisions(
             idempotency_key=item.idempotency_key,
             metadata=item.metadata,
             submitted_by=principal.key_id,
-            request_id=request_id(http_request),
+            request_id=request_id(http_request.headers.get("x-request-id")),
         )
         for item in body.items
     ]

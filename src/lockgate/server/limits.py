@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockgate.errors import retry_after_seconds
 from lockgate.server.problems import BodyTooLarge, problem, unavailable_problem
-from lockgate.store.executor import watching_waits
+from lockgate.waits import watching_waits
 
 
 class Limits:

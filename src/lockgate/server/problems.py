@@ -71,6 +71,11 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _lockgate_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LockgateError)
+    return lockgate_problem(exc)
+
+
+def lockgate_problem(exc: LockgateError) -> JSONResponse:
+    """The problem for one of Lockgate's own errors: its status, message and hint."""
     detail = exc.message if exc.hint is None else f"{exc.message}; {exc.hint}"
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if isinstance(exc, Unavailable | TooManyAttempts):

@@ -7,7 +7,7 @@ passes one thread, concurrent writes can later be grouped into one transaction t
 
 A call that finds the database locked or unreachable past its timeout raises `Unavailable`
 (503 with `Retry-After` over HTTP). A caller stopped while it waits (a request past its time
-limit) is noted in `StoreWaits`, so the edge can answer 503 rather than 504; its write, if
+limit) is noted in `lockgate.waits`, so the edge can answer 503 rather than 504; its write, if
 not yet started, is dropped from the queue.
 """
 
@@ -15,38 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import ParamSpec, TypeVar
 
 from lockgate.errors import Unavailable
 from lockgate.store.database import unavailable
+from lockgate.waits import current_waits, note_interrupted
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class StoreWaits:
-    """Whether the current request was stopped while it waited on the database."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-
-
-_WAITS: ContextVar[StoreWaits | None] = ContextVar("lockgate_store_waits", default=None)
-
-
-@contextmanager
-def watching_waits() -> Iterator[StoreWaits]:
-    """Note, for the code inside, whether a wait on the database was cut short."""
-    waits = StoreWaits()
-    token = _WAITS.set(waits)
-    try:
-        yield waits
-    finally:
-        _WAITS.reset(token)
 
 
 class StoreExecutor:
@@ -73,14 +51,15 @@ class StoreExecutor:
 
     async def _run(self, pool: Executor, call: Callable[[], T]) -> T:
         future = asyncio.get_running_loop().run_in_executor(pool, call)
+        waits = current_waits()
+        if waits is not None:
+            waits.waiting += 1
         try:
             return await future
         except asyncio.CancelledError:
             # The queued call is dropped if it has not started; a started one runs to its end
             # (bounded by the engine's timeout) and its outcome is discarded.
-            waits = _WAITS.get()
-            if waits is not None:
-                waits.interrupted = True
+            note_interrupted()
             raise
         except Exception as exc:
             if not unavailable(exc):
@@ -90,6 +69,9 @@ class StoreExecutor:
                 hint="retry later with the same Idempotency-Key",
                 retry_after_seconds=self.retry_after_seconds,
             ) from exc
+        finally:
+            if waits is not None:
+                waits.waiting -= 1
 
     def close(self) -> None:
         """Stop the threads once the calls already started have finished; drop queued ones.

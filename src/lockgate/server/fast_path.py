@@ -1,0 +1,142 @@
+"""The hot endpoint without FastAPI's per-request machinery.
+
+`POST /v1/tasks/{task}/decisions` is most of a deployment's traffic. FastAPI resolves its
+dependencies, builds query and form objects and encodes the answer on every request, which
+costs more CPU than deciding. `DecideFastPath` sits in front of the app and serves a request
+that passes every check — a live key allowed to decide on the task, a JSON body that fits
+`DecisionBody`, a valid task name — through the same `decisions.decide_one` as the route.
+
+Every other request goes on to FastAPI with its body unchanged, so the documented route
+stays the one that refuses: it gives each 400, 401, 403, 415, 422 and 429 exactly as
+before. Errors raised while deciding (a reused key, a missing release, a locked database)
+are rendered by the same problem renderer as the route's. The layer runs inside `Limits`,
+so the body-size and time limits hold for both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lockgate.errors import LockgateError
+from lockgate.security import Principal
+from lockgate.server.decisions import DecisionBody, decide_one, request_id
+from lockgate.server.params import NAME_PATTERN
+from lockgate.server.problems import lockgate_problem
+
+_PATH = re.compile(r"/v1/tasks/([^/]+)/decisions")
+_TASK = re.compile(NAME_PATTERN)
+_JSON_TYPES = (b"application/json",)
+
+
+class DecideFastPath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = (
+            _PATH.fullmatch(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        checked = await self._checked(scope, match.group(1), body)
+        if checked is None:  # refused or unusual: the documented route answers
+            await self.app(scope, _replay(body, receive), send)
+            return
+        principal, task, decision_body, headers = checked
+        runtime = scope["app"].state.runtime
+        try:
+            status, payload = await decide_one(
+                runtime,
+                principal,
+                task,
+                decision_body,
+                _text(headers.get(b"idempotency-key")),
+                request_id(_text(headers.get(b"x-request-id"))),
+            )
+        except LockgateError as exc:
+            await lockgate_problem(exc)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _checked(
+        self, scope: Scope, task: str, body: bytes
+    ) -> tuple[Principal, str, DecisionBody, dict[bytes, bytes]] | None:
+        """The caller, task and body when the request may be decided as it is; else None."""
+        if not _TASK.match(task):
+            return None
+        headers = dict(reversed(scope["headers"]))  # the first of repeated headers, as Starlette
+        content_type = headers.get(b"content-type")
+        if content_type is not None and content_type.split(b";")[0].strip().lower() not in (
+            _JSON_TYPES
+        ):
+            return None
+        scheme, _, secret = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not secret.strip():
+            return None
+        app = scope["app"]
+        try:
+            key = await app.state.key_cache.authenticate(
+                app.state.runtime, secret.strip().decode("latin-1")
+            )
+        except LockgateError:
+            return None  # the route meets the same error and renders it
+        if key is None:
+            return None
+        principal = Principal.of(key)
+        if not principal.can("decide") or not principal.may_see_task(task):
+            return None
+        try:
+            parsed: Any = json.loads(body)
+            decision_body = DecisionBody.model_validate(parsed)
+        except (ValueError, ValidationError, RecursionError):
+            return None
+        return principal, task, decision_body, headers
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client left; the app will see the same
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands over the body already read, then waits as the original does."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
