@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.decide.pipeline import Pipeline, ReleaseRuntime
-from lockgate.decide.sources import FolderSource, SourceBase, SqlSource
+from lockgate.decide.sources import FolderSource, ImapSource, SourceBase, SqlSource
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.intake.committer import IntakeStore
@@ -59,6 +59,10 @@ def reader_for(
         from lockgate.intake.sql import SqlReader
 
         return SqlReader(spec, env)
+    if isinstance(spec, ImapSource):
+        from lockgate.intake.imap import ImapReader
+
+        return ImapReader(spec, env)
     raise ConfigError(
         f"source {spec.name!r} is a {spec.kind} source: it is pushed to, not polled",
         hint=f"send records to POST /v1/intake/{spec.name} on a running `lockgate serve`",
