@@ -113,8 +113,17 @@ class Runtime:
         )
 
     def create_release(self, task_name: str, actor: str) -> tuple[Release, bool]:
-        draft = self.draft_release(self.task(task_name))
+        """Create (or find, for the same content) the release the task file describes; the
+        bytes of every artifact it pins go into the database with it, so that any replica
+        can load it without the project's files."""
+        spec = self.task(task_name)
+        draft = self.draft_release(spec)
         self._check_buildable(draft)
+        for index, model in enumerate(spec.models):
+            pinned = _pinned(draft, index)
+            context = ProviderContext(task=spec, settings=self.settings, artifacts=pinned)
+            for key, path in self.registry.artifact_files(model, context).items():
+                self.store.artifacts.put(pinned[key], path.read_bytes())  # checks the hash
         return self.store.releases.create(draft, actor)
 
     def derived_draft(self, source: Release, body: Mapping[str, Any]) -> Release:
@@ -213,11 +222,12 @@ class Runtime:
         return ReleaseRuntime(task=spec, release=release.number, models=models)
 
     def _provider(self, spec: TaskSpec, release: Release, index: int) -> Provider:
-        prefix = f"models.{index}."
-        pinned = {
-            k.removeprefix(prefix): v for k, v in release.artifacts.items() if k.startswith(prefix)
-        }
-        context = ProviderContext(task=spec, settings=self.settings, artifacts=pinned)
+        context = ProviderContext(
+            task=spec,
+            settings=self.settings,
+            artifacts=_pinned(release, index),
+            fetch_artifact=self.store.artifacts.get,
+        )
         return self.registry.build(spec.models[index], context)
 
     def _check_buildable(self, draft: Release) -> None:
@@ -239,3 +249,9 @@ class Runtime:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _pinned(release: Release, index: int) -> dict[str, str]:
+    """The artifact hashes a release pins for its `index`-th model, by the provider's keys."""
+    prefix = f"models.{index}."
+    return {k.removeprefix(prefix): v for k, v in release.artifacts.items() if k.startswith(prefix)}

@@ -7,7 +7,7 @@ messages of the errors it raises: those messages reach logs and API responses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -102,6 +102,9 @@ class ProviderContext:
     settings: Settings
     artifacts: Mapping[str, str] = field(default_factory=dict)
     """Artifact hashes pinned by the release, keyed by `provider:output_field`."""
+    fetch_artifact: Callable[[str], bytes | None] | None = None
+    """The bytes of a pinned artifact by its sha256, from the database: a replica without the
+    project's files loads the release with it (and keeps a copy on local disk)."""
 
     @property
     def artifact_dir(self) -> Path:
@@ -155,3 +158,13 @@ class ProviderFactory(Protocol):
     def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
         """Artifact hashes a release must pin for this model (empty when it uses none)."""
         ...
+
+
+def artifact_files(
+    factory: ProviderFactory, spec: ModelSpec, context: ProviderContext
+) -> dict[str, Path]:
+    """The local file of each artifact `pinned_artifacts` names, by the same key, for a
+    factory that keeps its artifacts in files (an optional classmethod `artifact_files`);
+    the release stores their bytes in the database."""
+    files = getattr(factory, "artifact_files", None)
+    return dict(files(spec, context)) if files is not None else {}

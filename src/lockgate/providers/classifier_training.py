@@ -164,19 +164,38 @@ def latest_artifact(settings: Settings, task_name: str) -> str | None:
     return sha
 
 
-def load_artifact(settings: Settings, task_name: str, sha256: str) -> ClassifierModel:
-    """Load a trained classifier after checking that its bytes still hash to `sha256`."""
-    retrain = f"run `lockgate train {task_name} --data FILE` to retrain"
+def artifact_path(settings: Settings, task_name: str, sha256: str) -> Path:
+    """Where the classifier with this sha256 is kept on local disk."""
     if not _SHA256.match(sha256):
         raise ConfigError(f"{sha256!r} is not a sha256 of a local-classifier artifact")
-    path = artifact_folder(settings, task_name) / f"{sha256}.joblib"
+    return artifact_folder(settings, task_name) / f"{sha256}.joblib"
+
+
+def load_artifact(
+    settings: Settings,
+    task_name: str,
+    sha256: str,
+    *,
+    fetch: Callable[[str], bytes | None] | None = None,
+) -> ClassifierModel:
+    """Load a trained classifier after checking that its bytes still hash to `sha256`. A file
+    missing on local disk is taken from `fetch` (the database) when given, and kept."""
+    retrain = f"run `lockgate train {task_name} --data FILE` to retrain"
+    path = artifact_path(settings, task_name, sha256)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"task {task_name!r} has no local classifier {sha256[:12]} (missing {path})",
-            hint=retrain,
-        ) from None
+        fetched = fetch(sha256) if fetch is not None else None
+        if fetched is None:
+            raise ConfigError(
+                f"task {task_name!r} has no local classifier {sha256[:12]} (missing {path}, "
+                "and not in the database)",
+                hint=retrain + ", then `lockgate release create` to store it with the release",
+            ) from None
+        data = fetched
+        if hashlib.sha256(data).hexdigest() == sha256:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(path, data)  # a local copy: the next start reads the disk
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ConfigError(
             f"{path}: the artifact was modified after training (its sha256 no longer matches "

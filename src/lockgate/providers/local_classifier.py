@@ -9,6 +9,7 @@ provider loads that one, checking its hash, so retraining never changes a live r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +17,12 @@ from lockgate.decide.task import ModelSpec
 from lockgate.errors import ConfigError
 from lockgate.providers.base import Candidate, PreparedRequest, ProviderContext
 from lockgate.providers.classifier_model import ClassifierModel
-from lockgate.providers.classifier_training import ARTIFACT_KIND, latest_artifact, load_artifact
+from lockgate.providers.classifier_training import (
+    ARTIFACT_KIND,
+    artifact_path,
+    latest_artifact,
+    load_artifact,
+)
 
 TOP_ALTERNATIVES = 3
 
@@ -37,10 +43,15 @@ class LocalClassifierProvider:
         return {ARTIFACT_KIND: _latest(context)}
 
     @classmethod
+    def artifact_files(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, Path]:
+        sha = context.artifacts.get(ARTIFACT_KIND) or _latest(context)
+        return {ARTIFACT_KIND: artifact_path(context.settings, context.task.name, sha)}
+
+    @classmethod
     def from_spec(cls, spec: ModelSpec, context: ProviderContext) -> LocalClassifierProvider:
         task = context.task
         sha = context.artifacts.get(ARTIFACT_KIND) or _latest(context)
-        model = load_artifact(context.settings, task.name, sha)
+        model = load_artifact(context.settings, task.name, sha, fetch=context.fetch_artifact)
         missing = [name for name in task.output if name not in model.classifiers]
         if missing:
             raise ConfigError(

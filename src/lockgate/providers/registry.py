@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import cast
 
 from lockgate.decide.task import ModelSpec
 from lockgate.errors import ConfigError
-from lockgate.providers.base import Provider, ProviderContext, ProviderFactory
+from lockgate.providers.base import Provider, ProviderContext, ProviderFactory, artifact_files
 
 GROUP = "lockgate.providers"
 
@@ -58,3 +59,7 @@ class ProviderRegistry:
 
     def pinned_artifacts(self, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
         return dict(self.factory(spec.provider).pinned_artifacts(spec, context))
+
+    def artifact_files(self, spec: ModelSpec, context: ProviderContext) -> dict[str, Path]:
+        """The local files of the artifacts the model pins (see `base.artifact_files`)."""
+        return artifact_files(self.factory(spec.provider), spec, context)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from lockgate.errors import retry_after_seconds
 from lockgate.evals.types import EvalRun
 from lockgate.store import database
+from lockgate.store.artifacts import ArtifactRepository
 from lockgate.store.audit import AuditEntry, AuditRepository
 from lockgate.store.datasets import DatasetRepository
 from lockgate.store.decisions import AsyncDecisionRepository, DecisionFilter, DecisionRepository
@@ -59,6 +60,8 @@ class Store:
         """Shadow and canary stages, shadow runs, canary health, the evals a gate reads."""
         self.sessions = SessionRepository(self.engine)
         """The review pages' sessions, kept server-side."""
+        self.artifacts = ArtifactRepository(self.engine)
+        """The bytes of the model files releases pin, by sha256."""
         self.intake = IntakeRepository(self.engine)
         """Sources' cursors and counters, quarantine, duplicates, schema events."""
         self.async_intake = AsyncIntakeRepository(self.intake, self.executor)
