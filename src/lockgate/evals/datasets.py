@@ -16,7 +16,7 @@ from typing import Any
 
 from lockgate.decide.decision import input_hash
 from lockgate.decide.records import Record, iter_records
-from lockgate.decide.task import NAME_PATTERN, OutputField, TaskSpec
+from lockgate.decide.task import NAME_PATTERN, OUT_OF_SCOPE, OutputField, TaskSpec
 from lockgate.decide.validation import validate_input
 from lockgate.errors import ConfigError
 from lockgate.evals.types import DatasetRow
@@ -106,6 +106,8 @@ def _expected(spec: OutputField, value: Any) -> tuple[Any, str | None]:
         return None, "is missing"
     if spec.type == "enum":
         text = str(value).strip()
+        if text == OUT_OF_SCOPE:  # the reserved "none of these" label, for any enum
+            return text, None
         if text not in (spec.values or ()):
             return None, "is not one of the field's values (see output in the task file)"
         return text, None

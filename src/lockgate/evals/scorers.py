@@ -22,7 +22,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from lockgate.decide.task import TaskSpec
+from lockgate.decide.task import OUT_OF_SCOPE, TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.stats import percentile
 
@@ -72,6 +72,11 @@ class ScoringContext:
     @property
     def is_categorical(self) -> bool:
         return self.task.output[self.field].type != "number"
+
+    def out_of_scope(self, item: Scored) -> bool:
+        """Is the row's expected answer the reserved `__out_of_scope__` label? No output is
+        right for it: automated, it is an error; sent to review or rejected, it is caught."""
+        return item.expected.get(self.field) == OUT_OF_SCOPE
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,12 @@ def _share(count: int, total: int) -> float | None:
 
 def classification(items: Sequence[Scored], context: ScoringContext) -> Score:
     """Accuracy on the scored field; for categorical fields also macro-F1, per-label precision,
-    recall, F1 and support, and the confusion matrix (rows: expected, columns: decided)."""
+    recall, F1 and support, and the confusion matrix (rows: expected, columns: decided).
+
+    Out-of-scope rows (expected `__out_of_scope__`) are left out of all of these: no answer is
+    right for them, and the `out_of_scope` scorer measures how many were kept from automation.
+    """
+    items = [i for i in items if not context.out_of_scope(i)]
     n = len(items)
     hits = sum(context.correct(i) for i in items)
     metrics: dict[str, Any] = {"accuracy": _share(hits, n)}
@@ -240,6 +250,23 @@ def routing(items: Sequence[Scored], context: ScoringContext) -> Score:
             "failed": "min",
             "failure_rate": "min",
         },
+    )
+
+
+def out_of_scope(items: Sequence[Scored], context: ScoringContext) -> Score:
+    """Rows whose expected answer is `__out_of_scope__`: how many (`oos_n`) and the share of
+    them not automated (`oos_caught`; None without such rows). An automated one also counts as
+    an error in `auto_accuracy` (no output matches the reserved label)."""
+    outside = [i for i in items if context.out_of_scope(i)]
+    caught = sum(i.route != "auto" for i in outside)
+    inside = [i for i in items if not context.out_of_scope(i)]
+    return Score(
+        {
+            "oos_n": len(outside),
+            "oos_caught": _share(caught, len(outside)),
+            "in_scope_coverage": _share(sum(i.route == "auto" for i in inside), len(inside)),
+        },
+        better={"oos_caught": "max", "in_scope_coverage": "max"},
     )
 
 

@@ -124,6 +124,21 @@ def check_gate(
                 "min_auto_accuracy", _figure(candidate, "auto_accuracy"), gate.min_auto_accuracy
             )
         )
+    if gate.min_oos_caught is not None:
+        caught = _figure(candidate, "oos_caught")
+        if caught is None:
+            checks.append(
+                GateCheck(
+                    "min_oos_caught",
+                    None,
+                    gate.min_oos_caught,
+                    False,
+                    "the gate dataset has no out-of-scope rows (expected __out_of_scope__); "
+                    "add some to measure it",
+                )
+            )
+        else:
+            checks.append(_at_least("min_oos_caught", caught, gate.min_oos_caught))
     if gate.max_cost_per_decision is not None:
         checks.append(
             _at_most(
