@@ -182,3 +182,50 @@ def test_release_lifecycle_from_the_command_line(tmp_path: Path, database_url: s
     decided = json.loads(run("decide", "routing", "--input", '{"text": "x"}').stdout)
     assert decided["release"] == "routing@1"
     assert "audit log intact: 5 entries" in run("audit", "verify").stdout
+
+
+FAILING_TASK = """\
+name: spam
+input:
+  text: {type: string}
+output:
+  spam: {type: enum, values: [yes, no]}
+models:
+  - provider: deterministic
+    confidence: 0.9
+    answers:
+      - {if_contains: "winner", output: {spam: maybe}}
+"""
+
+
+def test_decide_exits_non_zero_when_the_decision_failed(tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks/spam.yaml").write_text(FAILING_TASK)
+    lockgate("release", "create", "spam", cwd=tmp_path)
+    lockgate("release", "promote", "spam@1", cwd=tmp_path)
+
+    failed = lockgate("decide", "spam", "--input", '{"text": "you are a winner"}', cwd=tmp_path,
+                      check=False)  # fmt: skip
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["status"] == "failed"
+    assert failed.stderr.startswith("error: the decision failed: ")
+
+    decided = lockgate("decide", "spam", "--input", '{"text": "lunch at noon?"}', cwd=tmp_path)
+    assert json.loads(decided.stdout)["output"]["spam"] in ("yes", "no")
+
+
+def test_a_rule_whose_answer_is_no_valid_output_is_refused_at_release_create(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks/spam.yaml").write_text(
+        FAILING_TASK.split("models:")[0]
+        + "models:\n  - provider: rules\n    rules:\n"
+        + "      - {if_matches: winner, then: {spam: true}}\n"
+    )
+    refused = lockgate("release", "create", "spam", cwd=tmp_path, check=False)
+    assert refused.returncode == 2
+    assert "models (rules): rules.0.then: spam: must be one of yes, no" in refused.stderr, (
+        refused.stderr
+    )
+    assert "every decision this answer is given to would fail" in refused.stderr

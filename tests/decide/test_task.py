@@ -84,7 +84,7 @@ polcy: {}
     )
     assert any(p.startswith("tasks/routing.yaml: output.score:") and "enum" in p for p in problems)
     assert any(p.startswith("tasks/routing.yaml: models.0.timeout_s:") for p in problems)
-    assert "tasks/routing.yaml: polcy: is not a known key (check the spelling)" in problems
+    assert "tasks/routing.yaml: polcy: is not a known key; did you mean policy?" in problems
     assert len(problems) == 5
 
 
@@ -177,3 +177,95 @@ def test_an_unknown_metadata_field_key_is_reported(tmp_path: Path) -> None:
     text = ISSUE_EXAMPLE + "metadata:\n  customer: {personal: true}\n"
     with pytest.raises(TaskFileError, match=r"metadata\.customer\.personal"):
         load_task(write(tmp_path, "routing", text), known_providers=PROVIDERS)
+
+
+SPAM = """\
+name: spam
+input:
+  text: {type: string, required: yes, pii: on}
+output:
+  spam: {type: enum, values: [yes, no]}
+  code: {type: enum, values: [1:30, 2026-01-02]}
+models:
+  - provider: rules
+    rules:
+      - {if_matches: "(?i)winner", then: {spam: yes, code: 1:30}}
+    default: {spam: no, code: 2026-01-02}
+policy:
+  review_when:
+    - {field: spam, equals: yes}
+    - {input: text, empty: off}
+"""
+
+
+def test_yes_no_on_off_stay_words_where_text_is_expected(tmp_path: Path) -> None:
+    spec = load_task(write(tmp_path, "spam", SPAM), known_providers=PROVIDERS)
+    assert spec.output["spam"].values == ("yes", "no")
+    assert spec.output["code"].values == ("1:30", "2026-01-02")  # not 90 and a date (YAML 1.1)
+    assert spec.models[0].option("rules")[0]["then"] == {"spam": "yes", "code": "1:30"}
+    assert spec.models[0].option("default") == {"spam": "no", "code": "2026-01-02"}
+    assert spec.policy.review_when[0].equals == "yes"
+    # Where a boolean is expected, the words still mean true and false.
+    assert spec.input["text"].required is True
+    assert spec.input["text"].pii is True
+    assert spec.policy.review_when[1].empty is False
+
+
+@pytest.mark.parametrize(
+    ("policy", "problem"),
+    [
+        pytest.param(
+            "  auto_min_confidnce: 0.9\n",
+            "policy.auto_min_confidnce: is not a known key; did you mean auto_min_confidence?",
+            id="typo-containing-in_",
+        ),
+        pytest.param(
+            "  auto_minconfidence: 0.9\n",
+            "policy.auto_minconfidence: is not a known key; did you mean auto_min_confidence?",
+            id="missing-underscore",
+        ),
+        pytest.param(
+            "  review_when:\n    - {field: queue, in: [fraud], equls: fraud}\n",
+            "policy.review_when.0.equls: is not a known key; did you mean equals?",
+            id="nested-in-a-list",
+        ),
+        pytest.param(
+            "  review_when:\n    - {field: queue, in: fraud}\n",
+            "policy.review_when.0.in: must be a list, e.g. [a, b]",
+            id="alias-shown-as-written",
+        ),
+        pytest.param(
+            "  zzz: 1\n",
+            "policy.zzz: is not a known key (known here: auto_min_confidence, review_when,",
+            id="nothing-close",
+        ),
+    ],
+)
+def test_keys_are_shown_as_written_with_the_closest_known_key(
+    tmp_path: Path, policy: str, problem: str
+) -> None:
+    text = ISSUE_EXAMPLE.split("policy:\n")[0] + "policy:\n" + policy
+    with pytest.raises(TaskFileError) as caught:
+        load_task(write(tmp_path, "routing", text), known_providers=PROVIDERS)
+    assert any(p.startswith(f"tasks/routing.yaml: {problem}") for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+def test_a_sink_key_is_shown_without_the_sink_kind_pydantic_adds(tmp_path: Path) -> None:
+    text = ISSUE_EXAMPLE + "deliver:\n  - {sink: file, pathh: out/d.jsonl}\n"
+    with pytest.raises(TaskFileError) as caught:
+        load_task(write(tmp_path, "routing", text), known_providers=PROVIDERS)
+    assert "tasks/routing.yaml: deliver.0.pathh: is not a known key; did you mean path?" in (
+        caught.value.problems
+    )
+
+
+def test_a_number_where_text_is_expected_says_to_quote_it(tmp_path: Path) -> None:
+    text = ISSUE_EXAMPLE.replace("[cards, payments, fraud, other]", "[1, 2]")
+    with pytest.raises(TaskFileError) as caught:
+        load_task(write(tmp_path, "routing", text), known_providers=PROVIDERS)
+    assert (
+        'tasks/routing.yaml: output.queue.values.0: must be a string; write it in quotes if it '
+        'is meant as text, e.g. "1"'
+    ) in caught.value.problems

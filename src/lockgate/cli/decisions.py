@@ -28,7 +28,8 @@ def decide(
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
-    """Decide one input and print the decision as JSON.
+    """Decide one input and print the decision as JSON. Exits with 1 when the decision failed
+    (every model failed and the policy does not send failures to review).
 
     Example: lockgate decide routing --input '{"text": "My card was stolen"}'
     """
@@ -51,8 +52,12 @@ def decide(
             return await runtime.pipeline.decide(loaded, request)
 
         result = run_async(runtime, work)
-    assert result.decision is not None
-    print_json({**result.decision.public(), "replayed": result.replayed})
+    decision = result.decision
+    assert decision is not None
+    print_json({**decision.public(), "replayed": result.replayed})
+    if decision.status == "failed":
+        typer.echo(f"error: the decision failed: {decision.reason}", err=True)
+        raise typer.Exit(1)
 
 
 def run(

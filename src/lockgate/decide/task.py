@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lockgate.decide.key_paths import closest_key, key_path
 from lockgate.decide.sources import SourceSpec, check_source_kinds, source_problems
+from lockgate.decide.yaml_loader import load_yaml
 from lockgate.errors import ConfigError, TaskFileError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -420,7 +422,7 @@ def load_task(path: str | Path, *, known_providers: Iterable[str] | None = None)
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such task file") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -470,14 +472,22 @@ def _inline_values_files(
 
 
 def _describe(source: str, err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",))
-    loc = loc.replace("in_", "in")
+    loc, _ = key_path(TaskSpec, err["loc"])
     kind = err["type"]
     msg = str(err["msg"])
     if kind == "missing":
         msg = "is required"
     elif kind == "extra_forbidden":
-        msg = "is not a known key (check the spelling)"
+        closest, known = closest_key(TaskSpec, err["loc"])
+        msg = (
+            f"is not a known key; did you mean {closest}?"
+            if closest is not None
+            else f"is not a known key (known here: {', '.join(known)})"
+        )
+    elif kind in ("tuple_type", "list_type"):
+        msg = "must be a list, e.g. [a, b]"
+    elif kind == "string_type":
+        msg = 'must be a string; write it in quotes if it is meant as text, e.g. "1"'
     elif kind == "literal_error":
         msg = "must be one of " + msg.split("Input should be ", 1)[-1]
     elif kind == "string_pattern_mismatch" and loc.endswith("name"):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockgate.decide.task import ModelSpec
+from lockgate.decide.validation import OutputInvalid, validate_output
 from lockgate.errors import ConfigError
 from lockgate.providers.base import (
     Candidate,
@@ -61,8 +62,24 @@ def _parse_rules(spec: ModelSpec, context: ProviderContext) -> tuple[list[Rule],
             raise ConfigError(f"{where}: rules.{i}.confidence: must be a number from 0 to 1")
         if not isinstance(item["then"], dict):
             raise ConfigError(f"{where}: rules.{i}.then: must map output fields to values")
+        _check_answer(context, f"rules.{i}.then", item["then"])
         rules.append(Rule(pattern, item["then"], field, confidence))
-    return rules, spec.option("default")
+    default = spec.option("default")
+    if default is not None:
+        _check_answer(context, "default", default)
+    return rules, default
+
+
+def _check_answer(context: ProviderContext, where: str, answer: Any) -> None:
+    """A rule's answer must be a valid output: otherwise every decision it answers fails."""
+    try:
+        validate_output(context.task, answer)
+    except OutputInvalid as exc:
+        raise ConfigError(
+            f"task {context.task.name}: models (rules): {where}: {'; '.join(exc.problems)}",
+            hint="every decision this answer is given to would fail; write a valid output "
+            "(see output in the task file)",
+        ) from None
 
 
 class RulesProvider:
