@@ -53,9 +53,12 @@ def make_engine(url: str, *, timeout_seconds: float = 60.0) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         # psycopg's own executemany (pipeline mode, one prepared statement) is several times
         # faster for batches than one huge multi-VALUES statement that it must parse each time.
+        # No pre-ping (a `SELECT 1` before every checkout): a connection the server dropped
+        # fails its first statement instead, and the store's executor retries such a call once
+        # where that is safe (`dropped_connection`).
         return create_engine(
             parsed,
-            pool_pre_ping=True,
+            pool_pre_ping=False,
             pool_size=10,
             max_overflow=20,
             pool_timeout=timeout_seconds,
@@ -116,6 +119,12 @@ def unavailable(exc: BaseException) -> bool:
     # psycopg raises OperationalError for connection failures and lost connections only;
     # PostgreSQL's lock and statement timeouts arrive as OperationalError too.
     return True
+
+
+def dropped_connection(exc: BaseException) -> bool:
+    """Whether `exc` is a pooled connection found dead (the pool has discarded it, so a retry
+    gets a fresh one)."""
+    return isinstance(exc, OperationalError) and bool(exc.connection_invalidated)
 
 
 def _alembic_config(connection: Connection) -> Config:

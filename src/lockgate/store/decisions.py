@@ -17,6 +17,8 @@ from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import attempts, decisions
 
 _KEY_CHUNK = 500
+_INSERT_CHUNK = 500
+"""Rows per INSERT: 500 rows of 20 columns stay well inside both databases' parameter limits."""
 
 
 def _row(d: Decision) -> dict[str, Any]:
@@ -108,21 +110,18 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     if not batch:
         return set()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(decisions).on_conflict_do_nothing(
-        index_elements=["task", "idempotency_key"]
-    )
-    conn.execute(statement, [_row(d) for d in batch])
-    # Ids are new and unique, so the rows found under them are the ones this call inserted; a
-    # key already taken by another writer left its row out. (Cheaper than RETURNING with
-    # executemany, which would have the driver parse one huge statement.)
-    ids = [d.id for d in batch]
-    inserted = {
-        row[0]
-        for start in range(0, len(ids), _KEY_CHUNK)
-        for row in conn.execute(
-            select(decisions.c.id).where(decisions.c.id.in_(ids[start : start + _KEY_CHUNK]))
+    rows = [_row(d) for d in batch]
+    inserted: set[str] = set()
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        # One statement per chunk: the rows, and back the ids of those actually inserted (a key
+        # another writer stored first is skipped by ON CONFLICT and not returned).
+        statement = (
+            dialect.insert(decisions)
+            .values(rows[start : start + _INSERT_CHUNK])
+            .on_conflict_do_nothing(index_elements=["task", "idempotency_key"])
+            .returning(decisions.c.id)
         )
-    }
+        inserted.update(conn.execute(statement).scalars())
     attempt_rows = [
         {
             "decision_id": d.id,
@@ -230,5 +229,6 @@ class AsyncDecisionRepository:
         return await self.executor.read(self.decisions.find, task, keys)
 
     async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
-        """Commit a batch in one transaction (see `DecisionRepository.save`)."""
-        return await self.executor.write(self.decisions.save, batch, sinks)
+        """Commit a batch in one transaction (see `DecisionRepository.save`); safe to repeat,
+        so a dead pooled connection costs a retry, not an error."""
+        return await self.executor.write_idempotent(self.decisions.save, batch, sinks)

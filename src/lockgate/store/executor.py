@@ -20,7 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from lockgate.errors import Unavailable
-from lockgate.store.database import unavailable
+from lockgate.store.database import dropped_connection, unavailable
 from lockgate.waits import current_waits, note_interrupted
 
 P = ParamSpec("P")
@@ -42,12 +42,20 @@ class StoreExecutor:
         )
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`fn(*args, **kwargs)` in a reader thread: for calls that only read."""
-        return await self._run(self._readers, functools.partial(fn, *args, **kwargs))
+        """`fn(*args, **kwargs)` in a reader thread: for calls that only read. Tried once more
+        on a fresh connection when the pooled one turns out dead."""
+        call = _retrying_dropped(functools.partial(fn, *args, **kwargs))
+        return await self._run(self._readers, call)
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args, **kwargs)` in the writer thread, after the writes queued before it."""
         return await self._run(self._writer, functools.partial(fn, *args, **kwargs))
+
+    async def write_idempotent(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`write`, for a call that may safely run twice (an insert that skips what is stored):
+        tried once more when the pooled connection turns out dead."""
+        call = _retrying_dropped(functools.partial(fn, *args, **kwargs))
+        return await self._run(self._writer, call)
 
     async def _run(self, pool: Executor, call: Callable[[], T]) -> T:
         future = asyncio.get_running_loop().run_in_executor(pool, call)
@@ -80,3 +88,15 @@ class StoreExecutor:
         self._writer, self._readers = self._pools()
         writer.shutdown(wait=True, cancel_futures=True)
         readers.shutdown(wait=True, cancel_futures=True)
+
+
+def _retrying_dropped(call: Callable[[], T]) -> Callable[[], T]:
+    def once_more() -> T:
+        try:
+            return call()
+        except Exception as exc:
+            if not dropped_connection(exc):
+                raise
+        return call()  # the pool discarded the dead connection: this gets a fresh one
+
+    return once_more
