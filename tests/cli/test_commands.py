@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lockgate.cli.main import build_app
+from lockgate.cli.main import build_command
 from tests.cli.kit import lockgate, lockgate_command, make_project
 
 
 def command_tree() -> list[tuple[list[str], bool]]:
     """Every command and command group of the CLI as (argument list, is a group), the root
     (an empty list) first."""
-    import typer.main
-
     paths: list[tuple[list[str], bool]] = []
 
     def walk(command: Any, path: list[str]) -> None:
@@ -27,7 +26,7 @@ def command_tree() -> list[tuple[list[str], bool]]:
         for name, sub in (commands or {}).items():
             walk(sub, [*path, name])
 
-    walk(typer.main.get_command(build_app()), [])
+    walk(build_command(), [])
     return paths
 
 
@@ -123,7 +122,7 @@ def test_the_same_key_returns_the_stored_decision(tmp_path: Path, database_url: 
     project = make_project(tmp_path)
     lockgate("release", "create", "routing", cwd=project, database=database_url)
     lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
-    args = ("decide", "routing", "--input", '{"text": "hi"}', "--key", "k-1")
+    args = ("decide", "routing", "--input", '{"text": "hi"}', "--idempotency-key", "k-1")
     first = json.loads(lockgate(*args, cwd=project, database=database_url).stdout)
     second = json.loads(lockgate(*args, cwd=project, database=database_url).stdout)
     assert second["id"] == first["id"]
@@ -133,7 +132,7 @@ def test_the_same_key_returns_the_stored_decision(tmp_path: Path, database_url: 
         "routing",
         "--input",
         '{"text": "other"}',
-        "--key",
+        "--idempotency-key",
         "k-1",
         cwd=project,
         database=database_url,
@@ -229,3 +228,83 @@ def test_a_rule_whose_answer_is_no_valid_output_is_refused_at_release_create(
         refused.stderr
     )
     assert "every decision this answer is given to would fail" in refused.stderr
+
+
+def test_version_and_dash_h(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    assert lockgate("--version", cwd=tmp_path).stdout == f"lockgate {version('lockgate')}\n"
+    assert "Usage: lockgate [OPTIONS] COMMAND" in lockgate("-h", cwd=tmp_path).stdout
+    claim = lockgate("review", "claim", "-h", cwd=tmp_path)
+    assert "Usage: lockgate review claim" in claim.stdout
+    assert "-h, --help" in claim.stdout
+
+
+def _command(path: list[str]) -> Any:
+    command = build_command()
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def _help_at_80_columns(path: list[str]) -> str:
+    command = _command(path)
+    context = command.context_class(
+        command, info_name=" ".join(["lockgate", *path]), terminal_width=80
+    )
+    return str(command.get_help(context))
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=" ".join(p) or "lockgate") for p, _ in command_tree()]
+)
+def test_help_reads_well_at_80_columns(path: list[str]) -> None:
+    """Options show a word, not a type (`--api-key KEY`, not `<str>`); an example is printed on
+    one line as it must be typed; a command listed in its group is never cut mid-sentence."""
+    text = _help_at_80_columns(path)
+    assert not re.search(r"--[\w-]+ <", text), text
+    example = re.search(r"Example: (lockgate[^\n]*)", _command(path).help or "")
+    if example:
+        assert f"  Example: {example[1].strip()}\n" in text
+    listed = text.partition("\nCommands:\n")[2].splitlines()
+    assert not [line for line in listed if line.rstrip().endswith("...")], text
+
+
+def _options() -> list[tuple[str, list[str], str]]:
+    found = []
+    for path, _ in command_tree():
+        for param in _command(path).params:
+            if param.param_type_name == "option":
+                found.append((" ".join(path), list(param.opts), param.help or ""))
+    return found
+
+
+def test_one_option_name_per_concept() -> None:
+    options = _options()
+    api_keys = [(cmd, opts) for cmd, opts, text in options if "API key" in text]
+    assert api_keys and all(opts == ["--api-key"] for _, opts in api_keys), api_keys
+    assert not [cmd for cmd, opts, _ in options if "--key" in opts]
+    idempotency = [opts for _, opts, text in options if "idempotency" in text.lower()]
+    releases = [(cmd, text) for cmd, opts, text in options if opts == ["--release"]]
+    assert all(opts == ["--idempotency-key"] for opts in idempotency)
+    assert releases and all("TASK@N" in text for _, text in releases), releases
+
+
+def test_release_options_take_task_at_n_or_n(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    lockgate("release", "create", "routing", cwd=project)
+    lockgate("release", "promote", "routing@1", cwd=project)
+    for ref in ("routing@1", "1"):
+        decided = lockgate("decide", "routing", "--input", '{"text": "x"}', "--release", ref,
+                           cwd=project)  # fmt: skip
+        assert json.loads(decided.stdout)["release"] == "routing@1"
+    (project / "in.csv").write_text("id,text\n1,hello\n")
+    ran = lockgate("run", "routing", "in.csv", "--release", "routing@1", "--json", cwd=project)
+    assert json.loads(ran.stdout)["total"] == 1
+    wrong = lockgate("decide", "routing", "--input", "{}", "--release", "other@1", cwd=project,
+                     check=False)  # fmt: skip
+    assert "--release 'other@1': name a release of routing" in wrong.stderr
+
+
+def test_serve_says_where_the_review_pages_are(tmp_path: Path) -> None:
+    assert "review pages under /ui/" in lockgate("serve", "--help", cwd=tmp_path).stdout

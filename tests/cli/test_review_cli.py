@@ -54,7 +54,7 @@ def test_review_commands_refuse_to_run_without_a_valid_key(
         assert missing.returncode != 0
         assert "review commands act as an API key" in missing.stderr
         wrong = lockgate(
-            "review", "list", "--key", "lg_not-a-key", cwd=project, database=database_url,
+            "review", "list", "--api-key", "lg_not-a-key", cwd=project, database=database_url,
             check=False,
         )  # fmt: skip
         assert wrong.returncode != 0
@@ -70,7 +70,7 @@ def test_the_cli_refuses_self_review_and_a_viewer(tmp_path: Path, database_url: 
         for name, message in (("ops-admin", "submitted the decision"),
                               ("vera", "viewer role may not review")):  # fmt: skip
             result = lockgate(
-                "review", "claim", decision.id, "--key", kit.secrets[name],
+                "review", "claim", decision.id, "--api-key", kit.secrets[name],
                 cwd=project, database=database_url, check=False,
             )  # fmt: skip
             assert result.returncode != 0
@@ -110,7 +110,9 @@ def test_the_missing_key_hint_names_a_command_that_works_as_written(
         (suggested,) = re.findall(r"`(lockgate keys create[^`]*)`", missing.stderr)
         created = lockgate(*shlex.split(suggested)[1:], cwd=project, database=database_url)
         secret = created.stdout.strip().splitlines()[-1]
-        listed = lockgate("review", "list", "--key", secret, cwd=project, database=database_url)
+        listed = lockgate(
+            "review", "list", "--api-key", secret, cwd=project, database=database_url
+        )
         assert listed.returncode == 0
 
 

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lockgate.cli.common import DatabaseOption, ProjectOption, open_runtime, print_json, run_async
+from lockgate.cli.common import (
+    DatabaseOption,
+    ProjectOption,
+    ReleaseOption,
+    open_runtime,
+    print_json,
+    release_number,
+    run_async,
+)
 from lockgate.cli.common import stderr as err_console
 from lockgate.errors import InputError
 
@@ -20,11 +28,11 @@ def decide(
     input_json: Annotated[str, typer.Option("--input", "-i", help="The input as a JSON object.")],
     key: Annotated[
         str | None,
-        typer.Option("--key", help="Idempotency key: the same key returns the stored decision."),
+        typer.Option(
+            "--idempotency-key", help="The same key returns the stored decision (no model call)."
+        ),
     ] = None,
-    release: Annotated[
-        int | None, typer.Option("--release", help="Release number; default: the live one.")
-    ] = None,
+    release: ReleaseOption = None,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -48,7 +56,7 @@ def decide(
     with open_runtime(project, database) as runtime:
 
         async def work() -> "Result":
-            loaded = runtime.release_runtime(task, release)
+            loaded = runtime.release_runtime(task, release_number(task, release))
             return await runtime.pipeline.decide(loaded, request)
 
         result = run_async(runtime, work)
@@ -74,9 +82,7 @@ def run(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, max=10000, help="Records per commit.")
     ] = None,
-    release: Annotated[
-        int | None, typer.Option("--release", help="Release number; default: the live one.")
-    ] = None,
+    release: ReleaseOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     project: ProjectOption = None,
     database: DatabaseOption = None,
@@ -100,7 +106,7 @@ def run(
     total = scan(file)
     console = err_console()
     with open_runtime(project, database) as runtime:
-        loaded = runtime.release_runtime(task, release)
+        loaded = runtime.release_runtime(task, release_number(task, release))
         progress = Progress(
             TextColumn("[bold]deciding"),
             BarColumn(),

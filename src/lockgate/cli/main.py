@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+import typer.main
 
 from lockgate.cli import decisions, deliveries, evals, keys, project, releases
 from lockgate.cli import intake as intake_cli
 from lockgate.cli import reviews as review_cli
-from lockgate.cli.common import command_group
+from lockgate.cli.common import command_group, readable_help
 from lockgate.cli.demo import demo
 from lockgate.cli.serve import serve
 from lockgate.cli.worker import worker
 from lockgate.errors import LockgateError, TaskFileError
+
+if TYPE_CHECKING:
+    import click
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"lockgate {version('lockgate')}")
+        raise typer.Exit()
+
+
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print Lockgate's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Run an AI decision in production: validated, gated, reviewed, measured, reversible."""
 
 
 def build_app() -> typer.Typer:
@@ -22,7 +49,10 @@ def build_app() -> typer.Typer:
         name="lockgate",
         pretty_exceptions_enable=False,
         add_completion=False,
+        # -h everywhere: a sub-command's context inherits its parent's help option names.
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
+    app.callback()(_root)
     app.command()(project.init)
     app.command()(project.tasks)
     app.command()(project.train)
@@ -47,13 +77,19 @@ def build_app() -> typer.Typer:
     return app
 
 
+def build_command() -> click.Command:
+    """The Click command `lockgate` runs: the Typer app, with readable help (see
+    `common.readable_help`)."""
+    return readable_help(typer.main.get_command(build_app()))
+
+
 def main(argv: list[str] | None = None) -> None:
-    app = build_app()
+    command = build_command()
     try:
-        # Typer handles usage errors, --help and Ctrl-C itself and exits; Lockgate's own errors
+        # Click handles usage errors, --help and Ctrl-C itself and exits; Lockgate's own errors
         # come out here and become one clear message and a non-zero exit code.
         # prog_name: usage lines read `lockgate`, however the command was started.
-        app(args=argv, prog_name="lockgate")
+        command.main(args=argv, prog_name="lockgate")
     except TaskFileError as exc:
         count = len(exc.problems)
         typer.echo(f"error: {count} problem{'s' if count > 1 else ''} in task files:", err=True)

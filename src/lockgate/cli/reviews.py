@@ -1,6 +1,6 @@
 """`lockgate review …` and `lockgate labels export`: the review queue from the command line.
 
-Review commands act as a real identity: the reviewer's API key, from `--key` or the
+Review commands act as a real identity: the reviewer's API key, from `--api-key` or the
 `LOCKGATE_API_KEY` environment variable, is checked against the store, so the same separation
 of duties holds as over HTTP (no self-review, two different reviewers where the policy says).
 """
@@ -33,7 +33,7 @@ KEY_ENV = "LOCKGATE_API_KEY"
 KeyOption = Annotated[
     str | None,
     typer.Option(
-        "--key",
+        "--api-key",
         envvar=KEY_ENV,
         help=f"Your API key (a reviewer or admin key); default: ${KEY_ENV}. Prefer the "
         "environment variable: a flag is visible in the process list.",
@@ -53,7 +53,7 @@ def authenticate(runtime: "Runtime", key: str | None) -> "Principal":
     if not key:
         raise Unauthorized(
             "review commands act as an API key",
-            hint=f"set {KEY_ENV}=KEY (or pass --key KEY); `lockgate keys create --name alice "
+            hint=f"set {KEY_ENV}=KEY (or pass --api-key KEY); `lockgate keys create --name alice "
             "--role reviewer` makes one",
         )
     found = runtime.store.keys.authenticate(key)

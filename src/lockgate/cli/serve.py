@@ -1,5 +1,6 @@
 """`lockgate serve`: the HTTP API on uvicorn."""
 
+import logging
 import os
 import secrets
 import sys
@@ -19,7 +20,8 @@ def serve(
     database: DatabaseOption = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = 1,
 ) -> None:
-    """Serve the HTTP API. SIGTERM stops taking new requests and lets running ones finish.
+    """Serve the HTTP API under /v1/ and the review pages under /ui/ (sign in with a
+    reviewer's API key). SIGTERM stops taking new requests and lets running ones finish.
 
     Example: lockgate serve --project support --host 0.0.0.0 --port 8000 --workers 2
     """
@@ -36,6 +38,7 @@ def serve(
     # strings. (`log_config=None`: uvicorn installs no handlers of its own.)
     configure_server_logging(settings, sys.stderr)
     Store(settings.database_url).close()  # migrate once, before any worker starts
+    logging.getLogger("lockgate.serve").info(_where(host, port))
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -56,3 +59,12 @@ def serve(
     # (an operator's own LOCKGATE_SESSION_SECRET wins, and survives restarts).
     os.environ.setdefault("LOCKGATE_SESSION_SECRET", secrets.token_urlsafe(32))
     uvicorn.run(FACTORY, factory=True, workers=workers, **options)
+
+
+def _where(host: str, port: int) -> str:
+    """Where a person finds the API and the review pages once the server runs."""
+    if port == 0:
+        return "serving the API under /v1/ and the review pages under /ui/ (port: see below)"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    return f"serving the API at {base}/v1/ and the review pages at {base}/ui/"
