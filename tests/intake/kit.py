@@ -11,6 +11,10 @@ from sqlalchemy.pool import NullPool
 
 from tests.cli.kit import lockgate, make_project
 
+INSERT_TICKET = (
+    "INSERT INTO crm_tickets (id, subject, updated_at) VALUES (:id, :subject, :updated_at)"
+)
+
 HEAD = """\
 name: routing
 input:

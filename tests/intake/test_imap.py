@@ -62,13 +62,15 @@ def test_messages_are_decided_once_by_uid_and_flagged_seen(
     tmp_path: Path, database_url: str, server: Dovecot, mailbox: str
 ) -> None:
     project = prepare(tmp_path / "p", database_url, imap_source(server, mailbox))
-    server.deliver(message("Card", "My card was stolen", attachments=("police.pdf",)), mailbox)
-    server.deliver(message("Hi", "", html="<p>Where is <b>my</b> transfer?</p>"), mailbox)
-    server.deliver(message("Empty", ""), mailbox)
+    server.deliver(
+        message("Card", "My card was stolen", attachments=("police.pdf",)), folder=mailbox
+    )
+    server.deliver(message("Hi", "", html="<p>Where is <b>my</b> transfer?</p>"), folder=mailbox)
+    server.deliver(message("Empty", ""), folder=mailbox)
     (first,) = intake_once(project, database_url)
     assert (first["decided"], first["quarantined"]) == (2, 1)
 
-    server.deliver(message("Later", "A later message"), mailbox)
+    server.deliver(message("Later", "A later message"), folder=mailbox)
     (second,) = intake_once(project, database_url)
     assert (second["records"], second["decided"]) == (1, 1)
 
@@ -97,7 +99,7 @@ def test_after_move_the_messages_leave_the_folder(
 ) -> None:
     project = prepare(tmp_path / "p", database_url, imap_source(server, mailbox, after="move"))
     for i in range(3):
-        server.deliver(message(f"m{i}", f"message number {i}"), mailbox)
+        server.deliver(message(f"m{i}", f"message number {i}"), folder=mailbox)
     intake_once(project, database_url)
     assert server.uids(mailbox) == []
     assert len(decision_keys(database_url)) == 3
@@ -107,7 +109,7 @@ def test_a_mailbox_that_does_not_answer_is_retried_and_its_cursor_stays(
     tmp_path: Path, database_url: str, server: Dovecot, mailbox: str
 ) -> None:
     project = prepare(tmp_path / "p", database_url, imap_source(server, mailbox))
-    server.deliver(message("one", "first message"), mailbox)
+    server.deliver(message("one", "first message"), folder=mailbox)
     intake_once(project, database_url)
     closed = free_port()  # nobody listens there
     (project / "tasks" / "routing.yaml").write_text(

@@ -159,13 +159,15 @@ service anvil {{
             with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 client.logout()
 
-    def deliver(self, message: EmailMessage | bytes, folder: str = "INBOX") -> None:
-        data = message if isinstance(message, bytes) else message.as_bytes()
+    def deliver(self, *messages: EmailMessage | bytes, folder: str = "INBOX") -> None:
+        """Append messages to `folder` (created when missing), in order, in one session."""
         with self.connect() as client:
             if folder != "INBOX":
                 client.create(folder)
-            status, _ = client.append(folder, None, None, data)
-            assert status == "OK", status
+            for message in messages:
+                data = message if isinstance(message, bytes) else message.as_bytes()
+                status, _ = client.append(folder, None, None, data)
+                assert status == "OK", status
 
     def uids(self, folder: str = "INBOX", criteria: str = "ALL") -> list[int]:
         with self.connect() as client:
