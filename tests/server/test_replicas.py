@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from tests.cli.kit import lockgate, make_project
+from tests.conftest import _postgres_database, _require_postgres
+from tests.server.test_group_commit import start_logged_server, stop_server, wait_until_serving
 from tests.server.test_serve import start_server, submitter_key, wait_until_healthy
 
 
@@ -62,3 +70,165 @@ def test_replicas_share_idempotency_keys_without_deciding_twice(
     finally:
         engine.dispose()
     assert stored == 100
+
+
+# ---------------------------------------------------------------- caches across replicas
+
+KEY_CACHE_SECONDS = 1.0
+RELEASE_REFRESH_SECONDS = 1.0
+SLACK_SECONDS = 0.25
+"""Between this process's clock reading and the server's (one machine, one monotonic clock):
+a request *sent* later than the bound after the change must see the change. The answer may
+arrive later still on a loaded machine; only when it was sent matters."""
+
+
+@dataclass
+class Replicas:
+    project: Path
+    database: str
+    bases: list[str]
+    key: str
+
+    def post(self, base: str, key: str, secret: str | None = None) -> tuple[float, httpx.Response]:
+        """When the request was sent (monotonic), and its answer."""
+        sent = time.monotonic()
+        response = httpx.post(
+            f"{base}/v1/tasks/routing/decisions",
+            json={"input": {"text": "my card was charged twice"}},
+            headers={
+                "Authorization": f"Bearer {secret or self.key}",
+                "Idempotency-Key": f"{key}-{uuid.uuid4().hex}",
+            },
+            timeout=30,
+        )
+        return sent, response
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory, postgres_template: str
+) -> Iterator[Replicas]:
+    """Two `lockgate serve` on one PostgreSQL database, keys cached for 1 s and the serving
+    release read again after 1 s (lockgate.yaml); `routing@1` live."""
+    root = tmp_path_factory.mktemp("replicas")
+    project = make_project(root / "project")
+    (project / "lockgate.yaml").write_text(
+        f"api_key_cache_seconds: {KEY_CACHE_SECONDS}\n"
+        f"release_refresh_seconds: {RELEASE_REFRESH_SECONDS}\n"
+    )
+    with _postgres_database(_require_postgres(), postgres_template) as database:
+        lockgate("release", "create", "routing", cwd=project, database=database)
+        lockgate("release", "promote", "routing@1", cwd=project, database=database)
+        key = submitter_key(project, database)
+        servers = [
+            start_logged_server(project, database, root / f"serve-{n}.log") for n in range(2)
+        ]
+        try:
+            for n, (server, base) in enumerate(servers):
+                wait_until_serving(server, base, root / f"serve-{n}.log")
+            yield Replicas(project, database, [base for _, base in servers], key)
+        finally:
+            for server, _ in servers:
+                stop_server(server)
+
+
+def first_change(
+    replicas: Replicas,
+    changed_at: float,
+    send: Callable[[str, int], tuple[float, httpx.Response]],
+    changed: Callable[[httpx.Response], bool],
+) -> dict[str, float]:
+    """Poll every replica until it answers changed; per replica, how long after `changed_at`
+    the last request that still got the old answer was sent (0 if none). Fails when a replica
+    keeps the old answer 15 s, or goes back to it once changed."""
+    last_old = dict.fromkeys(replicas.bases, 0.0)
+    pending = set(replicas.bases)
+    deadline = changed_at + 15
+    for attempt in itertools.count():
+        for base in sorted(pending):
+            sent, response = send(base, attempt)
+            if changed(response):
+                pending.discard(base)
+                # Changed for good: the very next request agrees.
+                assert changed(send(base, attempt)[1]), f"{base} went back to the old answer"
+            else:
+                last_old[base] = max(last_old[base], sent - changed_at)
+        if not pending:
+            return last_old
+        assert time.monotonic() < deadline, f"still the old answer after 15 s: {pending}"
+        time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def test_a_revoked_key_stops_on_every_replica_within_api_key_cache_seconds(
+    replicas: Replicas,
+) -> None:
+    run = lambda *args: lockgate(*args, cwd=replicas.project, database=replicas.database)  # noqa: E731
+    secret = run("keys", "create", "--name", "leaving", "--role", "submitter").stdout.split()[-1]
+    for base in replicas.bases:  # both replicas checked the key and keep it
+        for n in range(2):
+            assert replicas.post(base, f"before-{n}", secret)[1].status_code == 201
+
+    run("keys", "revoke", "leaving")
+    revoked_at = time.monotonic()
+
+    def send(base: str, attempt: int) -> tuple[float, httpx.Response]:
+        return replicas.post(base, f"after-{attempt}", secret)
+
+    def refused(response: httpx.Response) -> bool:
+        assert response.status_code in (201, 401), response.text
+        return response.status_code == 401
+
+    last_accepted = first_change(replicas, revoked_at, send, refused)
+    for base, after in last_accepted.items():
+        assert after <= KEY_CACHE_SECONDS + SLACK_SECONDS, (base, after)
+    # The other keys are not affected.
+    assert all(replicas.post(b, "other")[1].status_code == 201 for b in replicas.bases)
+
+
+def test_promote_and_rollback_reach_every_replica_within_release_refresh_seconds(
+    replicas: Replicas,
+) -> None:
+    run = lambda *args: lockgate(*args, cwd=replicas.project, database=replicas.database)  # noqa: E731
+    live = {replicas.post(b, "warm")[1].json()["release"] for b in replicas.bases}
+    assert len(live) == 1
+    (before,) = live
+    task_file = replicas.project / "tasks" / "routing.yaml"
+    task_file.write_text(task_file.read_text().replace("confidence: 0.9", "confidence: 0.85"))
+    run("release", "create", "routing")
+    number = _newest_release(replicas.database)
+    assert f"routing@{number}" != before
+    after = f"routing@{number}"
+
+    def send(base: str, attempt: int) -> tuple[float, httpx.Response]:
+        return replicas.post(base, f"moved-{attempt}")
+
+    for command, old, new in (
+        (("release", "promote", after), before, after),
+        (("release", "rollback", "routing"), after, before),
+    ):
+        run(*command)
+        moved_at = time.monotonic()
+
+        def moved(response: httpx.Response, old: str = old, new: str = new) -> bool:
+            assert response.status_code == 201, response.text
+            assert response.json()["release"] in (old, new)
+            return bool(response.json()["release"] == new)
+
+        last_old = first_change(replicas, moved_at, send, moved)
+        for base, late in last_old.items():
+            assert late <= RELEASE_REFRESH_SECONDS + SLACK_SECONDS, (command, base, late)
+
+
+def _newest_release(database: str) -> int:
+    """The newest release number of `routing`."""
+    engine = sa.create_engine(database, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text("select max(number) from releases where task = 'routing'")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
