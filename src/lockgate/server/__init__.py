@@ -18,6 +18,7 @@ from lockgate.server import (
     health,
     intake,
     metrics,
+    openapi,
     params,
     problems,
     reference,
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     )
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     problems.install(app)
+    openapi.install(app, settings)
     app.add_middleware(DecideFastPath)  # inside Limits: added first, so Limits wraps it
     app.add_middleware(
         Limits,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import uuid
@@ -20,8 +18,9 @@ from lockgate.errors import InputError, KeyTaken, LockgateError, NotFound
 from lockgate.monitor.redaction import shown_record
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
+from lockgate.server import params
 from lockgate.server.auth import Authorize, get_runtime
-from lockgate.server.params import KEY_PATTERN, DecisionId, Since, TaskName, utc
+from lockgate.server.params import KEY_PATTERN, Cursor, DecisionId, Since, TaskName
 from lockgate.store import DecisionFilter
 
 router = APIRouter(tags=["decisions"])
@@ -228,28 +227,17 @@ async def get_decision(
 
 
 def encode_cursor(decision: Decision) -> str:
-    raw = json.dumps([decision.created_at.isoformat(), decision.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-_CURSOR_CHARS = 200  # an issued cursor is under 100
+    return params.encode_cursor(decision.created_at, decision.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        if len(cursor) > _CURSOR_CHARS:
-            raise ValueError
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at_text, last_id = json.loads(raw)
-        at = datetime.fromisoformat(at_text)
-        if not isinstance(last_id, str) or not re.fullmatch(r"[0-9a-f]{1,32}", last_id):
-            raise ValueError
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+    position = params.decode_cursor(cursor)
+    if position is None:
         raise LockgateError(
             "invalid cursor: not a cursor this API issued",
             hint="pass the `next_cursor` value of the previous page unchanged",
-        ) from None
-    return utc(at), last_id
+        )
+    return position
 
 
 @router.get("/tasks/{task}/decisions")
@@ -261,7 +249,7 @@ async def list_decisions(
     route: Route | None = None,
     since: Since | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> dict[str, Any]:
     """A task's decisions, newest first; follow `next_cursor` for the next page."""
     query = DecisionFilter(

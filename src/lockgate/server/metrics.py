@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from lockgate.monitor.telemetry import MetricsObserver
@@ -49,7 +49,7 @@ def only_tasks(body: str, tasks: tuple[str, ...]) -> str:
     return "".join(kept)
 
 
-@router.get("/metrics", response_model=None)
+@router.get("/metrics", response_model=None, response_class=PlainTextResponse)
 async def metrics(
     principal: Principal | None = Depends(_access), runtime: Runtime = Depends(get_runtime)
 ) -> Response:

@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from lockgate.errors import LockgateError, TooManyAttempts, Unavailable, retry_after_seconds
 from lockgate.store.database import unavailable
@@ -105,7 +107,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(status, f"{detail}; fix these fields and send the request again", errors=errors)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     try:
         default = HTTPStatus(exc.status_code).phrase
@@ -114,7 +116,22 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     detail = str(exc.detail)
     if detail == default:
         detail = _DEFAULT_DETAIL.get(exc.status_code, detail)
-    return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(exc.status_code, detail, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the requested path takes, for a 405's `Allow` (Starlette names only those
+    of the first route whose path matches, e.g. POST but not GET for `/v1/tasks/x/decisions`)."""
+    methods: set[str] = set()
+    flatten = getattr(fastapi.routing, "iter_route_contexts", iter)  # FastAPI 0.16x nests routes
+    for route in flatten(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -64,9 +64,11 @@ def _operation(method: str, path: str, operation: dict[str, Any]) -> str:
         lines.append("<h3>Parameters</h3><ul>")
         for p in parameters:
             required = " (required)" if p.get("required") else ""
-            about = escape(p.get("description", ""))
+            schema = p.get("schema", {})
+            about = escape(p.get("description") or schema.get("description", ""))
             lines.append(
-                f"<li><code>{escape(p['name'])}</code> in {escape(p['in'])}{required} {about}</li>"
+                f"<li><code>{escape(p['name'])}</code> in {escape(p['in'])}{required} {about}"
+                f"{_constraints(schema)}</li>"
             )
         lines.append("</ul>")
     body = operation.get("requestBody", {}).get("content", {})
@@ -81,14 +83,44 @@ def _operation(method: str, path: str, operation: dict[str, Any]) -> str:
         lines.append("<h3>Responses</h3><ul>")
         for status, response in responses.items():
             about = escape(response.get("description", ""))
-            lines.append(f"<li><code>{escape(str(status))}</code> {about}</li>")
+            media = "".join(
+                f" <code>{escape(name)}</code> ({escape(_schema_name(content.get('schema', {})))})"
+                for name, content in response.get("content", {}).items()
+            )
+            headers = "".join(
+                f" with <code>{escape(name)}</code>" for name in response.get("headers", {})
+            )
+            lines.append(f"<li><code>{escape(str(status))}</code>{media}{headers}: {about}</li>")
         lines.append("</ul>")
     lines.append("</section>")
     return "\n".join(lines)
+
+
+_SHOWN_PATTERN = 80  # longer ones (a calendar date) would run off the page
+
+
+def _constraints(schema: dict[str, Any]) -> str:
+    """What a parameter accepts, as the description states it: values, range, pattern."""
+    parts = []
+    if "enum" in schema:
+        parts.append(
+            "one of " + ", ".join(f"<code>{escape(str(v))}</code>" for v in schema["enum"])
+        )
+    if "minimum" in schema or "maximum" in schema:
+        low, high = schema.get("minimum", ""), schema.get("maximum", "")
+        parts.append(f"from {escape(str(low))} to {escape(str(high))}".replace("from  ", "up "))
+    if "maxLength" in schema:
+        parts.append(f"at most {escape(str(schema['maxLength']))} characters")
+    pattern = schema.get("pattern")
+    if pattern is not None and len(pattern) <= _SHOWN_PATTERN:
+        parts.append(f"matching <code>{escape(pattern)}</code>")
+    elif pattern is not None:
+        parts.append("matching the pattern given in /openapi.json")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _schema_name(schema: dict[str, Any]) -> str:
     ref = schema.get("$ref")
     if isinstance(ref, str):
         return ref.rsplit("/", 1)[-1]
-    return str(schema.get("title") or schema.get("type") or "JSON")
+    return {"object": "JSON object", "string": "text"}.get(schema.get("type", ""), "JSON")

@@ -24,7 +24,7 @@ from lockgate.review.service import ReviewItem
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.auth import Authorize, get_runtime
-from lockgate.server.params import DecisionId, TaskName
+from lockgate.server.params import DecisionId, Stated, TaskName, Text
 
 router = APIRouter(tags=["reviews"])
 logger = logging.getLogger("lockgate.reviews")
@@ -36,18 +36,20 @@ ReviewStatus = Literal["pending_review", "approved", "corrected", "rejected"]
 
 class ApproveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Text | None = Field(
+        default=None, max_length=2000, description="Why (optional; audited, erasable)."
+    )
 
 
 class CorrectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     output: dict[str, Any] = Field(description="Every output field, with the right value.")
-    reason: str = Field(max_length=2000, description="Why the model's output was wrong.")
+    reason: Stated = Field(max_length=2000, description="Why the model's output was wrong.")
 
 
 class RejectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(max_length=2000, description="Why the decision is refused.")
+    reason: Stated = Field(max_length=2000, description="Why the decision is refused.")
 
 
 def _summary(item: ReviewItem) -> dict[str, Any]:

@@ -13,15 +13,15 @@ from lockgate.rollout.release import Release
 from lockgate.runtime import Runtime
 from lockgate.security import Principal, visible_tasks
 from lockgate.server.auth import Authorize, get_runtime
-from lockgate.server.params import ReleaseNumber, TaskName
+from lockgate.server.params import ReleaseNumber, Stated, TaskName, Text
 
 router = APIRouter(tags=["tasks and releases"])
 
 
 class ChangeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=1000, description="Why (audited).")
-    override_reason: str | None = Field(
+    reason: Text | None = Field(default=None, max_length=1000, description="Why (audited).")
+    override_reason: Stated | None = Field(
         default=None,
         max_length=1000,
         description="Promote although the gate fails (admin only; audited with the figures).",
