@@ -1,0 +1,225 @@
+"""`/openapi.json` says what the server does: schemathesis, every check (`--checks all`), run
+against a live `lockgate serve` on loopback with a key of every role on SQLite, and of the admin
+role on PostgreSQL, finds nothing (issue 11, finding 16).
+
+Each run is bounded (examples per operation, steps per stateful scenario) and seeded, so that
+it takes seconds and a failure can be replayed with the same seed. The server is the real
+process an operator starts, on a database that holds a live release and decisions in each
+state, so that reads find something and reviews have something to act on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lockgate.security import ROLES, Role
+from tests.cli.kit import lockgate, lockgate_command, make_project
+from tests.conftest import _postgres_database, _require_postgres
+
+pytestmark = pytest.mark.slow
+
+#: Test cases per operation in the fuzzing phase (the examples, coverage and stateful phases
+#: have bounds of their own): with the coverage phase's boundary values this reaches every
+#: documented status, in about 10 s a role on an idle machine.
+MAX_EXAMPLES = 6
+#: Fixed so that a run can be repeated; LOCKGATE_SCHEMATHESIS_SEED tries another.
+SEED = int(os.environ.get("LOCKGATE_SCHEMATHESIS_SEED", "20261129"))
+
+SETTINGS = """\
+# Every schemathesis request comes from 127.0.0.1, and it sends wrong keys on purpose (the
+# ignored_auth check) hundreds of times a run. Past auth_failure_limit the server answers them
+# 429 instead of 401, as it must (tests/server/test_api_keys.py); schemathesis counts only
+# 401 and 403 as refusing a wrong key, so the limit is set above what a run sends.
+auth_failure_limit: 100000
+"""
+
+#: Per-operation settings, each with its reason; nothing else is relaxed.
+CONFIG = """\
+[phases.stateful]
+max-steps = 6
+
+# `input` is checked against the input schema of the task named in the path. That schema is in
+# the task's live release, not in /openapi.json: one operation serves every task, and OpenAPI
+# cannot tie a body's schema to a path parameter's value. A body whose `input` lacks the task's
+# fields is well formed by /openapi.json and gets the documented 422 (InputError).
+[[operations]]
+include-path = "/v1/tasks/{task}/decisions"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "401", "403", "404", "409", "422", "429", "5xx",
+]
+
+# Likewise `output` against the output schema of the decision's task (422, documented).
+[[operations]]
+include-path = "/v1/reviews/{decision_id}/correct"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "401", "403", "404", "409", "422", "429", "5xx",
+]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    """A `lockgate serve` process, its base URL and a key per role."""
+
+    base: str
+    process: subprocess.Popen[str]
+    log: Path
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+
+def start(project: Path, database_url: str) -> Served:
+    """Release 1 of the routing task live, a key per role, `lockgate serve` on a free port,
+    and decisions in each state (made by a submitter key of their own, so that no role under
+    test reviews its own)."""
+    run: Callable[..., subprocess.CompletedProcess[str]] = lambda *a: lockgate(  # noqa: E731
+        *a, cwd=project, database=database_url
+    )
+    run("release", "create", "routing")
+    run("release", "promote", "routing@1")
+    keys = {}
+    for name in (*ROLES, "app"):
+        role = "submitter" if name == "app" else name
+        keys[name] = run("keys", "create", "--name", name, "--role", role).stdout.splitlines()[-1]
+    port = free_port()
+    log = project.parent / "serve.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            lockgate_command("serve", "--project", str(project), "--port", str(port)),
+            env={**os.environ, "LOCKGATE_DATABASE_URL": database_url},
+            stdout=sink,
+            stderr=sink,
+            text=True,
+        )
+    served = Served(f"http://127.0.0.1:{port}", process, log, keys)
+    wait_until_healthy(served)
+    seed_decisions(served)
+    return served
+
+
+def wait_until_healthy(served: Served) -> None:
+    deadline = time.monotonic() + 90  # a few seconds idle; far more under load
+    while True:
+        assert served.process.poll() is None, served.log_tail()
+        try:
+            if httpx.get(f"{served.base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "lockgate serve did not start in 90 s"
+        time.sleep(0.1)
+
+
+def seed_decisions(served: Served) -> None:
+    headers = {"Authorization": f"Bearer {served.keys['app']}"}
+    texts = ["my card was stolen", "card stolen at the station", "stolen wallet", "hello"]
+    for number, text in enumerate(texts):
+        made = httpx.post(
+            f"{served.base}/v1/tasks/routing/decisions",
+            json={"input": {"text": text}},
+            headers={**headers, "Idempotency-Key": f"seed-{number}"},
+            timeout=10,
+        )
+        assert made.status_code == 201, made.text
+
+
+def stop(served: Served) -> None:
+    served.process.send_signal(signal.SIGTERM)
+    try:
+        served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        served.process.wait()
+
+
+@pytest.fixture(scope="module")
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Served]]:
+    """`servers(backend)`: one server per backend for the module, started when first asked."""
+    running: dict[str, Served] = {}
+    databases: list[Iterator[str]] = []
+
+    def database(backend: str, root: Path) -> str:
+        if backend == "sqlite":
+            template: Path = request.getfixturevalue("sqlite_template")
+            shutil.copyfile(template, root / "lockgate.db")
+            return f"sqlite:///{root / 'lockgate.db'}"
+        made = _postgres_database(_require_postgres(), request.getfixturevalue("postgres_template"))
+        databases.append(made)
+        return made.__enter__()
+
+    def get(backend: str) -> Served:
+        if backend not in running:
+            root = tmp_path_factory.mktemp(f"schemathesis-{backend}")
+            project = make_project(root / "project")
+            (project / "lockgate.yaml").write_text(SETTINGS)
+            running[backend] = start(project, database(backend, root))
+        return running[backend]
+
+    try:
+        yield get
+    finally:
+        for served in running.values():
+            stop(served)
+        for made in databases:
+            made.__exit__(None, None, None)
+
+
+def schemathesis(served: Served, role: Role, workdir: Path) -> subprocess.CompletedProcess[str]:
+    config = workdir / "schemathesis.toml"
+    config.write_text(CONFIG)
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file", str(config), "--no-color",
+        "run", f"{served.base}/openapi.json",
+        "--checks", "all",
+        "--max-examples", str(MAX_EXAMPLES),
+        "--seed", str(SEED),
+        "--generation-database", "none",
+        "--request-timeout", "20",
+        "--header", f"Authorization: Bearer {served.keys[role]}",
+    ]  # fmt: skip
+    return subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+CASES = [pytest.param("sqlite", role, id=f"sqlite-{role}") for role in ROLES] + [
+    pytest.param("postgresql", "admin", id="postgresql-admin")
+]
+
+
+@pytest.mark.timeout(300)  # about 10 s idle; several times that on a machine under load
+@pytest.mark.parametrize(("backend", "role"), CASES)
+def test_schemathesis_finds_nothing_with_every_check(
+    servers: Callable[[str], Served], backend: str, role: Role, tmp_path: Path
+) -> None:
+    served = servers(backend)
+    result = schemathesis(served, role, tmp_path)
+    assert result.returncode == 0, (
+        f"{result.stdout[-20000:]}\n{result.stderr[-3000:]}\nserver log:\n{served.log_tail()}"
+    )
