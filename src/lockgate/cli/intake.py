@@ -44,6 +44,7 @@ def _service(runtime: "Runtime") -> "IntakeService":
         runtime.tasks(),
         runtime.settings.project_dir,
         os.environ,
+        metrics=runtime.metrics,
     )
 
 

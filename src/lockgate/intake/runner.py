@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime
 from lockgate.decide.sources import SourceBase
@@ -58,6 +58,16 @@ class BatchOutcome:
 Cursor = Mapping[str, Any] | Callable[[Counter[str]], Mapping[str, Any]] | None
 
 
+class IntakeMetrics(Protocol):
+    """Where the intake counts what it did (`monitor.metrics.Metrics` satisfies it)."""
+
+    def record_intake(self, task: str, source: str, counts: Mapping[str, int]) -> None: ...
+
+    def record_schema_event(self, task: str, source: str, kind: str) -> None: ...
+
+    def record_read_failure(self, task: str, source: str) -> None: ...
+
+
 class SourceStopped(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -77,8 +87,10 @@ class Intake:
         source: SourceBase,
         *,
         clock: Callable[[], float] = time.time,
+        metrics: IntakeMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.base = pipeline
         self.release = release
         self.task = task
@@ -111,13 +123,23 @@ class Intake:
                 stop.status = ("stopped", summary)
                 await self.store.commit([], stop)
                 outcome.stopped = summary
+                self._count(outcome)
                 return outcome
             if self.source.on_drift == "quarantine":
                 held = summary
                 progress.status = ("held", summary)
         progress.count("records", len(records))
         await self._settle(records, progress, outcome, held=held, cursor=cursor)
+        self._count(outcome)
         return outcome
+
+    def _count(self, outcome: BatchOutcome) -> None:
+        if self.metrics is None:
+            return
+        task, source = self.task.name, self.source.name
+        self.metrics.record_intake(task, source, outcome.counts)
+        for event in outcome.events:
+            self.metrics.record_schema_event(task, source, event.kind)
 
     async def replay(self, records: Sequence[Incoming]) -> BatchOutcome:
         """Decide quarantined records again, through the same mapping and de-duplication; each
@@ -126,6 +148,8 @@ class Intake:
         progress.count("quarantined", -len(records))
         outcome = BatchOutcome()
         await self._settle(records, progress, outcome, held=None)
+        if self.metrics is not None:
+            self.metrics.record_intake(self.task.name, self.source.name, outcome.counts)
         return outcome
 
     async def _settle(

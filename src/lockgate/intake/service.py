@@ -13,7 +13,7 @@ from lockgate.decide.sources import FolderSource, ImapSource, SourceBase, SqlSou
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.intake.committer import IntakeStore
-from lockgate.intake.runner import UNREADABLE, BatchOutcome, Incoming, Intake
+from lockgate.intake.runner import UNREADABLE, BatchOutcome, Incoming, Intake, IntakeMetrics
 from lockgate.intake.sources import Reader, SourceRun, run_source
 from lockgate.intake.types import Progress, Quarantined
 from lockgate.monitor.redaction import shown_record
@@ -81,7 +81,9 @@ class IntakeService:
         project: Path,
         env: Mapping[str, str],
         clock: Callable[[], float] = time.time,
+        metrics: IntakeMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.pipeline = pipeline
         self.release_runtime = release_runtime
@@ -99,6 +101,7 @@ class IntakeService:
             spec,
             source_spec(spec, source),
             clock=self.clock,
+            metrics=self.metrics,
         )
 
     def polled(self, task: str | None = None, source: str | None = None) -> list[tuple[str, str]]:

@@ -92,6 +92,8 @@ async def run_source(
         failures = (state.failures if state is not None else 0) + 1
         retry_at = now + timedelta(seconds=backoff_seconds(spec, failures))
         noted = await store.failed(task, spec.name, exc.reason, retry_at, spec.report_after)
+        if intake.metrics is not None:
+            intake.metrics.record_read_failure(task, spec.name)
         run.error = exc.reason
         run.failing = noted.status == "failing"
         return run

@@ -126,6 +126,25 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        self.intake_records = Counter(
+            "lockgate_intake_records",
+            "Records read by intake sources, by outcome (decided, duplicates, quarantined).",
+            ["task", "source", "outcome"],
+            registry=r,
+        )
+        self.intake_schema_events = Counter(
+            "lockgate_intake_schema_events",
+            "Schema drift seen by intake sources (new_field, missing_field, type_changed, "
+            "missing_jump).",
+            ["task", "source", "kind"],
+            registry=r,
+        )
+        self.intake_read_failures = Counter(
+            "lockgate_intake_read_failures",
+            "Failed reads of intake sources (folder gone, mailbox or database down).",
+            ["task", "source"],
+            registry=r,
+        )
 
     # ---- recording
 
@@ -179,6 +198,17 @@ class Metrics:
 
     def record_delivery(self, task: str, sink: str, outcome: str) -> None:
         self.deliveries.labels(task, sink, outcome).inc()
+
+    def record_intake(self, task: str, source: str, counts: Mapping[str, int]) -> None:
+        for outcome in ("decided", "duplicates", "quarantined"):
+            if counts.get(outcome):
+                self.intake_records.labels(task, source, outcome).inc(counts[outcome])
+
+    def record_schema_event(self, task: str, source: str, kind: str) -> None:
+        self.intake_schema_events.labels(task, source, kind).inc()
+
+    def record_read_failure(self, task: str, source: str) -> None:
+        self.intake_read_failures.labels(task, source).inc()
 
     def record_outbox_depth(self, counts: Mapping[str, int]) -> None:
         for status, count in counts.items():

@@ -52,7 +52,14 @@ async def push(source: SourceName, request: Request) -> dict[str, Any]:
         )
     async with slots:
         release = await runtime.serving_release(task.name)
-        intake = Intake(runtime.store.async_intake, runtime.pipeline, release, task, spec)
+        intake = Intake(
+            runtime.store.async_intake,
+            runtime.pipeline,
+            release,
+            task,
+            spec,
+            metrics=runtime.metrics,
+        )
         try:
             outcome = await intake.process(incoming, None)
         except SourceStopped as exc:
