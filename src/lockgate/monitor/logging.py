@@ -32,13 +32,29 @@ _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)
 }
 
 
+class Generated(str):
+    """A value Lockgate made itself (a new id): it holds nothing to redact, so the filter
+    passes it as it is. Anything a caller sent stays a plain `str` and is redacted."""
+
+    __slots__ = ()
+
+
+_CACHE_TEXT_MAX = 256
+_CACHE_ENTRIES_MAX = 4096
+
+
 class Redactor:
-    """Redacts text: known patterns everywhere, plus the values protected in this context."""
+    """Redacts text: known patterns everywhere, plus the values protected in this context.
+
+    Short texts recur (a task name, a reason, an access-log line per connection), so their
+    redacted form is remembered: at most `_CACHE_ENTRIES_MAX` of them, then it starts afresh.
+    """
 
     def __init__(self) -> None:
         self._protected: ContextVar[frozenset[str]] = ContextVar(
             f"lockgate_protected_{id(self)}", default=frozenset()
         )
+        self._seen: dict[str, str] = {}
 
     @contextlib.contextmanager
     def protect(self, values: Iterable[str]) -> Iterator[None]:
@@ -51,14 +67,25 @@ class Redactor:
             self._protected.reset(token)
 
     def __call__(self, text: str) -> str:
-        # Longest first, so a value containing another is removed whole.
-        for value in sorted(self._protected.get(), key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, PII_PLACEHOLDER)
-        return redact_text(text)
+        protected = self._protected.get()
+        if protected:
+            # Longest first, so a value containing another is removed whole.
+            for value in sorted(protected, key=len, reverse=True):
+                if value in text:
+                    text = text.replace(value, PII_PLACEHOLDER)
+        if len(text) > _CACHE_TEXT_MAX:
+            return redact_text(text)
+        done = self._seen.get(text)
+        if done is None:
+            if len(self._seen) >= _CACHE_ENTRIES_MAX:
+                self._seen = {}
+            done = self._seen[text] = redact_text(text)
+        return done
 
     def value(self, value: Any) -> Any:
         """Redact a string, or every string inside a list, tuple or dict."""
+        if isinstance(value, Generated):
+            return value
         if isinstance(value, str):
             return self(value)
         if isinstance(value, dict):
@@ -93,6 +120,9 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event, then the record's extra fields."""
 
@@ -112,7 +142,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = record.stack_info
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return _ENCODER.encode(line)
 
 
 class LockgateLogHandler(logging.StreamHandler[IO[str]]):

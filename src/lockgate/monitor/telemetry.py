@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Status, StatusCode
 
 from lockgate.decide.decision import Attempt, Decision
-from lockgate.monitor.logging import Redactor
+from lockgate.monitor.logging import Generated, Redactor
 from lockgate.monitor.metrics import Metrics, endpoint_label
 from lockgate.monitor.observer import Id
 from lockgate.monitor.tracing import Tracing, build_tracing
@@ -112,7 +112,7 @@ class MetricsObserver:
             "decision",
             extra={
                 "request_id": request_id,
-                "decision_id": decision.id,
+                "decision_id": Generated(decision.id),
                 "task": decision.task,
                 "release": decision.release,
                 "route": decision.route,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lockgate.decide.decision import Decision, Route, Status
 from lockgate.decide.pipeline import DecisionRequest, Result
 from lockgate.errors import InputError, KeyTaken, LockgateError, NotFound
+from lockgate.monitor.logging import Generated
 from lockgate.monitor.redaction import shown_record
 from lockgate.runtime import Runtime
 from lockgate.security import Principal
@@ -49,7 +50,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def request_id(given: str | None) -> str:
     """The caller's `X-Request-ID` when it is a safe token, else a new id (for logs and traces)."""
-    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if given and _REQUEST_ID.match(given) else Generated(uuid.uuid4().hex)
 
 
 def _view(result: Result) -> dict[str, Any]:

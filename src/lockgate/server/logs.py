@@ -36,6 +36,9 @@ def configure_server_logging(
     """`configure_logging`, with uvicorn's loggers sent to the same handler: their own
     handlers (plain text on stdout and stderr, unredacted) are removed."""
     handler = configure_logging(settings, stream, redactor=redactor)
+    # The JSON lines carry no file or line of the caller: do not look them up per record
+    # (the logging module's documented switch for this).
+    logging._srcfile = None
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
