@@ -3,6 +3,7 @@ reviewer's API key, so separation of duties holds there too."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shlex
@@ -110,9 +111,7 @@ def test_the_missing_key_hint_names_a_command_that_works_as_written(
         (suggested,) = re.findall(r"`(lockgate keys create[^`]*)`", missing.stderr)
         created = lockgate(*shlex.split(suggested)[1:], cwd=project, database=database_url)
         secret = created.stdout.strip().splitlines()[-1]
-        listed = lockgate(
-            "review", "list", "--api-key", secret, cwd=project, database=database_url
-        )
+        listed = lockgate("review", "list", "--api-key", secret, cwd=project, database=database_url)
         assert listed.returncode == 0
 
 
@@ -137,3 +136,37 @@ def test_escalate_names_each_item_it_escalated_with_its_new_priority(
             "1 item escalated",
         ]
         assert fresh.id not in escalated.stdout
+
+
+def test_exported_labels_append_to_init_data_and_train_on_several_files(tmp_path: Path) -> None:
+    lockgate("init", "support", cwd=tmp_path)
+    project = tmp_path / "support"
+    run = lambda *a, **kw: lockgate(*a, cwd=project, **kw)  # noqa: E731
+    run("train", "routing", "--data", "data/routing-train.csv")
+    run("release", "create", "routing")
+    run("release", "promote", "routing@1")
+    decided = json.loads(
+        run("decide", "routing", "--input", '{"text": "My card was stolen"}').stdout
+    )
+    secret = run("keys", "create", "--name", "alice", "--role", "reviewer").stdout.splitlines()[-1]
+    run("review", "claim", decided["id"], "--api-key", secret)
+    run("review", "correct", decided["id"], "--set", "queue=cards", "--reason", "lost, not stolen",
+        "--api-key", secret)  # fmt: skip
+    run("labels", "export", "routing", "--out", "data/labels.csv")
+
+    train_file = (project / "data/routing-train.csv").read_text().splitlines()
+    labels = (project / "data/labels.csv").read_text().splitlines()
+    assert labels[0] == train_file[0] == "id,text,queue"
+    assert labels[1] == f"{decided['id']},My card was stolen,cards"
+
+    with (project / "data/routing-train.csv").open(newline="") as handle:
+        texts = [row["text"].strip() for row in csv.DictReader(handle)]
+    repeated = len(texts) - len(set(texts))  # the example data repeats a few tickets
+    trained = run("train", "routing", "--data", "data/routing-train.csv", "--data",
+                  "data/labels.csv")  # fmt: skip
+    assert f"{len(set(texts)) + 1} rows from 2 files ({repeated} with the same input" in (
+        trained.stderr
+    )
+    assert f"trained on {len(set(texts)) + 1} rows" in trained.stdout
+    folder = run("train", "routing", "--data", "data")
+    assert f"trained on {len(set(texts)) + 1} rows" in folder.stdout

@@ -54,7 +54,7 @@ def test_the_export_has_input_and_output_columns_and_leaves_rejected_out(
         if fmt == "csv":
             with (tmp_path / "labels.csv").open(newline="") as handle:
                 rows = list(csv.DictReader(handle))
-            assert list(rows[0]) == ["text", "amount", "queue"]
+            assert list(rows[0]) == ["id", "text", "amount", "queue"]
         else:
             rows = [
                 json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()

@@ -1,7 +1,7 @@
 """`lockgate init`, `train`, `tasks`, `db upgrade` and `audit verify`."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from lockgate.cli.common import (
     print_json,
 )
 from lockgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lockgate.decide.records import Record
 
 
 def init(
@@ -40,11 +43,12 @@ def init(
 def train(
     task: Annotated[str, typer.Argument(help="Task name.")],
     data: Annotated[
-        Path,
+        list[Path],
         typer.Option(
             "--data",
-            help="Labeled examples: .csv or .jsonl, columns named by "
-            "the task's input and output fields.",
+            help="Labeled examples: .csv or .jsonl, columns named by the task's input and "
+            "output fields. Give it several times to train on several files (a later file's "
+            "label wins for the same input), or name a folder to use every file in it.",
         ),
     ],
     seed: Annotated[int, typer.Option("--seed", help="Seed for the held-out split.")] = 0,
@@ -54,10 +58,10 @@ def train(
     """Train the task's local classifier and print its held-out accuracy. Rows whose input is
     in a sealed dataset of the task are refused.
 
-    Example: lockgate train routing --data data/routing-train.csv
+    Example: lockgate train routing --data data/routing-train.csv --data data/labels.csv
     """
     from lockgate.decide.task import load_tasks
-    from lockgate.providers.classifier_training import train_classifier
+    from lockgate.providers.classifier_training import combined_records, train_classifier
     from lockgate.providers.registry import ProviderRegistry
     from lockgate.settings import load_settings
     from lockgate.store import Store
@@ -71,9 +75,18 @@ def train(
         sealed = store.datasets.sealed_inputs(task)
     finally:
         store.close()
+    files = _data_files(data)
+    records: Path | list[Record] = files[0]
+    if len(files) > 1:
+        records, dropped = combined_records(tasks[task], files)
+        typer.echo(
+            f"{len(records)} rows from {len(files)} files"
+            + (f" ({dropped} with the same input as a later row left out)" if dropped else ""),
+            err=True,
+        )
     report = train_classifier(
         tasks[task],
-        data,
+        records,
         settings,
         seed=seed,
         progress=lambda msg: typer.echo(msg, err=True),
@@ -141,6 +154,20 @@ def _train_chain_models(
                     f"models.{index} calibration ({how}, on {cal.n_rows} held-out rows) "
                     f"artifact {combined.sha256[:12]}"
                 )
+
+
+def _data_files(data: list[Path]) -> list[Path]:
+    """The training files named: a folder stands for its .csv and .jsonl files, by name."""
+    files: list[Path] = []
+    for path in data:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".jsonl"))
+            if not found:
+                raise ConfigError(f"{path}: no .csv or .jsonl files in this folder")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
 
 
 def tasks(

@@ -20,6 +20,13 @@ class Record:
     id: str
     line: int
     values: dict[str, Any]
+    source: str = ""
+    """The file it came from, where records of several files are read together."""
+
+    @property
+    def where(self) -> str:
+        """`line N`, or `FILE line N` for a record read together with other files' records."""
+        return f"{self.source} line {self.line}" if self.source else f"line {self.line}"
 
 
 def record_format(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""`lockgate init`: a working project with one example task and example training data."""
+"""`lockgate init`: a working project with one example task, example training data and new
+tickets to decide."""
 
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ def scaffold_project(directory: Path) -> list[Path]:
     if not data.exists():
         _write_examples(data)
         created.append(data)
+    tickets = directory / "tickets.csv"
+    if not tickets.exists():
+        _write_tickets(tickets)
+        created.append(tickets)
     return created
 
 
@@ -80,3 +85,12 @@ def _write_examples(path: Path) -> None:
         writer.writerow(["id", "text", "queue"])
         for ticket in generate_tickets(800, seed=7, id_prefix="EX"):
             writer.writerow([ticket.id, ticket.text, _FOLD.get(ticket.queue, "other")])
+
+
+def _write_tickets(path: Path) -> None:
+    """New, unlabeled tickets to decide as a batch (`lockgate run routing tickets.csv`)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        for ticket in generate_tickets(200, seed=8, id_prefix="NEW"):
+            writer.writerow([ticket.id, ticket.text])

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,22 @@ def train_classifier(
         unseen_labels=unseen,
         duration_s=time.perf_counter() - started,
     )
+
+
+def combined_records(task: TaskSpec, paths: Sequence[Path]) -> tuple[list[Record], int]:
+    """The records of several training files as one set, each marked with its file: a record
+    whose input comes again later (in its file or a later one) is dropped, so the later label
+    wins (an exported reviewer's correction over the original label). Returns the records and
+    how many were dropped."""
+    latest: dict[str, Record] = {}
+    total = 0
+    for path in paths:
+        for record in iter_records(path):
+            total += 1
+            key = input_hash(validate_input(task, record.values)[0])
+            latest.pop(key, None)
+            latest[key] = replace(record, source=str(path))
+    return list(latest.values()), total - len(latest)
 
 
 def artifact_folder(settings: Settings, task_name: str) -> Path:
@@ -273,7 +289,7 @@ def _read(
                 )
                 found.append(((name, "unknown"), what, f" ({value[:40]!r})"))
         for key, what, detail in found:
-            problems.setdefault(key, _Problem(what)).lines.append(f"line {record.line}{detail}")
+            problems.setdefault(key, _Problem(what)).lines.append(f"{record.where}{detail}")
         if found:
             continue
         inputs = {name: _text(record.values.get(name)) for name in input_fields}

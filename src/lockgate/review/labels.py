@@ -1,7 +1,8 @@
 """Labels: every human verdict that made a decision final is a ground-truth example.
 
-`export_labels` writes them in the format `lockgate train` reads: one row per decision, the
-task's input fields then its output fields as columns (CSV with a header row, or JSON Lines).
+`export_labels` writes them in the format `lockgate train` reads and `lockgate init`'s example
+data has: one row per decision, its id, then the task's input fields and its output fields as
+columns (CSV with a header row, or JSON Lines).
 An approved decision's label is the model's output a person accepted; a corrected one's is the
 output the reviewer wrote. Rejected decisions carry no label and are left out (and counted).
 """
@@ -53,7 +54,8 @@ def label_rows(reviews: ReviewStore, spec: TaskSpec) -> tuple[list[dict[str, Any
         counts[decision.status] = counts.get(decision.status, 0) + 1
         if decision.status not in ("approved", "corrected") or decision.output is None:
             continue
-        row = {name: decision.input.get(name) for name in columns_in}
+        row = {} if "id" in spec.input or "id" in spec.output else {"id": decision.id}
+        row.update({name: decision.input.get(name) for name in columns_in})
         row.update({name: decision.output.get(name) for name in columns_out})
         rows.append(row)
     return rows, counts
@@ -68,7 +70,9 @@ def export_labels(
     if fmt is None:
         fmt = "csv" if record_format(path) == "csv" else "jsonl"
     chosen: Format = fmt
-    columns = (*spec.input, *spec.output)
+    # An `id` column first, as in the files `lockgate init` writes, so the two append cleanly.
+    own_id = "id" in spec.input or "id" in spec.output
+    columns = (*(() if own_id else ("id",)), *spec.input, *spec.output)
     clash = sorted(set(spec.input) & set(spec.output))
     if clash:
         raise ConfigError(
