@@ -170,3 +170,23 @@ def test_exported_labels_append_to_init_data_and_train_on_several_files(tmp_path
     assert f"trained on {len(set(texts)) + 1} rows" in trained.stdout
     folder = run("train", "routing", "--data", "data")
     assert f"trained on {len(set(texts)) + 1} rows" in folder.stdout
+
+
+def test_review_list_has_a_header_and_a_masked_truncated_preview_of_the_input(
+    tmp_path: Path,
+) -> None:
+    with review_kit(tmp_path, f"sqlite:///{tmp_path}/db.sqlite") as kit:
+        kit.key("alice")
+        text = "my card was stolen, write to jane.doe@example.com " + "and more words " * 10
+        decision = kit.pending(text)
+        project = kit.runtime.settings.project_dir
+        listed = lockgate("review", "list", "--api-key", kit.secrets["alice"], cwd=project,
+                          database=f"sqlite:///{tmp_path}/db.sqlite")  # fmt: skip
+    header, row = listed.stdout.splitlines()
+    assert header.split()[:4] == ["ID", "TASK", "PRIO", "STATUS"]
+    assert header.endswith("INPUT (PERSONAL DATA MASKED)")
+    assert row.startswith(decision.id)
+    assert "jane.doe@example.com" not in row
+    preview = json.loads(row[row.index('"my card') :])
+    assert preview.startswith("my card was stolen, write to ") and preview.endswith("…")
+    assert len(preview) == 60

@@ -62,6 +62,26 @@ def authenticate(runtime: "Runtime", key: str | None) -> "Principal":
     return Principal.of(found)
 
 
+PREVIEW_CHARACTERS = 60
+
+
+def _header(id_width: int) -> str:
+    """The column names over `_line` and `_preview`."""
+    return (
+        f"{'ID':<{id_width}}  {'TASK':<16} {'PRIO':<5} {'STATUS':<15} OUTPUT (CONFIDENCE) "
+        "[APPROVALS, CLAIM]  INPUT (PERSONAL DATA MASKED)"
+    )
+
+
+def _preview(item: "ReviewItem") -> str:
+    """The start of the input, personal data masked (the redacted copy), on one line."""
+    text = " | ".join(str(v) for v in item.decision.redacted_input.values() if v not in (None, ""))
+    text = " ".join(text.split())
+    if len(text) <= PREVIEW_CHARACTERS:
+        return json.dumps(text, ensure_ascii=False)
+    return json.dumps(text[: PREVIEW_CHARACTERS - 1] + "…", ensure_ascii=False)
+
+
 def _line(item: "ReviewItem") -> str:
     d = item.decision
     output = json.dumps(dict(d.output), ensure_ascii=False) if d.output is not None else "-"
@@ -106,7 +126,8 @@ def list_(
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
-    """List the queue: highest priority first, then oldest first.
+    """List the queue: highest priority first, then oldest first, under a header line, each
+    item with the start of its input (personal data masked).
 
     Example: lockgate review list --task routing
     """
@@ -118,8 +139,10 @@ def list_(
         return
     if not items:
         typer.echo(f"nothing {status.replace('_', ' ')}")
+        return
+    typer.echo(_header(len(items[0].decision.id)))
     for item in items:
-        typer.echo(_line(item))
+        typer.echo(f"{_line(item)}  {_preview(item)}")
 
 
 @app.command()
