@@ -17,8 +17,6 @@ from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import attempts, decisions
 
 _KEY_CHUNK = 500
-_INSERT_CHUNK = 500
-"""Rows per INSERT: 500 rows of 20 columns stay well inside both databases' parameter limits."""
 
 
 def _row(d: Decision) -> dict[str, Any]:
@@ -110,18 +108,27 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     if not batch:
         return set()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(decisions).on_conflict_do_nothing(
+        index_elements=["task", "idempotency_key"]
+    )
     rows = [_row(d) for d in batch]
-    inserted: set[str] = set()
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        # One statement per chunk: the rows, and back the ids of those actually inserted (a key
-        # another writer stored first is skipped by ON CONFLICT and not returned).
-        statement = (
-            dialect.insert(decisions)
-            .values(rows[start : start + _INSERT_CHUNK])
-            .on_conflict_do_nothing(index_elements=["task", "idempotency_key"])
-            .returning(decisions.c.id)
-        )
-        inserted.update(conn.execute(statement).scalars())
+    if dialect is sqlite:
+        # One cached statement, expanded to multi-row VALUES by SQLAlchemy; back come the ids
+        # actually inserted (a key another writer stored first is skipped by ON CONFLICT).
+        inserted = set(conn.execute(statement.returning(decisions.c.id), rows).scalars())
+    else:
+        # psycopg's executemany (pipeline mode, one prepared statement) returns no rows through
+        # SQLAlchemy: the ids found afterwards are the inserted ones, since ids are new and
+        # unique. One more statement in the same transaction, not another one.
+        conn.execute(statement, rows)
+        ids = [d.id for d in batch]
+        inserted = {
+            row[0]
+            for start in range(0, len(ids), _KEY_CHUNK)
+            for row in conn.execute(
+                select(decisions.c.id).where(decisions.c.id.in_(ids[start : start + _KEY_CHUNK]))
+            )
+        }
     attempt_rows = [
         {
             "decision_id": d.id,
