@@ -88,6 +88,8 @@ class SourceBase(_Strict):
     retry_max_s: float = Field(default=300.0, gt=0, le=86_400)
     report_after: int = Field(default=5, ge=1, le=10_000)
     """Consecutive failed reads after which the source is reported as failing."""
+    poll_s: float = Field(default=10.0, ge=0.05, le=86_400)
+    """How often `lockgate serve` reads the source (`intake run` has `--interval`)."""
 
     @field_validator("map", mode="before")
     @classmethod

@@ -92,12 +92,13 @@ class IntakeService:
         self.env = env
         self.clock = clock
 
-    def intake(self, task: str, source: str) -> Intake:
+    def intake(self, task: str, source: str, release: ReleaseRuntime | None = None) -> Intake:
+        """The intake of one source; `release` is the task's live one unless given."""
         spec = self.tasks[task]
         return Intake(
             self.store,
             self.pipeline,
-            self.release_runtime(task),
+            release if release is not None else self.release_runtime(task),
             spec,
             source_spec(spec, source),
             clock=self.clock,
@@ -114,8 +115,15 @@ class IntakeService:
             if s.kind != "webhook" and (source is None or s.name == source)
         ]
 
-    async def run(self, task: str, source: str, *, force: bool = False) -> SourceRun:
-        intake = self.intake(task, source)
+    async def run(
+        self,
+        task: str,
+        source: str,
+        *,
+        force: bool = False,
+        release: ReleaseRuntime | None = None,
+    ) -> SourceRun:
+        intake = self.intake(task, source, release)
         reader = reader_for(intake.source, self.project, self.env, self.clock)
         return await run_source(intake, reader, self.store, force=force, clock=self.clock)
 

@@ -57,6 +57,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                     active.settings,
                     metrics=active.metrics,
                 ),
+                intake.polling(active),
             ):
                 yield
         finally:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -12,8 +16,9 @@ from fastapi import APIRouter, Path, Request
 from lockgate.decide.sources import WebhookSource
 from lockgate.decide.task import NAME_PATTERN
 from lockgate.errors import NotFound, Unavailable
+from lockgate.intake.poller import Poller
 from lockgate.intake.runner import Intake, SourceStopped
-from lockgate.intake.service import find_source, source_spec
+from lockgate.intake.service import IntakeService, find_source, source_spec
 from lockgate.intake.webhook import records, verify
 from lockgate.runtime import Runtime
 
@@ -79,3 +84,31 @@ async def push(source: SourceName, request: Request) -> dict[str, Any]:
         "records": len(incoming),
         **{k: counts.get(k, 0) for k in ("decided", "duplicates", "quarantined")},
     }
+
+
+@asynccontextmanager
+async def polling(runtime: Runtime) -> AsyncIterator[None]:
+    """Poll the task files' folder, imap and sql sources while the server runs; one replica
+    reads each source at a time (by lease)."""
+
+    async def service() -> IntakeService:
+        tasks = await runtime.store.executor.read(runtime.tasks)
+        return IntakeService(
+            runtime.store.async_intake,
+            runtime.pipeline,
+            runtime.release_runtime,
+            tasks,
+            runtime.settings.project_dir,
+            os.environ,
+            metrics=runtime.metrics,
+        )
+
+    owner = f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+    poller = Poller(service, runtime.serving_release, runtime.store.async_intake, owner)
+    stop = asyncio.Event()
+    task = asyncio.create_task(poller.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task

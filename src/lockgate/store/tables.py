@@ -294,6 +294,9 @@ intake_sources = Table(
     Column("last_error", Text, nullable=False),
     Column("retry_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The replica of `lockgate serve` that polls the source, until when (one per source).
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
 )
 
 intake_quarantine = Table(

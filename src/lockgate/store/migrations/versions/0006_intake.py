@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=False),
         sa.Column("retry_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease_owner", sa.String(length=128), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("task", "source", name=op.f("pk_intake_sources")),
     )
     op.create_table(
