@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,10 +12,12 @@ from sqlalchemy import Connection, Engine, RowMapping, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.decide.decision import Attempt, Decision
+from lockgate.errors import Unavailable
 from lockgate.store import database, outbox, shadow_runs
 from lockgate.store.database import aware
 from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import attempts, decisions
+from lockgate.waits import current_waits, note_interrupted
 
 _KEY_CHUNK = 500
 
@@ -211,11 +214,22 @@ class DecisionRepository:
     def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
         """Commit a batch in one transaction. Where another writer stored a decision under the
         same idempotency key first, that stored decision is returned in its place."""
+        (saved,) = self.save_all([(batch, sinks)])
+        return saved
+
+    def save_all(
+        self, batches: Sequence[tuple[Sequence[Decision], Sequence[str]]]
+    ) -> list[list[Decision]]:
+        """`save` for several batches (of any tasks) in one transaction: one commit, one
+        fsync, for all of them."""
+        saved: list[list[Decision]] = []
         with self.engine.begin() as conn:
-            inserted = insert_many(conn, batch, sinks)
-            lost = [d.idempotency_key for d in batch if d.id not in inserted]
-            winners = by_keys(conn, batch[0].task, lost) if lost else {}
-        return [d if d.id in inserted else winners[d.idempotency_key] for d in batch]
+            for batch, sinks in batches:
+                inserted = insert_many(conn, batch, sinks)
+                lost = [d.idempotency_key for d in batch if d.id not in inserted]
+                winners = by_keys(conn, batch[0].task, lost) if lost else {}
+                saved.append([d if d.id in inserted else winners[d.idempotency_key] for d in batch])
+        return saved
 
     def page(self, query: DecisionFilter) -> list[Decision]:
         """Decisions newest first, `query.limit + 1` at most (see `page`)."""
@@ -225,17 +239,92 @@ class DecisionRepository:
 
 class AsyncDecisionRepository:
     """The decisions for async callers (the pipeline's `DecisionStore`): lookups run in a
-    reader thread, saves in the database's one writer thread; the event loop never waits."""
+    reader thread, saves in the database's one writer thread; the event loop never waits.
+
+    Saves are committed together: while the writer thread commits, the saves that arrive
+    wait, and the next commit takes all of them in one transaction (one fsync). If such a
+    transaction fails, each of its saves is tried alone, so one bad batch fails only itself.
+    """
 
     def __init__(self, decisions: DecisionRepository, executor: StoreExecutor) -> None:
         self.decisions = decisions
         self.executor = executor
+        self._waiting: list[_Save] = []
+        self._committing = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def find(self, task: str, keys: Sequence[str]) -> dict[str, Decision]:
         """The stored decisions of `task` with these idempotency keys, by key."""
         return await self.executor.read(self.decisions.find, task, keys)
 
     async def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
-        """Commit a batch in one transaction (see `DecisionRepository.save`); safe to repeat,
-        so a dead pooled connection costs a retry, not an error."""
-        return await self.executor.write_idempotent(self.decisions.save, batch, sinks)
+        """Commit a batch, with the saves waiting beside it, in one transaction (see
+        `DecisionRepository.save`); safe to repeat, so a dead pooled connection costs a retry,
+        not an error."""
+        loop = asyncio.get_running_loop()
+        save = _Save(batch, sinks, loop.create_future())
+        self._waiting.append(save)
+        if not self._committing:
+            self._committing = True
+            task = loop.create_task(self._commit_waiting())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        waits = current_waits()
+        if waits is not None:
+            waits.waiting += 1
+        try:
+            return await save.done
+        except asyncio.CancelledError:
+            note_interrupted()  # stopped while waiting on the database
+            raise
+        finally:
+            if waits is not None:
+                waits.waiting -= 1
+
+    async def _commit_waiting(self) -> None:
+        try:
+            while self._waiting:
+                saves, self._waiting = self._waiting, []
+                await self._commit(saves)
+        finally:
+            self._committing = False
+
+    async def _commit(self, saves: list[_Save]) -> None:
+        try:
+            results = await self.executor.write_idempotent(
+                self.decisions.save_all, [(s.batch, s.sinks) for s in saves]
+            )
+        except Exception as exc:
+            # Unavailable: the database is locked or unreachable, and trying each save alone
+            # would only wait that long again, once per save.
+            if len(saves) == 1 or isinstance(exc, Unavailable):
+                for save in saves:
+                    save.fail(exc)
+                return
+            for save in saves:  # one bad batch must not fail the others: each alone
+                try:
+                    (alone,) = await self.executor.write_idempotent(
+                        self.decisions.save_all, [(save.batch, save.sinks)]
+                    )
+                except Exception as one:
+                    save.fail(one)
+                else:
+                    save.succeed(alone)
+            return
+        for save, saved in zip(saves, results, strict=True):
+            save.succeed(saved)
+
+
+@dataclass
+class _Save:
+    batch: Sequence[Decision]
+    sinks: Sequence[str]
+    done: asyncio.Future[list[Decision]]
+
+    def succeed(self, saved: list[Decision]) -> None:
+        if not self.done.done():  # its caller may have been stopped meanwhile
+            self.done.set_result(saved)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
