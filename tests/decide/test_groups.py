@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from lockgate.decide.decision import Decision
 from lockgate.decide.groups import DecisionGroups
-from lockgate.decide.pipeline import DecisionRequest, DecisionStore, Pipeline
+from lockgate.decide.pipeline import DecisionRequest, DecisionStore, Pipeline, Result
+from lockgate.decide.router import in_canary
 from lockgate.errors import Conflict, InputError, KeyTaken, Unavailable
 from tests.pipeline_kit import Kit, build_kit, rules_model
 
@@ -315,6 +316,42 @@ def test_a_group_never_holds_more_than_max_items(kit: Kit) -> None:
     assert sum(sizes) == 30
     assert 4 in sizes, "no group filled up: the requests did not arrive together"
     assert g.stored() == 30
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 10 bug: with a canary, a group is committed in two transactions (live part, "
+    "then canary part); when the canary part fails, the one-by-one retry finds the live part "
+    "already stored and answers those first-time requests as replayed (HTTP 200, "
+    "replayed: true) instead of new (201)",
+)
+def test_a_failing_canary_part_does_not_turn_new_live_decisions_into_replays(kit: Kit) -> None:
+    g = Groups(kit)
+    canary = replace(kit.runtime, release=2)
+    split = replace(kit.runtime, canary=canary, canary_percent=50.0)
+    candidates = [f"k-{n}" for n in range(40)]
+    live = [k for k in candidates if not in_canary(kit.spec.name, k, 50.0)][:3]
+    canaried = [k for k in candidates if in_canary(kit.spec.name, k, 50.0)][:3]
+    g.store.poisoned = {canaried[0]}
+
+    async def body() -> list[Result | BaseException]:
+        requests = [
+            DecisionRequest(input={"text": "my card was charged twice"}, idempotency_key=k)
+            for k in live + canaried
+        ]
+        return await asyncio.gather(
+            *(g.groups.decide(split, r) for r in requests), return_exceptions=True
+        )
+
+    results = g.run(body)
+    assert isinstance(results, list)
+    assert g.store.commits[:2] == [live, canaried], "not one group, split in two parts"
+    by_key = dict(zip(live + canaried, results, strict=True))
+    assert isinstance(by_key[canaried[0]], Poisoned)
+    for key in live + canaried[1:]:
+        result = by_key[key]
+        assert isinstance(result, Result) and result.decision is not None, (key, result)
+        assert not result.replayed, f"{key} was decided for the first time, answered as a replay"
 
 
 def test_settings_outside_their_range_are_refused(kit: Kit) -> None:
