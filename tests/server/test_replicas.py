@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from tests.cli.kit import lockgate, make_project
 from tests.conftest import _postgres_database, _require_postgres
-from tests.server.test_group_commit import start_logged_server, stop_server, wait_until_serving
+from tests.server.test_group_commit import LoggedServer
 from tests.server.test_serve import start_server, submitter_key, wait_until_healthy
 
 
@@ -120,16 +120,13 @@ def replicas(
         lockgate("release", "create", "routing", cwd=project, database=database)
         lockgate("release", "promote", "routing@1", cwd=project, database=database)
         key = submitter_key(project, database)
-        servers = [
-            start_logged_server(project, database, root / f"serve-{n}.log") for n in range(2)
-        ]
+        servers = [LoggedServer(project, database, root / f"serve-{n}.log") for n in range(2)]
         try:
-            for n, (server, base) in enumerate(servers):
-                wait_until_serving(server, base, root / f"serve-{n}.log")
-            yield Replicas(project, database, [base for _, base in servers], key)
+            bases = [server.wait_until_serving() for server in servers]
+            yield Replicas(project, database, bases, key)
         finally:
-            for server, _ in servers:
-                stop_server(server)
+            for server in servers:
+                server.stop()
 
 
 def first_change(
