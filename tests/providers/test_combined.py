@@ -215,3 +215,32 @@ def test_a_combination_needs_two_models() -> None:
             task.models[0],
             ProviderContext(task, Settings(project_dir=Path("."), database_url="sqlite://")),
         )
+
+
+def test_lockgate_train_fits_the_chain_and_a_release_pins_every_artifact(
+    tmp_path: Path, database_url: str
+) -> None:
+    import yaml
+
+    from tests.cli.kit import lockgate
+
+    (tmp_path / "tasks").mkdir()
+    spec = combined_task("mean").model_dump(mode="json", by_alias=True, exclude_none=True)
+    (tmp_path / "tasks" / "banking.yaml").write_text(yaml.safe_dump(spec))
+    write_training_csv(tmp_path / "train.csv")
+    trained = lockgate("train", "banking", "--data", "train.csv", cwd=tmp_path,
+                       database=database_url)  # fmt: skip
+    assert "models.0 calibration (temperature" in trained.stdout
+    lockgate("release", "create", "banking", cwd=tmp_path, database=database_url)
+    shown = yaml.safe_load(
+        lockgate("release", "show", "banking@1", cwd=tmp_path, database=database_url).stdout
+    )
+    assert set(shown["artifacts"]) == {
+        "models.0.models.0.local-classifier",
+        "models.0.models.1.embedding-classifier",
+        "models.0.combined",
+    }
+    decided = lockgate("decide", "banking", "--release", "1", "--input",
+                       '{"text": "Someone stole my card at the station"}', cwd=tmp_path,
+                       database=database_url, check=False)  # fmt: skip
+    assert "lost_or_stolen_card" in decided.stdout

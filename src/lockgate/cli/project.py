@@ -103,12 +103,12 @@ def train(
             if labels:
                 typer.echo(f"warning: {name} values never seen in training: {', '.join(labels)}")
     typer.echo(f"artifact {report.sha256[:12]} (data {report.data_hash[:12]})")
-    _train_chain_models(tasks[task], data, settings, seed, sealed)
+    _train_chain_models(tasks[task], records, settings, seed, sealed)
     typer.echo(f"next: lockgate release create {task}")
 
 
 def _train_chain_models(
-    spec: Any, data: Path, settings: Any, seed: int, sealed: dict[str, str]
+    spec: Any, data: "Path | list[Record]", settings: Any, seed: int, sealed: dict[str, str]
 ) -> None:
     """Train the other trained models of the task's chain: embedding classifiers, and the
     members and calibration of combined models."""

@@ -59,6 +59,11 @@ class OutputField(_Strict):
         duplicates = sorted({v for v in values if values.count(v) > 1})
         if duplicates:
             raise ValueError(f"lists {', '.join(duplicates)} more than once")
+        if "__out_of_scope__" in values:
+            raise ValueError(
+                "__out_of_scope__ is reserved: it labels dataset rows that belong to none of "
+                "the values"
+            )
         return values
 
     @model_validator(mode="after")
