@@ -127,15 +127,18 @@ class IntakeService:
         reader = reader_for(intake.source, self.project, self.env, self.clock)
         return await run_source(intake, reader, self.store, force=force, clock=self.clock)
 
-    async def replay(self, items: Sequence[Quarantined]) -> BatchOutcome:
-        """Decide quarantined records again through the task file's current mapping."""
+    async def replay(
+        self, items: Sequence[Quarantined], *, release: ReleaseRuntime | None = None
+    ) -> BatchOutcome:
+        """Decide quarantined records again through the task file's current mapping (with
+        `release`, else the task's live release)."""
         total = BatchOutcome()
         groups: dict[tuple[str, str], list[Quarantined]] = {}
         for item in items:
             if item.status == "held":
                 groups.setdefault((item.task, item.source), []).append(item)
         for (task, source), group in groups.items():
-            intake = self.intake(task, source)
+            intake = self.intake(task, source, release)
             for start in range(0, len(group), intake.source.batch_size):
                 part = group[start : start + intake.source.batch_size]
                 outcome = await intake.replay([incoming(q) for q in part])

@@ -25,6 +25,7 @@ from lockgate.server.auth import client_address, failed_attempts
 from lockgate.server.ui import reports, views
 from lockgate.server.ui.access import Access, Visit, run
 from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
+from lockgate.server.ui.quarantine import QuarantinePages
 from lockgate.server.ui.sessions import SessionSigner
 from lockgate.settings import Settings
 
@@ -60,6 +61,7 @@ class ReviewPages:
         router.add_api_route("/items/{decision_id}/{action}", self.act, methods=["POST"])
         router.add_api_route("/reports/{task}", self.suggest_report, methods=["GET"])
         router.add_api_route("/shadow/{task}", self.shadow_report, methods=["GET"])
+        QuarantinePages(self, self.templates, self.access).add_to(router)
         return router
 
     # ---- sign-in
