@@ -6,6 +6,7 @@ Built once at an entry point (a CLI command, the server's app factory) and passe
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,8 @@ from lockgate.review.service import ReviewService
 from lockgate.rollout.release import Release, content_hash
 from lockgate.settings import Settings
 from lockgate.store import Store
+
+log = logging.getLogger("lockgate.runtime")
 
 if TYPE_CHECKING:
     from lockgate.evals.service import EvalService
@@ -205,6 +208,21 @@ class Runtime:
             return loaded
         finally:
             del self._serving_reads[task_name]
+
+    async def warm_serving(self) -> None:
+        """Load the serving release of every task with a live release, so the first requests
+        after a start do not wait for models to load. A release that fails to load is left
+        for the first request, which then gets the error."""
+        live = await self.store.executor.read(self.store.rollout.in_stage, "live")
+        for release in live:
+            try:
+                await self.serving_release(release.task)
+            except Exception as exc:  # reported to the first request that needs it
+                log.warning(
+                    "could not load the live release of %s at start: %s",
+                    release.task,
+                    type(exc).__name__,
+                )
 
     def forget_serving(self, task_name: str | None = None) -> None:
         """Read the serving releases again on next use (after this process moved a pointer)."""

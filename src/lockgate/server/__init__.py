@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = runtime if runtime is not None else await _open(settings)
         app.state.runtime = active
+        warming = asyncio.create_task(active.warm_serving(), name="lockgate-warm-releases")
         try:
             async with (
                 rollout.background(active),
@@ -61,6 +63,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             ):
                 yield
         finally:
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
             await active.aclose()
             if runtime is None:
                 active.close()
