@@ -1,6 +1,7 @@
 """Group commit: concurrent decision requests of one process, decided and committed together.
 
-Every request the server takes for a task joins the open group of its serving release. A
+Every request the server takes for a task joins the open group of the release that decides
+it (the canary's sticky share goes to the canary's group, the rest to the live one). A
 group goes through `Pipeline.decide_many` as one batch: one lookup of known keys, one call
 per batch provider (vectorised local models), one transaction. Each request then gets its
 own result, after the commit, so "committed before acknowledged" holds as for a lone request.
@@ -21,24 +22,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
+from lockgate.decide.router import in_canary
 from lockgate.errors import Unavailable
 from lockgate.waits import StoreWaits, note_interrupted, watching_waits
 
 log = logging.getLogger("lockgate.decide.groups")
 
 
-def group_key(runtime: ReleaseRuntime) -> Hashable:
-    """Requests may share a group when they would be decided by the same releases."""
+def _deciding(runtime: ReleaseRuntime, key: str) -> ReleaseRuntime:
+    """The one release that decides this key: the canary for keys in its sticky share (the
+    same split as `Pipeline.decide_many`), else the live release. Splitting before grouping
+    keeps each group to one release, so a group is one transaction: a group that fails is
+    retried item by item without finding half of itself committed already."""
     canary = runtime.canary
-    return (
-        runtime.task.name,
-        runtime.release,
-        canary.release if canary is not None else None,
-        runtime.canary_percent,
-    )
+    if canary is None or runtime.canary_percent <= 0:
+        return runtime
+    if in_canary(runtime.task.name, key, runtime.canary_percent):
+        return canary
+    return replace(runtime, canary=None, canary_percent=0.0)
 
 
 @dataclass
@@ -70,7 +74,8 @@ class DecisionGroups:
         """Decide one request in the current group of its release; raises its error (bad
         input, a key reused with other input, ...) as `Pipeline.decide` does."""
         loop = asyncio.get_running_loop()
-        key = group_key(runtime)
+        runtime = _deciding(runtime, request.idempotency_key)
+        key = (runtime.task.name, runtime.release)
         group = self._open.get(key)
         if group is None:
             group = self._open[key] = _Group(runtime)
