@@ -30,6 +30,7 @@ process started is stopped. Progress goes to stderr; the table, then one JSON li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -41,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +244,8 @@ class Processes:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.running: list[subprocess.Popen[bytes]] = []
+        self.on_exit: list[Callable[[], None]] = []
+        """Clean-ups run after every process stopped (dropping a benchmark database)."""
 
     def start(self, name: str, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         log = self.folder / f"{name}.log"
@@ -260,6 +264,8 @@ class Processes:
     def stop_all(self) -> None:
         for process in reversed(list(self.running)):
             self.stop(process)
+        for clean_up in self.on_exit:
+            clean_up()
 
 
 def start_system(name: str, env: dict[str, Any], procs: Processes) -> tuple[Any, Target]:
@@ -297,8 +303,12 @@ def start_system(name: str, env: dict[str, Any], procs: Processes) -> tuple[Any,
         extra = {"OPENAI_BASE_URL": f"{upstream}/v1", "OPENAI_API_KEY": UPSTREAM_KEY}
         listen = ["--host", "127.0.0.1", "--port", str(port)]
         args = [sys.executable, "-m", "lockgate", "serve", "--project", str(root), *listen]
+        args += ["--workers", str(env["workers"])]
         clean = {k: v for k, v in os.environ.items() if k != "LOCKGATE_DATABASE_URL"}
-        process = procs.start(name, args, env={**clean, **extra})  # the project's SQLite file
+        if env["database"]:
+            extra["LOCKGATE_DATABASE_URL"] = env["database"][name]
+        # Without --postgres-admin: the project's own SQLite file.
+        process = procs.start(name, args, env={**clean, **extra})
         ready = f"{base}/readyz"
         body = json.dumps({"input": {"text": TEXT}}).encode()
         headers = {"Authorization": f"Bearer {key}"}
@@ -307,7 +317,49 @@ def start_system(name: str, env: dict[str, Any], procs: Processes) -> tuple[Any,
     return process, target
 
 
-def stored_decisions(root: Path) -> int:
+@contextlib.contextmanager
+def database_env(url: str | None) -> Iterator[None]:
+    """LOCKGATE_DATABASE_URL set to `url` for the CLI calls inside (nothing when None)."""
+    if url is None:
+        yield
+        return
+    os.environ["LOCKGATE_DATABASE_URL"] = url
+    try:
+        yield
+    finally:
+        del os.environ["LOCKGATE_DATABASE_URL"]
+
+
+def fresh_postgres_database(admin_url: str, procs: Processes) -> str:
+    """A new, empty database on the server of `admin_url` (dropped at the end of the run)."""
+    import sqlalchemy as sa
+
+    name = f"lockgate_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    procs.on_exit.append(lambda: _drop_database(admin, name))
+    return str(sa.engine.make_url(admin_url).set(database=name).render_as_string(False))
+
+
+def _drop_database(admin: Any, name: str) -> None:
+    import sqlalchemy as sa
+
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def stored_decisions(root: Path, database: str | None) -> int:
+    if database:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(database, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                return int(conn.execute(sa.text("SELECT count(*) FROM decisions")).scalar_one())
+        finally:
+            engine.dispose()
     db = root / ".lockgate" / "lockgate.db"
     connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -326,12 +378,22 @@ def bench(options: argparse.Namespace, folder: Path, procs: Processes) -> dict[s
         args = [sys.executable, "-c", UPSTREAM_PROGRAM, str(up_port)]
     upstream_process = procs.start("upstream", args)
     env: dict[str, Any] = {"cache": options.cache, "upstream": f"http://127.0.0.1:{up_port}"}
+    env["workers"] = options.workers
+    env["database"] = {}
+    if options.postgres_admin:
+        env["database"] = {
+            name: fresh_postgres_database(options.postgres_admin, procs)
+            for name in ("lockgate", "lockgate-classifier")
+        }
     say("making the Lockgate projects (release, key; the classifier project trains a model)")
-    env["lockgate"] = (folder / "p", make_project(folder / "p"), TASK)
+    with database_env(env["database"].get("lockgate")):
+        env["lockgate"] = (folder / "p", make_project(folder / "p"), TASK)
     env["chat_body"] = upstream_body(folder / "p")
     if "lockgate-classifier" in options.systems:
-        root = make_classifier_project(folder / "c", 10, None)
-        key = lockgate(root, "keys", "create", "--name", "bench", "--role", "submitter")
+        database = env["database"].get("lockgate-classifier")
+        root = make_classifier_project(folder / "c", 10, database)
+        with database_env(database):
+            key = lockgate(root, "keys", "create", "--name", "bench", "--role", "submitter")
         env["lockgate-classifier"] = (root, key.strip().splitlines()[-1], CLASSIFIER_TASK)
     chat = json.dumps(env["chat_body"]).encode()
     direct = Target("upstream", f"{env['upstream']}/v1/chat/completions", chat, {}, folder)
@@ -353,7 +415,8 @@ def bench(options: argparse.Namespace, folder: Path, procs: Processes) -> dict[s
         row["c1"] = target.load(1, seconds, watch)
         row["c64"] = target.load(64, seconds, watch)
         if name.startswith("lockgate"):
-            row["stored_decisions"] = stored_decisions(env[name][0])
+            database = env["database"][name] if env["database"] else None
+            row["stored_decisions"] = stored_decisions(env[name][0], database)
             row["acknowledged_2xx"] = target.ok_total
         base = 0.0 if name == "lockgate-classifier" else row["upstream_c1"]["p50_ms"]
         row["added_p50_ms"] = round(row["c1"]["p50_ms"] - base, 3)
@@ -410,12 +473,24 @@ def main() -> None:
     parser.add_argument("--upstream", choices=["minimal", "fault-server"], default="minimal")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "lockgate-bench")
     parser.add_argument("--skip-install", action="store_true", help="use --cache as it is")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="`lockgate serve --workers` (processes)"
+    )
+    parser.add_argument(
+        "--postgres-admin",
+        help="a PostgreSQL URL allowed to create databases: Lockgate runs on a fresh database "
+        "there (dropped afterwards) instead of its SQLite file",
+    )
     options = parser.parse_args()
     report: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "machine": machine()}
     say(report["machine"])
     if not options.skip_install:
         install(options.cache)
     report["versions"] = versions(options.cache)
+    report["lockgate_setup"] = {
+        "workers": options.workers,
+        "database": "postgresql (fresh database)" if options.postgres_admin else "sqlite",
+    }
     say(f"versions: {report['versions']}")
     with tempfile.TemporaryDirectory(prefix="gateway-compare-") as tmp:
         procs = Processes(Path(tmp))
