@@ -103,6 +103,33 @@ def test_the_access_log_is_json_without_query_strings(tmp_path: Path, database_u
         assert needle not in stderr
 
 
+def test_a_decided_request_logs_one_decision_line_and_a_refused_one_an_access_line(
+    tmp_path: Path, sqlite_database_url: str
+) -> None:
+    project, key = live_project(tmp_path, sqlite_database_url)
+    with serving(project, sqlite_database_url) as (base, output):
+        headers = {"Idempotency-Key": "log-1", "X-Request-ID": "req-log-1"}
+        decided = httpx.post(
+            f"{base}{DECISIONS}",
+            json={"input": {"text": "refund please"}},
+            headers={**headers, "Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        refused = httpx.post(
+            f"{base}{DECISIONS}", json={"input": {"text": "x"}}, headers=headers, timeout=30
+        )
+    records = [json.loads(line) for line in output[1].splitlines()]
+    assert decided.status_code == 201 and refused.status_code == 401
+    (decision,) = [r for r in records if r["logger"] == "lockgate.decisions"]
+    assert decision["request_id"] == "req-log-1"
+    assert decision["decision_id"] == decided.json()["id"]
+    access = [r["event"] for r in records if r["logger"] == "uvicorn.access"]
+    assert [e for e in access if f"POST {DECISIONS}" in e] == [
+        e for e in access if f"POST {DECISIONS} HTTP/1.1" in e and e.endswith("401")
+    ], access
+    assert any(e.endswith("401") for e in access), access
+
+
 def test_serve_output_is_json_lines_only(tmp_path: Path, database_url: str) -> None:
     project, _ = live_project(tmp_path, database_url)
     with serving(project, database_url) as (base, output):

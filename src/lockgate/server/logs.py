@@ -8,6 +8,7 @@ before the record reaches any handler; the redaction filter then sees the rest.
 from __future__ import annotations
 
 import logging
+import re
 from typing import IO
 
 from lockgate.monitor.logging import LockgateLogHandler, Redactor, configure_logging
@@ -30,6 +31,26 @@ class WithoutQueryString(logging.Filter):
         return True
 
 
+_DECIDED = re.compile(r"/v1/tasks/[^/?]+/decisions")
+
+
+class WithoutDecidedRequests(logging.Filter):
+    """Drops the access record of a decision request answered 200 or 201: its `decision` line
+    (logger `lockgate.decisions`) says the same and more (request id, decision id, route,
+    status, latency), and on the busiest endpoint one line per request is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            isinstance(args, tuple)
+            and len(args) == 5
+            and args[1] == "POST"
+            and args[4] in (200, 201)
+            and isinstance(args[2], str)
+            and _DECIDED.fullmatch(args[2]) is not None
+        )
+
+
 def configure_server_logging(
     settings: Settings, stream: IO[str], *, redactor: Redactor | None = None
 ) -> LockgateLogHandler:
@@ -45,6 +66,8 @@ def configure_server_logging(
             logger.removeHandler(old)
         logger.propagate = True
     access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, WithoutDecidedRequests) for f in access.filters):
+        access.addFilter(WithoutDecidedRequests())
     if not any(isinstance(f, WithoutQueryString) for f in access.filters):
         access.addFilter(WithoutQueryString())
     return handler
