@@ -57,3 +57,13 @@ def test_the_report_beside_a_processed_file_counts_its_records(
         "quarantined": 2,
     }
     assert report["encoding"] == "utf-8"
+
+
+def test_a_record_with_nan_or_a_lone_surrogate_is_quarantined_and_kept(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = prepare(tmp_path / "p", database_url, folder_source())
+    lines = ['{"text": "fine"}', '{"text": "x", "amount": NaN}', '{"text": "bad \\ud800 text"}']
+    drop(project, "a.jsonl", "\n".join(lines) + "\n")
+    (report,) = intake_once(project, database_url)
+    assert (report["decided"], report["quarantined"]) == (1, 2)

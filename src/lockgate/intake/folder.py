@@ -65,12 +65,14 @@ class FolderReader:
     async def run(self, intake: Intake, cursor: Mapping[str, Any]) -> SourceRun:
         """Decide every ready file. `cursor` is the source's stored cursor."""
         run = SourceRun()
-        for path in self.ready():
+        # The file the cursor is in comes first: it was being read when the last run stopped
+        # (a file moved in later may carry an older mtime).
+        ready = sorted(self.ready(), key=lambda p: p.name != cursor.get("file"))
+        for path in ready:
             done = await self._file(intake, path, cursor, run)
             if not done:
                 break
             run.items.append(path.name)
-            cursor = {}
         return run
 
     async def _file(

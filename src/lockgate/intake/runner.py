@@ -8,6 +8,7 @@ records = decided + duplicates + quarantined + discarded.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -170,6 +171,7 @@ class Intake:
                 if record.values is not None
                 else {UNREADABLE: record.unreadable}
             )
+            raw = storable(raw)
             progress.quarantined.append(
                 Quarantined(
                     self.task.name,
@@ -177,7 +179,7 @@ class Intake:
                     record.position,
                     reason,
                     raw,
-                    context=dict(record.context),
+                    context=storable(dict(record.context)),
                 )
             )
             counts["quarantined"] += 1
@@ -261,6 +263,20 @@ class Intake:
                 self.release, requests, invalid_input="fail"
             )
         await committer.finish()
+
+
+def storable(value: Any) -> Any:
+    """`value` as JSON any database keeps: NaN and infinities as text, lone surrogates
+    escaped (a record quarantined for holding them must still be stored)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
 
 
 def _metadata(source: str, position: str, extra: Mapping[str, Any]) -> dict[str, Any]:

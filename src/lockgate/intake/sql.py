@@ -37,7 +37,9 @@ def _json_value(value: Any) -> Any:
         return None
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
-    return value
+    if value is None or isinstance(value, str | int | float | bool | list | dict):
+        return value
+    return str(value)  # UUIDs, intervals, network addresses, ...
 
 
 class SqlReader:
