@@ -190,3 +190,23 @@ def test_review_list_has_a_header_and_a_masked_truncated_preview_of_the_input(
     preview = json.loads(row[row.index('"my card') :])
     assert preview.startswith("my card was stolen, write to ") and preview.endswith("…")
     assert len(preview) == 60
+
+
+def test_a_correction_that_changes_nothing_is_refused_not_turned_into_an_approval(
+    tmp_path: Path,
+) -> None:
+    database = f"sqlite:///{tmp_path}/db.sqlite"
+    with review_kit(tmp_path, database) as kit:
+        kit.key("alice")
+        decision = kit.pending("a question about my card, unsure")
+        project = kit.runtime.settings.project_dir
+        run = lambda *a: lockgate(*a, "--api-key", kit.secrets["alice"], cwd=project,  # noqa: E731
+                                  database=database, check=False)  # fmt: skip
+        run("review", "claim", decision.id)
+        same = ",".join(f"{k}={v}" for k, v in (decision.output or {}).items())
+        refused = run("review", "correct", decision.id, "--set", same, "--reason", "looks off")
+        assert refused.returncode != 0
+        assert "error: the correction changes nothing" in refused.stderr
+        assert "hint: approve it if it is right" in refused.stderr
+        shown = json.loads(run("review", "show", decision.id, "--json").stdout)
+        assert (shown["status"], shown["verdicts"]) == ("pending_review", [])

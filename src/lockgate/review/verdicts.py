@@ -48,6 +48,12 @@ def rule(
     else:
         assert corrected is not None
         accepted = corrected
+        current = item.proposed_output if item.proposed_output is not None else model_output
+        if not changed_fields(current, accepted):
+            raise InputError(
+                "the correction changes nothing: it is the output the item already has",
+                hint="approve it if it is right, or change at least one field",
+            )
     needed = item.approvals_needed
     if kind == "correct" and needs_two_persons(spec.policy, accepted, decision.input):
         needed = 2
