@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
+from tests.cli.kit import lockgate_command
 from tests.intake.kit import decision_keys, drop, folder_source, intake_once, prepare
 
 
@@ -67,3 +70,24 @@ def test_a_record_with_nan_or_a_lone_surrogate_is_quarantined_and_kept(
     drop(project, "a.jsonl", "\n".join(lines) + "\n")
     (report,) = intake_once(project, database_url)
     assert (report["decided"], report["quarantined"]) == (1, 2)
+
+
+def test_intake_run_keeps_polling_until_ctrl_c(tmp_path: Path, database_url: str) -> None:
+    project = prepare(tmp_path / "p", database_url, folder_source())
+    (project / "inbox").mkdir()
+    command = lockgate_command("intake", "run", "--interval", "0.2", "--database", database_url)
+    process = subprocess.Popen(
+        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(1)
+        drop(project, "late.csv", "text\narrived while running\n")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not decision_keys(database_url):
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert decision_keys(database_url) == ["inbox:late.csv:1"]
+    assert process.returncode == 0, err
+    assert "stopped; every committed batch is kept" in err and "Traceback" not in err

@@ -82,14 +82,19 @@ def run(
         async def one_pass(force: bool) -> list[dict[str, object]]:
             return [(await service.run(t, s, force=force)).public() for t, s in chosen]
 
-        while True:
-            reports = run_async(runtime, lambda: one_pass(once))
+        if once:
+            reports = run_async(runtime, lambda: one_pass(True))
             _print_runs(reports, as_json)
-            if once:
-                if any(r["error"] for r in reports):
-                    raise typer.Exit(1)
-                return
-            time.sleep(interval)
+            if any(r["error"] for r in reports):
+                raise typer.Exit(1)
+            return
+        try:
+            while True:
+                _print_runs(run_async(runtime, lambda: one_pass(False)), as_json)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            # Each batch is one transaction: a stop between or inside them loses nothing.
+            typer.echo("stopped; every committed batch is kept, run again to continue", err=True)
 
 
 def _print_runs(reports: list[dict[str, object]], as_json: bool) -> None:
