@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from tests.cli.kit import lockgate, make_project
-from tests.conftest import _postgres_database, _require_postgres
 from tests.server.test_group_commit import LoggedServer
 from tests.server.test_serve import start_server, submitter_key, wait_until_healthy
 
@@ -104,29 +103,34 @@ class Replicas:
         return sent, response
 
 
-@pytest.fixture(scope="module")
-def replicas(
-    tmp_path_factory: pytest.TempPathFactory, postgres_template: str
-) -> Iterator[Replicas]:
+@pytest.fixture
+def replicas(tmp_path: Path, postgres_database_url: str) -> Iterator[Replicas]:
     """Two `lockgate serve` on one PostgreSQL database, keys cached for 1 s and the serving
     release read again after 1 s (lockgate.yaml); `routing@1` live."""
-    root = tmp_path_factory.mktemp("replicas")
-    project = make_project(root / "project")
+    database = postgres_database_url
+    project = make_project(tmp_path / "project")
     (project / "lockgate.yaml").write_text(
         f"api_key_cache_seconds: {KEY_CACHE_SECONDS}\n"
         f"release_refresh_seconds: {RELEASE_REFRESH_SECONDS}\n"
     )
-    with _postgres_database(_require_postgres(), postgres_template) as database:
-        lockgate("release", "create", "routing", cwd=project, database=database)
-        lockgate("release", "promote", "routing@1", cwd=project, database=database)
-        key = submitter_key(project, database)
-        servers = [LoggedServer(project, database, root / f"serve-{n}.log") for n in range(2)]
-        try:
-            bases = [server.wait_until_serving() for server in servers]
-            yield Replicas(project, database, bases, key)
-        finally:
-            for server in servers:
-                server.stop()
+    lockgate("release", "create", "routing", cwd=project, database=database)
+    lockgate("release", "promote", "routing@1", cwd=project, database=database)
+    key = submitter_key(project, database)
+    servers = [LoggedServer(project, database, tmp_path / f"serve-{n}.log") for n in range(2)]
+    try:
+        bases = [server.wait_until_serving() for server in servers]
+        yield Replicas(project, database, bases, key)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_revocation_and_release_moves_reach_every_replica_within_their_bounds(
+    replicas: Replicas,
+) -> None:
+    """Both checks on one pair of replicas (starting them costs more than the checks)."""
+    a_revoked_key_stops_on_every_replica_within_api_key_cache_seconds(replicas)
+    promote_and_rollback_reach_every_replica_within_release_refresh_seconds(replicas)
 
 
 def first_change(
@@ -157,7 +161,7 @@ def first_change(
     raise AssertionError("unreachable")
 
 
-def test_a_revoked_key_stops_on_every_replica_within_api_key_cache_seconds(
+def a_revoked_key_stops_on_every_replica_within_api_key_cache_seconds(
     replicas: Replicas,
 ) -> None:
     run = lambda *args: lockgate(*args, cwd=replicas.project, database=replicas.database)  # noqa: E731
@@ -183,7 +187,7 @@ def test_a_revoked_key_stops_on_every_replica_within_api_key_cache_seconds(
     assert all(replicas.post(b, "other")[1].status_code == 201 for b in replicas.bases)
 
 
-def test_promote_and_rollback_reach_every_replica_within_release_refresh_seconds(
+def promote_and_rollback_reach_every_replica_within_release_refresh_seconds(
     replicas: Replicas,
 ) -> None:
     run = lambda *args: lockgate(*args, cwd=replicas.project, database=replicas.database)  # noqa: E731
