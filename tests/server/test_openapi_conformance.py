@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +22,17 @@ import httpx
 import pytest
 
 from lockgate.security import ROLES, Role
-from tests.cli.kit import lockgate, lockgate_command, make_project
+from tests.cli.kit import lockgate, make_project
 from tests.conftest import _postgres_database, _require_postgres
+from tests.server.test_group_commit import LoggedServer
 
 pytestmark = pytest.mark.slow
 
 #: Test cases per operation in the fuzzing phase; the coverage phase (every boundary value and
 #: unexpected method the schema defines, most of the cost) and the examples phase have no such
 #: bound, the stateful one its max-steps. One role's run takes about 17 s of CPU (14 s
-#: schemathesis, 3 s the server), so the six runs about 105 s over the suite's two workers.
+#: schemathesis, 3 s the server); the whole module about 150 s of CPU with its servers, so
+#: about 75 s of the suite's time on two idle cores (the suite runs with two workers).
 MAX_EXAMPLES = 4
 #: Fixed so that a run can be repeated; LOCKGATE_SCHEMATHESIS_SEED tries another.
 SEED = int(os.environ.get("LOCKGATE_SCHEMATHESIS_SEED", "20261129"))
@@ -72,30 +71,19 @@ checks.positive_data_acceptance.expected-statuses = [
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Served:
     """A `lockgate serve` process, its base URL and a key per role."""
 
+    server: LoggedServer
     base: str
-    process: subprocess.Popen[str]
-    log: Path
     keys: dict[str, str] = field(default_factory=dict)
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-5000:]
 
 
 def start(project: Path, database_url: str) -> Served:
-    """Release 1 of the routing task live, a key per role, `lockgate serve` on a free port,
-    and decisions in each state (made by a submitter key of their own, so that no role under
-    test reviews its own)."""
+    """Release 1 of the routing task live, a key per role, `lockgate serve` on a port it
+    picks, and decisions in each state (made by a submitter key of their own, so that no role
+    under test reviews its own)."""
     run: Callable[..., subprocess.CompletedProcess[str]] = lambda *a: lockgate(  # noqa: E731
         *a, cwd=project, database=database_url
     )
@@ -105,33 +93,10 @@ def start(project: Path, database_url: str) -> Served:
     for name in (*ROLES, "app"):
         role = "submitter" if name == "app" else name
         keys[name] = run("keys", "create", "--name", name, "--role", role).stdout.splitlines()[-1]
-    port = free_port()
-    log = project.parent / "serve.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            lockgate_command("serve", "--project", str(project), "--port", str(port)),
-            env={**os.environ, "LOCKGATE_DATABASE_URL": database_url},
-            stdout=sink,
-            stderr=sink,
-            text=True,
-        )
-    served = Served(f"http://127.0.0.1:{port}", process, log, keys)
-    wait_until_healthy(served)
+    server = LoggedServer(project, database_url, project.parent / "serve.log")
+    served = Served(server, server.wait_until_serving(), keys)
     seed_decisions(served)
     return served
-
-
-def wait_until_healthy(served: Served) -> None:
-    deadline = time.monotonic() + 90  # a few seconds idle; far more under load
-    while True:
-        assert served.process.poll() is None, served.log_tail()
-        try:
-            if httpx.get(f"{served.base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "lockgate serve did not start in 90 s"
-        time.sleep(0.1)
 
 
 def seed_decisions(served: Served) -> None:
@@ -145,15 +110,6 @@ def seed_decisions(served: Served) -> None:
             timeout=10,
         )
         assert made.status_code == 201, made.text
-
-
-def stop(served: Served) -> None:
-    served.process.send_signal(signal.SIGTERM)
-    try:
-        served.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        served.process.kill()
-        served.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +141,7 @@ def servers(
         yield get
     finally:
         for served in running.values():
-            stop(served)
+            served.server.stop()
         for made in databases:
             made.__exit__(None, None, None)
 
@@ -222,5 +178,6 @@ def test_schemathesis_finds_nothing_with_every_check(
     served = servers(backend)
     result = schemathesis(served, role, tmp_path)
     assert result.returncode == 0, (
-        f"{result.stdout[-20000:]}\n{result.stderr[-3000:]}\nserver log:\n{served.log_tail()}"
+        f"{result.stdout[-20000:]}\n{result.stderr[-3000:]}\n"
+        f"server log:\n{served.server.output()[-5000:]}"
     )
