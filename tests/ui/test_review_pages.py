@@ -193,3 +193,41 @@ def test_an_approval_that_needs_a_second_reviewer_stays_in_the_queue_and_says_so
         site.runtime.reviews.claim(bob, decision)
         site.runtime.reviews.approve(bob, decision)
         assert site.status(decision) == "approved"
+
+
+def test_an_item_waiting_for_a_second_reviewer_is_greyed_and_skipped_by_its_first_reviewer(
+    tmp_path: Path, sqlite_database_url: str, page: Any
+) -> None:
+    task = REVIEW_TASK + "  two_person_when:\n    - {field: queue, equals: fraud}\n"
+    with serving(tmp_path, sqlite_database_url, task=task) as site:
+        first = site.submit(FRAUD, "t-1")
+        second = site.submit(CARD_FRAUD, "t-2")
+        sign_in(page, site, site.key("alice", "reviewer"))
+        page.goto(f"{site.base}/ui/items/{first}")
+        claim(page)
+        with page.expect_navigation():
+            page.click("#approve-form button")
+
+        page.goto(f"{site.base}/ui/queue")
+        waiting = page.query_selector(f"#queue tr[data-href='/ui/items/{first}']")
+        assert waiting is not None and "waiting" in (waiting.get_attribute("class") or "")
+        assert "waiting for a second reviewer, 1 of 2 approvals" in waiting.inner_text()
+        screenshot(page, "10-waiting-for-a-second-reviewer")
+        page.keyboard.press("j")  # the first row waits for someone else: j selects the next
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.url.endswith(f"/ui/items/{second}")
+        with page.expect_navigation():
+            page.keyboard.press("n")  # next: not the one alice approved already
+        assert page.url.endswith("/ui/queue?task=routing")
+
+        page.goto(f"{site.base}/ui/items/{first}")
+        assert "Nothing for you to do here: waiting for a second reviewer" in page.inner_text(
+            "#actions"
+        )
+        assert page.query_selector("#claim-form") is None
+
+        bob = site.key("bob", "reviewer")
+        page.context.clear_cookies()
+        sign_in(page, site, bob)
+        assert page.query_selector("#queue tr.waiting") is None  # bob may give the second

@@ -93,6 +93,22 @@ def check_may_review(principal: Principal, decision: Decision, approvals: tuple[
         )
 
 
+def waiting_on_others(principal: Principal, item: ReviewItem) -> str | None:
+    """Why `principal` can do nothing more with a pending item, in words for a queue to show
+    (the same rules as `check_may_review`); None when it may claim and give a verdict."""
+    decision = item.decision
+    if decision.status != PENDING:
+        return None
+    if decision.submitted_by is not None and decision.submitted_by == principal.key_id:
+        return "you submitted it: another reviewer reviews it"
+    if principal.name in item.approvals:
+        return (
+            f"waiting for a second reviewer, {len(item.approvals)} of {item.approvals_needed} "
+            "approvals"
+        )
+    return None
+
+
 @dataclass
 class ReviewService:
     reviews: ReviewStore

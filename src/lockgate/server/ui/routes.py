@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from lockgate.decide.decision import utcnow
 from lockgate.decide.task import NAME_PATTERN, TaskSpec
 from lockgate.errors import LockgateError, NotFound
+from lockgate.review.service import waiting_on_others
 from lockgate.review.types import Verdict
 from lockgate.server.auth import client_address, failed_attempts
 from lockgate.server.ui import reports, views
@@ -202,6 +203,11 @@ class ReviewPages:
                 visit, self.templates.page("queue.html", code=exc.status, **context)
             )
         context["items"] = items
+        context["waiting"] = {
+            i.decision.id: why
+            for i in items
+            if (why := waiting_on_others(visit.principal, i)) is not None
+        }
         if len(items) == limit:
             last = items[-1].decision.id
             context["next_after"] = last
@@ -211,7 +217,8 @@ class ReviewPages:
         return self.access.send(visit, self.templates.page("queue.html", **context))
 
     async def next_item(self, request: Request) -> Response:
-        """The first item of the queue other than `skip` (the `n` shortcut)."""
+        """The first item of the queue other than `skip` that this reviewer may act on (the `n`
+        shortcut): one they approved already waits for another reviewer."""
         visit = await self.access.visit(request)
         if visit.principal is None:
             return self.access.send(visit, redirect("/sign-in"))
@@ -221,12 +228,12 @@ class ReviewPages:
             task = None
         try:
             items = await run(
-                partial(visit.runtime.reviews.queue, visit.principal, task=task, limit=2)
+                partial(visit.runtime.reviews.queue, visit.principal, task=task, limit=50)
             )
         except LockgateError:
             items = []
         for item in items:
-            if item.decision.id != skip:
+            if item.decision.id != skip and waiting_on_others(visit.principal, item) is None:
                 return self.access.send(visit, redirect(f"/items/{item.decision.id}"))
         return self.access.send(visit, redirect("/queue" + (f"?task={task}" if task else "")))
 
@@ -294,6 +301,7 @@ class ReviewPages:
             form_fields=views.output_form(spec, decision.output),
             similar=similar_rows,
             mine=mine,
+            waiting=waiting_on_others(principal, item),
             verdict_text=verdict_text,
             next_href=f"{BASE}/next?" + urlencode({"task": decision.task, "skip": decision.id}),
         )

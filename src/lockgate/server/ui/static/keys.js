@@ -26,7 +26,8 @@
 
   function rows() {
     var table = document.getElementById("queue");
-    return table ? Array.prototype.slice.call(table.querySelectorAll("tbody tr")) : [];
+    // An item waiting for another reviewer is shown, greyed, but j/k and Enter pass it by.
+    return table ? Array.prototype.slice.call(table.querySelectorAll("tbody tr:not(.waiting)")) : [];
   }
 
   function move(step) {
