@@ -67,7 +67,7 @@ def restart_and_check(
 
 
 def test_kill_9_during_a_folder_file(tmp_path: Path, database_url: str) -> None:
-    total = 2000
+    total = 1000
     source = (
         "  - name: inbox\n    kind: folder\n    path: inbox/\n    stable_s: 0\n"
         "    batch_size: 25\n    key: '{id}'\n"
@@ -90,7 +90,7 @@ def test_kill_9_during_a_folder_file(tmp_path: Path, database_url: str) -> None:
 def test_kill_9_during_an_sql_poll(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    total = 2000
+    total = 1000
     execute(
         database_url,
         "CREATE TABLE crm_tickets (id INTEGER PRIMARY KEY, subject TEXT, updated_at TEXT)",
@@ -115,7 +115,7 @@ def test_kill_9_during_an_sql_poll(
 def test_kill_9_during_an_imap_poll(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    total = 300
+    total = 120
     with Dovecot() as server:
         server.deliver(*(message(f"m{i}", f"message number {i}") for i in range(total)))
         monkeypatch.setenv("MAIL_PASSWORD", server.password)
@@ -126,7 +126,7 @@ def test_kill_9_during_an_imap_poll(
         )
         project = prepare(tmp_path / "p", database_url, source)
 
-        kill_mid_run(project, database_url, total, after=40)
+        kill_mid_run(project, database_url, total, after=30)
 
         def keys() -> set[str]:
             validity = show(project, database_url, "mail")["cursor"]["uidvalidity"]

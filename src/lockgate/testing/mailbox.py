@@ -66,6 +66,7 @@ auth_mechanisms = plain login
 first_valid_uid = 1
 first_valid_gid = 1
 mail_location = maildir:{f}/mail/%u
+mail_fsync = never
 default_internal_user = {account}
 default_internal_group = {group}
 default_login_user = {account}
