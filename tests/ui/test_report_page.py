@@ -74,3 +74,27 @@ def test_the_shadow_page_shows_the_shadow_release_beside_live(
                 "#confusion tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
             )
             assert cells == [["", "cards", "payments"], ["fraud", "3", "0"], ["payments", "0", "1"]]
+
+
+def test_each_page_says_what_is_true_for_the_case_shown(
+    tmp_path: Path, chromium_browser: Any
+) -> None:
+    """The report of a task not in suggest mode does not claim that every decision waits for a
+    person; a viewer, who may not review, reads why, not also "Nothing to review here"."""
+    need_chromium()
+    with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db") as site:  # gated mode
+        site.submit("card stolen", "g-1")
+        page: Any
+        with browser(chromium_browser) as page:
+            sign_in(page, site, site.key("alice", "reviewer"))
+            page.goto(f"{site.base}/ui/reports/routing")
+            mode = page.inner_text("#mode")
+            assert "every decision waits for a person" not in mode
+            assert "routing is not in suggest mode now" in mode
+        with browser(chromium_browser) as page:
+            sign_in(page, site, site.key("vera", "viewer"))
+            page.goto(f"{site.base}/ui/queue")
+            screenshot(page, "11-queue-for-a-viewer")
+            text = page.inner_text("main")
+            assert "Nothing to review here" not in text
+            assert page.query_selector(".error") is not None

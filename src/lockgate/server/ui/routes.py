@@ -370,8 +370,15 @@ class ReviewPages:
             )
             return self.access.send(visit, page)
         nav = f"{template.removesuffix('.html')}:{task}"
+        spec = (await self.tasks(visit)).get(task)
         page = self.templates.page(
-            template, **chrome, nav=nav, task=task, report=report, reports=reports
+            template,
+            **chrome,
+            nav=nav,
+            task=task,
+            report=report,
+            reports=reports,
+            mode=spec.policy.mode if spec is not None else None,
         )
         return self.access.send(visit, page)
 
