@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    import click
     from rich.console import Console
 
     from lockgate.runtime import Runtime
@@ -49,7 +48,7 @@ _PLACEHOLDERS = {
 }
 
 
-def readable_help(command: click.Command) -> click.Command:
+def readable_help(command: Any) -> Any:
     """Help a person reads at a glance, for `command` and everything below it: an option's
     value is shown as a word in capitals (`--api-key KEY`, `--database URL`) instead of a type
     (`<str>`), and a command listed in its group's help shows its first sentence whole, never

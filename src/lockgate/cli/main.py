@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 import typer.main
@@ -16,9 +16,6 @@ from lockgate.cli.demo import demo
 from lockgate.cli.serve import serve
 from lockgate.cli.worker import worker
 from lockgate.errors import LockgateError, TaskFileError
-
-if TYPE_CHECKING:
-    import click
 
 
 def _print_version(value: bool) -> None:
@@ -77,7 +74,7 @@ def build_app() -> typer.Typer:
     return app
 
 
-def build_command() -> click.Command:
+def build_command() -> Any:
     """The Click command `lockgate` runs: the Typer app, with readable help (see
     `common.readable_help`)."""
     return readable_help(typer.main.get_command(build_app()))

@@ -54,7 +54,9 @@ def label_rows(reviews: ReviewStore, spec: TaskSpec) -> tuple[list[dict[str, Any
         counts[decision.status] = counts.get(decision.status, 0) + 1
         if decision.status not in ("approved", "corrected") or decision.output is None:
             continue
-        row = {} if "id" in spec.input or "id" in spec.output else {"id": decision.id}
+        row: dict[str, Any] = {}
+        if "id" not in spec.input and "id" not in spec.output:
+            row["id"] = decision.id
         row.update({name: decision.input.get(name) for name in columns_in})
         row.update({name: decision.output.get(name) for name in columns_out})
         rows.append(row)
