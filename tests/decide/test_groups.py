@@ -339,7 +339,8 @@ def test_a_failing_canary_part_does_not_turn_new_live_decisions_into_replays(kit
 
     results = g.run(body)
     assert isinstance(results, list)
-    assert g.store.commits[:2] == [live, canaried], "not one group, split in two parts"
+    # The live and the canary keys are committed apart, in whichever order they finish.
+    assert sorted(g.store.commits[:2]) == sorted([live, canaried]), g.store.commits
     by_key = dict(zip(live + canaried, results, strict=True))
     assert isinstance(by_key[canaried[0]], Poisoned)
     for key in live + canaried[1:]:
