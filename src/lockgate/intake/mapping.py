@@ -56,21 +56,18 @@ class Mapper:
         self.rules: dict[str, FieldMap] = {
             name: source.map.get(name, FieldMap()) for name in task.input
         }
+        self._found: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def map(self, raw: Mapping[str, Any], context: Mapping[str, Any]) -> Mapped:
         if not isinstance(raw, Mapping):
             raise Unmappable("the record is not a set of named fields (a JSON object or a row)")
-        index: dict[str, str] = {}
-        for name in raw:
-            index.setdefault(_norm(str(name)), name)
+        sources = self._sources(tuple(raw))
         taken: set[str] = set()
         values: dict[str, Any] = {}
         for target, rule in self.rules.items():
             spec = self.task.input[target]
             names = rule.names(target)
-            found = next((n for n in names if n in raw), None)
-            if found is None:
-                found = next((index[_norm(n)] for n in names if _norm(n) in index), None)
+            found = sources[target]
             value = raw[found] if found is not None else None
             if found is not None:
                 taken.add(found)
@@ -99,6 +96,30 @@ class Mapper:
         if bad is not None:
             raise Unmappable(bad)
         return Mapped(clean, extra, self.key(raw, context, clean), input_hash(clean))
+
+    def _sources(self, fields: tuple[Any, ...]) -> dict[str, Any]:
+        """Which source field each input field takes, for records with these fields (rows of
+        one file share them, so the answer is kept)."""
+        cached = self._found.get(fields)
+        if cached is not None:
+            return cached
+        index: dict[str, Any] = {}
+        for name in fields:
+            index.setdefault(_norm(str(name)), name)
+        present = set(fields)
+        found: dict[str, Any] = {}
+        for target, rule in self.rules.items():
+            names = rule.names(target)
+            exact = next((n for n in names if n in present), None)
+            found[target] = (
+                exact
+                if exact is not None
+                else next((index[_norm(n)] for n in names if _norm(n) in index), None)
+            )
+        if len(self._found) >= 256:
+            self._found.clear()
+        self._found[fields] = found
+        return found
 
     def key(
         self, raw: Mapping[str, Any], context: Mapping[str, Any], clean: Mapping[str, Any]
