@@ -121,6 +121,19 @@ def unavailable(exc: BaseException) -> bool:
     return True
 
 
+_TRANSIENT_SQLSTATES = ("40P01", "40001")
+"""PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
+and may simply be run again."""
+
+
+def transient_conflict(exc: BaseException) -> bool:
+    """Whether `exc` is a transaction PostgreSQL rolled back because of a concurrent one
+    (a deadlock between two writers): running it again succeeds."""
+    if not isinstance(exc, OperationalError):
+        return False
+    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 def dropped_connection(exc: BaseException) -> bool:
     """Whether `exc` is a pooled connection found dead (the pool has discarded it, so a retry
     gets a fresh one)."""

@@ -114,7 +114,9 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     statement = dialect.insert(decisions).on_conflict_do_nothing(
         index_elements=["task", "idempotency_key"]
     )
-    rows = [_row(d) for d in batch]
+    # In key order: two writers inserting overlapping keys then lock them in the same order,
+    # which keeps PostgreSQL from deadlocking them (the executor retries one that still does).
+    rows = [_row(d) for d in sorted(batch, key=lambda d: d.idempotency_key)]
     if dialect is sqlite:
         # One cached statement, expanded to multi-row VALUES by SQLAlchemy; back come the ids
         # actually inserted (a key another writer stored first is skipped by ON CONFLICT).

@@ -20,7 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from lockgate.errors import Unavailable
-from lockgate.store.database import dropped_connection, unavailable
+from lockgate.store.database import dropped_connection, transient_conflict, unavailable
 from lockgate.waits import current_waits, note_interrupted
 
 P = ParamSpec("P")
@@ -90,13 +90,24 @@ class StoreExecutor:
         readers.shutdown(wait=True, cancel_futures=True)
 
 
-def _retrying_dropped(call: Callable[[], T]) -> Callable[[], T]:
-    def once_more() -> T:
-        try:
-            return call()
-        except Exception as exc:
-            if not dropped_connection(exc):
-                raise
-        return call()  # the pool discarded the dead connection: this gets a fresh one
+_CONFLICT_TRIES = 4
 
-    return once_more
+
+def _retrying_dropped(call: Callable[[], T]) -> Callable[[], T]:
+    """`call`, run once more on a connection found dead (the pool discarded it, so the next
+    try gets a fresh one), and up to `_CONFLICT_TRIES` times in all when PostgreSQL rolled it
+    back for a deadlock with another writer. Only for calls that may safely run twice."""
+
+    def retried() -> T:
+        dropped_once = False
+        for attempt in range(1, _CONFLICT_TRIES + 1):
+            try:
+                return call()
+            except Exception as exc:
+                if dropped_connection(exc) and not dropped_once:
+                    dropped_once = True
+                elif not (transient_conflict(exc) and attempt < _CONFLICT_TRIES):
+                    raise
+        raise AssertionError("unreachable")  # the last try returns or raises
+
+    return retried
