@@ -188,9 +188,11 @@ def test_temperature_calibration_cools_an_overconfident_model() -> None:
     probs = np.full((n, k), 0.01 / (k - 1))
     probs[np.arange(n), chosen] = 0.99
     cal = fit_calibration("mean", "temperature", ["m1", "m2"], [probs, probs], truth)
-    assert cal.temperature > 1.5
-    calibrated = cal.distribution(probs).max(axis=1)
-    assert abs(calibrated.mean() - 0.7) < 0.05
+    assert all(t > 1.5 for t in cal.member_temperatures)
+    members = [MemberAnswers(m, {"label": list(probs)}, [None] * n, [None] * n) for m in "xy"]
+    answers = combine("mean", cal, {"label": tuple("abcd")}, members)
+    confidence = np.asarray([a.confidence for a in answers])  # type: ignore[union-attr]
+    assert abs(confidence.mean() - 0.7) < 0.05
 
 
 def test_isotonic_calibration_maps_confidence_to_accuracy() -> None:

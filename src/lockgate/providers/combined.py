@@ -112,6 +112,19 @@ class Calibration:
     iso_x: tuple[float, ...] = ()
     iso_y: tuple[float, ...] = ()
     n_rows: int = 0
+    member_temperatures: tuple[float, ...] = ()
+    """Each member's own temperature, applied before averaging (mean with a temperature)."""
+
+    def members_tempered(self, stacked: np.ndarray) -> np.ndarray:
+        """Each member's probability row (one per member, in order) at its own temperature."""
+        if len(self.member_temperatures) != len(stacked):
+            return stacked
+        return np.vstack(
+            [
+                _tempered(row[None, :], t)
+                for row, t in zip(stacked, self.member_temperatures, strict=True)
+            ]
+        )
 
     def distribution(self, probs: np.ndarray) -> np.ndarray:
         """Temperature-scaled rows (unchanged for other kinds)."""
@@ -178,9 +191,11 @@ def combine(
         for name in fields:
             rows = [a.probabilities[name][i] for a in alive]
             stacked = np.vstack([r for r in rows if r is not None])
-            mean = stacked.mean(axis=0, keepdims=True)
             # With a member missing, the survivors' own answer, as they gave it.
             whole = len(alive) == len(answers)
+            if whole and method == "mean":
+                stacked = calibration.members_tempered(stacked)
+            mean = stacked.mean(axis=0, keepdims=True)
             dist = calibration.distribution(mean)[0] if whole else mean[0]
             order = np.argsort(-dist, kind="stable")
             names = values[name]
@@ -528,6 +543,20 @@ def _load(settings: Settings, task_name: str, sha256: str) -> Calibration:
     return calibration
 
 
+def _fit_temperature(probs: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of the true values."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(truth))
+
+    def nll(log_t: float) -> float:
+        tempered = _tempered(probs, float(np.exp(log_t)))
+        return float(-np.log(np.maximum(tempered[rows, truth], _EPS)).mean())
+
+    best = minimize_scalar(nll, bounds=(np.log(0.2), np.log(20.0)), method="bounded")
+    return float(np.exp(best.x))
+
+
 def fit_calibration(
     method: Method,
     kind: CalibrationKind,
@@ -542,15 +571,17 @@ def fit_calibration(
     stacked = np.stack(member_probs)  # members x rows x values
     mean = stacked.mean(axis=0)
     if method == "mean" and kind == "temperature":
-        from scipy.optimize import minimize_scalar
-
-        def nll(log_t: float) -> float:
-            probs = _tempered(mean, float(np.exp(log_t)))
-            return float(-np.log(np.maximum(probs[np.arange(len(truth)), truth], _EPS)).mean())
-
-        best = minimize_scalar(nll, bounds=(np.log(0.2), np.log(20.0)), method="bounded")
+        # Each member at its own temperature first (so that a sharper member does not drown
+        # the other in the average), then one temperature for the average.
+        members = tuple(_fit_temperature(probs, truth) for probs in stacked)
+        tempered = np.stack([_tempered(p, t) for p, t in zip(stacked, members, strict=True)])
         return Calibration(
-            method, kind, tuple(labels), temperature=float(np.exp(best.x)), n_rows=len(truth)
+            method,
+            kind,
+            tuple(labels),
+            temperature=_fit_temperature(tempered.mean(axis=0), truth),
+            n_rows=len(truth),
+            member_temperatures=members,
         )
     if method == "mean":
         raw = mean.max(axis=1)
@@ -695,7 +726,11 @@ def train_combined(
     accuracy = {}
     for name, member_probs in per_field.items():
         names = task.enum_values(name)
-        mean = np.stack(member_probs).mean(axis=0)
+        stacked = np.stack(member_probs)
+        temps = calibration.member_temperatures
+        if combine_spec.method == "mean" and len(temps) == len(stacked):
+            stacked = np.stack([_tempered(p, t) for p, t in zip(stacked, temps, strict=True)])
+        mean = stacked.mean(axis=0)
         predicted = np.asarray(names)[mean.argmax(axis=1)]
         accuracy[name] = float(
             (predicted == np.asarray([data.labels[name][i] for i in test])).mean()
