@@ -66,9 +66,10 @@ def records(headers: Mapping[str, str], body: bytes, max_items: int) -> list[Inc
         raise InputError(f"{DELIVERY_HEADER} must be 1-200 printable characters")
     try:
         value: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InputError(
-            "the body is not valid JSON", hint="send one JSON object or an array of objects"
+            "the body is not valid JSON, or nested too deeply",
+            hint="send one JSON object or an array of objects",
         ) from None
     items = value if isinstance(value, list) else [value]
     if not items:
