@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_run import make_project as make_classifier_project
-from bench_common import machine
+from bench_common import fresh_database, machine
 from server_load import TASK, TEXT, free_port, lockgate, make_project, stop, upstream_body
 
 import lockgate as lockgate_package
@@ -330,26 +330,6 @@ def database_env(url: str | None) -> Iterator[None]:
         del os.environ["LOCKGATE_DATABASE_URL"]
 
 
-def fresh_postgres_database(admin_url: str, procs: Processes) -> str:
-    """A new, empty database on the server of `admin_url` (dropped at the end of the run)."""
-    import sqlalchemy as sa
-
-    name = f"lockgate_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    procs.on_exit.append(lambda: _drop_database(admin, name))
-    return str(sa.engine.make_url(admin_url).set(database=name).render_as_string(False))
-
-
-def _drop_database(admin: Any, name: str) -> None:
-    import sqlalchemy as sa
-
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def stored_decisions(root: Path, database: str | None) -> int:
     if database:
         import sqlalchemy as sa
@@ -381,8 +361,10 @@ def bench(options: argparse.Namespace, folder: Path, procs: Processes) -> dict[s
     env["workers"] = options.workers
     env["database"] = {}
     if options.postgres_admin:
+        databases = contextlib.ExitStack()  # dropped when every process has stopped
+        procs.on_exit.append(databases.close)
         env["database"] = {
-            name: fresh_postgres_database(options.postgres_admin, procs)
+            name: databases.enter_context(fresh_database(options.postgres_admin, folder))
             for name in ("lockgate", "lockgate-classifier")
         }
     say("making the Lockgate projects (release, key; the classifier project trains a model)")
