@@ -231,3 +231,57 @@ def test_an_item_waiting_for_a_second_reviewer_is_greyed_and_skipped_by_its_firs
         page.context.clear_cookies()
         sign_in(page, site, bob)
         assert page.query_selector("#queue tr.waiting") is None  # bob may give the second
+
+
+def test_the_queue_serves_a_team_lead(tmp_path: Path, sqlite_database_url: str, page: Any) -> None:
+    """Counts per task, a masked preview, age and time left to the SLA, my claims, releasing
+    a claim, search by id or words, and finished lists that say who acted, when and why, with
+    the policy's rejections apart from the reviewers'."""
+    task = REVIEW_TASK + (
+        "  review_sla_minutes: 30\n  reject_when:\n    - {input: text, matches: '^SPAM'}\n"
+    )
+    with serving(tmp_path, sqlite_database_url, task=task) as site:
+        first = site.submit(FRAUD, "t-1")
+        second = site.submit(CARD_FRAUD, "t-2")
+        spam = site.submit("SPAM: cheap watches", "t-3")
+        sign_in(page, site, site.key("alice", "reviewer"))
+
+        assert page.inner_text("#pending-counts") == "2 pending: routing 2"
+        row = page.inner_text(f"#queue tr[data-href='/ui/items/{first}']")
+        assert "My card was stolen in Lisbon" in row
+        assert "jane.doe@example.com" not in row  # masked for a reviewer
+        assert "min left" in row and "0 min" in row  # 30-minute SLA, just received
+        screenshot(page, "12-queue-for-a-lead")
+
+        page.goto(f"{site.base}/ui/items/{first}")
+        claim(page)
+        page.goto(f"{site.base}/ui/queue?mine=1")
+        assert rows(page) == [f"/ui/items/{first}"]
+        page.goto(f"{site.base}/ui/items/{first}")
+        with page.expect_navigation():
+            page.click("#release-form button")
+        assert "You released your claim" in page.inner_text(".notice")
+        assert (
+            site.runtime.reviews.item(site.principal("alice", "reviewer"), first).claimed_by is None
+        )
+        page.goto(f"{site.base}/ui/queue?mine=1")
+        assert rows(page) == []
+
+        page.goto(f"{site.base}/ui/queue?q={second[-10:]}")
+        assert rows(page) == [f"/ui/items/{second}"]
+        page.goto(f"{site.base}/ui/queue?q=used+it+twice")
+        assert rows(page) == [f"/ui/items/{second}"]
+        page.goto(f"{site.base}/ui/queue?q=jane.doe")  # personal data is never searched
+        assert rows(page) == []
+
+        page.goto(f"{site.base}/ui/items/{first}")
+        claim(page)
+        page.fill("#reject-reason", "a test ticket")
+        with page.expect_navigation():
+            page.click("#reject-form button")
+        page.goto(f"{site.base}/ui/queue?status=rejected")
+        assert rows(page) == [f"/ui/items/{first}"]
+        assert "alice" in page.inner_text("#queue") and "a test ticket" in page.inner_text("#queue")
+        page.goto(f"{site.base}/ui/queue?status=rejected_by_policy")
+        assert rows(page) == [f"/ui/items/{spam}"]
+        assert "by the policy" in page.inner_text("#queue")

@@ -129,9 +129,16 @@ class ReviewService:
         status: str = PENDING,
         limit: int = 50,
         after: str | None = None,
+        *,
+        mine: bool = False,
+        search: str | None = None,
+        by_reviewer: bool | None = None,
     ) -> list[ReviewItem]:
         """Items in `status`, highest priority first, then oldest first; only the tasks the key
-        may see. `after` is the id of the last item of the previous page."""
+        may see. `after` is the id of the last item of the previous page; `mine` keeps the
+        items this key holds a claim on, `search` those whose id (or its end) or redacted input
+        holds the text, `by_reviewer` final items a reviewer (True) or the policy (False) made
+        final."""
         principal.require("review", task)
         if status not in QUEUE_STATUSES:
             raise InputError(
@@ -139,8 +146,32 @@ class ReviewService:
             )
         if not 1 <= limit <= MAX_PAGE:
             raise InputError(f"limit must be between 1 and {MAX_PAGE}")
-        query = QueueQuery(status, task, principal.tasks, limit, after)
+        query = QueueQuery(
+            status,
+            task,
+            principal.tasks,
+            limit,
+            after,
+            claimed_by=principal.name if mine else None,
+            search=(search or "").strip()[:200] or None,
+            by_reviewer=by_reviewer,
+        )
         return [self._item(s) for s in self.reviews.queue(query)]
+
+    def pending_counts(self, principal: Principal) -> dict[str, int]:
+        """Pending items per task, of the tasks the key may see."""
+        principal.require("review")
+        return self.reviews.pending_counts(principal.tasks)
+
+    def release(self, principal: Principal, decision_id: str) -> ReviewItem:
+        """Give up one's claim on an item, so that another reviewer may take it at once."""
+        self._state(principal, decision_id)
+        if not self.reviews.release_claim(decision_id, principal.name):
+            raise Conflict(
+                f"you hold no claim on decision {decision_id}",
+                hint="only the reviewer holding a claim can release it",
+            )
+        return self._item(self._state(principal, decision_id))
 
     def item(self, principal: Principal, decision_id: str) -> ReviewItem:
         """One item with its attempts, verdicts and claim."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +22,14 @@ class ReviewStore(Protocol):
     def claim(self, decision_id: str, reviewer: str, now: datetime, until: datetime) -> bool:
         """Lease the pending decision to `reviewer` until `until`; False when it is not pending
         or someone else holds a live lease."""
+        ...
+
+    def release_claim(self, decision_id: str, reviewer: str) -> bool:
+        """Give up `reviewer`'s claim on a pending decision; False when they hold none."""
+        ...
+
+    def pending_counts(self, tasks: Sequence[str]) -> dict[str, int]:
+        """Pending decisions per task (only `tasks`, when given)."""
         ...
 
     def record(

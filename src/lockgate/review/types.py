@@ -63,6 +63,14 @@ class QueueQuery:
     limit: int = 50
     after: str | None = None
     """The id of the last decision of the previous page."""
+    claimed_by: str | None = None
+    """Only the items this reviewer holds a claim on ("my claims")."""
+    search: str | None = None
+    """A decision id (or its end, as the pages show it), or words of the input's redacted copy
+    (personal data is never searched)."""
+    by_reviewer: bool | None = None
+    """For final statuses: True, only those a reviewer's verdict made final; False, only those
+    the policy decided (a policy rejection); None, both."""
 
 
 @dataclass(frozen=True)

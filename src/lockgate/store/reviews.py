@@ -14,7 +14,18 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    Text,
+    and_,
+    cast,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from lockgate.decide.decision import Decision
 from lockgate.review.types import (
@@ -86,6 +97,20 @@ def queue(conn: Connection, query: QueueQuery) -> list[ReviewState]:
         statement = statement.where(c.task == query.task)
     if query.tasks:
         statement = statement.where(c.task.in_(query.tasks))
+    if query.claimed_by is not None:
+        statement = statement.where(c.claimed_by == query.claimed_by)
+    if query.search:
+        needle = query.search.strip().lower()
+        statement = statement.where(
+            or_(
+                c.id == needle,
+                c.id.endswith(needle, autoescape=True),
+                func.lower(cast(c.redacted_input, Text)).contains(needle, autoescape=True),
+            )
+        )
+    if query.by_reviewer is not None:
+        verdict = select(reviews.c.id).where(reviews.c.decision_id == c.id).exists()
+        statement = statement.where(verdict if query.by_reviewer else ~verdict)
     if query.after is not None:
         last = conn.execute(select(c.priority, c.created_at).where(c.id == query.after)).first()
         if last is not None:
@@ -102,6 +127,26 @@ def queue(conn: Connection, query: QueueQuery) -> list[ReviewState]:
     verdicts = _verdicts(conn, [r["id"] for r in rows])
     # The row mapping is the store's own (store.decisions); attempts are left out of a listing.
     return [_state(r, decision_queries.from_row(r), verdicts[r["id"]]) for r in rows]
+
+
+def pending_counts(conn: Connection, tasks: Sequence[str]) -> dict[str, int]:
+    """Pending decisions per task (only `tasks`, when given)."""
+    c = decisions.c
+    statement = select(c.task, func.count()).where(c.status == PENDING).group_by(c.task)
+    if tasks:
+        statement = statement.where(c.task.in_(tasks))
+    return {task: int(count) for task, count in conn.execute(statement)}
+
+
+def release_claim(conn: Connection, decision_id: str, reviewer: str) -> bool:
+    """Give up `reviewer`'s claim on a pending decision; False when they hold none."""
+    c = decisions.c
+    result = conn.execute(
+        update(decisions)
+        .where(c.id == decision_id, c.status == PENDING, c.claimed_by == reviewer)
+        .values(claimed_by=None, claim_expires_at=None)
+    )
+    return result.rowcount == 1
 
 
 def claim(
@@ -286,6 +331,14 @@ class ReviewRepository:
     def claim(self, decision_id: str, reviewer: str, now: datetime, until: datetime) -> bool:
         with self.engine.begin() as conn:
             return claim(conn, decision_id, reviewer, now, until)
+
+    def release_claim(self, decision_id: str, reviewer: str) -> bool:
+        with self.engine.begin() as conn:
+            return release_claim(conn, decision_id, reviewer)
+
+    def pending_counts(self, tasks: Sequence[str]) -> dict[str, int]:
+        with database.read(self.engine) as conn:
+            return pending_counts(conn, tasks)
 
     def record(
         self,

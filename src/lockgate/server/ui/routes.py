@@ -32,8 +32,9 @@ from lockgate.settings import Settings
 
 _DECISION_ID = re.compile(r"^[0-9a-f]{1,32}$")
 _TASK = re.compile(NAME_PATTERN)
-STATUSES = ("pending_review", "approved", "corrected", "rejected")
-ACTIONS = ("claim", "approve", "correct", "reject")
+STATUSES = ("pending_review", "approved", "corrected", "rejected", "rejected_by_policy")
+"""The lists of the queue page: a reviewer's rejections and the policy's are kept apart."""
+ACTIONS = ("claim", "release", "approve", "correct", "reject")
 _DONE = {"approved": "approved", "corrected": "corrected", "rejected": "rejected"}
 
 
@@ -163,6 +164,8 @@ class ReviewPages:
         task = params.get("task") or None
         status = params.get("status") or "pending_review"
         after = params.get("after") or None
+        mine = params.get("mine") == "1"
+        search = (params.get("q") or "").strip()[:200]
         chrome = await self.chrome(visit)
         context: dict[str, Any] = {
             **chrome,
@@ -174,10 +177,17 @@ class ReviewPages:
             "items": [],
             "next_after": None,
             "next_query": "",
+            "mine": mine,
+            "search": search,
+            "counts": {},
+            "rows": {},
         }
         done = _DONE.get(params.get("done", ""))
         if done:
             context["notice"] = f"Decision {params.get('id', '')[-10:]} {done}."
+        if params.get("released"):
+            released = params["released"][-10:]
+            context["notice"] = f"You released your claim on {released}; anyone may take it now."
         if (
             (task and not _TASK.match(task))
             or status not in STATUSES
@@ -187,22 +197,28 @@ class ReviewPages:
             return self.access.send(visit, self.templates.page("queue.html", code=422, **context))
         limit = 50
         try:
+            final = status != "pending_review"
             items = await run(
                 partial(
                     visit.runtime.reviews.queue,
                     visit.principal,
                     task=task,
-                    status=status,
+                    status="rejected" if status == "rejected_by_policy" else status,
                     limit=limit,
                     after=after,
+                    mine=mine,
+                    search=search or None,
+                    by_reviewer=(status != "rejected_by_policy") if final else None,
                 )
             )
+            context["counts"] = await run(visit.runtime.reviews.pending_counts, visit.principal)
         except LockgateError as exc:
             context["error"] = Shown.of(exc)
             return self.access.send(
                 visit, self.templates.page("queue.html", code=exc.status, **context)
             )
         context["items"] = items
+        context["rows"] = await self.queue_rows(visit, items)
         context["waiting"] = {
             i.decision.id: why
             for i in items
@@ -211,10 +227,27 @@ class ReviewPages:
         if len(items) == limit:
             last = items[-1].decision.id
             context["next_after"] = last
+            filters = {"task": task, "status": status, "mine": "1" if mine else "", "q": search}
             context["next_query"] = urlencode(
-                {k: v for k, v in {"task": task, "status": status, "after": last}.items() if v}
+                {k: v for k, v in {**filters, "after": last}.items() if v}
             )
         return self.access.send(visit, self.templates.page("queue.html", **context))
+
+    async def queue_rows(self, visit: Visit, items: list[Any]) -> dict[str, views.QueueRow]:
+        """Per item, what a lead scans a queue for: the input's start (masked for the role),
+        its age and the time left to the task's review SLA, and who acted on it, when and why."""
+        assert visit.principal is not None
+        clear = views.may_see_personal_data(visit.principal, self.pii_roles)
+        specs: dict[tuple[str, int], TaskSpec] = {}
+        now = utcnow()
+        rows = {}
+        for item in items:
+            d = item.decision
+            if (d.task, d.release) not in specs:
+                stored = await run(visit.runtime.store.releases.get, d.task, d.release)
+                specs[(d.task, d.release)] = stored.task_spec()
+            rows[d.id] = views.queue_row(item, specs[(d.task, d.release)], clear, now)
+        return rows
 
     async def next_item(self, request: Request) -> Response:
         """The first item of the queue other than `skip` that this reviewer may act on (the `n`
@@ -326,6 +359,10 @@ class ReviewPages:
             if action == "claim":
                 await run(reviews.claim, principal, decision_id)
                 return self.access.send(visit, redirect(f"/items/{decision_id}"))
+            if action == "release":
+                released = await run(reviews.release, principal, decision_id)
+                query = urlencode({"task": released.decision.task, "released": decision_id})
+                return self.access.send(visit, redirect(f"/queue?{query}"))
             if action == "approve":
                 item = await run(reviews.approve, principal, decision_id, reason or None)
             elif action == "correct":

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from lockgate.decide.decision import Decision
 from lockgate.decide.task import TaskSpec
 from lockgate.monitor.redaction import redact_text
+from lockgate.review.item import ReviewItem
 from lockgate.security import Principal
 
 OUTPUT_PREFIX = "output."
@@ -43,6 +45,58 @@ class FormField:
     @property
     def form_name(self) -> str:
         return OUTPUT_PREFIX + self.name
+
+
+PREVIEW_CHARACTERS = 80
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One queue line's extras: what a lead needs to triage without opening the item."""
+
+    preview: str
+    """The start of the input, personal fields masked unless the role may see them."""
+    age: str
+    sla: str | None
+    """Time left to the task's review SLA ("12 min left", "overdue by 1 h 5 min"); None
+    without an SLA or for a final item."""
+    overdue: bool
+    acted: str | None
+    """For a final item: who made it final, when and why; or that the policy did."""
+
+
+def queue_row(item: ReviewItem, spec: TaskSpec, clear: bool, now: datetime) -> QueueRow:
+    decision = item.decision
+    text = " · ".join(r.value for r in shown_input(decision, spec, clear) if r.value)
+    text = " ".join(text.split())
+    if len(text) > PREVIEW_CHARACTERS:
+        text = text[: PREVIEW_CHARACTERS - 1] + "…"
+    pending = decision.status == "pending_review"
+    sla_minutes = spec.policy.review_sla_minutes
+    sla, overdue = None, False
+    if pending and sla_minutes is not None:
+        left = decision.created_at + timedelta(minutes=sla_minutes) - now
+        overdue = left.total_seconds() < 0
+        sla = f"overdue by {_span(-left)}" if overdue else f"{_span(left)} left"
+    acted = None
+    if not pending:
+        last = item.verdicts[-1] if item.verdicts else None
+        if last is None:
+            acted = f"by the policy: {decision.reason}"
+        else:
+            why = f": {last.reason}" if last.reason else ""
+            acted = f"{last.reviewer}, {last.at:%Y-%m-%d %H:%M} UTC{why}"
+    return QueueRow(text, _span(now - decision.created_at), sla, overdue, acted)
+
+
+def _span(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h"
 
 
 def may_see_personal_data(principal: Principal, roles: Iterable[str]) -> bool:
