@@ -125,6 +125,22 @@ def test_the_idempotency_key_is_a_required_header_with_its_rule(spec: dict[str, 
     assert key["schema"]["maxLength"] == 255
 
 
+def test_a_webhook_push_documents_its_body_and_signature_headers(spec: dict[str, Any]) -> None:
+    push = spec["paths"]["/v1/intake/{source}"]["post"]
+    required = {p["name"]: p["required"] for p in push["parameters"] if p["in"] == "header"}
+    assert required == {
+        "X-Lockgate-Timestamp": True,
+        "X-Lockgate-Signature": True,
+        "Idempotency-Key": False,  # a push without one is named by its body's hash
+    }
+    body = push["requestBody"]
+    assert body["required"] is True
+    assert [s["type"] for s in body["content"]["application/json"]["schema"]["oneOf"]] == [
+        "object",
+        "array",
+    ]
+
+
 def test_a_decision_without_an_idempotency_key_is_the_documented_400(api: Api) -> None:
     answer = api.client.post(
         "/v1/tasks/routing/decisions", json={"input": {"text": "t"}}, headers=api.auth("admin")

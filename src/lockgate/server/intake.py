@@ -15,11 +15,12 @@ from fastapi import APIRouter, Path, Request
 
 from lockgate.decide.sources import WebhookSource
 from lockgate.decide.task import NAME_PATTERN
+from lockgate.delivery.sinks.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from lockgate.errors import NotFound, Unavailable
 from lockgate.intake.poller import Poller
 from lockgate.intake.runner import Intake, SourceStopped
 from lockgate.intake.service import IntakeService, find_source, source_spec
-from lockgate.intake.webhook import records, verify
+from lockgate.intake.webhook import DELIVERY_HEADER, records, verify
 from lockgate.runtime import Runtime
 
 router = APIRouter(tags=["intake"])
@@ -35,7 +36,45 @@ def _slots(request: Request, spec: WebhookSource) -> asyncio.Semaphore:
     return slots.setdefault(spec.name, asyncio.Semaphore(spec.max_in_flight))
 
 
-@router.post("/intake/{source}", status_code=202)
+_RECORD = {"type": "object", "description": "One record: its fields, mapped by the source."}
+_PUSH_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_RECORD, {"type": "array", "items": _RECORD, "minItems": 1}]}
+            }
+        },
+    },
+    "parameters": [
+        {
+            "name": TIMESTAMP_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "Unix seconds when the push was signed; outside the source's replay "
+            "window it is refused.",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+        },
+        {
+            "name": SIGNATURE_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "HMAC-SHA256 of `TIMESTAMP.BODY` with the source's secret, as for "
+            "Lockgate's own webhook deliveries (`lockgate.verify_signature`).",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": DELIVERY_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "The push's id (records get `ID` or `ID:N`); default: the body's hash.",
+            "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]{1,200}$"},
+        },
+    ],
+}
+
+
+@router.post("/intake/{source}", status_code=202, openapi_extra=_PUSH_OPENAPI)
 async def push(source: SourceName, request: Request) -> dict[str, Any]:
     """Take records for a webhook source: one JSON object or an array of objects, signed with
     `X-Lockgate-Timestamp` and `X-Lockgate-Signature`. 202 once every record is committed."""

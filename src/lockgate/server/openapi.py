@@ -128,7 +128,9 @@ ALSO_SUCCEEDS: dict[str, dict[int, str]] = {
 }
 
 #: Headers an operation cannot go without although its handler reads them as optional (to
-#: refuse their absence with a problem that says how to fix it).
+#: refuse their absence with a problem that says how to fix it), by operation: the decision
+#: endpoint's `Idempotency-Key` (a webhook push may leave it out).
+REQUIRED_HEADER_OPERATIONS = ("create_decision_",)
 REQUIRED_HEADERS: dict[str, dict[str, Any]] = {
     "Idempotency-Key": {
         "type": "string",
@@ -250,7 +252,11 @@ def _parameters(operation: dict[str, Any]) -> None:
             if len(kept) == 1:
                 del schema["anyOf"]
                 schema.update(kept[0])
-        if parameter["in"] == "header" and parameter["name"] in REQUIRED_HEADERS:
+        if (
+            parameter["in"] == "header"
+            and parameter["name"] in REQUIRED_HEADERS
+            and operation.get("operationId", "").startswith(REQUIRED_HEADER_OPERATIONS)
+        ):
             parameter["required"] = True
             parameter["schema"] = dict(REQUIRED_HEADERS[parameter["name"]])
             parameter["description"] = parameter["schema"].pop("description")
