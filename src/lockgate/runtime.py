@@ -6,6 +6,7 @@ Built once at an entry point (a CLI command, the server's app factory) and passe
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import threading
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lockgate.decide.decision import utcnow
 from lockgate.decide.groups import DecisionGroups
 from lockgate.decide.pipeline import ChainModel, Pipeline, ReleaseRuntime
-from lockgate.decide.task import TaskSpec, load_tasks, task_to_dict
+from lockgate.decide.task import TaskSpec, load_tasks, task_files, task_to_dict
 from lockgate.errors import ConfigError, NotFound
 from lockgate.monitor.metrics import Metrics
 from lockgate.monitor.observer import NullObserver, Observer
@@ -164,11 +165,7 @@ class Runtime:
         if number is None:
             live, canary = self.store.rollout.serving(task_name)
             if live is None:
-                raise NotFound(
-                    f"task {task_name!r} has no live release",
-                    hint=f"run `lockgate release create {task_name}` then "
-                    f"`lockgate release promote {task_name}@N`",
-                )
+                raise self._no_live_release(task_name)
             release = live
         else:
             release = self.store.releases.get(task_name, number)
@@ -230,6 +227,25 @@ class Runtime:
             self._serving.clear()
         else:
             self._serving.pop(task_name, None)
+
+    def _no_live_release(self, task_name: str) -> NotFound:
+        """Why there is nothing to decide with: no such task (with the names close to it), or
+        a task that has no live release yet."""
+        tasks_dir = self.settings.tasks_dir
+        known = sorted(p.stem for p in task_files(tasks_dir)) if tasks_dir.is_dir() else []
+        if task_name not in known and not self.store.releases.list_for(task_name):
+            close = difflib.get_close_matches(task_name, known, n=3, cutoff=0.6)
+            return NotFound(
+                f"there is no task named {task_name!r}",
+                hint=f"did you mean {' or '.join(close)}?"
+                if close
+                else f"tasks: {', '.join(known) or 'none yet'}",
+            )
+        return NotFound(
+            f"task {task_name!r} has no live release",
+            hint=f"run `lockgate release create {task_name}` then "
+            f"`lockgate release promote {task_name}@N`",
+        )
 
     def _build(self, release: Release) -> ReleaseRuntime:
         spec = release.task_spec()

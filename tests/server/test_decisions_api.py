@@ -209,3 +209,15 @@ def test_readyz_is_503_with_reasons_until_a_release_is_live(
 def test_openapi_is_served(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     assert "/v1/tasks/{task}/decisions" in spec["paths"]
+
+
+def test_an_unknown_task_is_named_as_such_with_the_close_names(api: Api) -> None:
+    response = api.client.post(
+        "/v1/tasks/routin/decisions",
+        json={"input": {"text": "hi"}},
+        headers={**api.auth("submitter"), "Idempotency-Key": "u-1"},
+    )
+    body = assert_problem(response, 404)
+    assert "there is no task named 'routin'" in body["detail"]
+    assert "did you mean routing?" in body["detail"]
+    assert "release create" not in body["detail"]
