@@ -26,6 +26,18 @@ def test_metrics_need_a_key_by_default(tmp_path: Path, database_url: str) -> Non
         assert decisions_counted(response.text) == 1
 
 
+def test_the_size_of_each_group_committed_is_a_histogram(
+    tmp_path: Path, sqlite_database_url: str
+) -> None:
+    with running_api(tmp_path, sqlite_database_url, metrics_public=True) as api:
+        api.decide("where is my card", "k-1")  # a lone request is a group of one
+        text = api.client.get("/metrics").text
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "lockgate_batch_size"]
+    samples = {(s.name, s.labels.get("le")): s.value for s in family.samples}
+    assert samples[("lockgate_batch_size_count", None)] == 1
+    assert samples[("lockgate_batch_size_bucket", "1.0")] == 1
+
+
 def test_metrics_can_be_opened_to_scrapers(tmp_path: Path, database_url: str) -> None:
     with running_api(tmp_path, database_url, metrics_public=True) as api:
         response = api.client.get("/metrics")

@@ -207,7 +207,7 @@ class Pipeline:
                     await self.decisions.save(decisions, runtime.sinks) if decisions else []
                 )
             elapsed = self.clock() - started
-            observer.stages_timed(task.name, stages)
+            observer.stages_timed(task.name, stages, size=len(requests))
             for (index, item), new, stored in zip(
                 fresh.values(), decisions, stored_batch, strict=True
             ):

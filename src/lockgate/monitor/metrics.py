@@ -58,6 +58,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.batch_size = Histogram(
+            "lockgate_batch_size",
+            "Requests decided and committed together: a group of concurrent requests in "
+            "`lockgate serve` (group commit), a chunk in `lockgate run`.",
+            ["task"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
         self.attempts = Counter(
             "lockgate_model_attempts",
             "Model attempts by provider, model, outcome (valid, invalid, error) and error class.",
@@ -185,9 +193,11 @@ class Metrics:
         if attempt.cost:
             self.cost.labels(task, provider, model).inc(attempt.cost)
 
-    def record_stages(self, task: str, stages: Mapping[str, float]) -> None:
+    def record_stages(self, task: str, stages: Mapping[str, float], size: int = 0) -> None:
         for stage, seconds in stages.items():
             self.stage_latency.labels(task, stage).observe(seconds)
+        if size:
+            self.batch_size.labels(task).observe(size)
 
     def record_input_rejected(self, task: str) -> None:
         self.input_rejections.labels(task).inc()

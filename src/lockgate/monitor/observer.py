@@ -42,8 +42,8 @@ class Observer(Protocol):
         """A request was refused for bad input; nothing was stored."""
         ...
 
-    def stages_timed(self, task: str, stages: Mapping[str, float]) -> None:
-        """Seconds spent in each stage for one batch."""
+    def stages_timed(self, task: str, stages: Mapping[str, float], *, size: int = 0) -> None:
+        """Seconds spent in each stage for one batch of `size` requests."""
         ...
 
     def breaker_states(self, states: Mapping[str, str]) -> None:
@@ -71,7 +71,7 @@ class NullObserver:
     def input_rejected(self, task: str, reason: str, *, request_id: str | None) -> None:
         pass
 
-    def stages_timed(self, task: str, stages: Mapping[str, float]) -> None:
+    def stages_timed(self, task: str, stages: Mapping[str, float], *, size: int = 0) -> None:
         pass
 
     def breaker_states(self, states: Mapping[str, str]) -> None:

@@ -129,8 +129,8 @@ class MetricsObserver:
             "input rejected", extra={"request_id": request_id, "task": task, "reason": reason}
         )
 
-    def stages_timed(self, task: str, stages: Mapping[str, float]) -> None:
-        self.metrics.record_stages(task, stages)
+    def stages_timed(self, task: str, stages: Mapping[str, float], *, size: int = 0) -> None:
+        self.metrics.record_stages(task, stages, size)
 
     def breaker_states(self, states: Mapping[str, str]) -> None:
         self.metrics.record_breakers(states)
