@@ -4,12 +4,14 @@ cannot be mapped says why without echoing its values."""
 from __future__ import annotations
 
 import codecs
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lockgate.decide.task import parse_task
-from lockgate.intake.coerce import decode
+from lockgate.intake.files import scan
 from lockgate.intake.mapping import Mapper, Unmappable
 
 TASK: dict[str, Any] = {
@@ -120,15 +122,27 @@ def test_the_same_input_has_the_same_content_hash_whatever_its_spelling() -> Non
 
 
 @pytest.mark.parametrize(
-    ("data", "encoding", "note"),
+    ("data", "codec", "note"),
     [
         pytest.param("café".encode(), "utf-8", "", id="utf-8"),
-        pytest.param(codecs.BOM_UTF8 + "café".encode(), "utf-8", "UTF-8 with BOM", id="bom"),
+        pytest.param(codecs.BOM_UTF8 + "café".encode(), "utf-8-sig", "UTF-8 with BOM", id="bom"),
         pytest.param("café".encode("utf-16"), "utf-16", "UTF-16 (BOM)", id="utf-16"),
         pytest.param("café".encode("latin-1"), "latin-1", "read as Latin-1", id="latin-1"),
     ],
 )
-def test_encodings_are_detected_and_reported(data: bytes, encoding: str, note: str) -> None:
-    decoded = decode(data)
-    assert (decoded.text, decoded.encoding) == ("café", encoding)
-    assert note in decoded.note
+def test_encodings_are_detected_and_reported(
+    tmp_path: Path, data: bytes, codec: str, note: str
+) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    scanned = scan(path)
+    assert (scanned.encoding, scanned.sha256) == (codec, hashlib.sha256(data).hexdigest())
+    assert note in scanned.note
+    assert path.read_text(encoding=scanned.encoding) == "café"
+
+
+def test_a_file_that_breaks_its_configured_encoding_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"text\n\xff\xfe broken\n")
+    scanned = scan(path, "utf-8")
+    assert scanned.problem == "not valid utf-8 at byte 5"

@@ -5,10 +5,8 @@ Problems are described without echoing the value: values may be personal data.
 
 from __future__ import annotations
 
-import codecs
 import math
 import unicodedata
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -20,31 +18,6 @@ FALSE = ("false", "no", "n", "0", "off", "nein", "non")
 
 class CoercionError(ValueError):
     """A value that will not become the wanted type; the message never holds the value."""
-
-
-@dataclass(frozen=True)
-class Decoded:
-    text: str
-    encoding: str
-    """What was used: utf-8, utf-8 (BOM), utf-16, latin-1 or the forced codec."""
-    note: str = ""
-    """Said in the file's report when the encoding was not plain UTF-8."""
-
-
-def decode(data: bytes, forced: str | None = None) -> Decoded:
-    """Text of a file: a forced codec, else UTF-8 (BOM or not), UTF-16 by its BOM, else
-    Latin-1 (every byte is a Latin-1 character), which the report mentions."""
-    if forced is not None:
-        return Decoded(data.decode(forced), forced, f"read as {forced} (configured)")
-    if data.startswith(codecs.BOM_UTF8):
-        return Decoded(data[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf-8", "UTF-8 with BOM")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return Decoded(data.decode("utf-16"), "utf-16", "UTF-16 (BOM)")
-    try:
-        return Decoded(data.decode("utf-8"), "utf-8")
-    except UnicodeDecodeError as exc:
-        note = f"not valid UTF-8 (byte {exc.start}); read as Latin-1"
-        return Decoded(data.decode("latin-1"), "latin-1", note)
 
 
 def is_missing(value: Any) -> bool:

@@ -6,16 +6,17 @@ dropped); a file that cannot be read at all raises `Unreadable`.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from lockgate.intake.coerce import decode
 from lockgate.intake.runner import Incoming
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".xlsx": "xlsx"}
@@ -34,33 +35,97 @@ class FileRecords:
     note: str = ""
 
 
-def read_file(path: Path, data: bytes, *, label: str, encoding: str | None = None) -> FileRecords:
-    """The records of one file, `data` being its bytes; `label` names it in positions."""
+@dataclass(frozen=True)
+class Scanned:
+    """One pass over a file: its content hash and the text encoding its records are read in."""
+
+    sha256: str
+    encoding: str
+    """A Python codec: utf-8, utf-8-sig (BOM), utf-16, latin-1 or the configured one."""
+    note: str = ""
+    problem: str | None = None
+    """Why the file cannot be decoded with the configured encoding."""
+
+
+_CHUNK = 1 << 20
+
+
+def scan(path: Path, encoding: str | None = None) -> Scanned:
+    """Hash the file and choose its encoding in one streaming pass: the configured codec,
+    UTF-8 with a BOM, UTF-16 by its BOM, UTF-8, else Latin-1 (noted). Memory stays flat."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        handle.seek(0)
+        if encoding is not None:
+            chosen, note = encoding, f"read as {encoding} (configured)"
+        elif head.startswith(codecs.BOM_UTF8):
+            chosen, note = "utf-8-sig", "UTF-8 with BOM"
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            chosen, note = "utf-16", "UTF-16 (BOM)"
+        else:
+            chosen, note = "utf-8", ""
+        try:
+            decoder = codecs.getincrementaldecoder(chosen)()
+        except LookupError:
+            return Scanned("", chosen, problem=f"unknown encoding {encoding}")
+        problem: str | None = None
+        offset = 0
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+            if problem is None:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    problem = f"byte {offset + exc.start}"
+            offset += len(block)
+        if problem is None:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                problem = "the last bytes"
+    if problem is None:
+        return Scanned(digest.hexdigest(), chosen, note)
+    if encoding is not None or chosen != "utf-8":
+        return Scanned(digest.hexdigest(), chosen, problem=f"not valid {chosen} at {problem}")
+    return Scanned(digest.hexdigest(), "latin-1", f"not valid UTF-8 ({problem}); read as Latin-1")
+
+
+def read_file(path: Path, scanned: Scanned, *, label: str) -> FileRecords:
+    """The records of one file, read lazily (CSV and JSON Lines stream); `label` names it in
+    positions."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise Unreadable(f"unknown file type {path.suffix or '(none)'}")
     if kind == "xlsx":
-        return FileRecords(_xlsx(data, label, path.name), "xlsx")
-    try:
-        decoded = decode(data, encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise Unreadable(f"cannot decode as {encoding}: {type(exc).__name__}") from None
-    text = decoded.text
-    if kind == "csv":
-        records = _csv(text, label, path.name)
-    elif kind == "jsonl":
-        records = _jsonl(text, label, path.name)
-    else:
-        records = iter(_json(text, label, path.name))
-    return FileRecords(records, decoded.encoding, decoded.note)
+        return FileRecords(_xlsx(path.read_bytes(), label, path.name), "xlsx")
+    if scanned.problem is not None:
+        raise Unreadable(f"cannot decode: {scanned.problem}")
+    if kind == "json":
+        text = path.read_text(encoding=scanned.encoding)
+        return FileRecords(iter(_json(text, label, path.name)), scanned.encoding, scanned.note)
+    reader = _csv if kind == "csv" else _jsonl
+    return FileRecords(
+        _streamed(path, scanned.encoding, reader, label), scanned.encoding, scanned.note
+    )
+
+
+def _streamed(
+    path: Path,
+    encoding: str,
+    reader: Callable[[Iterable[str], str, str], Iterator[Incoming]],
+    label: str,
+) -> Iterator[Incoming]:
+    with path.open(encoding=encoding, newline="") as handle:
+        yield from reader(handle, label, path.name)
 
 
 def _context(name: str, row: int, line: int | None = None) -> dict[str, Any]:
     return {"file": name, "row": row, **({"line": line} if line is not None else {})}
 
 
-def _csv(text: str, label: str, name: str) -> Iterator[Incoming]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _csv(lines: Iterable[str], label: str, name: str) -> Iterator[Incoming]:
+    reader = csv.reader(lines)
     header: list[str] | None = None
     row = 0
     for cells in reader:
@@ -93,9 +158,10 @@ def _header(cells: list[str]) -> list[str]:
     return names
 
 
-def _jsonl(text: str, label: str, name: str) -> Iterator[Incoming]:
+def _jsonl(lines: Iterable[str], label: str, name: str) -> Iterator[Incoming]:
     row = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    for line_no, raw_line in enumerate(lines, start=1):
+        line = raw_line.rstrip("\r\n")
         if not line.strip():
             continue
         row += 1

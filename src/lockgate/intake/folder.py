@@ -9,7 +9,6 @@ decisions, so after a crash the file resumes at the first row not yet committed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.decide.sources import FolderSource
-from lockgate.intake.files import FORMATS, Unreadable, read_file
+from lockgate.intake.files import FORMATS, Unreadable, read_file, scan
 from lockgate.intake.runner import Incoming, Intake
 from lockgate.intake.sources import SourceRun, SourceUnavailable
 
@@ -79,12 +78,12 @@ class FolderReader:
         self, intake: Intake, path: Path, cursor: Mapping[str, Any], run: SourceRun
     ) -> bool:
         try:
-            data = await asyncio.to_thread(path.read_bytes)
+            scanned = await asyncio.to_thread(scan, path, self.spec.encoding)
         except OSError as exc:
             raise SourceUnavailable(
                 f"cannot read {path.name}: {exc.strerror or type(exc).__name__}"
             ) from None
-        digest = hashlib.sha256(data).hexdigest()
+        digest = scanned.sha256
         label = f"{path.name}@{digest[:8]}"
         same = cursor.get("file") == path.name and cursor.get("sha256") == digest
         skip = int(cursor.get("row", 0)) if same else 0
@@ -92,7 +91,7 @@ class FolderReader:
         base = {"file": path.name, "sha256": digest}
         report: dict[str, Any] = {"file": path.name, "sha256": digest}
         try:
-            loaded = read_file(path, data, label=label, encoding=self.spec.encoding)
+            loaded = read_file(path, scanned, label=label)
             records: Iterator[Incoming] = loaded.records
             report.update(encoding=loaded.encoding, note=loaded.note)
             failed = False
