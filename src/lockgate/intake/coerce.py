@@ -1,4 +1,4 @@
-"""Turning what a source sends into typed values, and bytes into text.
+"""Turning what a source sends into typed values (text, numbers, booleans, dates).
 
 Problems are described without echoing the value: values may be personal data.
 """
