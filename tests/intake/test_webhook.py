@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,6 +17,7 @@ from lockgate.runtime import Runtime
 from lockgate.server import create_app
 from lockgate.settings import load_settings
 from tests.intake.kit import decision_keys, prepare, query, show
+from tests.server.test_serve import start_server, wait_until_healthy
 
 SECRET = "s3cret-for-tests"
 SOURCE = """\
@@ -127,3 +129,26 @@ def test_records_of_a_push_that_cannot_be_mapped_are_quarantined_with_their_reas
 def test_an_unknown_source_is_404(api: TestClient) -> None:
     response = api.post("/v1/intake/nope", **signed({"ticket_id": "T-1"}))
     assert response.status_code == 404
+
+
+def test_a_real_serve_process_takes_a_signed_push_over_loopback(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_HOOK_SECRET", SECRET)  # inherited by the server process
+    project = prepare(tmp_path / "p", database_url, SOURCE)
+    server, base = start_server(project, database_url)
+    try:
+        wait_until_healthy(server, base)
+        pushed = httpx.post(
+            f"{base}/v1/intake/crm", **signed({"ticket_id": "T-9", "subject": "card stolen"})
+        )
+        forged = httpx.post(
+            f"{base}/v1/intake/crm",
+            **signed({"ticket_id": "T-10", "subject": "x"}, secret="guessed"),
+        )
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert pushed.status_code == 202, pushed.text
+    assert forged.status_code == 401
+    assert decision_keys(database_url) == ["crm:T-9"]
