@@ -184,3 +184,61 @@ def test_ctrl_c_stops_between_commits_and_says_how_to_resume(
         lockgate("run", "routing", "in.jsonl", "--json", cwd=project, database=database_url).stdout
     )
     assert (summary["already_decided"], summary["new"]) == (committed, total - committed)
+
+
+def test_a_file_without_the_input_columns_is_refused_before_anything_is_decided(
+    tmp_path: Path,
+) -> None:
+    database = f"sqlite:///{tmp_path}/db.sqlite"
+    project = prepare(tmp_path, database)
+    (project / "in.csv").write_text("id,body\n1,my card was stolen\n2,hello\n")
+    refused = lockgate("run", "routing", "in.csv", cwd=project, database=database, check=False)
+    assert refused.returncode == 2
+    assert (
+        "in.csv: no column for the task's input field text (required); its header row has: body, id"
+    ) in refused.stderr
+    write_jsonl(project / "in.jsonl", [{"id": 1, "body": "x"}, {"id": 2, "message": "y"}])
+    jsonl = lockgate("run", "routing", "in.jsonl", cwd=project, database=database, check=False)
+    assert jsonl.returncode == 2
+    assert "its first records has: body, id, message" in jsonl.stderr
+    assert count_decisions(database) == 0
+
+
+SPAM_TASK = """\
+name: routing
+input:
+  text: {type: string}
+output:
+  queue: {type: enum, values: [cards, other]}
+models:
+  - provider: deterministic
+    confidence: 0.9
+    answers:
+      - {if_contains: "winner", output: {queue: ANSWER}}
+      - {if_contains: "card", output: {queue: cards}}
+"""
+
+
+def test_failed_records_are_decided_again_on_a_rerun_unless_told_not_to(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/db.sqlite"
+    project = make_project(tmp_path / "proj", SPAM_TASK.replace("ANSWER", "lottery"))
+    run = lambda *a, **kw: lockgate(*a, cwd=project, database=database, **kw)  # noqa: E731
+    run("release", "create", "routing")
+    run("release", "promote", "routing@1")
+    (project / "in.csv").write_text("id,text\n1,my card\n2,you are a winner\n3,card again\n")
+    first = json.loads(run("run", "routing", "in.csv", "--json").stdout)
+    assert first["by_status"].get("failed") == 1  # "lottery" is not a queue
+    (project / "tasks/routing.yaml").write_text(SPAM_TASK.replace("ANSWER", "other"))
+    run("release", "create", "routing")
+    run("release", "promote", "routing@2")
+
+    kept = json.loads(run("run", "routing", "in.csv", "--no-retry-failed", "--json").stdout)
+    assert (kept["new"], kept["retried"], kept["already_decided"]) == (0, 0, 3)
+    retried = run("run", "routing", "in.csv", "--out", "out.jsonl")
+    assert "1 decided now (1 had failed earlier: tried again), 2 already decided" in (
+        retried.stdout
+    )
+    lines = [json.loads(x) for x in (project / "out.jsonl").read_text().splitlines()]
+    assert [(x["id"], x["status"], x["release"]) for x in lines][1] == ("2", "decided", "routing@2")
+    again = json.loads(run("run", "routing", "in.csv", "--json").stdout)
+    assert (again["new"], again["retried"], again["already_decided"]) == (0, 0, 3)

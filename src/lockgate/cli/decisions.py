@@ -83,12 +83,21 @@ def run(
         int | None, typer.Option("--batch-size", min=1, max=10000, help="Records per commit.")
     ] = None,
     release: ReleaseOption = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed/--no-retry-failed",
+            help="Decide again the records whose decision failed in an earlier run.",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
     """Decide every record of a file. Resumable: after an interruption, run the same command
-    again and only records not yet decided are processed.
+    again and only records not yet decided are processed (and those whose decision failed,
+    unless --no-retry-failed). A file without a column for a required input field is refused
+    before anything is decided.
 
     Example: lockgate run routing tickets.csv --out decisions.jsonl
     """
@@ -100,13 +109,14 @@ def run(
         TimeRemainingColumn,
     )
 
-    from lockgate.decide.batch import run_batch, scan
+    from lockgate.decide.batch import check_columns, run_batch, scan
     from lockgate.rollout.canary import check_canaries
 
     total = scan(file)
     console = err_console()
     with open_runtime(project, database) as runtime:
         loaded = runtime.release_runtime(task, release_number(task, release))
+        check_columns(loaded.task, file)
         progress = Progress(
             TextColumn("[bold]deciding"),
             BarColumn(),
@@ -128,6 +138,7 @@ def run(
                         out=out,
                         run_id=run_id,
                         batch_size=batch_size or runtime.settings.batch_size,
+                        retry_failed=retry_failed,
                         on_progress=lambda n: progress.advance(bar, n),
                     ),
                 )
@@ -156,8 +167,9 @@ def run(
 
 def _print_summary(summary: "BatchSummary", out: Path | None) -> None:
     lines = [
-        f"{summary.total} records: {summary.new} decided now, "
-        f"{summary.already_decided} already decided earlier",
+        f"{summary.total} records: {summary.new} decided now"
+        + (f" ({summary.retried} had failed earlier: tried again)" if summary.retried else "")
+        + f", {summary.already_decided} already decided earlier",
         "by route:  " + _counts(summary.by_route),
         "by status: " + _counts(summary.by_status),
         f"cost: ${summary.cost:.4f}   latency p50 {summary.latency(0.5):.1f} ms, "

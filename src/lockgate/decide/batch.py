@@ -9,6 +9,7 @@ and appears only when complete (written to a temporary file, then renamed).
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import time
@@ -20,7 +21,8 @@ from typing import IO, Any
 
 from lockgate.decide.decision import Decision
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
-from lockgate.decide.records import Record, file_sha256, iter_records
+from lockgate.decide.records import Record, file_sha256, iter_records, record_format
+from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.stats import percentile
 
@@ -30,6 +32,8 @@ class BatchSummary:
     total: int = 0
     new: int = 0
     already_decided: int = 0
+    retried: int = 0
+    """Records whose earlier decision had failed, decided again in this run."""
     by_route: Counter[str] = field(default_factory=Counter)
     by_status: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
@@ -75,6 +79,7 @@ class BatchSummary:
             "total": self.total,
             "new": self.new,
             "already_decided": self.already_decided,
+            "retried": self.retried,
             "by_route": dict(self.by_route),
             "by_status": dict(self.by_status),
             "failures": [
@@ -88,6 +93,34 @@ class BatchSummary:
             "seconds": round(self.seconds, 3),
             "decisions_per_s": round(self.total / self.seconds, 1) if self.seconds else 0.0,
         }
+
+
+COLUMN_SAMPLE = 50
+"""JSON Lines records read to find the fields a file has (CSV files have a header row)."""
+
+
+def check_columns(task: TaskSpec, path: Path) -> None:
+    """Refuse a file that lacks a required input field of the task altogether (every record
+    would fail), naming the missing and the found columns, before anything is decided."""
+    found: set[str] = set()
+    if record_format(path) == "csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            found = {name.strip() for name in next(csv.reader(handle), [])}
+    else:
+        for number, record in enumerate(iter_records(path)):
+            found.update(record.values)
+            if number + 1 >= COLUMN_SAMPLE:
+                break
+    required = [name for name, spec in task.input.items() if spec.required]
+    missing = [name for name in required if name not in found]
+    if missing:
+        where = "its header row" if record_format(path) == "csv" else "its first records"
+        raise ConfigError(
+            f"{path}: no column for the task's input field{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (required); {where} has: {', '.join(sorted(found)) or 'none'}",
+            hint=f"name the columns after task {task.name!r}'s input fields "
+            f"({', '.join(task.input)}); nothing was decided",
+        )
 
 
 def scan(path: Path) -> int:
@@ -122,6 +155,30 @@ def output_line(record: Record, decision: Decision | None, error: str | None) ->
     return json.dumps(line, ensure_ascii=False)
 
 
+async def _past_failures(pipeline: Pipeline, task: str, keys: list[str]) -> tuple[list[str], int]:
+    """The keys to decide under: a key whose stored decision failed is followed by its next
+    retry key (`KEY:retry1`, `KEY:retry2`, ...) until one is unused or did not fail. Returns
+    the keys and how many records are decided again."""
+    current = list(keys)
+    waiting = list(range(len(keys)))
+    retried = 0
+    attempt = 0
+    while waiting:
+        found = await pipeline.decisions.find(task, [current[i] for i in waiting])
+        failed = []
+        for i in waiting:
+            stored = found.get(current[i])
+            if stored is not None and stored.status == "failed":
+                failed.append(i)
+            elif stored is None and attempt > 0:
+                retried += 1  # a retry key not used yet: this run decides the record again
+        attempt += 1
+        for i in failed:
+            current[i] = f"{keys[i]}:retry{attempt}"
+        waiting = failed
+    return current, retried
+
+
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
     chunk: list[Record] = []
     for record in records:
@@ -141,9 +198,12 @@ async def run_batch(
     out: Path | None = None,
     run_id: str | None = None,
     batch_size: int = 500,
+    retry_failed: bool = True,
     on_progress: Callable[[int], None] | None = None,
 ) -> BatchSummary:
-    """Decide every record of `path`; each chunk is committed before the next one starts."""
+    """Decide every record of `path`; each chunk is committed before the next one starts.
+    A record whose decision failed in an earlier run is decided again (under a new
+    idempotency key, `KEY:retryN`), unless `retry_failed` is False."""
     started = time.perf_counter()
     run = run_id or file_sha256(path)[:16]
     summary = BatchSummary()
@@ -154,13 +214,17 @@ async def run_batch(
         handle = tmp.open("w", encoding="utf-8")
     try:
         for chunk in _chunks(iter_records(path), batch_size):
+            keys = [f"run:{run}:{record.id}" for record in chunk]
+            if retry_failed:
+                keys, retried = await _past_failures(pipeline, runtime.task.name, keys)
+                summary.retried += retried
             requests = [
                 DecisionRequest(
                     input=record.values,
-                    idempotency_key=f"run:{run}:{record.id}",
+                    idempotency_key=key,
                     metadata={"run": run, "record": record.id},
                 )
-                for record in chunk
+                for record, key in zip(chunk, keys, strict=True)
             ]
             results = await pipeline.decide_many(runtime, requests, invalid_input="fail")
             for record, result in zip(chunk, results, strict=True):
