@@ -43,7 +43,13 @@ from lockgate.decide.pipeline import ChainModel, DecisionRequest, Pipeline, Rele
 from lockgate.decide.task import ModelSpec, TaskSpec, parse_task
 from lockgate.evals.calibration import clopper_pearson_lower
 from lockgate.evals.runner import DiscardingStore
-from lockgate.providers.base import BatchProvider, Candidate, PreparedRequest, ProviderContext
+from lockgate.providers.base import (
+    BatchProvider,
+    Candidate,
+    PreparedRequest,
+    ProviderContext,
+    ProviderError,
+)
 from lockgate.providers.registry import ProviderRegistry
 from lockgate.settings import Settings
 
@@ -207,6 +213,11 @@ def main() -> None:
     parser.add_argument("--skip-llm", action="store_true")
     parser.add_argument("--skip-speed", action="store_true", help="no throughput figures")
     parser.add_argument(
+        "--chains",
+        default="local-classifier,embedding-classifier,combined-mean,combined-agreement",
+        help="which chains to run, comma-separated",
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="keep the trained artifacts here and reuse them next time"
     )
     args = parser.parse_args()
@@ -247,7 +258,10 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         settings = Settings(project_dir=root, database_url="sqlite://")
         train_csv = write(root / "train.csv", train)
+        wanted = args.chains.split(",")
         for name, models in chains.items():
+            if name not in wanted:
+                continue
             task = task_for(categories, models)
             trained = train_all(task, train_csv, settings, args.seed)
             provider = build(task, settings)
@@ -372,15 +386,24 @@ def llm(
 ) -> dict[str, Any]:
     from lockgate.providers.llama_cpp import LlamaCppProvider, LlamaSettings
 
-    task = task_for(categories, [{"provider": "llama-cpp", "threads": threads, "n_ctx": 2048}])
+    task = task_for(
+        categories,
+        [{"provider": "llama-cpp", "threads": threads, "n_ctx": 2048, "timeout_s": 120}],
+    )
     spec: ModelSpec = task.models[0]
     provider = LlamaCppProvider(task, spec, LlamaSettings.parse(spec))
     latencies = []
     right = 0
     valid = 0
+    failed = 0
     for row in rows:
         started = time.perf_counter()
-        answer = asyncio.run(provider.complete(PreparedRequest(task, {"text": row["text"]})))
+        try:
+            answer = asyncio.run(provider.complete(PreparedRequest(task, {"text": row["text"]})))
+        except ProviderError:
+            failed += 1
+            latencies.append((time.perf_counter() - started) * 1000)
+            continue
         latencies.append((time.perf_counter() - started) * 1000)
         output = answer.output if isinstance(answer.output, dict) else {}
         valid += output.get("category") in categories
@@ -390,6 +413,7 @@ def llm(
         "rows": len(rows),
         "accuracy": round(right / len(rows), 4) if rows else None,
         "valid_share": round(valid / len(rows), 4) if rows else None,
+        "timeouts": failed,
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
     }
