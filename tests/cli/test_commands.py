@@ -109,6 +109,8 @@ def test_init_scaffolds_a_project_that_trains_releases_and_decides(tmp_path: Pat
     assert decided["release"] == "routing@1"
     assert decided["output"]["queue"] == "fraud"
     assert decided["route"] == "review"
+    assert decided["reason"] == "policy.review_when.0 matched (output queue equals fraud)"
+    assert decided["reason_text"] == "queue is fraud: the policy sends fraud to review"
 
 
 def test_init_refuses_to_overwrite_a_project(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lockgate.decide.policy import route, route_input_only
+from lockgate.decide.reasons import reason_text
 from lockgate.decide.task import PolicySpec
 
 POLICY = PolicySpec.model_validate(
@@ -33,7 +34,7 @@ def test_route(output: dict, confidence: float | None, inputs: dict, expected: s
 
 def test_the_reason_names_the_rule_that_matched() -> None:
     routing = route(POLICY, {"queue": "fraud"}, 0.99, {"text": "x"})
-    assert routing.reason == "policy.review_when.0 matched (output queue)"
+    assert routing.reason == "policy.review_when.0 matched (output queue equals fraud)"
 
 
 def test_suggest_mode_sends_everything_to_review() -> None:
@@ -60,3 +61,44 @@ def test_input_rules_reject_before_any_model_runs() -> None:
 def test_conditions(condition: dict, value: object, holds: bool) -> None:
     policy = PolicySpec.model_validate({"review_when": [condition]})
     assert policy.review_when[0].holds(value) is holds
+
+
+@pytest.mark.parametrize(
+    ("reason", "sentence"),
+    [
+        pytest.param(
+            "policy.review_when.0 matched (output queue equals fraud)",
+            "queue is fraud: the policy sends fraud to review",
+            id="review-rule",
+        ),
+        pytest.param(
+            "policy.reject_when.1 matched (input text empty)",
+            "text is empty: the policy rejects it",
+            id="reject-rule-on-input",
+        ),
+        pytest.param(
+            "confidence 0.62 is below auto_min_confidence 0.80",
+            "the model is 62% sure, below the 80% needed to automate: a person reviews it",
+            id="low-confidence",
+        ),
+        pytest.param(
+            "confidence 0.95 >= 0.80",
+            "the model is 95% sure, at least the 80% needed to automate it",
+            id="automated",
+        ),
+        pytest.param("all models failed: timeout", "all models failed: timeout", id="other"),
+    ],
+)
+def test_a_reason_reads_as_a_sentence(reason: str, sentence: str) -> None:
+    assert reason_text(reason) == sentence
+
+
+def test_every_policy_reason_has_a_sentence() -> None:
+    for output, confidence, inputs in [
+        ({"queue": "fraud"}, 0.99, {"text": "x"}),
+        ({"queue": "cards"}, 0.99, {"text": "  "}),
+        ({"queue": "cards"}, 0.5, {"text": "x"}),
+        ({"queue": "cards"}, 0.99, {"text": "x"}),
+    ]:
+        reason = route(POLICY, output, confidence, inputs).reason
+        assert reason_text(reason) != reason, reason

@@ -46,7 +46,7 @@ def test_promotion_follows_the_eval_command_from_refusal_to_rollback(
     (root / "tasks" / "routing.yaml").write_text(task_yaml(extra=GATE))  # knows only fraud
     run("release", "create", "routing")
     code, _, err = run("release", "promote", "routing@2", check=False)
-    assert code == 1 and "has not been run on dataset 'gate'" in err
+    assert code == 1 and "FAIL eval: routing@2 is not evaluated on the gate dataset 'gate'" in err
     worse = json.loads(run("eval", "routing", "--release", "routing@2", "--json")[1])
     assert worse["accuracy"] < 0.9
     code, _, err = run("release", "promote", "routing@2", check=False)

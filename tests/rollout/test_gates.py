@@ -127,7 +127,7 @@ def test_an_eval_on_an_older_version_of_the_dataset_does_not_count(
         _, candidate = _two_releases(p)
         p.record_eval(candidate, metrics(accuracy=0.95))
         p.set_dataset_hash("d2")
-        with pytest.raises(GateFailed, match="older version of dataset 'gate'"):
+        with pytest.raises(GateFailed, match="older version of the gate dataset 'gate'"):
             promote(p.store.rollout, p.store.releases.get("routing", candidate), "test")
 
 

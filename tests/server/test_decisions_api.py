@@ -221,3 +221,9 @@ def test_an_unknown_task_is_named_as_such_with_the_close_names(api: Api) -> None
     assert "there is no task named 'routin'" in body["detail"]
     assert "did you mean routing?" in body["detail"]
     assert "release create" not in body["detail"]
+
+
+def test_a_decision_carries_its_reason_as_a_sentence_beside_the_machine_form(api: Api) -> None:
+    body = api.decide("My card was stolen", "r-1").json()
+    assert body["reason"] == "policy.review_when.0 matched (output queue equals fraud)"
+    assert body["reason_text"] == "queue is fraud: the policy sends fraud to review"

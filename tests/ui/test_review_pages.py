@@ -254,6 +254,7 @@ def test_the_queue_serves_a_team_lead(tmp_path: Path, sqlite_database_url: str, 
         screenshot(page, "12-queue-for-a-lead")
 
         page.goto(f"{site.base}/ui/items/{first}")
+        assert page.inner_text("#reason") == "queue is fraud: the policy sends fraud to review"
         claim(page)
         page.goto(f"{site.base}/ui/queue?mine=1")
         assert rows(page) == [f"/ui/items/{first}"]

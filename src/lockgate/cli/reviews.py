@@ -18,6 +18,7 @@ from lockgate.cli.common import (
     open_runtime,
     print_json,
 )
+from lockgate.decide.reasons import reason_text
 from lockgate.errors import InputError, Unauthorized
 
 if TYPE_CHECKING:
@@ -105,7 +106,8 @@ def _show(item: "ReviewItem", as_json: bool) -> None:
         return
     d = item.decision
     typer.echo(_line(item))
-    typer.echo(f"reason: {d.reason}")
+    sentence = reason_text(d.reason)
+    typer.echo(f"reason: {sentence}" + (f" [{d.reason}]" if sentence != d.reason else ""))
     for name, value in d.redacted_input.items():
         typer.echo(f"input.{name}: {value}")
     if item.proposed_output is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from lockgate.decide.reasons import reason_text
+
 Status = Literal[
     "decided", "pending_review", "approved", "corrected", "rejected", "failed", "delivered"
 ]
@@ -128,6 +130,7 @@ class Decision:
             "route": self.route,
             "status": self.status,
             "reason": self.reason,
+            "reason_text": reason_text(self.reason),
             "cost": round(self.cost, 8),
             "latency_ms": round(self.latency_ms, 3),
             "created_at": self.created_at.isoformat(),

@@ -25,8 +25,24 @@ def _subject(cond: Condition, output: Mapping[str, Any], inputs: Mapping[str, An
 
 
 def _describe(group: str, index: int, cond: Condition) -> str:
+    """The machine form of a matched rule: where it is in the policy, and its test (values
+    from the task file only, never from the input)."""
     subject = f"output {cond.field}" if cond.field is not None else f"input {cond.input}"
-    return f"policy.{group}.{index} matched ({subject})"
+    return f"policy.{group}.{index} matched ({subject} {_test(cond)})"
+
+
+def _test(cond: Condition) -> str:
+    if cond.equals is not None:
+        return f"equals {cond.equals}"
+    if cond.in_ is not None:
+        return "in " + ", ".join(str(v) for v in cond.in_)
+    if cond.matches is not None:
+        return f"matches {cond.matches}"
+    if cond.empty is not None:
+        return "empty" if cond.empty else "not empty"
+    if cond.above is not None:
+        return f"above {cond.above:g}"
+    return f"below {cond.below:g}"
 
 
 def check_rules(

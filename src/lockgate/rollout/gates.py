@@ -32,6 +32,9 @@ class GateCheck:
     note: str = ""
 
     def describe(self) -> str:
+        if self.figure is None and self.threshold is None and self.note:
+            # Nothing was measured: say what is missing, not "= n/a".
+            return f"{'pass' if self.passed else 'FAIL'} {self.name}: {self.note}"
         figure = "n/a" if self.figure is None else _fmt(self.figure)
         bound = "" if self.threshold is None else f" (bound {_fmt(self.threshold)})"
         verdict = "pass" if self.passed else "FAIL"
@@ -286,9 +289,13 @@ def _gate_of(
     candidate = usable(release.number)
     if candidate is None:
         stale = runs.get(release.number) is not None
-        why = "ran on an older version of" if stale else "has not been run on"
+        why = (
+            "was evaluated on an older version of the gate dataset"
+            if stale
+            else "is not evaluated on the gate dataset"
+        )
         note = (
-            f"the eval of {release.ref} {why} dataset {dataset!r}; run `lockgate eval "
+            f"{release.ref} {why} {dataset!r}; run `lockgate eval "
             f"{release.task} --release {release.number} --dataset {dataset}`"
         )
         return GateResult((GateCheck("eval", None, None, False, note),))

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from lockgate.decide.reasons import reason_text
 from lockgate.errors import LockgateError
 
 BASE = "/ui"
@@ -83,6 +84,7 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters["reason_text"] = reason_text
 
     def page(self, name: str, *, code: int = 200, **context: Any) -> HTMLResponse:
         """Template `name` as an HTML response with HTTP status `code`."""
