@@ -81,6 +81,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         strict_content_type=False,  # a body without a Content-Type is read as JSON
         docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: `reference` replaces them
         redoc_url=None,
+        # Lockgate traces and measures itself (monitor/): FastAPI's own OpenTelemetry bridge
+        # would only ask, on every request, whether a global provider was configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.failed_attempts = FailedAttempts(

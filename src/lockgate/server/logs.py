@@ -57,9 +57,12 @@ def configure_server_logging(
     """`configure_logging`, with uvicorn's loggers sent to the same handler: their own
     handlers (plain text on stdout and stderr, unredacted) are removed."""
     handler = configure_logging(settings, stream, redactor=redactor)
-    # The JSON lines carry no file or line of the caller: do not look them up per record
-    # (the logging module's documented switch for this).
+    # The JSON lines carry no caller's file and line, thread or process: do not look them up
+    # for every record (the logging module's documented switches for this).
     logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
