@@ -4,12 +4,14 @@ input holds personal data."""
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from lockgate.store import Store
+from tests.cli.kit import lockgate
 from tests.store.test_store import decision
 
 PLAIN_PII = "Alice Example of 221B Baker Street"
@@ -57,3 +59,33 @@ def test_a_failed_write_shows_no_bound_values(database_url: str) -> None:
     assert "hidden due to hide_parameters" in shown
     assert PLAIN_PII not in shown
     assert PLAIN_PII not in repr(raised.value)
+
+
+def test_postgres_urls_are_accepted_as_postgresql(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    url = postgres_database_url.replace("postgresql+psycopg://", "postgres://", 1)
+    url = url.replace("postgresql://", "postgres://", 1)
+    assert url.startswith("postgres://")
+    upgraded = lockgate("db", "upgrade", "--database", url, cwd=tmp_path)
+    assert "schema at" in upgraded.stdout
+
+
+def test_an_unreachable_server_is_named_with_host_port_and_reason(tmp_path: Path) -> None:
+    refused = lockgate("db", "upgrade", "--database", "postgresql://nobody:secret@127.0.0.1:1/x",
+                       cwd=tmp_path, check=False)  # fmt: skip
+    assert refused.returncode == 2
+    assert "cannot reach the database at host 127.0.0.1, port 1, database x: " in refused.stderr
+    assert "Connection refused" in refused.stderr
+    assert "secret" not in refused.stderr
+
+
+def test_a_sqlite_path_in_a_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    refused = lockgate("db", "upgrade", "--database", f"sqlite:///{tmp_path}/nowhere/x.db",
+                       cwd=tmp_path, check=False)  # fmt: skip
+    assert refused.returncode == 2
+    assert f"there is no folder {tmp_path}/nowhere for the SQLite database" in refused.stderr
+    assert not (tmp_path / "nowhere").exists()
+    # A project's own .lockgate folder is made when missing, as on its first command.
+    own = f"sqlite:///{tmp_path}/.lockgate/lockgate.db"
+    assert "schema at" in lockgate("db", "upgrade", "--database", own, cwd=tmp_path).stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,9 +48,13 @@ def make_engine(url: str, *, timeout_seconds: float = 60.0) -> Engine:
             "the database URL cannot be parsed",
             hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
         ) from None
+    if parsed.drivername == "postgres" or parsed.drivername.startswith("postgres+"):
+        # postgres:// is what many hosts hand out (Heroku, Render, Supabase); SQLAlchemy 2
+        # knows the dialect only as postgresql.
+        parsed = parsed.set(drivername="postgresql" + parsed.drivername.removeprefix("postgres"))
     backend = parsed.get_backend_name()
     if backend == "postgresql":
-        if parsed.drivername in ("postgresql", "postgres"):
+        if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         # psycopg's own executemany (pipeline mode, one prepared statement) is several times
         # faster for batches than one huge multi-VALUES statement that it must parse each time.
@@ -73,10 +78,23 @@ def make_engine(url: str, *, timeout_seconds: float = 60.0) -> Engine:
     )
 
 
+STATE_FOLDER = ".lockgate"
+"""The folder of a project's own database, created when missing (see settings)."""
+
+
 def _sqlite_engine(url: str, timeout_seconds: float) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).parent
+        if not folder.is_dir() and folder.name != STATE_FOLDER:
+            # A mistyped path would otherwise be a new, empty database, and every command
+            # would say there is no release instead of naming the typo.
+            raise ConfigError(
+                f"there is no folder {folder} for the SQLite database {database}",
+                hint="check the path in --database or LOCKGATE_DATABASE_URL, or create the "
+                "folder first for a new database",
+            )
+        folder.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": timeout_seconds}, hide_parameters=True)
     busy_ms = max(1, round(timeout_seconds * 1000))
 
@@ -174,10 +192,24 @@ def upgrade(engine: Engine) -> None:
                 command.upgrade(_alembic_config(conn), "head")
     except OperationalError as exc:
         raise ConfigError(
-            f"cannot reach the database at {redact_url(str(engine.url))}: "
-            f"{type(exc.orig).__name__}",
+            f"cannot reach the database at {_where(engine)}: {_why(exc)}",
             hint="check the URL, that the server runs, and the credentials",
         ) from None
+
+
+def _where(engine: Engine) -> str:
+    """Host and port (PostgreSQL) or the file (SQLite), never the password."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"{url.database or ':memory:'} (SQLite)"
+    return f"host {url.host or 'localhost'}, port {url.port or 5432}, database {url.database}"
+
+
+def _why(exc: OperationalError) -> str:
+    """The driver's own reason, first line, without the connection string it may repeat."""
+    lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc.orig).__name__
+    return re.sub(r"password=\S+", "password=***", reason)[:300]
 
 
 def migration_state(engine: Engine) -> tuple[str | None, str | None]:
