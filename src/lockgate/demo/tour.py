@@ -174,8 +174,10 @@ def describe(result: DemoResult, directory: Path) -> str:
         f"  failed           {failed:>6}",
         f"  model accuracy over all tickets: {result.overall_accuracy:.1%} "
         "(what automating everything would give)",
-        f"  cost ${s.cost:.4f} (local model)   latency p50 {s.latency(0.5):.1f} ms, "
-        f"p95 {s.latency(0.95):.1f} ms   {rate:,.0f} decisions/s",
+        f"  cost ${s.cost:.4f} (local model)   {rate:,.0f} decisions/s; in a batch a chunk "
+        "of records is decided at once, so a record's latency is its chunk's: "
+        f"p50 {s.latency(0.5):.1f} ms, p95 {s.latency(0.95):.1f} ms per chunk "
+        "(one decision over HTTP takes a few ms)",
         f"  every decision is committed in {directory / '.lockgate' / 'lockgate.db'}; "
         f"results in {result.out}",
         f"  finished in {result.seconds:.1f} s",
@@ -186,6 +188,9 @@ def describe(result: DemoResult, directory: Path) -> str:
         f"  lockgate run {TASK} data/incoming.csv --out out/again.jsonl   "
         "# nothing is decided twice",
         f"  lockgate release list {TASK}",
+        "  lockgate keys create --name alice --role reviewer   # prints a reviewer's key",
+        f"  lockgate serve   # then open http://127.0.0.1:8000/ui/, sign in with that key and "
+        f"review the {review} waiting tickets",
         "  lockgate init my-project   # start your own task",
     ]
     return "\n".join(lines)
