@@ -213,6 +213,10 @@ def main() -> None:
     parser.add_argument("--skip-llm", action="store_true")
     parser.add_argument("--skip-speed", action="store_true", help="no throughput figures")
     parser.add_argument(
+        "--speed-only", action="store_true", help="throughput only (no calibration or scores)"
+    )
+    parser.add_argument("--oos-chains", default="embedding-classifier,combined-mean")
+    parser.add_argument(
         "--chains",
         default="local-classifier,embedding-classifier,combined-mean,combined-agreement",
         help="which chains to run, comma-separated",
@@ -265,6 +269,19 @@ def main() -> None:
             task = task_for(categories, models)
             trained = train_all(task, train_csv, settings, args.seed)
             provider = build(task, settings)
+            if args.speed_only:
+                clear_caches(provider)
+                started = time.perf_counter()
+                answers(provider, task, [r["text"] for r in test])
+                provider_only = len(test) / (time.perf_counter() - started)
+                clear_caches(provider)
+                rate = asyncio.run(pipeline_rate(task, provider, [r["text"] for r in test]))
+                figures["chains"][name] = {
+                    "provider_decisions_per_s": round(provider_only, 1),
+                    "pipeline_decisions_per_s": round(rate, 1),
+                }
+                print(name, json.dumps(figures["chains"][name]), file=sys.stderr, flush=True)
+                continue
             conf_c, right_c = scored(
                 answers(provider, task, [r["text"] for r in calib]), [r["category"] for r in calib]
             )
@@ -295,7 +312,15 @@ def main() -> None:
             )
         if not args.skip_oos:
             figures["out_of_scope"] = out_of_scope(
-                categories, train, calib, test, root, args.seed, args.threads, args.target
+                categories,
+                train,
+                calib,
+                test,
+                root,
+                args.seed,
+                args.threads,
+                args.target,
+                args.oos_chains.split(","),
             )
         if not args.skip_llm:
             figures["llm"] = llm(categories, test[: args.llm_rows], settings, args.threads)
@@ -324,6 +349,7 @@ def out_of_scope(
     seed: int,
     threads: int,
     target: float,
+    wanted: Sequence[str],
 ) -> dict[str, Any]:
     known = sorted(random.Random(seed).sample(categories, len(categories) // 2))
     inside = set(known)
@@ -344,6 +370,8 @@ def out_of_scope(
         ],
     }  # fmt: skip
     for name, models in chains.items():
+        if name not in wanted:
+            continue
         task = task_for(known, models)
         train_all(task, data, settings, seed)
         provider = build(task, settings)
