@@ -200,6 +200,24 @@ class Target:
         return result
 
 
+def fsync_p50_ms(folder: Path, samples: int = 100) -> float:
+    """Median time of one fsync after a 4 KiB append in `folder`: the floor under a durable
+    commit on this disk (SQLite with synchronous=FULL syncs the WAL once per transaction)."""
+    path = folder / f".fsync-probe-{uuid.uuid4().hex}"
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(samples):
+            os.write(fd, b"x" * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return round(sorted(times)[len(times) // 2], 3)
+
+
 def tree_cpu_s(root: int) -> float:
     """User + system CPU seconds of a process and its live descendants."""
     parents: dict[int, int] = {}
@@ -393,7 +411,10 @@ def bench(options: argparse.Namespace, folder: Path, procs: Processes) -> dict[s
         say(f"{name}: ready; one request: {target.smoke()}")
         watch = {name: process.pid, **watch_up}
         target.load(8, warmup, {})
-        row = {"upstream_c1": direct.load(1, seconds, watch_up)}
+        row: dict[str, Any] = {"upstream_c1": direct.load(1, seconds, watch_up)}
+        if name.startswith("lockgate"):
+            row["fsync_p50_ms"] = fsync_p50_ms(env[name][0])
+            say(f"  fsync p50 on the project's disk: {row['fsync_p50_ms']} ms")
         row["c1"] = target.load(1, seconds, watch)
         row["c64"] = target.load(64, seconds, watch)
         if name.startswith("lockgate"):
@@ -438,7 +459,8 @@ def table(report: dict[str, Any]) -> str:
         if "stored_decisions" in row:
             lines.append(
                 f"\n{name}: {row['acknowledged_2xx']:,} answers 2xx, {row['stored_decisions']:,} "
-                "decisions in its database (at least as many expected)"
+                "decisions in its database (at least as many expected); fsync p50 on its disk "
+                f"{row['fsync_p50_ms']} ms"
             )
     rate = {name: row["c64"]["ok_per_s"] for name, row in report["systems"].items()}
     for other in ("portkey", "litellm"):
