@@ -286,3 +286,27 @@ def test_the_queue_serves_a_team_lead(tmp_path: Path, sqlite_database_url: str, 
         page.goto(f"{site.base}/ui/queue?status=rejected_by_policy")
         assert rows(page) == [f"/ui/items/{spam}"]
         assert "by the policy" in page.inner_text("#queue")
+
+
+def test_selected_items_are_approved_together_but_never_across_the_two_person_rule(
+    tmp_path: Path, sqlite_database_url: str, page: Any
+) -> None:
+    task = REVIEW_TASK + "  two_person_when:\n    - {field: queue, equals: payments}\n"
+    task = task.replace(
+        "  review_when:\n", "  review_when:\n    - {field: queue, equals: payments}\n"
+    )
+    with serving(tmp_path, sqlite_database_url, task=task) as site:
+        first = site.submit(FRAUD, "t-1")
+        second = site.submit(CARD_FRAUD, "t-2")
+        two = site.submit("a payment, unsure", "t-3")
+        sign_in(page, site, site.key("alice", "reviewer"))
+        assert page.query_selector(f"input[name='select.{two}']") is None  # two reviewers
+        page.check(f"input[name='select.{first}']")  # a tick never opens the item
+        assert page.url.endswith("/ui/queue")
+        page.check(f"input[name='select.{second}']")
+        with page.expect_navigation():
+            page.click("#approve-selected")
+        assert "Approved 2 selected item(s)." in page.inner_text(".notice")
+        assert (site.status(first), site.status(second)) == ("approved", "approved")
+        assert site.status(two) == "pending_review"
+        assert rows(page) == [f"/ui/items/{two}"]

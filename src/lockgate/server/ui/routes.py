@@ -35,6 +35,10 @@ _TASK = re.compile(NAME_PATTERN)
 STATUSES = ("pending_review", "approved", "corrected", "rejected", "rejected_by_policy")
 """The lists of the queue page: a reviewer's rejections and the policy's are kept apart."""
 ACTIONS = ("claim", "release", "approve", "correct", "reject")
+SELECT_PREFIX = "select."
+"""A ticked row of the queue posts `select.DECISION_ID`."""
+BULK_LIMIT = 50
+BULK_REASON = "approved with other selected items from the queue"
 _DONE = {"approved": "approved", "corrected": "corrected", "rejected": "rejected"}
 
 
@@ -61,6 +65,7 @@ class ReviewPages:
         router.add_api_route("/next", self.next_item, methods=["GET"])
         router.add_api_route("/items/{decision_id}", self.item, methods=["GET"])
         router.add_api_route("/items/{decision_id}/{action}", self.act, methods=["POST"])
+        router.add_api_route("/approve-selected", self.approve_selected, methods=["POST"])
         router.add_api_route("/reports/{task}", self.suggest_report, methods=["GET"])
         router.add_api_route("/shadow/{task}", self.shadow_report, methods=["GET"])
         QuarantinePages(self, self.templates, self.access).add_to(router)
@@ -185,6 +190,11 @@ class ReviewPages:
         done = _DONE.get(params.get("done", ""))
         if done:
             context["notice"] = f"Decision {params.get('id', '')[-10:]} {done}."
+        if params.get("approved"):
+            approved, left = params.get("approved", "0"), params.get("left", "0")
+            context["notice"] = f"Approved {approved} selected item(s)" + (
+                f"; {left} left for review one by one." if left not in ("", "0") else "."
+            )
         if params.get("released"):
             released = params["released"][-10:]
             context["notice"] = f"You released your claim on {released}; anyone may take it now."
@@ -382,6 +392,33 @@ class ReviewPages:
             # An approval that still needs another reviewer: back to the item, which says so.
             return self.access.send(visit, redirect(f"/items/{decision_id}?recorded=1"))
         query = urlencode({"task": decision.task, "done": decision.status, "id": decision.id})
+        return self.access.send(visit, redirect(f"/queue?{query}"))
+
+    async def approve_selected(self, request: Request) -> Response:
+        """Approve the ticked items of the queue, each claimed and approved on its own (so
+        every rule holds per item); an item that needs two reviewers is left alone."""
+        visit = await self.access.visit(request)
+        if visit.principal is None:
+            return self.access.send(visit, redirect("/sign-in"))
+        form = await self.access.checked_form(visit)
+        if isinstance(form, Response):
+            return form
+        principal = visit.principal
+        reviews = visit.runtime.reviews
+        chosen = [k.removeprefix(SELECT_PREFIX) for k in form if k.startswith(SELECT_PREFIX)]
+        approved = left = 0
+        for decision_id in [d for d in chosen if _DECISION_ID.match(d)][:BULK_LIMIT]:
+            try:
+                item = await run(reviews.item, principal, decision_id)
+                if item.approvals_needed > 1 or waiting_on_others(principal, item):
+                    left += 1  # never across the two-person rule
+                    continue
+                await run(reviews.claim, principal, decision_id)
+                await run(reviews.approve, principal, decision_id, BULK_REASON)
+                approved += 1
+            except LockgateError:
+                left += 1
+        query = urlencode({"task": form.get("task", ""), "approved": approved, "left": left})
         return self.access.send(visit, redirect(f"/queue?{query}"))
 
     async def suggest_report(self, request: Request, task: str) -> Response:

@@ -50,7 +50,7 @@
 
   document.addEventListener("click", function (event) {
     var row = event.target.closest && event.target.closest("#queue tbody tr");
-    if (row && !event.target.closest("a")) window.location.href = row.getAttribute("data-href");
+    if (row && !event.target.closest("a, input, label")) window.location.href = row.getAttribute("data-href");
   });
 
   document.addEventListener("keydown", function (event) {
