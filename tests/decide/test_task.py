@@ -266,6 +266,6 @@ def test_a_number_where_text_is_expected_says_to_quote_it(tmp_path: Path) -> Non
     with pytest.raises(TaskFileError) as caught:
         load_task(write(tmp_path, "routing", text), known_providers=PROVIDERS)
     assert (
-        'tasks/routing.yaml: output.queue.values.0: must be a string; write it in quotes if it '
+        "tasks/routing.yaml: output.queue.values.0: must be a string; write it in quotes if it "
         'is meant as text, e.g. "1"'
     ) in caught.value.problems
