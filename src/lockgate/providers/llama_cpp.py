@@ -192,7 +192,10 @@ class LlamaCppProvider:
         user = "\n".join(f"{k}: {v}" for k, v in request.input.items() if v is not None)
         if request.repair_hint:
             user += f"\n(Your previous answer was invalid: {request.repair_hint})"
-        messages = [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+        messages: Any = [
+            {"role": "system", "content": self._system},
+            {"role": "user", "content": user},
+        ]
         template = self._model.template
         if template is not None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
