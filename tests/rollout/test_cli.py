@@ -186,6 +186,10 @@ def test_shadow_and_canary_from_the_command_line(tmp_path: Path, database_url: s
     assert report["runs"] == {"done": 40}
     text = run("release", "shadow-report", "routing").stdout
     assert "agreement with live" in text and "confusion (live -> shadow)" in text
+    # The live side was a batch: a chunk's latency is never set beside one online decision's.
+    assert report["live"]["latency_left_out_batch"] == 40
+    assert report["live"]["latency_p50_ms"] is None
+    assert "live latency leaves out 40 decisions made by batch jobs" in text
 
     refused = lockgate(
         "release",

@@ -394,6 +394,13 @@ def _print_shadow(report: dict[str, object]) -> None:
             f"{side:<6} cost ${figures['cost']:.4f}  p50 {_ms(figures['latency_p50_ms'])}  "
             f"p95 {_ms(figures['latency_p95_ms'])}"
         )
+    live_side = report["live"]
+    batched = live_side.get("latency_left_out_batch", 0) if isinstance(live_side, dict) else 0
+    if batched:
+        typer.echo(
+            f"  (live latency leaves out {batched} decisions made by batch jobs: a batch decides "
+            "a chunk at once, so their latency is the chunk's, not one decision's)"
+        )
     typer.echo("confusion (live -> shadow):")
     confusion = report["confusion"]
     assert isinstance(confusion, dict)

@@ -239,12 +239,16 @@ def shadow_report(
     live_latency: list[float] = []
     shadow_cost: list[float] = []
     shadow_latency: list[float] = []
+    live_batched = 0
     for pair in pairs:
         live, shadow = _label(pair.live_output, field), _label(pair.shadow_output, field)
         row = confusion.setdefault(live, {})
         row[shadow] = row.get(shadow, 0) + 1
         live_cost.append(pair.live_cost)
-        live_latency.append(pair.live_latency_ms)
+        if pair.live_in_batch:
+            live_batched += 1  # a chunk's latency: not set beside one online decision's
+        else:
+            live_latency.append(pair.live_latency_ms)
         if pair.shadow_cost is not None:
             shadow_cost.append(pair.shadow_cost)
         if pair.shadow_latency_ms is not None:
@@ -276,7 +280,7 @@ def shadow_report(
         labeled=labeled,
         live_accuracy=round(live_right / labeled, 6) if labeled else None,
         shadow_accuracy=round(shadow_right / labeled, 6) if labeled else None,
-        live=_side(live_cost, live_latency),
+        live={**_side(live_cost, live_latency), "latency_left_out_batch": live_batched},
         shadow=_side(shadow_cost, shadow_latency),
         disagreements=tuple(disagreements),
     )

@@ -54,6 +54,9 @@ class ShadowPair:
     shadow_latency_ms: float | None
     truth: Mapping[str, Any] | None
     """The human label where a review gave one (approve: the live output; correct: the fix)."""
+    live_in_batch: bool = False
+    """The live decision came from a batch job (`lockgate run`), where a chunk of records is
+    decided at once: its latency is the chunk's, not comparable with one online decision."""
 
 
 @dataclass(frozen=True)

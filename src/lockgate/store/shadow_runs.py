@@ -153,6 +153,7 @@ def shadow_pairs(conn: Connection, task: str, number: int) -> list[ShadowPair]:
             r.output,
             r.cost,
             r.latency_ms,
+            d["metadata"],
         )
         .join(decisions, d.id == r.decision_id)
         .where(r.task == task, r.release == number, r.status != "pending")
@@ -173,6 +174,7 @@ def shadow_pairs(conn: Connection, task: str, number: int) -> list[ShadowPair]:
             row[8],
             row[9],
             truth.get(row[0]),
+            live_in_batch=isinstance(row[10], dict) and "run" in row[10],
         )
         for row in rows
     ]
