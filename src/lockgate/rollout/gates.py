@@ -162,29 +162,16 @@ def check_gate(
         figure = _figure(candidate, rule.metric)
         if live_ref is None:
             checks.append(GateCheck(name, figure, None, True, "no live release to compare with"))
-        elif live is None:
-            checks.append(
-                GateCheck(
-                    name,
-                    figure,
-                    None,
-                    False,
-                    f"{live_ref} has no eval on the gate dataset; run `lockgate eval "
-                    f"{live_ref.partition('@')[0]} --release {live_ref}` first",
-                )
+        elif live is None or _figure(live, "training_overlap"):
+            why = (
+                f"{live_ref} has no eval on the gate dataset; run `lockgate eval "
+                f"{live_ref.partition('@')[0]} --release {live_ref}` first"
+                if live is None
+                else f"{live_ref}'s eval on the gate dataset ran on "
+                f"{_figure(live, 'training_overlap'):.0f} rows it was trained on, so its "
+                "figures are no fair baseline"
             )
-        elif _figure(live, "training_overlap"):
-            checks.append(
-                GateCheck(
-                    name,
-                    figure,
-                    None,
-                    False,
-                    f"{live_ref}'s eval on the gate dataset ran on "
-                    f"{_figure(live, 'training_overlap'):.0f} rows it was trained on, so its "
-                    "figures are no fair baseline",
-                )
-            )
+            checks.append(GateCheck(name, figure, None, False, why))
         else:
             reference = _figure(live, rule.metric)
             if reference is None:
