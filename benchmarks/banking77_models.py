@@ -323,7 +323,9 @@ def main() -> None:
                 args.oos_chains.split(","),
             )
         if not args.skip_llm:
-            figures["llm"] = llm(categories, test[: args.llm_rows], settings, args.threads)
+            # A seeded sample: test.csv is sorted by intent, its first rows are all one intent.
+            sample = random.Random(args.seed).sample(test, min(args.llm_rows, len(test)))
+            figures["llm"] = llm(categories, sample, settings, args.threads)
     print(json.dumps(figures, indent=2))
 
 
