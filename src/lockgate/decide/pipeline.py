@@ -384,7 +384,15 @@ class Pipeline:
             else:
                 routing, status = Routing("reject", reason), "failed"
         else:
-            routing = route(task.policy, item.output, confidence, item.input)
+            candidate = item.candidate
+            routing = route(
+                task.policy,
+                item.output,
+                confidence,
+                item.input,
+                out_of_scope=candidate.out_of_scope if candidate else None,
+                note=candidate.note if candidate else None,
+            )
             status = {"auto": "decided", "review": "pending_review", "reject": "rejected"}[
                 routing.route
             ]  # type: ignore[assignment]
@@ -396,7 +404,13 @@ class Pipeline:
             if task.policy.mode == "suggest" and item.output is not None:
                 # What gated automation would have done: the suggest report compares it with
                 # the human verdicts.
-                would = gated_route(task.policy, item.output, confidence, item.input)
+                would = gated_route(
+                    task.policy,
+                    item.output,
+                    confidence,
+                    item.input,
+                    out_of_scope=item.candidate.out_of_scope if item.candidate else None,
+                )
                 metadata["suggested_route"] = would.route
         # A refused input is kept as it was sent, so a person can see what was wrong with it.
         kept = item.input if input_problem is None else dict(item.request.input)

@@ -4,6 +4,7 @@ adapter. For the same input it always gives the same answer.
     - provider: deterministic
       answers:                      # optional: exact answers for chosen inputs (matched on text)
         - {if_contains: "refund", output: {queue: payments}, confidence: 0.95}
+        - {if_contains: "weather", output: {queue: other}, out_of_scope: "off-topic"}
       confidence: 0.9               # for every other input: an output derived from its hash
 
 Without a matching answer, each enum field gets a value picked by the hash of the input.
@@ -60,6 +61,8 @@ class DeterministicProvider:
                 return Candidate(
                     output=dict(answer["output"]),
                     confidence=float(answer.get("confidence", self._confidence)),
+                    out_of_scope=answer.get("out_of_scope"),
+                    note=answer.get("note"),
                 )
         digest = hashlib.sha256(canonical_json(dict(request.input)).encode()).digest()
         output: dict[str, Any] = {}
