@@ -86,6 +86,7 @@ def test_the_app_runs_shadow_work_in_the_background_and_reports_it(
                 "route",
                 "status",
                 "reason",
+                "reason_text",
                 "cost",
                 "latency_ms",
                 "created_at",
