@@ -8,28 +8,8 @@ import asyncio
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from lockgate.decide.decision import Decision, new_id, utcnow
 from lockgate.store import Store
-
-
-def decision(key: str) -> Decision:
-    return Decision(
-        id=new_id(),
-        task="routing",
-        release=1,
-        idempotency_key=key,
-        input_hash="h",
-        input={"text": "x"},
-        redacted_input={"text": "x"},
-        output={"queue": "billing"},
-        confidence=0.9,
-        route="auto",
-        status="decided",
-        reason="ok",
-        cost=0.0,
-        latency_ms=1.0,
-        created_at=utcnow(),
-    )
+from tests.store.test_store import decision
 
 
 def drop_other_connections(url: str) -> int:
