@@ -17,7 +17,7 @@ from tests.server.test_serve import start_server, wait_until_healthy
 
 def test_under_https_the_session_cookie_is_secure_http_only_and_strict(tmp_path: Path) -> None:
     with running_api(tmp_path, f"sqlite:///{tmp_path}/db.sqlite") as api:
-        api.client.base_url = httpx.URL("https://testserver")
+        api.client.base_url = "https://testserver"
         answer = api.client.get("/ui/sign-in")
     cookie = answer.headers["set-cookie"].lower()
     for attribute in ("secure", "httponly", "samesite=strict", "path=/ui"):
