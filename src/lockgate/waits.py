@@ -7,6 +7,7 @@ database was locked or unreachable. Group commit passes the mark from a group to
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -45,3 +46,20 @@ def note_interrupted() -> None:
     waits = _WAITS.get()
     if waits is not None:
         waits.interrupted = True
+
+
+@contextmanager
+def waiting_on_database() -> Iterator[None]:
+    """Mark the code inside as a wait on the database for the current request (or group): a
+    stop (cancellation) during it is noted as an interrupted wait."""
+    waits = _WAITS.get()
+    if waits is not None:
+        waits.waiting += 1
+    try:
+        yield
+    except asyncio.CancelledError:
+        note_interrupted()
+        raise
+    finally:
+        if waits is not None:
+            waits.waiting -= 1

@@ -17,7 +17,7 @@ from lockgate.store import database, outbox, shadow_runs
 from lockgate.store.database import aware
 from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import attempts, decisions
-from lockgate.waits import current_waits, note_interrupted
+from lockgate.waits import waiting_on_database
 
 _KEY_CHUNK = 500
 
@@ -271,17 +271,8 @@ class AsyncDecisionRepository:
             task = loop.create_task(self._commit_waiting())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        waits = current_waits()
-        if waits is not None:
-            waits.waiting += 1
-        try:
+        with waiting_on_database():  # a caller stopped here gets the 503, not a 504
             return await save.done
-        except asyncio.CancelledError:
-            note_interrupted()  # stopped while waiting on the database
-            raise
-        finally:
-            if waits is not None:
-                waits.waiting -= 1
 
     async def _commit_waiting(self) -> None:
         try:

@@ -21,7 +21,7 @@ from typing import ParamSpec, TypeVar
 
 from lockgate.errors import Unavailable
 from lockgate.store.database import dropped_connection, transient_conflict, unavailable
-from lockgate.waits import current_waits, note_interrupted
+from lockgate.waits import waiting_on_database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,9 +42,9 @@ class StoreExecutor:
         )
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`fn(*args, **kwargs)` in a reader thread: for calls that only read. Tried once more
-        on a fresh connection when the pooled one turns out dead."""
-        call = _retrying_dropped(functools.partial(fn, *args, **kwargs))
+        """`fn(*args, **kwargs)` in a reader thread: for calls that only read. Tried again on a
+        connection found dead or a transaction rolled back for a deadlock (`_retrying`)."""
+        call = _retrying(functools.partial(fn, *args, **kwargs))
         return await self._run(self._readers, call)
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -53,22 +53,17 @@ class StoreExecutor:
 
     async def write_idempotent(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`write`, for a call that may safely run twice (an insert that skips what is stored):
-        tried once more when the pooled connection turns out dead."""
-        call = _retrying_dropped(functools.partial(fn, *args, **kwargs))
+        tried again as `read` is."""
+        call = _retrying(functools.partial(fn, *args, **kwargs))
         return await self._run(self._writer, call)
 
     async def _run(self, pool: Executor, call: Callable[[], T]) -> T:
         future = asyncio.get_running_loop().run_in_executor(pool, call)
-        waits = current_waits()
-        if waits is not None:
-            waits.waiting += 1
+        # If the caller is stopped, the queued call is dropped if it has not started; a started
+        # one runs to its end (bounded by the engine's timeout) and its outcome is discarded.
         try:
-            return await future
-        except asyncio.CancelledError:
-            # The queued call is dropped if it has not started; a started one runs to its end
-            # (bounded by the engine's timeout) and its outcome is discarded.
-            note_interrupted()
-            raise
+            with waiting_on_database():
+                return await future
         except Exception as exc:
             if not unavailable(exc):
                 raise
@@ -77,9 +72,6 @@ class StoreExecutor:
                 hint="retry later with the same Idempotency-Key",
                 retry_after_seconds=self.retry_after_seconds,
             ) from exc
-        finally:
-            if waits is not None:
-                waits.waiting -= 1
 
     def close(self) -> None:
         """Stop the threads once the calls already started have finished; drop queued ones.
@@ -93,21 +85,21 @@ class StoreExecutor:
 _CONFLICT_TRIES = 4
 
 
-def _retrying_dropped(call: Callable[[], T]) -> Callable[[], T]:
+def _retrying(call: Callable[[], T]) -> Callable[[], T]:
     """`call`, run once more on a connection found dead (the pool discarded it, so the next
     try gets a fresh one), and up to `_CONFLICT_TRIES` times in all when PostgreSQL rolled it
     back for a deadlock with another writer. Only for calls that may safely run twice."""
 
     def retried() -> T:
-        dropped_once = False
-        for attempt in range(1, _CONFLICT_TRIES + 1):
+        dropped_once, tries = False, 0
+        while True:
+            tries += 1
             try:
                 return call()
             except Exception as exc:
                 if dropped_connection(exc) and not dropped_once:
                     dropped_once = True
-                elif not (transient_conflict(exc) and attempt < _CONFLICT_TRIES):
+                elif not (transient_conflict(exc) and tries < _CONFLICT_TRIES):
                     raise
-        raise AssertionError("unreachable")  # the last try returns or raises
 
     return retried
