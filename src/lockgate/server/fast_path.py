@@ -25,12 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lockgate.errors import LockgateError
 from lockgate.security import Principal
 from lockgate.server.decisions import DecisionBody, decide_one, request_id
-from lockgate.server.params import NAME_PATTERN
+from lockgate.server.params import NAME_PATTERN, json_media
 from lockgate.server.problems import lockgate_problem
 
 _PATH = re.compile(r"/v1/tasks/([^/]+)/decisions")
 _TASK = re.compile(NAME_PATTERN)
-_JSON_TYPES = (b"application/json",)
 
 
 class DecideFastPath:
@@ -85,9 +84,7 @@ class DecideFastPath:
             return None
         headers = dict(reversed(scope["headers"]))  # the first of repeated headers, as Starlette
         content_type = headers.get(b"content-type")
-        if content_type is not None and content_type.split(b";")[0].strip().lower() not in (
-            _JSON_TYPES
-        ):
+        if content_type is not None and not json_media(content_type.decode("latin-1")):
             return None
         scheme, _, secret = headers.get(b"authorization", b"").partition(b" ")
         if scheme.lower() != b"bearer" or not secret.strip():

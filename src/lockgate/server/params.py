@@ -182,8 +182,13 @@ async def json_body(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if content_type is None or not await request.body():
         return
-    media = content_type.partition(";")[0].strip().lower()
-    if media != "application/json" and not (
-        media.startswith("application/") and media.endswith("+json")
-    ):
+    if not json_media(content_type):
         raise HTTPException(415, JSON_NEEDED)
+
+
+def json_media(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (`application/json` or `application/...+json`)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
