@@ -13,7 +13,18 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-DOMAIN = ("decide", "providers", "rollout", "review", "delivery", "evals", "monitor", "intake")
+DOMAIN = (
+    "decide",
+    "providers",
+    "rollout",
+    "review",
+    "delivery",
+    "evals",
+    "monitor",
+    "intake",
+    "watch",
+    "costs",
+)
 """The domain packages: each keeps its own rules and reaches storage through Protocols."""
 
 STORE_MAY_IMPORT = (
@@ -67,7 +78,17 @@ RULES = (
         applies_to=("lockgate.decide",),
         forbidden=tuple(
             f"lockgate.{name}"
-            for name in ("rollout", "review", "delivery", "evals", "intake", "demo", "testing")
+            for name in (
+                "rollout",
+                "review",
+                "delivery",
+                "evals",
+                "intake",
+                "watch",
+                "costs",
+                "demo",
+                "testing",
+            )
         ),
     ),
 )

@@ -2,8 +2,8 @@
 
 `Store` holds one repository per domain over a shared engine (`store.releases`,
 `store.decisions`, `store.keys`, `store.datasets`, `store.evals`, `store.outbox`,
-`store.audit`, `store.reviews`, `store.rollout`, `store.sessions`, `store.intake`); each
-repository method is one transaction.
+`store.audit`, `store.reviews`, `store.rollout`, `store.sessions`, `store.intake`,
+`store.leases`); each repository method is one transaction.
 Domain code depends on small Protocols of its own that these repositories satisfy.
 """
 
@@ -22,6 +22,7 @@ from lockgate.store.evals import EvalRepository
 from lockgate.store.executor import StoreExecutor
 from lockgate.store.intake import AsyncIntakeRepository, IntakeRepository
 from lockgate.store.keys import KeyRepository
+from lockgate.store.leases import AsyncLeaseRepository, LeaseRepository
 from lockgate.store.outbox import OutboxRepository
 from lockgate.store.releases import ReleaseRepository
 from lockgate.store.reviews import ReviewRepository
@@ -65,6 +66,9 @@ class Store:
         self.intake = IntakeRepository(self.engine)
         """Sources' cursors and counters, quarantine, duplicates, schema events."""
         self.async_intake = AsyncIntakeRepository(self.intake, self.executor)
+        self.leases = LeaseRepository(self.engine)
+        """Named leases: one replica at a time runs a background job."""
+        self.async_leases = AsyncLeaseRepository(self.leases, self.executor)
 
     @property
     def display_url(self) -> str:

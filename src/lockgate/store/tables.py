@@ -354,3 +354,14 @@ intake_schema_events = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_intake_schema_events_task_source", "task", "source"),
 )
+
+# ---- leases: one replica at a time runs a named background job (a roll-up, retention, ...)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+)
