@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lockgate.decide.alert_rules import AlertRuleSpec
 from lockgate.decide.key_paths import closest_key, key_path
 from lockgate.decide.sources import SourceSpec, check_source_kinds, source_problems
 from lockgate.decide.yaml_loader import load_yaml
@@ -307,6 +308,8 @@ class TaskSpec(_Strict):
     of tasks that declare none as it was."""
     sources: tuple[SourceSpec, ...] = ()
     """Where records come from, read by `lockgate.intake`; not part of a release's content."""
+    alerts: tuple[AlertRuleSpec, ...] = ()
+    """Alert rules of this task (`lockgate.watch.alerts`); not part of a release's content."""
 
     _source_kinds = field_validator("sources", mode="before")(check_source_kinds)
 
@@ -567,7 +570,9 @@ def task_to_dict(spec: TaskSpec) -> dict[str, Any]:
     """A plain, canonical mapping of the task (enum values inlined), for hashing and storage."""
     # Sources say where records come from, not how the task decides: changing a mapping
     # needs no new release.
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"sources"})
+    return spec.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude={"sources", "alerts"}
+    )
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:

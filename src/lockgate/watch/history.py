@@ -1,0 +1,293 @@
+"""History that survives restarts: decisions rolled up per task, release and minute.
+
+A roll-up turns stored decisions and review verdicts into *cells*: one number per task,
+release, time bucket, metric and key (`route`/`auto`, `latency`/`le_250`, `label`/`billing`).
+Cells only ever add up, so two cells of the same bucket merge by addition, minutes merge into
+hours and hours into days, and percentiles come from merged histogram buckets with fixed
+edges. The review backlog is a gauge: sampled each round, the latest sample of a minute kept.
+
+The roll-up reads decisions and verdicts not yet rolled up (the store marks each one in the
+transaction that adds it, so each is counted exactly once, however late its commit and however
+many replicas roll up at once) and needs nothing from the decision path. One replica rolls up
+at a time (lease `rollup`); `Rollup.run` is the loop inside `lockgate serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from lockgate.errors import LockgateError
+from lockgate.watch.types import (
+    STEP_SECONDS,
+    Cell,
+    Count,
+    DecisionFacts,
+    VerdictFacts,
+)
+
+log = logging.getLogger("lockgate.watch")
+
+LATENCY_EDGES_MS: tuple[float, ...] = (
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+)  # fmt: skip
+"""Upper edges of the latency histogram's buckets (ms); a last bucket holds the rest."""
+CONFIDENCE_BUCKETS = 10
+"""The confidence histogram: ten buckets of 0.1 (`0.0` holds 0 to 0.1, `0.9` 0.9 to 1)."""
+GAUGES = frozenset({"backlog"})
+"""Metrics whose cells are sampled, not added: a later sample replaces, merging keeps the
+largest."""
+VERDICTS = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
+KEY_LENGTH = 128
+ROLLUP_LEASE = "rollup"
+
+
+def latency_key(ms: float) -> str:
+    for edge in LATENCY_EDGES_MS:
+        if ms <= edge:
+            return f"le_{edge:g}"
+    return "le_inf"
+
+
+def confidence_key(confidence: float) -> str:
+    index = min(CONFIDENCE_BUCKETS - 1, max(0, math.floor(confidence * CONFIDENCE_BUCKETS)))
+    return f"{index / CONFIDENCE_BUCKETS:.1f}"
+
+
+def failure_reason(reason: str) -> str:
+    """The kind of a failure, without its details: `every model failed`, `invalid input`."""
+    return reason.split(":", 1)[0].strip()[:KEY_LENGTH] or "unknown"
+
+
+def minute(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def bucket_start(at: datetime, step_seconds: int) -> datetime:
+    seconds = int(at.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % step_seconds, UTC)
+
+
+def counts_of(
+    decisions: Iterable[DecisionFacts],
+    verdicts: Iterable[VerdictFacts],
+    label_fields: Mapping[str, Sequence[str]],
+) -> list[Count]:
+    """The cells' additions for these decisions and verdicts, summed per cell.
+
+    `label_fields` names, per task, the output fields whose values are labels (enums); their
+    counts are kept as `field=value`, or `value` when the task has one such field.
+    """
+    sums: dict[tuple[str, int, datetime, str, str], float] = defaultdict(float)
+    for d in decisions:
+        at = minute(d.created_at)
+
+        def add(
+            metric: str, key: str = "", value: float = 1.0, d: DecisionFacts = d, at: datetime = at
+        ) -> None:
+            sums[(d.task, d.release, at, metric, key[:KEY_LENGTH])] += value
+
+        add("decisions")
+        if d.status == "failed":
+            add("failed")
+            add("failure", failure_reason(d.reason))
+        elif d.route is not None:
+            add("route", d.route)
+        add("cost", value=d.cost)
+        add("tokens", "input", d.input_tokens)
+        add("tokens", "output", d.output_tokens)
+        add("latency", latency_key(d.latency_ms))
+        add("latency_sum", value=d.latency_ms)
+        if d.confidence is not None:
+            add("confidence", confidence_key(d.confidence))
+        fields = label_fields.get(d.task, ())
+        for name in fields:
+            value = (d.output or {}).get(name)
+            if isinstance(value, str):
+                add("label", value if len(fields) == 1 else f"{name}={value}")
+        for error in d.attempt_errors:
+            add("attempt_error", error)
+    for v in verdicts:
+        key = VERDICTS.get(v.verdict, v.verdict)
+        sums[(v.task, v.release, minute(v.at), "verdict", key)] += 1
+    return [Count(*key, value=value) for key, value in sums.items() if value]
+
+
+# ---- reading: cells merged into buckets of any step
+
+
+def parse_step(text: str) -> int:
+    """`minute`, `hour`, `day` or a duration in whole minutes (`5m`, `1h`, `1d`), in seconds."""
+    from lockgate.decide.sources import duration_seconds
+
+    if text in STEP_SECONDS:
+        return STEP_SECONDS[text]
+    seconds = int(duration_seconds(text))
+    if seconds < 60 or seconds % 60:
+        raise ValueError(f"{text!r} is not a step; write minute, hour, day or e.g. 5m, 1h, 1d")
+    return seconds
+
+
+def default_step(start: datetime, end: datetime) -> int:
+    span = (end - start).total_seconds()
+    return 60 if span <= 6 * 3600 else 3600 if span <= 8 * 86400 else 86400
+
+
+def step_name(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 60}m"
+
+
+def merge(cells: Iterable[Cell]) -> dict[str, dict[str, float]]:
+    """Cells of one bucket as metric -> key -> value (gauges keep their largest sample)."""
+    merged: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for cell in cells:
+        values = merged[cell.metric]
+        if cell.metric in GAUGES:
+            values[cell.key] = max(values.get(cell.key, 0.0), cell.value)
+        else:
+            values[cell.key] += cell.value
+    return merged
+
+
+def quantile(histogram: Mapping[str, float], q: float) -> float | None:
+    """The `q` quantile (0-1) of a latency histogram, interpolated inside its bucket as
+    Prometheus's `histogram_quantile` does; None when it is empty."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return None
+    rank, seen, lower = q * total, 0.0, 0.0
+    for edge in LATENCY_EDGES_MS:
+        count = histogram.get(f"le_{edge:g}", 0.0)
+        if count and seen + count >= rank:
+            return lower + (edge - lower) * (rank - seen) / count
+        seen += count
+        lower = edge
+    return LATENCY_EDGES_MS[-1]
+
+
+def bucket_json(task: str, release: int, start: datetime, m: Mapping[str, Any]) -> dict[str, Any]:
+    def one(metric: str, key: str = "") -> float:
+        return float(m.get(metric, {}).get(key, 0.0))
+
+    routes = m.get("route", {})
+    latency = dict(m.get("latency", {}))
+    decisions = int(one("decisions"))
+    verdicts = m.get("verdict", {})
+    backlog = m.get("backlog", {})
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    return {
+        "start": start.isoformat(),
+        "release": f"{task}@{release}",
+        "decisions": decisions,
+        "auto": int(routes.get("auto", 0)),
+        "review": int(routes.get("review", 0)),
+        "reject": int(routes.get("reject", 0)),
+        "failed": int(one("failed")),
+        "cost": round(one("cost"), 8),
+        "input_tokens": int(one("tokens", "input")),
+        "output_tokens": int(one("tokens", "output")),
+        "latency_mean_ms": ms(one("latency_sum") / decisions if decisions else None),
+        "latency_p50_ms": ms(quantile(latency, 0.50)),
+        "latency_p95_ms": ms(quantile(latency, 0.95)),
+        "latency_p99_ms": ms(quantile(latency, 0.99)),
+        "latency_histogram_ms": {k: int(v) for k, v in sorted(latency.items())},
+        "confidence_histogram": {k: int(v) for k, v in sorted(m.get("confidence", {}).items())},
+        "failures": {k: int(v) for k, v in sorted(m.get("failure", {}).items())},
+        "attempt_errors": {k: int(v) for k, v in sorted(m.get("attempt_error", {}).items())},
+        "labels": {k: int(v) for k, v in sorted(m.get("label", {}).items())},
+        "verdicts": {k: int(verdicts.get(k, 0)) for k in VERDICTS.values()},
+        "review_backlog": int(backlog["count"]) if "count" in backlog else None,
+        "review_oldest_s": backlog.get("oldest_s") if "count" in backlog else None,
+    }
+
+
+def buckets(task: str, cells: Iterable[Cell], step_seconds: int) -> list[dict[str, Any]]:
+    """The JSON buckets of `GET /v1/tasks/{task}/history`: one per step and release, oldest
+    first. A stored cell coarser than the step (an hour kept after compaction, asked for by
+    minutes) counts in the bucket holding its start."""
+    grouped: dict[tuple[datetime, int], list[Cell]] = defaultdict(list)
+    for cell in cells:
+        grouped[(bucket_start(cell.start, step_seconds), cell.release)].append(cell)
+    return [
+        bucket_json(task, release, start, merge(group))
+        for (start, release), group in sorted(grouped.items())
+    ]
+
+
+# ---- the loop inside `lockgate serve`
+
+
+class RollupStore(Protocol):
+    """The roll-up's storage, async (through the store's executor): satisfied by
+    `lockgate.store.history.AsyncHistoryRepository`."""
+
+    async def roll_up(self, label_fields: Mapping[str, Sequence[str]], limit: int) -> int: ...
+
+    async def sample_backlog(self, now: datetime) -> None: ...
+
+    async def compact(
+        self, now: datetime, hours_after: timedelta, days_after: timedelta
+    ) -> int: ...
+
+
+class LeaseStore(Protocol):
+    async def take(self, name: str, owner: str, seconds: float) -> bool: ...
+
+    async def give_up(self, name: str, owner: str) -> None: ...
+
+
+@dataclass
+class Rollup:
+    """Rolls up every `interval_s` while it holds the `rollup` lease."""
+
+    store: RollupStore
+    leases: LeaseStore
+    owner: str
+    label_fields: Any  # async () -> Mapping[str, Sequence[str]]
+    interval_s: float = 10.0
+    hours_after: timedelta = timedelta(days=7)
+    days_after: timedelta = timedelta(days=90)
+    limit: int = 2000
+
+    async def round(self) -> int:
+        """One round: every decision and verdict not yet rolled up, a backlog sample, and
+        compaction; the number of decisions and verdicts added (0 without the lease)."""
+        if not await self.leases.take(ROLLUP_LEASE, self.owner, max(60.0, 3 * self.interval_s)):
+            return 0
+        fields = await self.label_fields()
+        added = 0
+        while True:
+            done = await self.store.roll_up(fields, self.limit)
+            added += done
+            if done < self.limit:
+                break
+        now = datetime.now(UTC)
+        await self.store.sample_backlog(now)
+        await self.store.compact(now, self.hours_after, self.days_after)
+        return added
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    await self.round()
+                except LockgateError as exc:
+                    log.warning("history.rollup_failed", extra={"error": exc.message})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+        finally:
+            with contextlib.suppress(LockgateError):
+                await self.leases.give_up(ROLLUP_LEASE, self.owner)
