@@ -113,6 +113,22 @@ OUTCOMES: dict[str, dict[int, str]] = {
         for name in ("claim_review", "approve_review", "correct_review", "reject_review")
     },
     "suggest_report": {403: "the submitter role may not read review figures"},
+    "give_feedback": {
+        404: "no decision with this id that this key may read (a submitter's own only)",
+        422: "`output` does not match the task's output schema, comes with `correct: true`, "
+        "or the decision has no output to call correct",
+    },
+    "judge_spot_check": {
+        403: "this key submitted the decision (separation of duties)",
+        404: "no decision with this id that this key may read, or it has no spot check",
+        409: "the spot check already has a verdict",
+        422: "`output` does not match the task's output schema or is the model's output, or "
+        "a reason is missing",
+    },
+    "live_accuracy": {
+        403: "the submitter role may not read live accuracy",
+        404: "no task with this name, or it has no live release",
+    },
 }
 OUTCOMES["correct_review"] = {
     **OUTCOMES["correct_review"],
