@@ -109,3 +109,23 @@ class Unavailable(LockgateError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after_seconds = retry_after_seconds
+
+
+class BudgetExceeded(LockgateError):
+    """A hard budget limit is reached and the task refuses until its period ends: nothing was
+    decided or stored, and the same request may be sent again after `retry_after_seconds`."""
+
+    status = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        retry_after_seconds: int = 1,
+        resets_at: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_seconds = retry_after_seconds
+        self.resets_at = resets_at
+        """When the period ends (ISO 8601, UTC)."""

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from lockgate.costs.budgets import BudgetGuard, overall_budget
+from lockgate.costs.cache import DecisionCache
+from lockgate.costs.metrics import CostMetrics
 from lockgate.decide.decision import utcnow
 from lockgate.decide.groups import DecisionGroups
 from lockgate.decide.pipeline import ChainModel, Pipeline, ReleaseRuntime
@@ -42,10 +45,26 @@ class Runtime:
     """Metrics, traces and logs of the pipeline (`monitor.telemetry.build_observer`)."""
 
     def __post_init__(self) -> None:
+        metrics = getattr(self.observer, "metrics", None)
+        self.metrics: Metrics | None = metrics if isinstance(metrics, Metrics) else None
+        """The observer's Prometheus metrics, when it keeps any."""
+        cost_metrics = CostMetrics(self.metrics.registry) if self.metrics is not None else None
+        self.budgets = BudgetGuard(
+            self.store.async_costs,
+            price=self.settings.price,
+            overall=overall_budget(self.settings.budget),
+            hold_seconds=self.settings.budget_hold_seconds,
+            default_max_tokens=self.settings.budget_max_tokens,
+            metrics=cost_metrics,
+        )
+        """Budgets (`costs.budgets`): subscribe to soft limits with `budgets.on_soft_limit`."""
+        self.cache = DecisionCache(self.store.async_costs, metrics=cost_metrics)
         self.pipeline = Pipeline(
             self.store.async_decisions,
             concurrency=self.settings.concurrency,
             observer=self.observer,
+            spend=self.budgets,
+            cache=self.cache,
         )
         self.groups = DecisionGroups(
             self.pipeline,
@@ -59,9 +78,6 @@ class Runtime:
         self._serving: dict[str, tuple[float, ReleaseRuntime]] = {}
         """Per task: until when (event-loop time) its serving releases are trusted, and them."""
         self._serving_reads: dict[str, asyncio.Task[ReleaseRuntime]] = {}
-        metrics = getattr(self.observer, "metrics", None)
-        self.metrics: Metrics | None = metrics if isinstance(metrics, Metrics) else None
-        """The observer's Prometheus metrics, when it keeps any."""
         self.reviews = ReviewService(
             self.store.reviews,
             self.store.releases,
@@ -144,6 +160,27 @@ class Runtime:
         )
         self._check_buildable(draft)
         return draft
+
+    def budget_report(self, task_name: str) -> dict[str, Any]:
+        """What `task_name` has spent, holds and has left today and this month, under the
+        budget of its live release (or of its task file, before any release is live)."""
+        from lockgate.costs.report import budget_report
+
+        live, _ = self.store.rollout.serving(task_name)
+        if live is not None:
+            spec, release = live.task_spec(), f"{live.task}@{live.number}"
+        else:
+            tasks = self.tasks() if self.settings.tasks_dir.is_dir() else {}
+            if task_name not in tasks:
+                raise self._no_live_release(task_name)
+            spec, release = tasks[task_name], None
+        return budget_report(
+            self.store.costs,
+            spec,
+            release=release,
+            overall=self.budgets.overall,
+            now=utcnow(),
+        )
 
     def eval_service(self) -> EvalService:
         """Evals and calibration over this runtime's store, task files and providers."""
@@ -253,7 +290,9 @@ class Runtime:
             ChainModel(model, self._provider(spec, release, index))
             for index, model in enumerate(spec.models)
         )
-        return ReleaseRuntime(task=spec, release=release.number, models=models)
+        return ReleaseRuntime(
+            task=spec, release=release.number, models=models, content_hash=release.content_hash
+        )
 
     def _provider(self, spec: TaskSpec, release: Release, index: int) -> Provider:
         context = ProviderContext(

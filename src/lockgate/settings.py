@@ -126,6 +126,15 @@ class Settings:
     """Delay before the first retry; doubles on each retry, with jitter."""
     delivery_backoff_cap_seconds: float = 600.0
     """Longest delay between two tries of one delivery."""
+    budget: Mapping[str, Any] | None = None
+    """Limits over all tasks together, shaped as a task's `budget:` (checked by
+    `lockgate.costs.budgets.overall_budget`); None: no overall limits."""
+    budget_hold_seconds: float = 600.0
+    """Lifetime of a budget hold (a paid call's reserved worst-case cost): one left behind
+    by a crash is booked at its worst case after this long."""
+    budget_max_tokens: int = 4096
+    """Output tokens assumed for a paid model without `max_tokens` when reserving its
+    worst-case cost."""
 
     @property
     def state_dir(self) -> Path:
@@ -206,6 +215,9 @@ def load_settings(
         delivery_max_tries=int(file_values.get("delivery_max_tries", 8)),
         delivery_backoff_base_seconds=float(file_values.get("delivery_backoff_base_seconds", 2.0)),
         delivery_backoff_cap_seconds=float(file_values.get("delivery_backoff_cap_seconds", 600.0)),
+        budget=_mapping("budget", file_values.get("budget")),
+        budget_hold_seconds=float(file_values.get("budget_hold_seconds", 600.0)),
+        budget_max_tokens=int(file_values.get("budget_max_tokens", 4096)),
         session_secret=Secret(env.get("LOCKGATE_SESSION_SECRET", "")),
         session_max_age_seconds=int(file_values.get("session_max_age_seconds", 8 * 3600)),
         auth_failure_limit=int(file_values.get("auth_failure_limit", 20)),
@@ -213,6 +225,14 @@ def load_settings(
         api_docs=bool(file_values.get("api_docs", False)),
         review_pii_roles=_roles(file_values.get("review_pii_roles", ["admin"])),
     )
+
+
+def _mapping(key: str, value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{SETTINGS_FILE}: {key}: expected a mapping")
+    return value
 
 
 def _roles(value: Any) -> tuple[str, ...]:

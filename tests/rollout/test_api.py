@@ -90,6 +90,7 @@ def test_the_app_runs_shadow_work_in_the_background_and_reports_it(
                 "cost",
                 "latency_ms",
                 "created_at",
+                "cached_from",
                 "replayed",
             }
             assert answer.json()["release"] == "routing@1"

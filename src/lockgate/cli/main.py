@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 import typer.main
 
+from lockgate.cli import budget as budget_cli
 from lockgate.cli import decisions, deliveries, evals, keys, project, releases
 from lockgate.cli import intake as intake_cli
 from lockgate.cli import reviews as review_cli
@@ -59,6 +60,7 @@ def build_app() -> typer.Typer:
     app.command()(serve)
     app.command()(worker)
     app.add_typer(deliveries.app, name="deliveries")
+    app.add_typer(budget_cli.app, name="budget")
     app.command("eval")(evals.eval_)
     app.command()(evals.calibrate)
     app.add_typer(evals.dataset_app, name="dataset")

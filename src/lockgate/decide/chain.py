@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from lockgate.decide.decision import Attempt
+from lockgate.decide.guards import Withheld
 from lockgate.decide.task import ModelSpec
 from lockgate.providers.base import Candidate, ProviderError
 
@@ -150,6 +151,11 @@ class Retrier:
                 if probing:  # a cancelled probe says nothing about the endpoint
                     breaker.release_probe()
                 raise
+            except Withheld as withheld:  # a budget refused the call: it was never made
+                if probing:
+                    breaker.release_probe()
+                tries.append(Try(0.0, withheld))
+                return Outcome(None, tries)
             except Exception as exc:  # every failure is classified, none escapes unrecorded
                 error = classify(exc, spec)
                 if error.endpoint_fault:

@@ -113,6 +113,8 @@ class Decision:
     submitted_by: str | None = None
     priority: int = 0
     """Review-queue priority of a pending decision (policy `priority_when`; escalation)."""
+    cached_from: str | None = None
+    """The id of the decision whose answer this one reused from the cache (`cache:`)."""
 
     @property
     def release_ref(self) -> str:
@@ -134,4 +136,5 @@ class Decision:
             "cost": round(self.cost, 8),
             "latency_ms": round(self.latency_ms, 3),
             "created_at": self.created_at.isoformat(),
+            "cached_from": self.cached_from,
         }

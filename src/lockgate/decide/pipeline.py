@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -24,11 +26,20 @@ from lockgate.decide.decision import (
     unencodable,
     utcnow,
 )
+from lockgate.decide.guards import (
+    AnswerCache,
+    CachedAnswer,
+    Hold,
+    Refusal,
+    SpendGuard,
+    Spent,
+    Withheld,
+)
 from lockgate.decide.policy import Routing, gated_route, priority, route, route_input_only
 from lockgate.decide.router import in_canary
 from lockgate.decide.task import ModelSpec, TaskSpec, sink_names
 from lockgate.decide.validation import OutputInvalid, validate_input, validate_output
-from lockgate.errors import InputError, KeyTaken, LockgateError, MalformedInput
+from lockgate.errors import BudgetExceeded, InputError, KeyTaken, LockgateError, MalformedInput
 from lockgate.monitor.observer import Id, NullObserver, Observer
 from lockgate.monitor.redaction import redact_record
 from lockgate.providers.base import (
@@ -38,6 +49,8 @@ from lockgate.providers.base import (
     Provider,
     ProviderError,
 )
+
+log = logging.getLogger("lockgate.decide.pipeline")
 
 
 class DecisionStore(Protocol):
@@ -70,6 +83,8 @@ class ReleaseRuntime:
     canary: ReleaseRuntime | None = None
     """The task's canary release, deciding a sticky `canary_percent` % of keys (see router.py)."""
     canary_percent: float = 0.0
+    content_hash: str = ""
+    """The release's content hash: with the normalised input, the key of the answer cache."""
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -109,6 +124,14 @@ class _Item:
     """Why the input was refused (batch jobs store such an input as a failed decision)."""
     id: str = field(default_factory=new_id)
     """The id the decision will have: known from intake on, so traces and logs can carry it."""
+    cached: CachedAnswer | None = None
+    """The release's earlier answer for this input, reused (`cache:`): no model call."""
+    hold: Hold | None = None
+    """The reserved worst-case cost of the next paid call (budgets)."""
+    refusal: Refusal | None = None
+    """A hard budget limit stopped this item before any paid call: `review` or `refuse`."""
+    free_only: bool = False
+    """A hard budget limit was reached: only free models may still answer (`fallback`)."""
 
 
 class Pipeline:
@@ -121,6 +144,8 @@ class Pipeline:
         concurrency: int = 16,
         clock: Callable[[], float] = time.perf_counter,
         observer: Observer | None = None,
+        spend: SpendGuard | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         self.decisions = decisions
         self.breakers = breakers or Breakers()
@@ -128,6 +153,24 @@ class Pipeline:
         self.concurrency = concurrency
         self.clock = clock
         self.observer: Observer = observer or NullObserver()
+        self.spend = spend
+        """Budgets: paid calls are reserved before and settled after (tasks a budget covers)."""
+        self.cache = cache
+        """The answer cache (tasks with `cache:`)."""
+
+    def with_store(self, decisions: DecisionStore) -> Pipeline:
+        """This pipeline (its breakers, retries, observer, budgets and cache) storing through
+        another `DecisionStore` (a batch's committer)."""
+        return Pipeline(
+            decisions,
+            breakers=self.breakers,
+            retrier=self.retrier,
+            concurrency=self.concurrency,
+            clock=self.clock,
+            observer=self.observer,
+            spend=self.spend,
+            cache=self.cache,
+        )
 
     async def decide(self, runtime: ReleaseRuntime, request: DecisionRequest) -> Result:
         """Decide one input; bad input raises `InputError`, a reused key with other input
@@ -197,20 +240,35 @@ class Pipeline:
                             item.routing = route_input_only(task.policy, item.input)
             items = [item for _, item in fresh.values()]
             to_model = [i for i in items if i.input_problem is None and i.routing is None]
+            if to_model and self.cache is not None and task.cache is not None:
+                with self._stage("cache", stages, task.name):
+                    to_model = await self._from_cache(runtime, to_model)
             with self._stage("model_chain", stages, task.name):
                 await self._run_chain(runtime, to_model)
             observer.breaker_states(self.breakers.states())
+            to_save: list[tuple[int, _Item, Decision]] = []
+            refused: dict[str, Result] = {}
             with self._stage("policy", stages, task.name):
-                decisions = [self._finish(runtime, i, started) for i in items]
+                for index, item in fresh.values():
+                    refusal = item.refusal
+                    if (
+                        refusal is not None
+                        and refusal.outcome == "refuse"
+                        and (invalid_input == "error")
+                    ):  # nothing is decided or stored: the caller may come back later
+                        refused[item.request.idempotency_key] = results[index] = Result(
+                            None, error=_exceeded(refusal)
+                        )
+                        continue
+                    to_save.append((index, item, self._finish(runtime, item, started)))
+            decisions = [decision for _, _, decision in to_save]
             with self._stage("commit", stages, task.name):
                 stored_batch = (
                     await self.decisions.save(decisions, runtime.sinks) if decisions else []
                 )
             elapsed = self.clock() - started
             observer.stages_timed(task.name, stages, size=len(requests))
-            for (index, item), new, stored in zip(
-                fresh.values(), decisions, stored_batch, strict=True
-            ):
+            for (index, item, new), stored in zip(to_save, stored_batch, strict=True):
                 # Another writer may have stored the same key first: theirs is the decision.
                 if stored.id == new.id:
                     results[index] = Result(stored)
@@ -219,10 +277,57 @@ class Pipeline:
                     )
                 else:
                     results[index] = _replay(stored, item.hash)
+            if self.cache is not None and task.cache is not None:
+                await self._keep_answers(runtime, to_save, stored_batch)
         by_key = {d.idempotency_key: d for d in stored_batch}
         for index, key, digest in later:
-            results[index] = _replay(by_key[key], digest)
+            results[index] = _replay(by_key[key], digest) if key in by_key else refused[key]
         return [r if r is not None else Result(None) for r in results]
+
+    # ---- cache
+
+    async def _from_cache(self, runtime: ReleaseRuntime, items: list[_Item]) -> list[_Item]:
+        """Answer the items the release answered before from the cache; the rest go on."""
+        assert self.cache is not None
+        name = runtime.task.name
+        found = await self.cache.find(name, runtime.content_hash, [i.hash for i in items])
+        if not found:
+            return items
+        for item in items:
+            item.cached = found.get(item.hash)
+        self.cache.hit(name, sum(item.cached is not None for item in items))
+        return [item for item in items if item.cached is None]
+
+    async def _keep_answers(
+        self,
+        runtime: ReleaseRuntime,
+        saved: Sequence[tuple[int, _Item, Decision]],
+        stored: Sequence[Decision],
+    ) -> None:
+        """Remember the automated answers just committed (never a failed or reviewed one)."""
+        assert self.cache is not None and runtime.task.cache is not None
+        answers = {
+            item.hash: new.id
+            for (_, item, new), kept in zip(saved, stored, strict=True)
+            if kept.id == new.id
+            and new.status == "decided"
+            and new.route == "auto"
+            and new.cached_from is None
+            and new.output is not None
+        }
+        if not answers:
+            return
+        try:
+            await self.cache.keep(
+                runtime.task.name, runtime.content_hash, runtime.task.cache.ttl_seconds, answers
+            )
+        except Exception as exc:  # the decisions are committed; only later reuse is lost
+            log.warning(
+                "could not remember %d answers of %s in the cache (%s)",
+                len(answers),
+                runtime.task.name,
+                type(exc).__name__,
+            )
 
     async def _decide_split(
         self,
@@ -261,19 +366,86 @@ class Pipeline:
     # ---- model chain
 
     async def _run_chain(self, runtime: ReleaseRuntime, items: list[_Item]) -> None:
+        task = runtime.task
+        spend = self.spend if self.spend is not None and self.spend.watches(task) else None
+        if spend is None:
+            await self._run_models(runtime, items, None)
+            return
+        spent: list[Spent] = []
+        try:
+            await self._run_models(runtime, items, _Meter(spend, task, spent))
+        except asyncio.CancelledError:
+            raise  # holds not settled lapse after their lifetime, booked at their worst case
+        except BaseException:
+            await self._settle_quietly(spend, task, spent)
+            raise
+        if spent:
+            await spend.settle(task, spent)
+
+    async def _settle_quietly(self, spend: SpendGuard, task: TaskSpec, spent: list[Spent]) -> None:
+        if not spent:
+            return
+        try:
+            await spend.settle(task, spent)
+        except Exception as exc:  # the holds lapse after their lifetime instead
+            log.warning("could not settle %d model calls (%s)", len(spent), type(exc).__name__)
+
+    async def _run_models(
+        self, runtime: ReleaseRuntime, items: list[_Item], meter: _Meter | None
+    ) -> None:
         pending = items
         for model in runtime.models:
             if not pending:
                 return
+            todo = pending
+            metered = meter is not None and meter.guard.paid(model.spec)
+            if metered:
+                assert meter is not None
+                todo = await self._hold_first_calls(meter.at(model), model, pending)
             breaker = self.breakers.for_endpoint(model.provider.endpoint, model.spec)
-            if isinstance(model.provider, BatchProvider):
-                await self._run_batch(runtime.task, model, breaker, pending)
+            if todo:
+                at = meter.at(model) if metered and meter is not None else None
+                if isinstance(model.provider, BatchProvider):
+                    await self._run_batch(runtime.task, model, breaker, todo, at)
+                else:
+                    await self._run_each(runtime.task, model, breaker, todo, at)
+            pending = [i for i in pending if i.output is None and i.refusal is None]
+
+    async def _hold_first_calls(
+        self, meter: _Meter, model: ChainModel, items: list[_Item]
+    ) -> list[_Item]:
+        """Reserve the first call of `model` for each item that may still use a paid model, in
+        one transaction; the items refused get the task's hard-limit outcome. Returns the items
+        that hold a reservation."""
+        allowed = [item for item in items if not item.free_only]
+        if not allowed:
+            return []
+        task = meter.task
+        grant = await meter.guard.reserve(
+            task,
+            [meter.guard.worst_case(model.spec, PreparedRequest(task, i.input)) for i in allowed],
+        )
+        for item, hold in zip(allowed, grant.holds, strict=False):
+            item.hold = hold
+        refusal = grant.refusal
+        for item in allowed[len(grant.holds) :]:
+            assert refusal is not None
+            item.failures.append(f"{model.spec.label}: {refusal.reason}")
+            if refusal.outcome == "fallback" or item.attempts:
+                # Paid calls were made for it already: it goes on as a failure of this
+                # model, to the free models left in the chain.
+                item.free_only = True
             else:
-                await self._run_each(runtime.task, model, breaker, pending)
-            pending = [item for item in pending if item.output is None]
+                item.refusal = refusal
+        return allowed[: len(grant.holds)]
 
     async def _run_batch(
-        self, task: TaskSpec, model: ChainModel, breaker: CircuitBreaker, items: list[_Item]
+        self,
+        task: TaskSpec,
+        model: ChainModel,
+        breaker: CircuitBreaker,
+        items: list[_Item],
+        meter: _Meter | None = None,
     ) -> None:
         provider = model.provider
         assert isinstance(provider, BatchProvider)
@@ -282,8 +454,13 @@ class Pipeline:
         async def call() -> Sequence[Candidate | ProviderError]:
             return provider.complete_batch(requests)
 
+        make_call: Callable[[], Awaitable[Sequence[Candidate | ProviderError]]] = call
+        if meter is not None:
+            make_call = meter.metered_batch(call, requests, [i.hold for i in items])
+            for item in items:
+                item.hold = None
         with self.observer.span("model_call", size=len(items), **_model_ids(model)):
-            outcome = await self.retrier.call(call, model.spec, breaker)
+            outcome = await self.retrier.call(make_call, model.spec, breaker)
         for item_index, item in enumerate(items):
             self._record_tries(model, item, outcome.tries, repair=False)
             if outcome.value is None:
@@ -297,25 +474,39 @@ class Pipeline:
                 self._accept(task, model, item, answer, outcome.tries[-1])
 
     async def _run_each(
-        self, task: TaskSpec, model: ChainModel, breaker: CircuitBreaker, items: list[_Item]
+        self,
+        task: TaskSpec,
+        model: ChainModel,
+        breaker: CircuitBreaker,
+        items: list[_Item],
+        meter: _Meter | None = None,
     ) -> None:
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(item: _Item) -> None:
             async with limit:
-                await self._run_one(task, model, breaker, item)
+                await self._run_one(task, model, breaker, item, meter)
 
         await asyncio.gather(*(one(item) for item in items))
 
     async def _run_one(
-        self, task: TaskSpec, model: ChainModel, breaker: CircuitBreaker, item: _Item
+        self,
+        task: TaskSpec,
+        model: ChainModel,
+        breaker: CircuitBreaker,
+        item: _Item,
+        meter: _Meter | None = None,
     ) -> None:
         request = PreparedRequest(task, item.input)
         for repair in (False, True):
+            make_call: Callable[[], Awaitable[Candidate]] = functools.partial(
+                model.provider.complete, request
+            )
+            if meter is not None:
+                make_call = meter.metered(make_call, request, item.hold)
+                item.hold = None
             with self.observer.span("model_call", decision_id=item.id, **_model_ids(model)):
-                outcome = await self.retrier.call(
-                    functools.partial(model.provider.complete, request), model.spec, breaker
-                )
+                outcome = await self.retrier.call(make_call, model.spec, breaker)
             self._record_tries(model, item, outcome.tries, repair=repair)
             if outcome.value is None:
                 return
@@ -373,10 +564,17 @@ class Pipeline:
         confidence = item.candidate.confidence if item.candidate else None
         status: Status
         input_problem = item.input_problem
+        if item.cached is not None:
+            return self._reused(runtime, item, item.cached, started)
         if input_problem is not None:
             routing, status = Routing("reject", f"invalid input: {input_problem}"), "failed"
         elif item.routing is not None:  # rejected on input alone, before any model
             routing, status = item.routing, "rejected"
+        elif item.refusal is not None:  # a hard budget limit, before any paid call
+            if item.refusal.outcome == "review":
+                routing, status = Routing("review", item.refusal.reason), "pending_review"
+            else:  # refuse, in a batch job: a failed record, tried again by a later run
+                routing, status = Routing("reject", item.refusal.reason), "failed"
         elif item.output is None:
             reason = "every model failed: " + "; ".join(item.failures or ["no model configured"])
             if task.policy.on_failure == "review":
@@ -438,6 +636,124 @@ class Pipeline:
             submitted_by=item.request.submitted_by,
             priority=queue_priority,
         )
+
+    def _reused(
+        self, runtime: ReleaseRuntime, item: _Item, cached: CachedAnswer, started: float
+    ) -> Decision:
+        """A decision of its own that reuses the release's earlier answer: no model call, no
+        cost, and `cached_from` names the decision whose answer it is."""
+        return Decision(
+            id=item.id,
+            task=runtime.task.name,
+            release=runtime.release,
+            idempotency_key=item.request.idempotency_key,
+            input_hash=item.hash,
+            input=item.input,
+            redacted_input=redact_record(item.input),
+            output=dict(cached.output),
+            confidence=cached.confidence,
+            route="auto",
+            status="decided",
+            reason=cached.reason,
+            cost=0.0,
+            latency_ms=(self.clock() - started) * 1000,
+            created_at=utcnow(),
+            alternatives=dict(cached.alternatives) if cached.alternatives else None,
+            metadata=dict(item.request.metadata),
+            submitted_by=item.request.submitted_by,
+            cached_from=cached.decision_id,
+        )
+
+
+@dataclass
+class _Meter:
+    """Paid calls of one batch: each reserved before it is made (the first one of an item
+    ahead, for the whole batch in one transaction; a retry or a repair when it comes) and what
+    it cost noted in `spent`, settled in one transaction after the chain."""
+
+    guard: SpendGuard
+    task: TaskSpec
+    spent: list[Spent]
+    model: ModelSpec | None = None
+
+    def at(self, model: ChainModel) -> _Meter:
+        return replace(self, model=model.spec)
+
+    async def _hold(self, requests: Sequence[PreparedRequest]) -> list[Hold]:
+        """Holds for one more call per request, all or none (a retry, a repair)."""
+        assert self.model is not None
+        model = self.model
+        try:
+            grant = await self.guard.reserve(
+                self.task, [self.guard.worst_case(model, r) for r in requests]
+            )
+        except Exception as exc:
+            refusal = Refusal(
+                "refuse", f"budget: could not reserve ({type(exc).__name__})", utcnow()
+            )
+            raise Withheld(refusal) from None
+        if len(grant.holds) < len(requests):
+            self.spent.extend(Spent(h, 0.0, called=False) for h in grant.holds)
+            assert grant.refusal is not None
+            raise Withheld(grant.refusal)
+        return list(grant.holds)
+
+    def metered(
+        self,
+        call: Callable[[], Awaitable[Candidate]],
+        request: PreparedRequest,
+        first: Hold | None,
+    ) -> Callable[[], Awaitable[Candidate]]:
+        ahead = [first] if first is not None else []
+
+        async def metered_call() -> Candidate:
+            (hold,) = [ahead.pop()] if ahead else await self._hold([request])
+            try:
+                candidate = await call()
+            except ProviderError as exc:
+                self.spent.append(Spent(hold, exc.usage.cost))
+                raise
+            except BaseException:
+                # A timeout or a stop during the call: the server may have answered it.
+                self.spent.append(Spent(hold, hold.usd))
+                raise
+            self.spent.append(Spent(hold, candidate.usage.cost))
+            return candidate
+
+        return metered_call
+
+    def metered_batch(
+        self,
+        call: Callable[[], Awaitable[Sequence[Candidate | ProviderError]]],
+        requests: Sequence[PreparedRequest],
+        first: Sequence[Hold | None],
+    ) -> Callable[[], Awaitable[Sequence[Candidate | ProviderError]]]:
+        ahead = [[h for h in first if h is not None]]
+
+        async def metered_call() -> Sequence[Candidate | ProviderError]:
+            holds = ahead.pop() if ahead else await self._hold(requests)
+            try:
+                answers = await call()
+            except BaseException:
+                self.spent.extend(Spent(h, h.usd) for h in holds)
+                raise
+            for hold, answer in zip(holds, answers, strict=False):
+                self.spent.append(Spent(hold, answer.usage.cost))
+            return answers
+
+        return metered_call
+
+
+def _exceeded(refusal: Refusal) -> BudgetExceeded:
+    wait = max(1, math.ceil((refusal.resets_at - utcnow()).total_seconds()))
+    resets = refusal.resets_at.isoformat()
+    return BudgetExceeded(
+        refusal.reason,
+        hint=f"nothing was decided; send it again after {resets}, when the limit resets, "
+        "or raise the task's budget",
+        retry_after_seconds=wait,
+        resets_at=resets,
+    )
 
 
 _FIX = "send valid Unicode text and finite numbers (JSON has no NaN or Infinity)"

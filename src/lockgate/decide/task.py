@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lockgate.decide.alert_rules import AlertRuleSpec
 from lockgate.decide.key_paths import closest_key, key_path
+from lockgate.decide.limits import BudgetSpec, CacheSpec
 from lockgate.decide.sources import SourceSpec, check_source_kinds, source_problems
 from lockgate.decide.yaml_loader import load_yaml
 from lockgate.errors import ConfigError, TaskFileError
@@ -310,6 +311,10 @@ class TaskSpec(_Strict):
     """Where records come from, read by `lockgate.intake`; not part of a release's content."""
     alerts: tuple[AlertRuleSpec, ...] = ()
     """Alert rules of this task (`lockgate.watch.alerts`); not part of a release's content."""
+    budget: BudgetSpec | None = None
+    """Spending limits per day and month (see `decide.limits`); None: no limits of its own."""
+    cache: CacheSpec | None = None
+    """Reuse an automated answer for the same input and release for `ttl`; None: no cache."""
 
     _source_kinds = field_validator("sources", mode="before")(check_source_kinds)
 

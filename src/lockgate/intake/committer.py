@@ -75,12 +75,6 @@ class BatchCommitter:
 
 
 def pipeline_for(base: Pipeline, committer: BatchCommitter) -> Pipeline:
-    """The process's pipeline (its breakers, retries, observer) storing through `committer`."""
-    return Pipeline(
-        committer,
-        breakers=base.breakers,
-        retrier=base.retrier,
-        concurrency=base.concurrency,
-        clock=base.clock,
-        observer=base.observer,
-    )
+    """The process's pipeline (its breakers, retries, observer, budgets and cache) storing
+    through `committer`."""
+    return base.with_store(committer)

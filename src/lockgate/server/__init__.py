@@ -15,6 +15,7 @@ from lockgate.delivery import worker as delivery
 from lockgate.monitor.telemetry import MetricsObserver, build_observer
 from lockgate.runtime import Runtime
 from lockgate.server import (
+    budget,
     decisions,
     health,
     intake,
@@ -108,6 +109,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(rollout.router, prefix="/v1", dependencies=json_only)
     app.include_router(review_api.router, prefix="/v1", dependencies=json_only)
     app.include_router(intake.router, prefix="/v1", dependencies=json_only)
+    app.include_router(budget.router, prefix="/v1", dependencies=json_only)
     app.include_router(ui.build_router(settings), prefix="/ui")
     return app
 

@@ -87,8 +87,11 @@ OUTCOMES: dict[str, dict[int, str]] = {
         404: "no task with this name, or it has no live release",
         409: "the Idempotency-Key is already in use (for another input or by another client)",
         422: "the input does not match the task's input schema",
+        429: "a hard budget limit is reached and the task refuses until the period ends "
+        "(Retry-After, `resets_at`); nothing was stored",
     },
     "create_decisions": {404: "no task with this name, or it has no live release"},
+    "task_budget": {404: "no task with this name"},
     "get_decision": {404: "no decision with this id that this key may read"},
     "list_decisions": {400: "`cursor` is not a cursor this API issued"},
     "promote": {

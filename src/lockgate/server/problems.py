@@ -16,7 +16,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from lockgate.errors import LockgateError, TooManyAttempts, Unavailable, retry_after_seconds
+from lockgate.errors import (
+    BudgetExceeded,
+    LockgateError,
+    TooManyAttempts,
+    Unavailable,
+    retry_after_seconds,
+)
 from lockgate.store.database import unavailable
 
 MEDIA_TYPE = "application/problem+json"
@@ -80,8 +86,10 @@ def lockgate_problem(exc: LockgateError) -> JSONResponse:
     """The problem for one of Lockgate's own errors: its status, message and hint."""
     detail = exc.message if exc.hint is None else f"{exc.message}; {exc.hint}"
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    if isinstance(exc, Unavailable | TooManyAttempts):
+    if isinstance(exc, Unavailable | TooManyAttempts | BudgetExceeded):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
+    if isinstance(exc, BudgetExceeded) and exc.resets_at is not None:
+        return problem(exc.status, detail, headers=headers, resets_at=exc.resets_at)
     return problem(exc.status, detail, headers=headers)
 
 

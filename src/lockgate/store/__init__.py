@@ -3,7 +3,7 @@
 `Store` holds one repository per domain over a shared engine (`store.releases`,
 `store.decisions`, `store.keys`, `store.datasets`, `store.evals`, `store.outbox`,
 `store.audit`, `store.reviews`, `store.rollout`, `store.sessions`, `store.intake`,
-`store.leases`); each repository method is one transaction.
+`store.leases`, `store.costs`); each repository method is one transaction.
 Domain code depends on small Protocols of its own that these repositories satisfy.
 """
 
@@ -16,6 +16,7 @@ from lockgate.evals.types import EvalRun
 from lockgate.store import database
 from lockgate.store.artifacts import ArtifactRepository
 from lockgate.store.audit import AuditEntry, AuditRepository
+from lockgate.store.costs import AsyncCostRepository, CostRepository
 from lockgate.store.datasets import DatasetRepository
 from lockgate.store.decisions import AsyncDecisionRepository, DecisionFilter, DecisionRepository
 from lockgate.store.evals import EvalRepository
@@ -69,6 +70,9 @@ class Store:
         self.leases = LeaseRepository(self.engine)
         """Named leases: one replica at a time runs a background job."""
         self.async_leases = AsyncLeaseRepository(self.leases, self.executor)
+        self.costs = CostRepository(self.engine)
+        """Budget ledgers and holds, the decision cache."""
+        self.async_costs = AsyncCostRepository(self.costs, self.executor)
 
     @property
     def display_url(self) -> str:

@@ -44,6 +44,7 @@ def _row(d: Decision) -> dict[str, Any]:
         "created_at": d.created_at,
         "updated_at": d.created_at,
         "priority": d.priority,
+        "cached_from": d.cached_from,
     }
 
 
@@ -69,6 +70,7 @@ def from_row(row: RowMapping, attempt_rows: Sequence[Attempt] = ()) -> Decision:
         metadata=row["metadata"],
         submitted_by=row["submitted_by"],
         priority=row["priority"],
+        cached_from=row["cached_from"],
     )
 
 

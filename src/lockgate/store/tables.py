@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -85,6 +86,8 @@ decisions = Table(
     Column("claimed_by", String(128), nullable=True),
     Column("claim_expires_at", DateTime(timezone=True), nullable=True),
     Column("escalated_at", DateTime(timezone=True), nullable=True),
+    # The decision whose answer this one reused from the cache (migration 0008).
+    Column("cached_from", String(32), nullable=True),
     UniqueConstraint("task", "idempotency_key", name="uq_decisions_task_key"),
     Index("ix_decisions_task_status_created", "task", "status", "created_at"),
     # The review queue: pending items by priority, then age, without scanning every decision.
@@ -364,4 +367,49 @@ leases = Table(
     Column("owner", String(128), nullable=False),
     Column("until", DateTime(timezone=True), nullable=False),
     Column("taken_at", DateTime(timezone=True), nullable=False),
+)
+
+# ---- costs: the budget ledger, the holds of calls in flight, and the decision cache (issue 14)
+
+budget_ledger = Table(
+    "budget_ledger",
+    metadata,
+    # A task's name, or "*" for all tasks together (the limits of lockgate.yaml).
+    Column("scope", String(64), primary_key=True),
+    # "2026-11-29" (a UTC day) or "2026-11" (a UTC month).
+    Column("period", String(10), primary_key=True),
+    # Amounts in billionths of a US dollar: sums and differences stay exact.
+    Column("spent_nano", BigInteger, nullable=False),
+    Column("spent_calls", Integer, nullable=False),
+    Column("reserved_nano", BigInteger, nullable=False),
+    Column("reserved_calls", Integer, nullable=False),
+    # Holds that lapsed unsettled (a crash), booked as spent at their worst case.
+    Column("lapsed_calls", Integer, nullable=False),
+    # When the soft alert was raised for the USD and the calls limit of this period.
+    Column("soft_usd_at", DateTime(timezone=True), nullable=True),
+    Column("soft_calls_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+budget_holds = Table(
+    "budget_holds",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task", String(64), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("month", String(10), nullable=False),
+    Column("nano", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_budget_holds_task_expires_at", "task", "expires_at"),
+)
+
+decision_cache = Table(
+    "decision_cache",
+    metadata,
+    Column("task", String(64), primary_key=True),
+    Column("release_hash", String(64), primary_key=True),
+    # The hash of the normalised input (`decide.decision.input_hash`).
+    Column("input_hash", String(64), primary_key=True),
+    Column("decision_id", String(32), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
