@@ -18,20 +18,25 @@ from typing import Literal, get_args
 
 from lockgate.errors import ConfigError, Forbidden
 
-Role = Literal["admin", "operator", "reviewer", "submitter", "viewer"]
+Role = Literal["admin", "operator", "reviewer", "submitter", "viewer", "feedback"]
 ROLES: tuple[Role, ...] = get_args(Role)
-Action = Literal["decide", "read_decisions", "read_tasks", "manage_releases", "review"]
+Action = Literal["decide", "read_decisions", "read_tasks", "manage_releases", "review", "feedback"]
 
 KEY_PREFIX = "lg_"
 
 #: Who may do what: the one place roles are defined. A `submitter` reads only the decisions it
 #: submitted itself (enforced where decisions are read, from `Principal.own_decisions_only`).
 PERMISSIONS: dict[Role, frozenset[Action]] = {
-    "admin": frozenset({"decide", "read_decisions", "read_tasks", "manage_releases", "review"}),
+    "admin": frozenset(
+        {"decide", "read_decisions", "read_tasks", "manage_releases", "review", "feedback"}
+    ),
     "operator": frozenset({"read_decisions", "read_tasks", "manage_releases"}),
     "reviewer": frozenset({"read_decisions", "read_tasks", "review"}),
-    "submitter": frozenset({"decide", "read_decisions", "read_tasks"}),
+    "submitter": frozenset({"decide", "read_decisions", "read_tasks", "feedback"}),
     "viewer": frozenset({"read_decisions", "read_tasks"}),
+    # A downstream system telling whether outcomes were right (issue 13). A submitter gives
+    # feedback too, on the decisions it submitted itself only.
+    "feedback": frozenset({"feedback"}),
 }
 
 

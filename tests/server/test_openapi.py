@@ -28,8 +28,8 @@ ERRORS = {
     "POST /v1/tasks/{task}/decisions": [400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504],
     "GET /v1/tasks/{task}/decisions": [400, 401, 403, 422, 429, 503, 504],
     "POST /v1/tasks/{task}/decisions:batch": [400, 401, 403, 404, 413, 415, 422, 429, 503, 504],
-    "GET /v1/decisions/{decision_id}": [401, 404, 422, 429, 503, 504],
-    "GET /v1/tasks": [401, 429, 503, 504],
+    "GET /v1/decisions/{decision_id}": [401, 403, 404, 422, 429, 503, 504],
+    "GET /v1/tasks": [401, 403, 429, 503, 504],
     "GET /v1/tasks/{task}/releases": [401, 403, 422, 429, 503, 504],
     "POST /v1/tasks/{task}/releases/{number}:promote": [
         400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504,
@@ -54,6 +54,14 @@ ERRORS = {
         400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504,
     ],
     "GET /v1/tasks/{task}/suggest-report": [401, 403, 422, 429, 503, 504],
+    "POST /v1/decisions/{decision_id}/feedback": [
+        400, 401, 403, 404, 413, 415, 422, 429, 503, 504,
+    ],
+    "GET /v1/spot-checks": [401, 403, 422, 429, 503, 504],
+    "POST /v1/spot-checks/{decision_id}/verdict": [
+        400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504,
+    ],
+    "GET /v1/tasks/{task}/accuracy": [401, 403, 404, 422, 429, 503, 504],
     "POST /v1/intake/{source}": [401, 404, 413, 415, 422, 503, 504],
 }  # fmt: skip
 

@@ -31,7 +31,8 @@ class Endpoint:
         )
 
 
-EVERYONE = frozenset(ROLES)
+#: Every role but `feedback`, which only says whether outcomes were right.
+EVERYONE = frozenset(ROLES) - {"feedback"}
 ENDPOINTS = [
     Endpoint(
         "POST",
@@ -54,6 +55,14 @@ ENDPOINTS = [
     # Release 1 is live already and there is nothing before it: allowed callers get a 409.
     Endpoint("POST", "/v1/tasks/routing/releases/1:promote", frozenset({"admin", "operator"}), 409),
     Endpoint("POST", "/v1/tasks/routing:rollback", frozenset({"admin", "operator"}), 409),
+    # The submitter's own decision: a submitter may give feedback on it.
+    Endpoint(
+        "POST",
+        "/v1/decisions/{id}/feedback",
+        frozenset({"admin", "feedback", "submitter"}),
+        201,
+        {"correct": True},
+    ),
 ]
 
 

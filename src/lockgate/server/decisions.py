@@ -21,6 +21,7 @@ from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server import params
 from lockgate.server.auth import Authorize, get_runtime
+from lockgate.server.feedback import quality_of
 from lockgate.server.params import KEY_PATTERN, Cursor, DecisionId, Since, TaskName
 from lockgate.store import DecisionFilter
 
@@ -224,6 +225,7 @@ async def get_decision(
         **decision.public(),
         "metadata": await _shown_metadata(runtime, principal, decision),
         "attempts": [asdict(a) for a in decision.attempts],
+        **await quality_of(runtime, decision),
     }
 
 
