@@ -29,6 +29,7 @@ from lockgate.review.service import ReviewService
 from lockgate.rollout.release import Release, content_hash
 from lockgate.settings import Settings
 from lockgate.store import Store
+from lockgate.watch.quality import QualityService
 
 log = logging.getLogger("lockgate.runtime")
 
@@ -84,6 +85,8 @@ class Runtime:
             lease_seconds=self.settings.review_lease_seconds,
             metrics=self.metrics,
         )
+        self.quality = QualityService(self.store.quality, self.store.decisions, self.store.releases)
+        """Spot checks, feedback and live accuracy (`watch.quality`)."""
 
     @classmethod
     def open(

@@ -97,6 +97,12 @@ class Settings:
     """How long a reviewer's claim on a review item lasts; then the item returns to the queue."""
     review_escalation_interval_seconds: float = 60.0
     """How often `lockgate serve` escalates review items pending longer than their task's SLA."""
+    spot_check_interval_seconds: float = 60.0
+    """How often `lockgate serve` queues spot checks of automated decisions (0: never)."""
+    drift_window_hours: float = 24.0
+    """Drift compares the last this many hours of decisions with the release's profile..."""
+    drift_window_decisions: int = 1000
+    """...or the last this many decisions, whichever is fewer."""
     session_secret: Secret = field(default_factory=lambda: Secret(""))
     """Signs the review pages' session cookies; empty: a random secret per process."""
     session_max_age_seconds: int = 8 * 3600
@@ -207,6 +213,9 @@ def load_settings(
         review_escalation_interval_seconds=float(
             file_values.get("review_escalation_interval_seconds", 60.0)
         ),
+        spot_check_interval_seconds=float(file_values.get("spot_check_interval_seconds", 60.0)),
+        drift_window_hours=float(file_values.get("drift_window_hours", 24.0)),
+        drift_window_decisions=int(file_values.get("drift_window_decisions", 1000)),
         delivery_in_process=bool(file_values.get("delivery_in_process", True)),
         delivery_poll_seconds=float(file_values.get("delivery_poll_seconds", 1.0)),
         delivery_lease_seconds=float(file_values.get("delivery_lease_seconds", 120.0)),

@@ -11,6 +11,7 @@ import typer.main
 from lockgate.cli import budget as budget_cli
 from lockgate.cli import decisions, deliveries, evals, keys, project, releases
 from lockgate.cli import intake as intake_cli
+from lockgate.cli import quality as quality_cli
 from lockgate.cli import reviews as review_cli
 from lockgate.cli.common import command_group, readable_help
 from lockgate.cli.demo import demo
@@ -73,6 +74,8 @@ def build_app() -> typer.Typer:
     app.add_typer(intake_cli.intake_app, name="intake")
     app.add_typer(intake_cli.sources_app, name="sources")
     app.add_typer(intake_cli.quarantine_app, name="quarantine")
+    app.command()(quality_cli.accuracy)
+    app.add_typer(quality_cli.spot_checks, name="spot-checks")
     return app
 
 

@@ -150,6 +150,9 @@ class PolicySpec(_Strict):
     """Where an input that the model judges out of scope goes (the embedding classifier's
     similarity check, or a combined chain of such models): `review` (also when unset) or
     `reject`. It is never automated."""
+    spot_check_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    """The share of automated decisions also sent to a person after delivery (a spot check),
+    to measure live accuracy; it never delays or changes a delivery."""
 
 
 class ModelSpec(BaseModel):

@@ -17,6 +17,7 @@ from lockgate.runtime import Runtime
 from lockgate.server import (
     budget,
     decisions,
+    feedback,
     health,
     intake,
     metrics,
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             async with (
                 rollout.background(active),
                 review_api.escalation(active),
+                feedback.spot_check_sweep(active),
                 delivery.in_process(
                     active.store.outbox,
                     active.store.releases,
@@ -108,6 +110,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(tasks.router, prefix="/v1", dependencies=json_only)
     app.include_router(rollout.router, prefix="/v1", dependencies=json_only)
     app.include_router(review_api.router, prefix="/v1", dependencies=json_only)
+    app.include_router(feedback.router, prefix="/v1", dependencies=json_only)
     app.include_router(intake.router, prefix="/v1", dependencies=json_only)
     app.include_router(budget.router, prefix="/v1", dependencies=json_only)
     app.include_router(ui.build_router(settings), prefix="/ui")

@@ -25,6 +25,7 @@ from lockgate.store.intake import AsyncIntakeRepository, IntakeRepository
 from lockgate.store.keys import KeyRepository
 from lockgate.store.leases import AsyncLeaseRepository, LeaseRepository
 from lockgate.store.outbox import OutboxRepository
+from lockgate.store.quality import QualityRepository
 from lockgate.store.releases import ReleaseRepository
 from lockgate.store.reviews import ReviewRepository
 from lockgate.store.rollout import RolloutRepository
@@ -73,6 +74,8 @@ class Store:
         self.costs = CostRepository(self.engine)
         """Budget ledgers and holds, the decision cache."""
         self.async_costs = AsyncCostRepository(self.costs, self.executor)
+        self.quality = QualityRepository(self.engine)
+        """Live quality: spot checks, feedback, drift's decisions and reference profiles."""
 
     @property
     def display_url(self) -> str:

@@ -369,6 +369,64 @@ leases = Table(
     Column("taken_at", DateTime(timezone=True), nullable=False),
 )
 
+
+# ---- live quality (issue 13): spot checks, feedback, drift reference profiles
+
+# An automated decision also sent to a person after its delivery, to measure live accuracy.
+# The decision itself is never changed: a verdict here only counts toward live accuracy.
+spot_checks = Table(
+    "spot_checks",
+    metadata,
+    Column("decision_id", String(32), ForeignKey("decisions.id"), primary_key=True),
+    Column("task", String(64), nullable=False),
+    Column("release", Integer, nullable=False),
+    # When the decision was made, and when the sweep queued it for a check.
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # approve, correct or reject; None while the check is open.
+    Column("verdict", String(16), nullable=True),
+    Column("output", JSON, nullable=True),
+    Column("reviewer", String(128), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=True),
+    Index("ix_spot_checks_task_verdict", "task", "verdict", "created_at"),
+)
+
+# A downstream system's word on a delivered decision. `comment` is personal data: it is kept
+# here only (never in the audit log, a log line or an error).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(32), ForeignKey("decisions.id"), nullable=False, index=True),
+    Column("task", String(64), nullable=False),
+    Column("release", Integer, nullable=False),
+    Column("correct", Boolean, nullable=False),
+    Column("output", JSON, nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("actor", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_feedback_task_at", "task", "at"),
+)
+
+# What a release's inputs and outputs looked like when it was made: drift is measured
+# against it.
+release_profiles = Table(
+    "release_profiles",
+    metadata,
+    Column("task", String(64), primary_key=True),
+    Column("release", Integer, primary_key=True),
+    Column("profile", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# How far a background sweep (spot checks) has read the decisions, per task.
+quality_cursors = Table(
+    "quality_cursors",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 # ---- costs: the budget ledger, the holds of calls in flight, and the decision cache (issue 14)
 
 budget_ledger = Table(
