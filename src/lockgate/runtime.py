@@ -46,6 +46,10 @@ class Runtime:
     """Metrics, traces and logs of the pipeline (`monitor.telemetry.build_observer`)."""
 
     def __post_init__(self) -> None:
+        if self.settings.audit_anchor_file is not None:
+            from lockgate.store import anchor
+
+            anchor.follow(self.store.engine, self.settings.audit_anchor_file)
         metrics = getattr(self.observer, "metrics", None)
         self.metrics: Metrics | None = metrics if isinstance(metrics, Metrics) else None
         """The observer's Prometheus metrics, when it keeps any."""

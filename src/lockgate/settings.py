@@ -112,6 +112,15 @@ class Settings:
     one `auth_failure_window_seconds`; past it they get a 429 (counted per process)."""
     auth_failure_window_seconds: float = 60.0
     """The window in which failed API-key checks and sign-ins are counted."""
+    audit_anchor_file: Path | None = None
+    """Where the audit log's head (id, hash, time) is written after every audited change, for
+    `lockgate audit verify --anchor FILE`; put it outside the database's disk. None: not
+    written (`lockgate audit anchor --out FILE` writes one on demand)."""
+    retention_interval_seconds: float = 3600.0
+    """How often `lockgate serve` runs the retention sweep of tasks with `retention:` (one
+    replica at a time; 0: never, run `lockgate retention run` from cron instead)."""
+    retention_batch_size: int = 500
+    """Decisions blanked per transaction by the retention sweep."""
     api_docs: bool = False
     """Serve `/docs`, an API reference page without scripts, to callers with an API key."""
     review_pii_roles: tuple[str, ...] = ("admin",)
@@ -232,6 +241,9 @@ def load_settings(
         auth_failure_limit=int(file_values.get("auth_failure_limit", 20)),
         auth_failure_window_seconds=float(file_values.get("auth_failure_window_seconds", 60.0)),
         api_docs=bool(file_values.get("api_docs", False)),
+        audit_anchor_file=_anchor_file(project, env, file_values),
+        retention_interval_seconds=float(file_values.get("retention_interval_seconds", 3600.0)),
+        retention_batch_size=int(file_values.get("retention_batch_size", 500)),
         review_pii_roles=_roles(file_values.get("review_pii_roles", ["admin"])),
     )
 
@@ -242,6 +254,13 @@ def _mapping(key: str, value: Any) -> Mapping[str, Any] | None:
     if not isinstance(value, dict):
         raise ConfigError(f"{SETTINGS_FILE}: {key}: expected a mapping")
     return value
+
+
+def _anchor_file(project: Path, env: Mapping[str, str], values: Mapping[str, Any]) -> Path | None:
+    """The audit anchor file: LOCKGATE_AUDIT_ANCHOR_FILE, else `audit_anchor_file` in the
+    settings file (relative to the project)."""
+    raw = env.get("LOCKGATE_AUDIT_ANCHOR_FILE") or values.get("audit_anchor_file")
+    return (project / str(raw)).resolve() if raw else None
 
 
 def _roles(value: Any) -> tuple[str, ...]:

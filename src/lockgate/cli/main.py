@@ -9,7 +9,7 @@ import typer
 import typer.main
 
 from lockgate.cli import budget as budget_cli
-from lockgate.cli import decisions, deliveries, evals, keys, project, releases
+from lockgate.cli import decisions, deliveries, evals, keeping, keys, project, releases
 from lockgate.cli import intake as intake_cli
 from lockgate.cli import quality as quality_cli
 from lockgate.cli import reviews as review_cli
@@ -71,6 +71,10 @@ def build_app() -> typer.Typer:
     app.add_typer(review_cli.labels, name="labels")
     app.add_typer(project.db, name="db")
     app.add_typer(project.audit, name="audit")
+    app.add_typer(keeping.retention, name="retention")
+    app.command()(keeping.erase)
+    app.command()(keeping.backup)
+    app.command()(keeping.restore)
     app.add_typer(intake_cli.intake_app, name="intake")
     app.add_typer(intake_cli.sources_app, name="sources")
     app.add_typer(intake_cli.quarantine_app, name="quarantine")

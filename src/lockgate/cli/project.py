@@ -215,14 +215,37 @@ audit = command_group("The tamper-evident audit log.")
 
 
 @audit.command("verify")
-def audit_verify(project: ProjectOption = None, database: DatabaseOption = None) -> None:
-    """Check the audit log's hash chain; name the first broken entry.
+def audit_verify(
+    anchor_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor",
+            metavar="FILE",
+            help="An anchor written by `audit anchor` (or the audit_anchor_file setting): "
+            "also fail when the entries up to the anchored head are not all there.",
+        ),
+    ] = None,
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Check the audit log's hash chain; name the first broken entry. With --anchor, deleting
+    the newest entries is found too.
 
-    Example: lockgate audit verify
+    Example: lockgate audit verify --anchor /mnt/offsite/lockgate-anchor.json
     """
+    from lockgate.store import anchor
+
+    anchored = anchor.read(anchor_file) if anchor_file is not None else None
+    if anchor_file is not None and anchored is None:
+        raise ConfigError(
+            f"there is no anchor file {anchor_file}",
+            hint="write one with `lockgate audit anchor --out FILE`",
+        )
     with open_runtime(project, database) as runtime:
         broken = runtime.store.audit.first_break()
         count = len(runtime.store.audit.entries())
+        head = runtime.store.audit.head()
+        found = runtime.store.audit.hash_of(anchored.id) if anchored is not None else None
     if broken is not None:
         entry = broken.entry
         typer.echo(
@@ -231,7 +254,42 @@ def audit_verify(project: ProjectOption = None, database: DatabaseOption = None)
             err=True,
         )
         raise typer.Exit(1)
+    if anchored is not None:
+        problem = anchor.problem(anchored, found, head)
+        if problem is not None:
+            typer.echo(f"audit log behind its anchor {anchor_file}: {problem}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"audit log intact: {count} entries, reaching the anchored entry {anchored.id}")
+        return
     typer.echo(f"audit log intact: {count} entries")
+
+
+@audit.command("anchor")
+def audit_anchor(
+    out: Annotated[
+        Path, typer.Option("--out", help="File to write the head to (keep it off this disk).")
+    ],
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Write the audit log's head (id, hash, time) to a file, so that deleting the newest
+    entries is found by `audit verify --anchor FILE`.
+
+    Example: lockgate audit anchor --out /mnt/offsite/lockgate-anchor.json
+    """
+    from lockgate.store import anchor
+
+    with open_runtime(project, database) as runtime:
+        head = runtime.store.audit.head()
+    if head is None:
+        raise ConfigError("the audit log is empty: there is nothing to anchor yet")
+    if not anchor.write(out, head):
+        raise ConfigError(
+            f"{out} holds a newer head than this database's entry {head.id}",
+            hint="entries after it were deleted, or the file belongs to another database; "
+            "run `lockgate audit verify --anchor FILE`",
+        )
+    typer.echo(f"anchored entry {head.id} ({head.at.isoformat()}) in {out}")
 
 
 @audit.command("list")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lockgate.decide.alert_rules import AlertRuleSpec
 from lockgate.decide.key_paths import closest_key, key_path
 from lockgate.decide.limits import BudgetSpec, CacheSpec
+from lockgate.decide.retention import RetentionSpec
 from lockgate.decide.sources import SourceSpec, check_source_kinds, source_problems
 from lockgate.decide.yaml_loader import load_yaml
 from lockgate.errors import ConfigError, TaskFileError
@@ -312,6 +313,9 @@ class TaskSpec(_Strict):
     of tasks that declare none as it was."""
     sources: tuple[SourceSpec, ...] = ()
     """Where records come from, read by `lockgate.intake`; not part of a release's content."""
+    retention: RetentionSpec | None = None
+    """How long inputs, outputs and attempts are kept (`decide.retention`); None: for ever.
+    Not part of a release's content: `lockgate retention run` reads the task file."""
     alerts: tuple[AlertRuleSpec, ...] = ()
     """Alert rules of this task (`lockgate.watch.alerts`); not part of a release's content."""
     budget: BudgetSpec | None = None
@@ -578,8 +582,9 @@ def task_to_dict(spec: TaskSpec) -> dict[str, Any]:
     """A plain, canonical mapping of the task (enum values inlined), for hashing and storage."""
     # Sources say where records come from, not how the task decides: changing a mapping
     # needs no new release.
+    # Retention says how long stored data is kept, not how the task decides either.
     return spec.model_dump(
-        mode="json", by_alias=True, exclude_none=True, exclude={"sources", "alerts"}
+        mode="json", by_alias=True, exclude_none=True, exclude={"sources", "retention", "alerts"}
     )
 
 

@@ -19,6 +19,7 @@ from lockgate.store.audit import AuditEntry, AuditRepository
 from lockgate.store.costs import AsyncCostRepository, CostRepository
 from lockgate.store.datasets import DatasetRepository
 from lockgate.store.decisions import AsyncDecisionRepository, DecisionFilter, DecisionRepository
+from lockgate.store.erasure import ErasureRepository
 from lockgate.store.evals import EvalRepository
 from lockgate.store.executor import StoreExecutor
 from lockgate.store.intake import AsyncIntakeRepository, IntakeRepository
@@ -27,6 +28,7 @@ from lockgate.store.leases import AsyncLeaseRepository, LeaseRepository
 from lockgate.store.outbox import OutboxRepository
 from lockgate.store.quality import QualityRepository
 from lockgate.store.releases import ReleaseRepository
+from lockgate.store.retention import RetentionRepository
 from lockgate.store.reviews import ReviewRepository
 from lockgate.store.rollout import RolloutRepository
 from lockgate.store.sessions import SessionRepository
@@ -71,6 +73,10 @@ class Store:
         self.leases = LeaseRepository(self.engine)
         """Named leases: one replica at a time runs a background job."""
         self.async_leases = AsyncLeaseRepository(self.leases, self.executor)
+        self.retention = RetentionRepository(self.engine)
+        """The retention sweep: what tasks keep past their `retention:` is blanked."""
+        self.erasure = ErasureRepository(self.engine)
+        """Every stored trace of one data subject, erased."""
         self.costs = CostRepository(self.engine)
         """Budget ledgers and holds, the decision cache."""
         self.async_costs = AsyncCostRepository(self.costs, self.executor)

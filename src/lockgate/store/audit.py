@@ -32,6 +32,8 @@ TEXT_REF = "text_sha256"
 ERASED = "[erased]"
 """What an entry's details show in place of an erased text."""
 _CHUNK = 500
+APPENDED = "lockgate_audit_appended"
+"""Set in a connection's `info` when an entry was appended on it (see `store.anchor`)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def append(
     for name in FREE_TEXT:
         if isinstance(details.get(name), str):
             details[name] = {TEXT_REF: _keep_text(conn, details[name], at)}
+    conn.info[APPENDED] = True  # the audit anchor, when kept, is written after the commit
     conn.execute(
         audit_log.insert().values(
             at=at,
@@ -158,6 +161,16 @@ def _shown(
     return shown, tuple(erased)
 
 
+def text_refs(details: Mapping[str, Any]) -> list[str]:
+    """The references to free texts an entry's chained details hold."""
+    return [ref for ref in map(_reference, details.values()) if ref is not None]
+
+
+def texts_present(conn: Connection, refs: Iterable[str]) -> int:
+    """How many of these free texts are still there (not erased)."""
+    return len(_texts(conn, refs))
+
+
 def erase_text(conn: Connection, ref: str, at: datetime) -> bool:
     """Erase one free text (and its salt), leaving the chain intact; False when unknown or
     erased before."""
@@ -199,6 +212,30 @@ def entries(
         fields = {**row._asdict(), "at": aware(row.at), "details": shown}
         found.append(AuditEntry(**fields, chained=row.details, erased=erased))
     return found
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest entry of the log: what an anchor outside the database remembers."""
+
+    id: int
+    hash: str
+    at: datetime
+
+
+def head(conn: Connection) -> Head | None:
+    row = conn.execute(
+        select(audit_log.c.id, audit_log.c.hash, audit_log.c.at)
+        .order_by(audit_log.c.id.desc())
+        .limit(1)
+    ).first()
+    return Head(row.id, row.hash, aware(row.at)) if row is not None else None
+
+
+def hash_of(conn: Connection, entry_id: int) -> str | None:
+    return conn.execute(
+        select(audit_log.c.hash).where(audit_log.c.id == entry_id)
+    ).scalar_one_or_none()
 
 
 def verify(conn: Connection) -> int | None:
@@ -294,6 +331,14 @@ class AuditRepository:
     def verify(self) -> int | None:
         with database.read(self.engine) as conn:
             return verify(conn)
+
+    def head(self) -> Head | None:
+        with database.read(self.engine) as conn:
+            return head(conn)
+
+    def hash_of(self, entry_id: int) -> str | None:
+        with database.read(self.engine) as conn:
+            return hash_of(conn, entry_id)
 
     def erase_text(self, ref: str) -> bool:
         """Erase the free text an entry refers to (`AuditEntry.chained[field]["text_sha256"]`),

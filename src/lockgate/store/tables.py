@@ -369,6 +369,34 @@ leases = Table(
     Column("taken_at", DateTime(timezone=True), nullable=False),
 )
 
+# ---- retention, erasure and backups (issue 14)
+
+# Small facts about the project's database, by name: the salt of erased subjects' hashes
+# (`erase.salt`), how far the retention sweep has gone.
+project_state = Table(
+    "project_state",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every backup made with `lockgate backup`, newest last (the readiness report reads it).
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    # sqlite (the online backup API) or pg_dump.
+    Column("kind", String(16), nullable=False),
+    Column("location", Text, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("schema", String(32), nullable=True),
+    # The newest audit entry in the copy, and how many decisions it holds.
+    Column("audit_head", Integer, nullable=True),
+    Column("decisions", BigInteger, nullable=False),
+)
+
 
 # ---- live quality (issue 13): spot checks, feedback, drift reference profiles
 
