@@ -152,7 +152,7 @@ def backup(
     from lockgate.store import Store, backups
 
     settings = load_settings(project, database_url=database)
-    store = Store(settings.database_url, project_dir=settings.project_dir)
+    store = Store(settings.database_url)
     try:
         source = backups.sqlite_file(settings.database_url)
         if source is None:
