@@ -20,6 +20,7 @@ from lockgate.server import (
     feedback,
     health,
     intake,
+    keeping,
     metrics,
     openapi,
     params,
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                     metrics=active.metrics,
                 ),
                 intake.polling(active),
+                keeping.retention_sweeps(active),
             ):
                 yield
         finally:
