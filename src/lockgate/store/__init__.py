@@ -14,6 +14,7 @@ from sqlalchemy import text
 from lockgate.errors import retry_after_seconds
 from lockgate.evals.types import EvalRun
 from lockgate.store import database
+from lockgate.store.alerts import AlertRepository, AsyncAlertRepository
 from lockgate.store.artifacts import ArtifactRepository
 from lockgate.store.audit import AuditEntry, AuditRepository
 from lockgate.store.costs import AsyncCostRepository, CostRepository
@@ -22,6 +23,7 @@ from lockgate.store.decisions import AsyncDecisionRepository, DecisionFilter, De
 from lockgate.store.erasure import ErasureRepository
 from lockgate.store.evals import EvalRepository
 from lockgate.store.executor import StoreExecutor
+from lockgate.store.history import AsyncHistoryRepository, HistoryRepository
 from lockgate.store.intake import AsyncIntakeRepository, IntakeRepository
 from lockgate.store.keys import KeyRepository
 from lockgate.store.leases import AsyncLeaseRepository, LeaseRepository
@@ -73,6 +75,12 @@ class Store:
         self.leases = LeaseRepository(self.engine)
         """Named leases: one replica at a time runs a background job."""
         self.async_leases = AsyncLeaseRepository(self.leases, self.executor)
+        self.history = HistoryRepository(self.engine)
+        """Roll-up cells: decisions per task, release and minute (hour, day when older)."""
+        self.async_history = AsyncHistoryRepository(self.history, self.executor)
+        self.alerts = AlertRepository(self.engine, self.history)
+        """Alert state and silences, and the live signals alert conditions read."""
+        self.async_alerts = AsyncAlertRepository(self.alerts, self.executor)
         self.retention = RetentionRepository(self.engine)
         """The retention sweep: what tasks keep past their `retention:` is blanked."""
         self.erasure = ErasureRepository(self.engine)

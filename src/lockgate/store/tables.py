@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -86,12 +87,21 @@ decisions = Table(
     Column("claimed_by", String(128), nullable=True),
     Column("claim_expires_at", DateTime(timezone=True), nullable=True),
     Column("escalated_at", DateTime(timezone=True), nullable=True),
+    # When the history roll-up counted the decision (None: not yet); see watch/history.py.
+    Column("rolled_up_at", DateTime(timezone=True), nullable=True),
     # The decision whose answer this one reused from the cache (migration 0008).
     Column("cached_from", String(32), nullable=True),
     UniqueConstraint("task", "idempotency_key", name="uq_decisions_task_key"),
     Index("ix_decisions_task_status_created", "task", "status", "created_at"),
     # The review queue: pending items by priority, then age, without scanning every decision.
     Index("ix_decisions_status_priority_created", "status", "priority", "created_at"),
+    # The decisions the roll-up has still to count: only those are in this index.
+    Index(
+        "ix_decisions_not_rolled_up",
+        "id",
+        sqlite_where=text("rolled_up_at IS NULL"),
+        postgresql_where=text("rolled_up_at IS NULL"),
+    ),
 )
 
 reviews = Table(
@@ -108,7 +118,15 @@ reviews = Table(
     Column("previous_output", JSON, nullable=True),
     Column("reason", Text, nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
+    # When the history roll-up counted the verdict (None: not yet).
+    Column("rolled_up_at", DateTime(timezone=True), nullable=True),
     Index("ix_reviews_task_at", "task", "at"),
+    Index(
+        "ix_reviews_not_rolled_up",
+        "id",
+        sqlite_where=text("rolled_up_at IS NULL"),
+        postgresql_where=text("rolled_up_at IS NULL"),
+    ),
 )
 
 attempts = Table(
@@ -498,4 +516,49 @@ decision_cache = Table(
     Column("input_hash", String(64), primary_key=True),
     Column("decision_id", String(32), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# ---- history and alerts (issue 13): roll-up cells, alert state, silences
+
+# One number per task, release, time bucket (a minute; an hour or a day after compaction),
+# metric and key: `route`/`auto`, `latency`/`le_250`, `label`/`billing` (watch/history.py).
+history_cells = Table(
+    "history_cells",
+    metadata,
+    Column("task", String(64), primary_key=True),
+    Column("release", Integer, primary_key=True),
+    Column("step", String(8), primary_key=True),
+    Column("bucket_start", DateTime(timezone=True), primary_key=True),
+    Column("metric", String(32), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", Float, nullable=False),
+    Index("ix_history_cells_task_bucket_start", "task", "bucket_start"),
+    Index("ix_history_cells_step_bucket_start", "step", "bucket_start"),
+)
+
+# Where each alert rule stands for each task: firing or not, its episode, its last notice.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("task", String(64), primary_key=True),
+    Column("rule", String(64), primary_key=True),
+    Column("firing", Boolean, nullable=False),
+    Column("episode", Integer, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("last_sent_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# `lockgate alerts silence RULE --for 2h`: no notices for the rule (on one task or all).
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("task", String(64), nullable=True),
+    Column("until", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from lockgate.errors import LockgateError
 from lockgate.watch.types import (
+    GAUGE_METRICS,
     STEP_SECONDS,
     Cell,
     Count,
@@ -41,9 +43,7 @@ LATENCY_EDGES_MS: tuple[float, ...] = (
 """Upper edges of the latency histogram's buckets (ms); a last bucket holds the rest."""
 CONFIDENCE_BUCKETS = 10
 """The confidence histogram: ten buckets of 0.1 (`0.0` holds 0 to 0.1, `0.9` 0.9 to 1)."""
-GAUGES = frozenset({"backlog"})
-"""Metrics whose cells are sampled, not added: a later sample replaces, merging keeps the
-largest."""
+GAUGES = GAUGE_METRICS
 VERDICTS = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
 KEY_LENGTH = 128
 ROLLUP_LEASE = "rollup"
@@ -230,11 +230,14 @@ def buckets(task: str, cells: Iterable[Cell], step_seconds: int) -> list[dict[st
 # ---- the loop inside `lockgate serve`
 
 
+Summarize = Callable[[Sequence[DecisionFacts], Sequence[VerdictFacts]], Sequence[Count]]
+
+
 class RollupStore(Protocol):
     """The roll-up's storage, async (through the store's executor): satisfied by
     `lockgate.store.history.AsyncHistoryRepository`."""
 
-    async def roll_up(self, label_fields: Mapping[str, Sequence[str]], limit: int) -> int: ...
+    async def roll_up(self, summarize: Summarize, limit: int) -> int: ...
 
     async def sample_backlog(self, now: datetime) -> None: ...
 
@@ -270,7 +273,8 @@ class Rollup:
         fields = await self.label_fields()
         added = 0
         while True:
-            done = await self.store.roll_up(fields, self.limit)
+            summarize = functools.partial(counts_of, label_fields=fields)
+            done = await self.store.roll_up(summarize, self.limit)
             added += done
             if done < self.limit:
                 break

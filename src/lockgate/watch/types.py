@@ -88,6 +88,9 @@ class Observed:
 
 Step = Literal["minute", "hour", "day"]
 STEP_SECONDS: Mapping[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+GAUGE_METRICS = frozenset({"backlog"})
+"""Roll-up metrics that are sampled, not added: a later sample replaces, merging keeps the
+largest."""
 
 
 @dataclass(frozen=True)
