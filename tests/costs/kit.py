@@ -54,3 +54,25 @@ def guard(
     if alerts is not None:
         built.on_soft_limit(alerts.append)
     return built
+
+
+def chain_task(
+    models: list[dict[str, Any]],
+    *,
+    budget: Mapping[str, Any] | None = None,
+    cache: Mapping[str, Any] | None = None,
+) -> TaskSpec:
+    """The pipeline kit's ticket task, with a budget and a cache."""
+    data: dict[str, Any] = {
+        "name": "tickets",
+        "instructions": "Route the support ticket to a queue.",
+        "input": {"text": {"type": "string"}},
+        "output": {"queue": {"type": "enum", "values": ["cards", "loans", "other"]}},
+        "models": models,
+        "policy": {"auto_min_confidence": 0.8},
+    }
+    if budget is not None:
+        data["budget"] = dict(budget)
+    if cache is not None:
+        data["cache"] = dict(cache)
+    return parse_task(data, "tasks/tickets.yaml")

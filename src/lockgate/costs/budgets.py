@@ -200,7 +200,7 @@ class BudgetGuard:
         outcome = spec.on_hard_limit if spec is not None else "refuse"
         period: Period = "day" if len(check.period) == 10 else "month"
         whose = f"task {task.name}" if check.scope == task.name else "all tasks"
-        limits = [f"{check.max_calls} calls"] if check.max_calls is not None else []
+        limits = [_calls(check.max_calls)] if check.max_calls is not None else []
         if check.max_nano is not None:
             limits.insert(0, f"${check.max_nano / NANO:,.2f}")
         reason = f"budget: the per_{period} limit of {whose} ({', '.join(limits)}) is reached"
@@ -258,6 +258,10 @@ class BudgetGuard:
                 hook(alert)
             except Exception as exc:  # one broken subscriber must not stop a decision
                 log.warning("a soft-limit hook failed (%s)", type(exc).__name__)
+
+
+def _calls(count: int) -> str:
+    return f"{count} call" if count == 1 else f"{count} calls"
 
 
 def _soft_calls(calls: int | None, soft_at: float) -> int | None:
