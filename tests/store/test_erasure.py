@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, String, Text, inspect, select, text, update
+from sqlalchemy import Engine, String, Text, func, inspect, select, text, update
 from sqlalchemy.types import JSON, LargeBinary
 
 from lockgate.decide.decision import Decision, utcnow
-from lockgate.store.tables import attempts, decisions, intake_quarantine
+from lockgate.store.tables import attempts, decision_cache, decisions, intake_quarantine
 from tests.cli.kit import lockgate
 from tests.review.kit import ReviewKit, review_kit
 
@@ -54,7 +55,12 @@ def kit(tmp_path: Path, database_url: str) -> Iterator[ReviewKit]:
     response echoes it, another person's ticket that mentions it, a quarantined raw record."""
     with review_kit(tmp_path, database_url, TASK) as opened:
         alice = opened.key("alice")
-        opened.decide("my payment failed twice", email=SUBJECT)
+        paid = opened.decide("my payment failed twice", email=SUBJECT)
+        store = opened.runtime.store
+        store.quality.add_feedback(paid, "crm", False, None, f"{SUBJECT} says wrong", utcnow())
+        store.costs.keep(
+            "routing", "r" * 64, {paid.input_hash: paid.id}, utcnow() + timedelta(days=1)
+        )
         stolen = opened.pending(f"my card was stolen, write to {SUBJECT}", email=SUBJECT)
         opened.reviews.claim(alice, stolen.id)
         opened.reviews.reject(alice, stolen.id, f"called {SUBJECT}, it was a mistake")
@@ -136,6 +142,7 @@ def test_after_erasure_the_value_is_nowhere_in_the_database(kit: ReviewKit) -> N
     before = rows_holding(engine, SUBJECT)
     assert {"decisions.input", "attempts.message", "intake_quarantine.raw"} <= set(before)
     assert "audit_texts.text" in before and "reviews.reason" in before
+    assert "feedback.comment" in before
     if engine.dialect.name == "sqlite":
         assert SUBJECT.encode() in file_bytes(url)
 
@@ -144,6 +151,8 @@ def test_after_erasure_the_value_is_nowhere_in_the_database(kit: ReviewKit) -> N
     assert code == 0, err
     assert SUBJECT not in out + err
     assert rows_holding(engine, SUBJECT) == []
+    with engine.connect() as conn:  # the cache no longer answers from an erased decision
+        assert conn.execute(select(func.count()).select_from(decision_cache)).scalar_one() == 0
     if engine.dialect.name == "sqlite":
         kit.runtime.store.engine.dispose()
         assert SUBJECT.encode() not in file_bytes(url)

@@ -93,6 +93,10 @@ def test_inputs_and_attempts_past_30_days_are_blanked_outputs_kept_to_60(kit: Re
         delivered(kit, decision)
     with kit.runtime.store.engine.begin() as conn:
         conn.execute(update(attempts).values(message="raw answer with the customer's words"))
+    kit.runtime.store.quality.add_feedback(older, "crm", True, None, "Jane says thanks", utcnow())
+    kit.runtime.store.costs.keep(
+        "routing", "r" * 64, {older.input_hash: older.id}, utcnow() + timedelta(days=1)
+    )
     age(kit, old, 45)
     age(kit, older, 90)
 
@@ -110,6 +114,9 @@ def test_inputs_and_attempts_past_30_days_are_blanked_outputs_kept_to_60(kit: Re
         assert conn.execute(select(func.count()).select_from(decisions)).scalar_one() == 3
         payloads = dict(conn.execute(select(outbox.c.decision_id, outbox.c.payload)).all())
     assert payloads[older.id] == BLANK and payloads[old.id] != BLANK
+    assert "feedback (output and comment): 1" in out and "decision_cache: 1" in out
+    assert kit.runtime.store.quality.feedback_of(older.id)[0].comment is None
+    assert kit.runtime.store.costs.cached("routing", "r" * 64, [older.input_hash], utcnow()) == []
     assert kit.runtime.store.audit.first_break() is None
 
 

@@ -4,11 +4,13 @@ The subject is named by an input field and its value (`--where email=jane@exampl
 decisions keep their rows (counts and roll-ups stay right) but lose their input, redacted input,
 metadata, output and alternatives (`ERASED` in their place) and their input hash; their
 attempts lose their text, their reviews their outputs and notes (and the notes' copies beside
-the audit chain), their shadow runs their outputs, their outbox rows their payload (an
-undelivered one is stopped: it is never sent blank), the intake its content hashes and
-duplicate records. Then the value itself is searched in every column of the task's rows that
-may hold text (outputs, reasons, raw responses, notes, payloads, quarantined raw records,
-sources' errors, dataset rows, eval reports, audit texts) and cut out where found.
+the audit chain), their shadow runs their outputs, their spot checks and feedback their
+outputs and comments, their outbox rows their payload (an undelivered one is stopped: it is
+never sent blank); the decision cache and the intake forget them (cache entries, content
+hashes, duplicate records). Then the value itself is searched in every column of the task's
+rows that may hold text (outputs, reasons, raw responses, notes, payloads, quarantined raw
+records, sources' errors, dataset rows, eval reports, feedback comments, drift reference
+profiles, audit texts) and cut out where found.
 
 The audit log gets one entry, `subject.erased`, holding the field, the counts and a salted
 sha256 of the subject (never the value): the salt is kept in `project_state`, so the same
@@ -50,8 +52,10 @@ from lockgate.store.tables import (
     audit_texts,
     dataset_rows,
     datasets,
+    decision_cache,
     decisions,
     eval_runs,
+    feedback,
     intake_duplicates,
     intake_quarantine,
     intake_schema_events,
@@ -59,8 +63,10 @@ from lockgate.store.tables import (
     intake_sources,
     outbox,
     promotions,
+    release_profiles,
     reviews,
     shadow_runs,
+    spot_checks,
 )
 
 ERASED = {"_erased": "request"}
@@ -224,11 +230,23 @@ def _erase_decisions(
             {"status": "dead", "last_error": "erased on request: not delivered"},
         ),
         ("outbox", outbox, [o.decision_id.in_(ids)], {"payload": ERASED}),
+        ("spot_checks", spot_checks, [spot_checks.c.decision_id.in_(ids)], {"output": null()}),
+        (
+            "feedback",
+            feedback,
+            [feedback.c.decision_id.in_(ids)],
+            {"output": null(), "comment": None},
+        ),
     ):
         done.count(
             name,
             _count_or(conn, update(table).where(*where).values(**values), table, where, dry_run),
         )
+    cached = [decision_cache.c.decision_id.in_(ids)]
+    done.count(
+        "decision_cache",
+        _count_or(conn, delete(decision_cache).where(*cached), decision_cache, cached, dry_run),
+    )
     entries = conn.execute(
         select(audit_log.c.details).where(
             audit_log.c.subject.in_(ids), audit_log.c.action.like("review.%")
@@ -301,6 +319,9 @@ def _searched(task: str) -> list[tuple[Table, tuple[Column[Any], ...], list[Colu
         ),
         (eval_runs, (eval_runs.c.metrics, eval_runs.c.report), [eval_runs.c.task == task]),
         (promotions, (promotions.c.reason,), [promotions.c.task == task]),
+        (spot_checks, (spot_checks.c.output,), [spot_checks.c.task == task]),
+        (feedback, (feedback.c.output, feedback.c.comment), [feedback.c.task == task]),
+        (release_profiles, (release_profiles.c.profile,), [release_profiles.c.task == task]),
         (audit_texts, (audit_texts.c.text,), []),
     ]
 

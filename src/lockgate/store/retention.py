@@ -8,7 +8,9 @@ decisions per transaction, so a long sweep never holds the write lock for long. 
   hashes and duplicate records past the cutoff are deleted.
 - `outputs`: a decision's output becomes `BLANK` and its alternatives are dropped; its reviews
   lose their outputs and notes (also the notes' copies beside the audit chain, which still
-  verifies), its shadow runs their outputs and errors, its delivered outbox rows their payload.
+  verifies), its shadow runs their outputs and errors, its spot checks and feedback their
+  outputs and comments, its delivered outbox rows their payload; the decision cache forgets
+  it (a cached answer is served from its decision's output).
 - `attempts`: the text of each attempt (raw responses, error messages) is dropped; latency,
   tokens and cost stay.
 
@@ -46,13 +48,16 @@ from lockgate.store.state import read_state, write_state
 from lockgate.store.tables import (
     attempts,
     audit_log,
+    decision_cache,
     decisions,
+    feedback,
     intake_duplicates,
     intake_quarantine,
     intake_seen,
     outbox,
     reviews,
     shadow_runs,
+    spot_checks,
 )
 
 BLANK = {"_erased": "retention"}
@@ -228,6 +233,35 @@ def _outputs(conn: Connection, due: Sequence[Any], swept: Swept, dry_run: bool) 
             dry_run,
         ),
     )
+    k, f = spot_checks.c, feedback.c
+    swept.count(
+        "spot_checks.output",
+        _change(
+            conn,
+            spot_checks,
+            [k.decision_id.in_(ids), k.output.is_not(None)],
+            {"output": null()},
+            dry_run,
+        ),
+    )
+    swept.count(
+        "feedback (output and comment)",
+        _change(
+            conn,
+            feedback,
+            [f.decision_id.in_(ids), or_(f.comment.is_not(None), f.output.is_not(None))],
+            {"output": null(), "comment": None},
+            dry_run,
+        ),
+    )
+    # A cached answer is served from its decision's output: never from a blanked one.
+    cached = [decision_cache.c.decision_id.in_(ids)]
+    if dry_run:
+        count = select(func.count()).select_from(decision_cache).where(*cached)
+        swept.count("decision_cache", int(conn.execute(count).scalar_one()))
+    else:
+        gone = conn.execute(delete(decision_cache).where(*cached)).rowcount
+        swept.count("decision_cache", int(gone or 0))
     o = outbox.c
     delivered = [o.decision_id.in_(ids), o.status == "delivered"]
     payloads = conn.execute(select(o.id, o.payload).where(*delivered)).all()
