@@ -141,6 +141,18 @@ class Settings:
     """Delay before the first retry; doubles on each retry, with jitter."""
     delivery_backoff_cap_seconds: float = 600.0
     """Longest delay between two tries of one delivery."""
+    history_rollup_seconds: float = 10.0
+    """How often `lockgate serve` rolls new decisions and verdicts up into history."""
+    history_hours_after_days: float = 7.0
+    """History older than this many days is kept per hour instead of per minute."""
+    history_days_after_days: float = 90.0
+    """History older than this many days is kept per day."""
+    alert_interval_seconds: float = 30.0
+    """How often `lockgate serve` evaluates the alert rules."""
+    alerts: tuple[Mapping[str, Any], ...] = ()
+    """Alert rules for every task (`alerts:` in `lockgate.yaml`), checked by `lockgate.watch`."""
+    alert_channels: Mapping[str, Any] = field(default_factory=dict)
+    """Where alert notices go (`alert_channels:` in `lockgate.yaml`), by channel name."""
     budget: Mapping[str, Any] | None = None
     """Limits over all tasks together, shaped as a task's `budget:` (checked by
     `lockgate.costs.budgets.overall_budget`); None: no overall limits."""
@@ -233,6 +245,12 @@ def load_settings(
         delivery_max_tries=int(file_values.get("delivery_max_tries", 8)),
         delivery_backoff_base_seconds=float(file_values.get("delivery_backoff_base_seconds", 2.0)),
         delivery_backoff_cap_seconds=float(file_values.get("delivery_backoff_cap_seconds", 600.0)),
+        history_rollup_seconds=float(file_values.get("history_rollup_seconds", 10.0)),
+        history_hours_after_days=float(file_values.get("history_hours_after_days", 7.0)),
+        history_days_after_days=float(file_values.get("history_days_after_days", 90.0)),
+        alert_interval_seconds=float(file_values.get("alert_interval_seconds", 30.0)),
+        alerts=_alert_rules(file_values.get("alerts")),
+        alert_channels=_alert_channels(file_values.get("alert_channels")),
         budget=_mapping("budget", file_values.get("budget")),
         budget_hold_seconds=float(file_values.get("budget_hold_seconds", 600.0)),
         budget_max_tokens=int(file_values.get("budget_max_tokens", 4096)),
@@ -261,6 +279,28 @@ def _anchor_file(project: Path, env: Mapping[str, str], values: Mapping[str, Any
     settings file (relative to the project)."""
     raw = env.get("LOCKGATE_AUDIT_ANCHOR_FILE") or values.get("audit_anchor_file")
     return (project / str(raw)).resolve() if raw else None
+
+
+def _alert_rules(value: Any) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{SETTINGS_FILE}: alerts: expected a list of rules",
+            hint="e.g. alerts: [{condition: failure_rate, threshold: 0.1, window: 15m}]",
+        )
+    return tuple(value)
+
+
+def _alert_channels(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{SETTINGS_FILE}: alert_channels: expected a mapping of channel names to channels",
+            hint="e.g. alert_channels: {ops: {type: webhook, url: ..., secret_env: HOOK_SECRET}}",
+        )
+    return value
 
 
 def _roles(value: Any) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from lockgate.cli import decisions, deliveries, evals, keeping, keys, project, r
 from lockgate.cli import intake as intake_cli
 from lockgate.cli import quality as quality_cli
 from lockgate.cli import reviews as review_cli
+from lockgate.cli import watch as watch_cli
 from lockgate.cli.common import command_group, readable_help
 from lockgate.cli.demo import demo
 from lockgate.cli.serve import serve
@@ -78,6 +79,8 @@ def build_app() -> typer.Typer:
     app.add_typer(intake_cli.intake_app, name="intake")
     app.add_typer(intake_cli.sources_app, name="sources")
     app.add_typer(intake_cli.quarantine_app, name="quarantine")
+    app.command()(watch_cli.history)
+    app.add_typer(watch_cli.alerts_app, name="alerts")
     app.command()(quality_cli.accuracy)
     app.add_typer(quality_cli.spot_checks, name="spot-checks")
     return app

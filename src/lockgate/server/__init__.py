@@ -30,6 +30,7 @@ from lockgate.server import (
     tasks,
     ui,
 )
+from lockgate.server import history as history_api
 from lockgate.server import reviews as review_api
 from lockgate.server.attempts import FailedAttempts
 from lockgate.server.auth import KeyCache
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                     metrics=active.metrics,
                 ),
                 intake.polling(active),
+                history_api.watching(active),
                 keeping.retention_sweeps(active),
             ):
                 yield
@@ -114,6 +116,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(review_api.router, prefix="/v1", dependencies=json_only)
     app.include_router(feedback.router, prefix="/v1", dependencies=json_only)
     app.include_router(intake.router, prefix="/v1", dependencies=json_only)
+    app.include_router(history_api.router, prefix="/v1", dependencies=json_only)
     app.include_router(budget.router, prefix="/v1", dependencies=json_only)
     app.include_router(ui.build_router(settings), prefix="/ui")
     return app

@@ -92,6 +92,11 @@ OUTCOMES: dict[str, dict[int, str]] = {
     },
     "create_decisions": {404: "no task with this name, or it has no live release"},
     "task_budget": {404: "no task with this name"},
+    "task_history": {
+        404: "no task with this name",
+        422: "`from` or `to` is neither a time nor a duration, `from` is not before `to`, or "
+        "the step would make more than 10,000 buckets",
+    },
     "get_decision": {404: "no decision with this id that this key may read"},
     "list_decisions": {400: "`cursor` is not a cursor this API issued"},
     "promote": {

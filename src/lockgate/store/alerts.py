@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.decide.decision import utcnow
@@ -29,7 +29,7 @@ def _maybe(value: datetime | None) -> datetime | None:
     return aware(value) if value is not None else None
 
 
-def _state(row: Mapping[str, Any]) -> AlertState:
+def _state(row: RowMapping) -> AlertState:
     return AlertState(
         task=row["task"],
         rule=row["rule"],
@@ -42,7 +42,7 @@ def _state(row: Mapping[str, Any]) -> AlertState:
     )
 
 
-def _silence(row: Mapping[str, Any]) -> Silence:
+def _silence(row: RowMapping) -> Silence:
     return Silence(
         row["id"], row["rule"], row["task"], aware(row["until"]), row["actor"],
         aware(row["created_at"]),

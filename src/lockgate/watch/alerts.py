@@ -392,14 +392,18 @@ class Evaluator:
                 )
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Evaluate every `interval_s`, the first time one interval after the start (so a
+        replica starting up judges history the roll-up has caught up with)."""
         try:
             while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+                if stop.is_set():
+                    break
                 try:
                     await self.round()
                 except LockgateError as exc:
                     log.warning("alerts.round_failed", extra={"error": exc.message})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
         finally:
             with contextlib.suppress(LockgateError):
                 await self.leases.give_up(ALERTS_LEASE, self.owner)

@@ -1,0 +1,218 @@
+"""`GET /v1/tasks/{task}/history`, and the two loops `lockgate serve` runs for the watch
+domain: the roll-up (lease `rollup`) and the alert evaluator (lease `alerts`).
+
+The alert assembly (`alert_rules`, `alert_context`, `evaluator`) lives here and is shared with
+`lockgate alerts` (`cli/watch.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from lockgate.decide.decision import utcnow
+from lockgate.decide.sources import duration_seconds
+from lockgate.decide.task import TaskSpec
+from lockgate.errors import ConfigError, InputError
+from lockgate.runtime import Runtime
+from lockgate.security import Principal
+from lockgate.server.auth import Authorize, get_runtime
+from lockgate.server.params import TaskName
+from lockgate.watch import alerts, history
+from lockgate.watch.alerts import Evaluator, Rule
+from lockgate.watch.channels import build_channels
+from lockgate.watch.conditions import AlertContext
+from lockgate.watch.history import Rollup
+
+router = APIRouter(tags=["history"])
+log = logging.getLogger("lockgate.alerts")
+
+MAX_BUCKETS = 10_000
+
+
+def parse_time(text: str | None, now: datetime, name: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone), or a duration meaning that long ago."""
+    if text is None or text == "":
+        return None
+    if text == "now":
+        return now
+    try:
+        return now - timedelta(seconds=duration_seconds(text))
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"{name}: {text[:40]!r} is neither a time nor a duration",
+            hint="write e.g. 2026-11-29T10:00:00Z, or 24h for 24 hours ago",
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def history_view(
+    runtime: Runtime, task: str, start: str | None, end: str | None, step: str | None
+) -> dict[str, Any]:
+    """The task's history as `GET /v1/tasks/{task}/history` and `lockgate history` give it
+    (blocking: call it in a thread)."""
+    runtime.task(task)  # a 404 for a task that is not in the project
+    now = utcnow()
+    until = parse_time(end, now, "to") or now
+    since = parse_time(start, now, "from") or until - timedelta(hours=24)
+    if since >= until:
+        raise InputError("from: must be earlier than to", hint="e.g. --from 24h --to now")
+    try:
+        seconds = history.parse_step(step) if step else history.default_step(since, until)
+    except ValueError as exc:
+        raise InputError(f"step: {exc}", hint="write minute, hour, day or e.g. 5m") from None
+    if (until - since).total_seconds() / seconds > MAX_BUCKETS:
+        raise InputError(
+            f"step: more than {MAX_BUCKETS} buckets from {since.isoformat()} to "
+            f"{until.isoformat()}",
+            hint="choose a larger step (e.g. 1h or 1d) or a shorter range",
+        )
+    first = history.bucket_start(since, seconds)
+    cells = runtime.store.history.cells(task, first, until)
+    return {
+        "task": task,
+        "step": history.step_name(seconds),
+        "from": first.isoformat(),
+        "to": until.isoformat(),
+        "buckets": history.buckets(task, cells, seconds),
+    }
+
+
+@router.get("/tasks/{task}/history")
+async def task_history(
+    task: TaskName,
+    principal: Annotated[Principal, Depends(Authorize("read_tasks"))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=40,
+            pattern=r"^[0-9A-Za-z:.+\- ]*$",
+            description="Start: an ISO 8601 time, or a duration ago (24h). Default: 24h before "
+            "`to`.",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            pattern=r"^[0-9A-Za-z:.+\- ]*$",
+            description="End: an ISO 8601 time, a duration ago, or now (the default).",
+        ),
+    ] = None,
+    step: Annotated[
+        str | None,
+        Query(
+            max_length=16,
+            pattern=r"^(minute|hour|day|[0-9]{1,6}[mhd])$",
+            description="Bucket size: minute, hour, day or e.g. 5m, 1h, 1d. Default: by range.",
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    """Decisions per time bucket and release, rolled up from the stored decisions: counts by
+    route, failures by reason, latency p50/p95/p99, tokens and cost, confidence and label
+    counts, review verdicts and backlog."""
+    principal.require("read_tasks", task)
+    return await runtime.store.executor.read(history_view, runtime, task, from_, to, step)
+
+
+# ---- alerts: the assembly shared by serve and `lockgate alerts`
+
+
+def label_fields(tasks: Mapping[str, TaskSpec]) -> dict[str, tuple[str, ...]]:
+    """Per task, the output fields whose values are labels (enums)."""
+    return {
+        name: tuple(f for f, spec in task.output.items() if spec.type == "enum")
+        for name, task in tasks.items()
+    }
+
+
+def alert_rules(runtime: Runtime, tasks: Mapping[str, TaskSpec] | None = None) -> list[Rule]:
+    settings = runtime.settings
+    channels = build_channels(settings.alert_channels, os.environ)
+    global_rules = alerts.parse_rules(list(settings.alerts), "lockgate.yaml")
+    return alerts.rules_for(
+        tasks if tasks is not None else runtime.tasks(), global_rules, sorted(channels)
+    )
+
+
+def alert_context(runtime: Runtime, tasks: Mapping[str, TaskSpec], now: datetime) -> AlertContext:
+    return AlertContext(
+        now=now, tasks=tasks, history=runtime.store.history, signals=runtime.store.alerts
+    )
+
+
+def measure(runtime: Runtime, now: datetime) -> tuple[list[Rule], list[float | None]]:
+    """Every rule of every task, and its value now (blocking: call it in a thread)."""
+    tasks = runtime.tasks()
+    rules = alert_rules(runtime, tasks)
+    return rules, alerts.measure_all(rules, alert_context(runtime, tasks, now))
+
+
+def owner() -> str:
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def evaluator(runtime: Runtime, name: str | None = None) -> Evaluator:
+    async def setup(now: datetime) -> tuple[list[Rule], list[float | None]]:
+        return await runtime.store.executor.read(measure, runtime, now)
+
+    return Evaluator(
+        store=runtime.store.async_alerts,
+        leases=runtime.store.async_leases,
+        owner=name or owner(),
+        setup=setup,
+        channels=build_channels(runtime.settings.alert_channels, os.environ),
+        interval_s=runtime.settings.alert_interval_seconds,
+    )
+
+
+def rollup(runtime: Runtime, name: str | None = None) -> Rollup:
+    async def fields() -> Mapping[str, Sequence[str]]:
+        tasks = await runtime.store.executor.read(runtime.tasks)
+        return label_fields(tasks)
+
+    settings = runtime.settings
+    return Rollup(
+        store=runtime.store.async_history,
+        leases=runtime.store.async_leases,
+        owner=name or owner(),
+        label_fields=fields,
+        interval_s=settings.history_rollup_seconds,
+        hours_after=timedelta(days=settings.history_hours_after_days),
+        days_after=timedelta(days=settings.history_days_after_days),
+    )
+
+
+@asynccontextmanager
+async def watching(runtime: Runtime) -> AsyncIterator[None]:
+    """Roll up history and evaluate alerts while the server runs; one replica does each at a
+    time (leases `rollup` and `alerts`)."""
+    name = owner()
+    stop = asyncio.Event()
+    loops = [asyncio.create_task(rollup(runtime, name).run(stop), name="lockgate-rollup")]
+    try:
+        checker = evaluator(runtime, name)
+    except ConfigError as exc:  # the server still serves; `lockgate alerts list` says why
+        log.error("alerts.config_error", extra={"error": exc.message, "hint": exc.hint})
+    else:
+        loops.append(asyncio.create_task(checker.run(stop), name="lockgate-alerts"))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*loops, return_exceptions=True)
