@@ -83,6 +83,7 @@ def build_app() -> typer.Typer:
     app.add_typer(watch_cli.alerts_app, name="alerts")
     app.command()(quality_cli.accuracy)
     app.add_typer(quality_cli.spot_checks, name="spot-checks")
+    app.command()(quality_cli.drift)
     return app
 
 

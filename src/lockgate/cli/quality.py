@@ -17,7 +17,7 @@ from lockgate.cli.common import (
     print_json,
 )
 from lockgate.cli.reviews import IdArgument, JsonOption, KeyOption, authenticate
-from lockgate.errors import InputError
+from lockgate.errors import InputError, LockgateError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -182,3 +182,98 @@ def reject(
     Example: lockgate spot-checks reject 0193c2a7f1e0 --reason "spam, not a ticket"
     """
     _judge("reject", decision_id, None, reason, key, project, database)
+
+
+_UNITS = {"m": 1 / 60, "h": 1.0, "d": 24.0}
+
+
+def parse_window(text: str) -> tuple[float | None, int | None]:
+    """`24h`, `90m`, `7d` (hours) or `500` (decisions)."""
+    value = text.strip().lower()
+    try:
+        if value[-1:] in _UNITS:
+            hours = float(value[:-1]) * _UNITS[value[-1]]
+            if hours > 0:
+                return hours, None
+        elif value.isdigit() and int(value) > 0:
+            return None, int(value)
+    except ValueError:
+        pass
+    raise InputError(
+        f"--window {text!r} is not a window",
+        hint="give hours, minutes or days (24h, 90m, 7d) or a number of decisions (1000)",
+    )
+
+
+def drift(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="24h, 90m, 7d, or a number of decisions; default: drift_window_hours and "
+            "drift_window_decisions (whichever holds fewer decisions).",
+            show_default=False,
+        ),
+    ] = None,
+    release: Annotated[
+        str | None,
+        typer.Option("--release", help="TASK@N or N; default: the live release."),
+    ] = None,
+    as_json: JsonOption = False,
+    project: ProjectOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Compare recent decisions with the release's reference profile: each signal's value,
+    threshold and verdict (ok, warn or drift), and the window's verdict.
+
+    Example: lockgate drift routing --window 24h --json
+    """
+    from lockgate.cli.common import release_number
+    from lockgate.decide.decision import utcnow
+    from lockgate.watch.reference import check_drift
+
+    with open_runtime(project, database) as runtime:
+        settings = runtime.settings
+        hours: float | None = settings.drift_window_hours
+        count = settings.drift_window_decisions
+        if window is not None:
+            hours, limit = parse_window(window)
+            count = limit if limit is not None else 10_000_000
+        loaded = runtime.release_runtime(task, release_number(task, release))
+        report = check_drift(
+            runtime.store.quality, loaded, now=utcnow(), hours=hours, decisions=count
+        )
+    if as_json:
+        print_json(report.as_dict())
+        return
+    n = report.window.get("n")
+    typer.echo(f"{task}@{report.release}: {n} decisions, verdict {report.verdict.upper()}")
+    if report.note:
+        typer.echo(f"note: {report.note}")
+    typer.echo(f"{'SIGNAL':<32} {'VALUE':>8} {'WARN':>6} {'DRIFT':>6}  VERDICT")
+    for s in report.signals:
+        value = "-" if s.value is None else f"{s.value:.3f}"
+        typer.echo(f"{s.name:<32} {value:>8} {s.warn_at:>6} {s.threshold:>6}  {s.verdict}")
+
+
+def profile_release(runtime: "Runtime", task: str, number: int) -> str:
+    """Store the release's reference profile (see `watch.reference`); says what it did."""
+    from lockgate.cli.common import run_async
+    from lockgate.decide.decision import utcnow
+    from lockgate.watch.reference import make_profile, reference_rows
+
+    loaded = runtime.release_runtime(task, number)
+    found = reference_rows(runtime.store.datasets, loaded)
+    if found is None:
+        return (
+            f"no reference profile for {task}@{number}: the task has no gate or calibration "
+            "dataset (drift needs one)"
+        )
+    rows, source = found
+    try:
+        profile = run_async(runtime, lambda: make_profile(loaded, rows, source))
+    except LockgateError as exc:  # the release is made; only its profile is missing
+        return f"no reference profile for {task}@{number}: {exc.message}"
+    runtime.store.quality.save_profile(task, number, profile, utcnow())
+    return f"reference profile of {task}@{number}: {len(rows)} rows of {source['dataset']}"

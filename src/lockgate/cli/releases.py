@@ -64,15 +64,22 @@ def create(
 
     Example: lockgate release create routing
     """
+    from lockgate.cli.quality import profile_release
+
+    profiled = None
     with open_runtime(project, database) as runtime:
         acting = _acting(runtime, api_key, actor, task)
         release, created = runtime.create_release(task, acting.name)
         live = runtime.store.releases.live(task)
+        if created or runtime.store.quality.profile(task, release.number) is None:
+            profiled = profile_release(runtime, task, release.number)
     if created:
         typer.echo(f"created {release.ref} ({release.content_hash[:12]}), stage draft")
         typer.echo(f"next: lockgate release promote {release.ref}")
     else:
         typer.echo(f"unchanged: {release.ref} already has this content ({release.stage})")
+    if profiled:
+        typer.echo(profiled, err=True)
     if live is not None and live.number != release.number:
         _warn_policy_differs(task, live, release)
 

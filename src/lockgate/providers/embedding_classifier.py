@@ -145,6 +145,11 @@ class EmbeddingClassifierProvider:
     def training_inputs(self) -> frozenset[str] | None:
         return self.model.training_inputs
 
+    def feature_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts in the model's feature space (its embeddings), for drift's similarity to the
+        reference centroid."""
+        return self.encoder.embed(list(texts))
+
     def probabilities(
         self, requests: Sequence[PreparedRequest]
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:

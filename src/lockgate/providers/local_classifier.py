@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,17 @@ class LocalClassifierProvider:
 
     def training_inputs(self) -> frozenset[str] | None:
         return self._model.training_inputs
+
+    def vocabulary(self) -> frozenset[str]:
+        """The single words the model has features for (drift's out-of-vocabulary rate)."""
+        words = self._model.features.transformer_list[0][1]
+        return frozenset(term for term in words.vocabulary_ if " " not in term)
+
+    def feature_vectors(self, texts: Sequence[str]) -> Any:
+        """Texts in the model's word feature space: TF-IDF rows of unit length (sparse), for
+        drift's similarity to the reference centroid."""
+        words = self._model.features.transformer_list[0][1]
+        return words.transform(list(texts))
 
     def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]:
         """One prediction per request, in order: one vectorised pass per output field."""
