@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, String, Text, func, inspect, select, text, update
 from sqlalchemy.types import JSON, LargeBinary
 
-from lockgate.decide.decision import Decision, utcnow
+from lockgate.decide.decision import utcnow
 from lockgate.store.tables import attempts, decision_cache, decisions, intake_quarantine
-from tests.cli.kit import lockgate
+from tests.cli.kit import lockgate, make_project
 from tests.review.kit import ReviewKit, review_kit
 
 SUBJECT = "jane.roe.4711@example.org"
@@ -44,28 +45,44 @@ deliver:
 """
 
 
-MENTIONS: dict[str, str] = {}
-"""Per database: the id of another person's decision whose text mentions the subject."""
+@dataclass
+class Erased:
+    """One project per backend, its subject's records everywhere they can be, erased once
+    (after a dry run) and then again: what each step printed and left."""
+
+    kit: ReviewKit
+    mention: str
+    """Another person's decision whose text mentions the subject."""
+    rows_before: list[str]
+    bytes_before: bytes
+    dry_run: tuple[int, str, str]
+    rows_after_dry_run: list[str]
+    audit_after_dry_run: int
+    decisions_before: list[tuple[str, str]]
+    erased: tuple[int, str, str]
+    again: tuple[int, str, str]
 
 
-@pytest.fixture
-def kit(tmp_path: Path, database_url: str) -> Iterator[ReviewKit]:
-    """The subject's records everywhere they can be: an automated decision waiting for its
-    delivery, a rejected one with the value in the reviewer's note, an attempt whose raw
-    response echoes it, another person's ticket that mentions it, a quarantined raw record."""
-    with review_kit(tmp_path, database_url, TASK) as opened:
-        alice = opened.key("alice")
-        paid = opened.decide("my payment failed twice", email=SUBJECT)
-        store = opened.runtime.store
+@pytest.fixture(scope="module")
+def done(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Erased]:
+    """The subject's records: an automated decision waiting for its delivery (with feedback
+    and a cache entry), a rejected one with the value in the reviewer's note, an attempt whose
+    raw response echoes it, another person's ticket that mentions it, a quarantined raw
+    record. Then a dry run, the erasure, and the same erasure again."""
+    root = tmp_path_factory.mktemp("erasure")
+    with review_kit(root, module_database_url, TASK) as kit:
+        alice = kit.key("alice")
+        paid = kit.decide("my payment failed twice", email=SUBJECT)
+        store = kit.runtime.store
         store.quality.add_feedback(paid, "crm", False, None, f"{SUBJECT} says wrong", utcnow())
         store.costs.keep(
             "routing", "r" * 64, {paid.input_hash: paid.id}, utcnow() + timedelta(days=1)
         )
-        stolen = opened.pending(f"my card was stolen, write to {SUBJECT}", email=SUBJECT)
-        opened.reviews.claim(alice, stolen.id)
-        opened.reviews.reject(alice, stolen.id, f"called {SUBJECT}, it was a mistake")
-        mentions = opened.decide(f"payment for {SUBJECT} went to me", email=OTHER)
-        with opened.runtime.store.engine.begin() as conn:
+        stolen = kit.pending(f"my card was stolen, write to {SUBJECT}", email=SUBJECT)
+        kit.reviews.claim(alice, stolen.id)
+        kit.reviews.reject(alice, stolen.id, f"called {SUBJECT}, it was a mistake")
+        mention = kit.decide(f"payment for {SUBJECT} went to me", email=OTHER)
+        with store.engine.begin() as conn:
             conn.execute(
                 update(attempts)
                 .where(attempts.c.decision_id == stolen.id)
@@ -83,8 +100,32 @@ def kit(tmp_path: Path, database_url: str) -> Iterator[ReviewKit]:
                     created_at=utcnow(),
                 )
             )
-        MENTIONS[opened.runtime.settings.database_url] = mentions.id
-        yield opened
+        engine = store.engine
+        rows_before = rows_holding(engine, SUBJECT)
+        url = kit.runtime.settings.database_url
+        bytes_before = file_bytes(url) if engine.dialect.name == "sqlite" else b""
+        dry_run = erase(kit, "--where", f"email={SUBJECT}", "--dry-run")
+        rows_after_dry_run = rows_holding(engine, SUBJECT)
+        audit_after_dry_run = len(store.audit.entries(action="subject.erased"))
+        with engine.connect() as conn:
+            decisions_before = [tuple(r) for r in conn.execute(select(d.id, d.status))]
+        erased = erase(kit, "--where", f"email={SUBJECT}")
+        engine.dispose()  # every connection closed: what is left is in the file itself
+        yield Erased(
+            kit,
+            mention.id,
+            rows_before,
+            bytes_before,
+            dry_run,
+            rows_after_dry_run,
+            audit_after_dry_run,
+            decisions_before,  # type: ignore[arg-type]
+            erased,
+            erase(kit, "--where", f"email={SUBJECT}"),
+        )
+
+
+d = decisions.c
 
 
 def rows_holding(engine: Engine, value: str) -> list[str]:
@@ -130,95 +171,77 @@ def erase(kit: ReviewKit, *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def decision(kit: ReviewKit, decision_id: str) -> Decision:
-    found = kit.runtime.store.decisions.get(decision_id)
-    assert found is not None
-    return found
+def test_the_value_was_everywhere_before(done: Erased) -> None:
+    expected = {"decisions.input", "attempts.message", "intake_quarantine.raw"}
+    expected |= {"audit_texts.text", "reviews.reason", "feedback.comment"}
+    assert expected <= set(done.rows_before)
+    if done.kit.runtime.store.backend == "sqlite":
+        assert SUBJECT.encode() in done.bytes_before
 
 
-def test_after_erasure_the_value_is_nowhere_in_the_database(kit: ReviewKit) -> None:
-    engine = kit.runtime.store.engine
-    url = kit.runtime.settings.database_url
-    before = rows_holding(engine, SUBJECT)
-    assert {"decisions.input", "attempts.message", "intake_quarantine.raw"} <= set(before)
-    assert "audit_texts.text" in before and "reviews.reason" in before
-    assert "feedback.comment" in before
-    if engine.dialect.name == "sqlite":
-        assert SUBJECT.encode() in file_bytes(url)
-
-    code, out, err = erase(kit, "--where", f"email={SUBJECT}")
-
+def test_after_erasure_the_value_is_nowhere_in_the_database(done: Erased) -> None:
+    code, out, err = done.erased
     assert code == 0, err
     assert SUBJECT not in out + err
+    engine = done.kit.runtime.store.engine
     assert rows_holding(engine, SUBJECT) == []
-    with engine.connect() as conn:  # the cache no longer answers from an erased decision
-        assert conn.execute(select(func.count()).select_from(decision_cache)).scalar_one() == 0
     if engine.dialect.name == "sqlite":
-        kit.runtime.store.engine.dispose()
-        assert SUBJECT.encode() not in file_bytes(url)
-    assert kit.runtime.store.audit.first_break() is None
+        assert SUBJECT.encode() not in file_bytes(done.kit.runtime.settings.database_url)
 
 
-def test_the_audit_entry_holds_a_hash_and_the_counts_never_the_value(kit: ReviewKit) -> None:
-    code, out, _ = erase(kit, "--where", f"email={SUBJECT}")
-    assert code == 0
-    (entry,) = kit.runtime.store.audit.entries(action="subject.erased")
-    assert SUBJECT not in json.dumps(dict(entry.details))
-    assert entry.details["field"] == "email" and entry.details["counts"]["decisions"] == 2
-    assert len(entry.details["subject_sha256"]) == 64
-    assert entry.details["subject_sha256"][:16] in out
+def test_the_audit_chain_still_verifies(done: Erased) -> None:
+    assert done.kit.runtime.store.audit.first_break() is None
+
+
+def test_the_cache_no_longer_answers_from_an_erased_decision(done: Erased) -> None:
+    with done.kit.runtime.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(decision_cache)).scalar_one() == 0
+
+
+def test_the_audit_entry_holds_a_hash_and_the_counts_never_the_value(done: Erased) -> None:
+    first, again = done.kit.runtime.store.audit.entries(action="subject.erased")
+    assert SUBJECT not in json.dumps(dict(first.details))
+    assert first.details["field"] == "email" and first.details["counts"]["decisions"] == 2
+    assert len(first.details["subject_sha256"]) == 64
+    assert first.details["subject_sha256"][:16] in done.erased[1]
     # The same subject erased again has the same hash (the project's salt is kept).
-    erase(kit, "--where", f"email={SUBJECT}")
-    again = kit.runtime.store.audit.entries(action="subject.erased")[-1]
-    assert again.details["subject_sha256"] == entry.details["subject_sha256"]
+    assert again.details["subject_sha256"] == first.details["subject_sha256"]
 
 
-def test_other_subjects_keep_their_records_with_only_the_value_cut_out(kit: ReviewKit) -> None:
-    erase(kit, "--where", f"email={SUBJECT}")
-    kept = decision(kit, MENTIONS[kit.runtime.settings.database_url])
+def test_other_subjects_keep_their_records_with_only_the_value_cut_out(done: Erased) -> None:
+    kept = done.kit.runtime.store.decisions.get(done.mention)
+    assert kept is not None
     assert kept.input["email"] == OTHER
     assert kept.input["text"] == "payment for [erased] went to me"
     assert kept.output == {"queue": "payments"}
 
 
-def test_an_undelivered_delivery_of_the_subject_is_stopped_not_sent_blank(
-    kit: ReviewKit,
-) -> None:
-    erase(kit, "--where", f"email={SUBJECT}")
-    rows = kit.runtime.store.outbox.listing(task="routing")
-    mine = [r for r in rows if r.decision_id != MENTIONS[kit.runtime.settings.database_url]]
+def test_erased_decisions_keep_their_rows_for_counts(done: Erased) -> None:
+    with done.kit.runtime.store.engine.connect() as conn:
+        after = [tuple(r) for r in conn.execute(select(d.id, d.status))]
+    assert sorted(after) == sorted(done.decisions_before)
+
+
+def test_an_undelivered_delivery_of_the_subject_is_stopped_not_sent_blank(done: Erased) -> None:
+    rows = done.kit.runtime.store.outbox.listing(task="routing")
+    mine = [r for r in rows if r.decision_id != done.mention]
     assert mine and all(r.status == "dead" for r in mine)
 
 
-def test_a_dry_run_counts_and_changes_nothing(kit: ReviewKit) -> None:
-    engine = kit.runtime.store.engine
-    before = rows_holding(engine, SUBJECT)
-    code, out, _ = erase(kit, "--where", f"email={SUBJECT}", "--dry-run")
+def test_a_dry_run_counts_and_changes_nothing(done: Erased) -> None:
+    code, out, _ = done.dry_run
     assert code == 0 and "would erase" in out and "decisions: 2" in out
-    assert rows_holding(engine, SUBJECT) == before
-    assert kit.runtime.store.audit.entries(action="subject.erased") == []
+    assert done.rows_after_dry_run == done.rows_before
+    assert done.audit_after_dry_run == 0
 
 
-@pytest.mark.parametrize(
-    ("where", "says"),
-    [
-        pytest.param("email", "--where must be FIELD=VALUE", id="no-equals"),
-        pytest.param(f"mail={SUBJECT}", "has no input field 'mail'", id="unknown-field"),
-        pytest.param("email=", "empty value", id="empty-value"),
-    ],
-)
-def test_a_bad_where_is_one_clear_line_without_the_value(
-    kit: ReviewKit, where: str, says: str
-) -> None:
-    code, out, err = erase(kit, "--where", where)
-    assert code != 0 and says in err
-    assert SUBJECT not in out + err
-
-
-def test_erased_decisions_keep_their_rows_for_counts(kit: ReviewKit) -> None:
-    with kit.runtime.store.engine.connect() as conn:
-        before = conn.execute(select(decisions.c.id, decisions.c.status)).all()
-    erase(kit, "--where", f"email={SUBJECT}")
-    with kit.runtime.store.engine.connect() as conn:
-        after = conn.execute(select(decisions.c.id, decisions.c.status)).all()
-    assert sorted(before) == sorted(after)
+def test_a_bad_where_is_one_clear_line_without_the_value(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", TASK)
+    for where, says in (
+        ("email", "--where must be FIELD=VALUE"),
+        (f"mail={SUBJECT}", "has no input field 'mail'"),
+        ("email=", "empty value"),
+    ):
+        done = lockgate("erase", "--task", "routing", "--where", where, cwd=project, check=False)
+        assert done.returncode != 0 and says in done.stderr, where
+        assert SUBJECT not in done.stdout + done.stderr

@@ -211,9 +211,10 @@ def test_intake_records_past_the_input_duration_are_deleted_held_ones_kept(
 
 
 def test_a_task_without_retention_is_named_and_left_alone(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, sqlite_database_url: str
 ) -> None:
-    with review_kit(tmp_path, database_url, TASK.replace("retention:", "# retention:")) as kit:
+    without = TASK.replace("retention:", "# retention:")
+    with review_kit(tmp_path, sqlite_database_url, without) as kit:
         decision = kit.decide("my payment failed")
         age(kit, decision, 400)
         assert "routing: no retention set" in retention(kit)
