@@ -39,10 +39,16 @@ def machine() -> str:
 
 @contextmanager
 def fresh_database(postgres: str | None, folder: Path) -> Iterator[str]:
-    """A database URL nothing else uses: a new SQLite file, or a new database on the PostgreSQL
-    server of `postgres` (dropped on exit)."""
+    """A database URL nothing else uses, migrated: a new SQLite file, or a new database on the
+    PostgreSQL server of `postgres` (dropped on exit)."""
     if postgres is None:
-        yield f"sqlite:///{folder / 'bench.db'}"
+        url = f"sqlite:///{folder / 'bench.db'}"
+        # Made on purpose, as `lockgate db upgrade` would: commands refuse to create a SQLite
+        # file outside their project folder themselves.
+        from lockgate.store import Store
+
+        Store(url).close()
+        yield url
         return
     server = make_url(postgres)
     if server.drivername in ("postgresql", "postgres"):

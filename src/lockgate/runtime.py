@@ -102,7 +102,11 @@ class Runtime:
         return cls(
             settings,
             # No wait on the database outlasts a request: a held lock becomes a clean error.
-            Store(settings.database_url, timeout_seconds=settings.request_timeout_seconds),
+            Store(
+                settings.database_url,
+                timeout_seconds=settings.request_timeout_seconds,
+                project_dir=settings.project_dir,
+            ),
             registry or ProviderRegistry.discover(),
             observer or NullObserver(),
         )

@@ -193,3 +193,13 @@ def make_project(root: Path, task_text: str = DETERMINISTIC_TASK) -> Path:
     (root / "tasks").mkdir(parents=True, exist_ok=True)
     (root / "tasks" / "routing.yaml").write_text(task_text)
     return root
+
+
+def database_made_on_purpose(url: str) -> str:
+    """`url`, its database made the way a user makes one outside a project (`lockgate db
+    upgrade`): commands refuse to create a SQLite file outside the project folder themselves,
+    since there it is more likely a typo than a new database."""
+    from lockgate.store import Store
+
+    Store(url).close()
+    return url

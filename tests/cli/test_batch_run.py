@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.cli.kit import lockgate, lockgate_command, make_project
+from tests.cli.kit import database_made_on_purpose, lockgate, lockgate_command, make_project
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -20,6 +20,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def prepare(tmp_path: Path, database_url: str) -> Path:
     project = make_project(tmp_path / "proj")
+    database_made_on_purpose(database_url)
     lockgate("release", "create", "routing", cwd=project, database=database_url)
     lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
     return project
@@ -220,7 +221,7 @@ models:
 
 
 def test_failed_records_are_decided_again_on_a_rerun_unless_told_not_to(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path}/db.sqlite"
+    database = database_made_on_purpose(f"sqlite:///{tmp_path}/db.sqlite")
     project = make_project(tmp_path / "proj", SPAM_TASK.replace("ANSWER", "lottery"))
     run = lambda *a, **kw: lockgate(*a, cwd=project, database=database, **kw)  # noqa: E731
     run("release", "create", "routing")

@@ -21,7 +21,7 @@ from lockgate.runtime import Runtime
 from lockgate.security import Principal, Role
 from lockgate.settings import load_settings
 from lockgate.store.tables import outbox
-from tests.cli.kit import make_project
+from tests.cli.kit import database_made_on_purpose, make_project
 
 #: Fraud needs two reviewers, and so does any amount above 10,000; fraud is reviewed first.
 REVIEW_TASK = """\
@@ -130,6 +130,7 @@ def review_kit(
     root: Path, database_url: str, task_text: str = REVIEW_TASK, **settings: Any
 ) -> Iterator[ReviewKit]:
     project = make_project(root / "project", task_text)
+    database_made_on_purpose(database_url)
     config = load_settings(project, database_url=database_url, environ={}).with_changes(**settings)
     runtime = Runtime.open(config)
     clock = Clock()

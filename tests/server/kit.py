@@ -14,7 +14,7 @@ from lockgate.runtime import Runtime
 from lockgate.security import Role
 from lockgate.server import create_app
 from lockgate.settings import load_settings
-from tests.cli.kit import DETERMINISTIC_TASK, make_project
+from tests.cli.kit import DETERMINISTIC_TASK, database_made_on_purpose, make_project
 
 with warnings.catch_warnings():
     # This Starlette warns on import that it would rather use the `httpx2` package; httpx is
@@ -58,6 +58,7 @@ def running_api(
     root: Path, database_url: str, *, live: bool = True, **settings: Any
 ) -> Iterator[Api]:
     project = make_project(root / "project", DETERMINISTIC_TASK)
+    database_made_on_purpose(database_url)
     config = load_settings(project, database_url=database_url, environ={}).with_changes(**settings)
     runtime = Runtime.open(config, observer=build_observer(config))
     api = Api(TestClient(create_app(config, runtime=runtime)), runtime)

@@ -13,7 +13,7 @@ import pytest
 from lockgate.security import ROLES, Role
 from lockgate.server import create_app
 from lockgate.settings import load_settings
-from tests.cli.kit import DETERMINISTIC_TASK, make_project
+from tests.cli.kit import DETERMINISTIC_TASK, database_made_on_purpose, make_project
 from tests.server.kit import Api, TestClient, running_api
 
 PROBLEM = "application/problem+json"
@@ -166,7 +166,9 @@ def test_lockgate_serve_escalates_overdue_items_in_the_background(tmp_path: Path
     task = DETERMINISTIC_TASK + "  review_sla_minutes: 0.0001\n"
     project = make_project(tmp_path / "project", task)
     settings = load_settings(
-        project, database_url=f"sqlite:///{tmp_path}/db.sqlite", environ={}
+        project,
+        database_url=database_made_on_purpose(f"sqlite:///{tmp_path}/db.sqlite"),
+        environ={},
     ).with_changes(review_escalation_interval_seconds=0.05)
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]

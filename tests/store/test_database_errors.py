@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from lockgate.store import Store
-from tests.cli.kit import lockgate
+from tests.cli.kit import lockgate, make_project
 from tests.store.test_store import decision
 
 PLAIN_PII = "Alice Example of 221B Baker Street"
@@ -89,3 +89,35 @@ def test_a_sqlite_path_in_a_folder_that_does_not_exist_is_refused(tmp_path: Path
     # A project's own .lockgate folder is made when missing, as on its first command.
     own = f"sqlite:///{tmp_path}/.lockgate/lockgate.db"
     assert "schema at" in lockgate("db", "upgrade", "--database", own, cwd=tmp_path).stdout
+
+
+def test_a_new_sqlite_file_outside_the_project_is_refused_until_db_upgrade(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "project")
+    elsewhere = tmp_path / "shared"
+    elsewhere.mkdir()
+    typo = f"sqlite:///{elsewhere}/lockgat.db"  # the folder exists; the name is mistyped
+    refused = lockgate("release", "list", "routing", cwd=project, database=typo, check=False)
+    assert refused.returncode == 2
+    assert (
+        f"there is no SQLite database at {elsewhere}/lockgat.db, outside the project folder "
+        f"{project}"
+    ) in refused.stderr
+    assert f"lockgate db upgrade --database sqlite:///{elsewhere}/lockgat.db" in refused.stderr
+    assert not (elsewhere / "lockgat.db").exists()
+    # A file that is not a Lockgate database is not migrated into one either.
+    (elsewhere / "other.db").write_bytes(b"")
+    other = f"sqlite:///{elsewhere}/other.db"
+    listed = lockgate("release", "list", "routing", cwd=project, database=other, check=False)
+    assert listed.returncode == 2
+    assert "no Lockgate database is at" in listed.stderr
+    # Made on purpose, it serves every command.
+    made = f"sqlite:///{elsewhere}/lockgate.db"
+    assert "schema at" in lockgate("db", "upgrade", "--database", made, cwd=project).stdout
+    lockgate("release", "list", "routing", cwd=project, database=made)
+    # Inside the project folder a new database is expected, as on a project's first command.
+    inside = f"sqlite:///{project}/data/lockgate.db"
+    (project / "data").mkdir()
+    lockgate("release", "list", "routing", cwd=project, database=inside)
+    assert (project / "data" / "lockgate.db").exists()

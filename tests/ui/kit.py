@@ -25,7 +25,7 @@ from lockgate.runtime import Runtime
 from lockgate.security import Principal, Role
 from lockgate.server import create_app
 from lockgate.settings import load_settings
-from tests.cli.kit import make_project
+from tests.cli.kit import database_made_on_purpose, make_project
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -126,6 +126,7 @@ def serving(
 ) -> Iterator[Site]:
     """`create_app` behind a real uvicorn server on 127.0.0.1, with routing@1 live."""
     project = make_project(root / "project", task)
+    database_made_on_purpose(database_url)
     config = load_settings(project, database_url=database_url, environ={}).with_changes(**settings)
     runtime = Runtime.open(config)
     release, _ = runtime.create_release("routing", "test")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from lockgate.store import Store
-from tests.cli.kit import make_project
+from tests.cli.kit import database_made_on_purpose, make_project
 from tests.server.kit import running_api
 from tests.server.test_serve import start_server, wait_until_healthy
 
@@ -67,7 +67,7 @@ def test_lockgate_serve_serves_the_sign_in_page_and_signs_a_reviewer_in(
     tmp_path: Path,
 ) -> None:
     project = make_project(tmp_path / "project")
-    database = f"sqlite:///{tmp_path}/serve.db"
+    database = database_made_on_purpose(f"sqlite:///{tmp_path}/serve.db")
     server, base = start_server(project, database)
     try:
         wait_until_healthy(server, base)

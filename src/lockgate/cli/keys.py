@@ -23,7 +23,8 @@ def _store(project: ProjectOption, database: DatabaseOption) -> "Store":
     from lockgate.settings import load_settings
     from lockgate.store import Store
 
-    return Store(load_settings(project, database_url=database).database_url)
+    settings = load_settings(project, database_url=database)
+    return Store(settings.database_url, project_dir=settings.project_dir)
 
 
 @app.command()

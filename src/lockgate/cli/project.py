@@ -70,7 +70,7 @@ def train(
     tasks = load_tasks(settings.tasks_dir, known_providers=ProviderRegistry.discover().names())
     if task not in tasks:
         raise ConfigError(f"no task named {task!r}", hint=f"tasks: {', '.join(sorted(tasks))}")
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, project_dir=settings.project_dir)
     try:
         sealed = store.datasets.sealed_inputs(task)
     finally:

@@ -37,7 +37,8 @@ def serve(
     # Every line, uvicorn's included, is redacted JSON on stderr; the access log has no query
     # strings. (`log_config=None`: uvicorn installs no handlers of its own.)
     configure_server_logging(settings, sys.stderr)
-    Store(settings.database_url).close()  # migrate once, before any worker starts
+    # Migrate once, before any worker starts.
+    Store(settings.database_url, project_dir=settings.project_dir).close()
     logging.getLogger("lockgate.serve").info(_where(host, port))
     options: dict[str, Any] = {
         "host": host,

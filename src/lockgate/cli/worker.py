@@ -49,7 +49,7 @@ def worker(
     from lockgate.store import Store
 
     settings = load_settings(project, database_url=database)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, project_dir=settings.project_dir)
     delivery = DeliveryWorker(
         store.outbox, store.releases, settings, metrics=Metrics(), concurrency=concurrency
     )

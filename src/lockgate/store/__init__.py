@@ -9,6 +9,8 @@ Domain code depends on small Protocols of its own that these repositories satisf
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import text
 
 from lockgate.errors import retry_after_seconds
@@ -41,11 +43,24 @@ __all__ = ["AuditEntry", "DecisionFilter", "EvalRun", "Store"]
 class Store:
     """The repositories over one engine, built once; migrates the database on opening.
 
+    With `project_dir` (the commands and the server pass it), a SQLite file outside the
+    project that is not a Lockgate database yet is refused instead of created; `lockgate db
+    upgrade` creates one there on purpose.
+
     `timeout_seconds` bounds every wait on the database (a held write lock, a connection);
     past it a call raises, and through `executor` it raises `Unavailable`.
     """
 
-    def __init__(self, url: str, *, migrate: bool = True, timeout_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrate: bool = True,
+        timeout_seconds: float = 60.0,
+        project_dir: Path | None = None,
+    ) -> None:
+        if project_dir is not None:
+            database.refuse_a_stranger_sqlite_file(url, project_dir)
         self.url = url
         self.engine = database.make_engine(url, timeout_seconds=timeout_seconds)
         self.executor = StoreExecutor(retry_after_seconds=retry_after_seconds(timeout_seconds))

@@ -82,6 +82,44 @@ STATE_FOLDER = ".lockgate"
 """The folder of a project's own database, created when missing (see settings)."""
 
 
+def refuse_a_stranger_sqlite_file(url: str, project_dir: Path) -> None:
+    """Refuse a SQLite database outside the project folder that is not a Lockgate database
+    yet (no file, an empty one, or one without Lockgate's schema).
+
+    Opening it would create or migrate it silently: a mistyped name (`lockgat.db`) in an
+    existing folder would become a new, empty database, and every command would say there is
+    no release. Inside the project folder a new database is expected (the first command of a
+    project makes it); elsewhere `lockgate db upgrade` creates one on purpose.
+    """
+    if make_url(url).get_backend_name() != "sqlite":
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database).resolve()
+    if path.is_relative_to(project_dir.resolve()) or _has_lockgate_schema(path):
+        return
+    state = "there is no SQLite database" if not path.exists() else "no Lockgate database is"
+    raise ConfigError(
+        f"{state} at {path}, outside the project folder {project_dir.resolve()}",
+        hint=f"check the path in --database or LOCKGATE_DATABASE_URL; to create a database "
+        f"there on purpose, run `lockgate db upgrade --database sqlite:///{path}`",
+    )
+
+
+def _has_lockgate_schema(path: Path) -> bool:
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchone()
+    except sqlite3.DatabaseError:  # not a database at all, or unreadable
+        return False
+    return found is not None
+
+
 def _sqlite_engine(url: str, timeout_seconds: float) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
