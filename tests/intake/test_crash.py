@@ -79,12 +79,26 @@ def test_kill_9_during_a_folder_file(tmp_path: Path, database_url: str) -> None:
 
     kill_mid_run(project, database_url, total, after=200)
     assert (project / "inbox" / "big.csv").exists(), "an unfinished file stays in the inbox"
+    # A file moved in while the run was down, with an older mtime than the unfinished one
+    # (as `mv` keeps it): the unfinished file is still finished first.
+    early = project / "inbox" / "early.csv"
+    early.write_text("id,text\n" + "".join(f"e{i},an early ticket {i}\n" for i in range(20)))
+    older = (project / "inbox" / "big.csv").stat().st_mtime - 3600
+    os.utime(early, (older, older))
     restart_and_check(
-        project, database_url, "inbox", total, lambda: {f"inbox:r{i}" for i in range(total)}
+        project,
+        database_url,
+        "inbox",
+        total + 20,
+        lambda: {f"inbox:r{i}" for i in range(total)} | {f"inbox:e{i}" for i in range(20)},
     )
     assert (project / "inbox" / "processed" / "big.csv").exists()
     report = (project / "inbox" / "processed" / "big.csv.report.json").read_text()
     assert f'"decided": {total}' in report, "the report counts the rows before the crash too"
+    when = dict(query(database_url, "select idempotency_key, created_at from decisions"))
+    last_of_big = max(t for key, t in when.items() if key.startswith("inbox:r"))
+    first_of_early = min(t for key, t in when.items() if key.startswith("inbox:e"))
+    assert last_of_big < first_of_early, "the file the cursor was in is finished first"
 
 
 def test_kill_9_during_an_sql_poll(
