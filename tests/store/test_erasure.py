@@ -245,3 +245,24 @@ def test_a_bad_where_is_one_clear_line_without_the_value(tmp_path: Path) -> None
         done = lockgate("erase", "--task", "routing", "--where", where, cwd=project, check=False)
         assert done.returncode != 0 and says in done.stderr, where
         assert SUBJECT not in done.stdout + done.stderr
+
+
+def test_a_reader_holding_the_log_open_is_reported_and_a_second_run_clears_it(
+    tmp_path: Path, sqlite_database_url: str
+) -> None:
+    import sqlite3
+
+    with review_kit(tmp_path, sqlite_database_url, TASK) as kit:
+        kit.decide("my payment failed", email=SUBJECT)
+        reader = sqlite3.connect(sqlite_database_url.removeprefix("sqlite:///"))
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM decisions").fetchone()  # holds a snapshot
+            code, _, err = erase(kit, "--where", f"email={SUBJECT}")
+            assert code == 0 and "warning: another connection was reading" in err
+        finally:
+            reader.close()
+        code, _, err = erase(kit, "--where", f"email={SUBJECT}")
+        assert code == 0 and "warning" not in err
+        kit.runtime.store.engine.dispose()
+        assert SUBJECT.encode() not in file_bytes(sqlite_database_url)

@@ -105,7 +105,7 @@ def erase(
     attempts, reviews, shadow runs, deliveries, and the value wherever else it is written.
     The audit log gets one entry with a salted hash of the subject, never the value.
 
-    Example: echo jane@example.com | lockgate erase --task routing --where email=- --dry-run
+    Example: lockgate erase --task routing --where email=jane@example.com --dry-run
     """
     from lockgate.cli.common import open_runtime
 
@@ -127,6 +127,12 @@ def erase(
         typer.echo(f"  {table}: {count}")
     if not done.counts:
         typer.echo("  nothing: no stored record holds this value")
+    if done.log_truncated is False:
+        typer.echo(
+            "warning: another connection was reading, so SQLite's write-ahead log still holds "
+            "old pages; run the same command again when `lockgate serve` is idle",
+            err=True,
+        )
     if not dry_run and backend == "postgresql":
         typer.echo(
             "note: run VACUUM on the database for old row versions to be removed from its pages "

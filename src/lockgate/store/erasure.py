@@ -75,6 +75,7 @@ CUT = "[erased]"
 """What replaces the value where it is found inside other text."""
 _CHUNK = 500
 _SALT = "erase.salt"
+CHECKPOINT_WAIT_MS = 2000
 
 
 @dataclass
@@ -83,6 +84,9 @@ class Erasure:
 
     counts: dict[str, int] = field(default_factory=dict)
     subject_sha256: str = ""
+    log_truncated: bool | None = None
+    """SQLite: whether the write-ahead log, which still held the old pages, was checkpointed
+    and truncated (False while another connection was reading; None on PostgreSQL)."""
 
     def count(self, name: str, n: int) -> None:
         if n:
@@ -388,10 +392,15 @@ class ErasureRepository:
                 with conn.begin():
                     done = erase(conn, task, field_name, value, kind, actor=actor)
                 # The old pages in the write-ahead log go too: copied back, then truncated.
-                busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                done.count(
-                    "write-ahead log not truncated (readers busy)", int(bool(busy and busy[0]))
-                )
+                # It waits for readers to move on, briefly: a reader that stays (a long
+                # request) is reported rather than waited for.
+                waits = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+                raw.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+                try:
+                    busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout={int(waits)}")
+                done.log_truncated = not (busy and busy[0])
             finally:
                 raw.execute("PRAGMA secure_delete=OFF")
         return done
