@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from lockgate.costs.budgets import SoftAlert, overall_budget
+from lockgate.costs.metrics import CostMetrics
 from lockgate.costs.types import ALL_TASKS, NANO, Ledger
 from lockgate.decide.guards import Spent
-from lockgate.errors import ConfigError
+from lockgate.errors import ConfigError, TaskFileError
 from lockgate.store import Store
 from tests.costs.kit import Clock, budget_task, guard
 
@@ -172,3 +174,32 @@ def test_a_wrong_overall_budget_names_the_key_as_written(
     with pytest.raises(ConfigError) as raised:
         overall_budget(raw)
     assert raised.value.message.startswith(message), raised.value.message
+
+
+def test_the_share_of_each_limit_in_use_is_a_prometheus_gauge(store: Store) -> None:
+    registry = CollectorRegistry()
+    task = budget_task({"per_day": {"calls": 4}, "per_month": {"usd": 1.00}})
+    budgets = guard(store, Clock(), metrics=CostMetrics(registry))
+
+    async def work() -> None:
+        grant = await budgets.reserve(task, [0.10, 0.10, 0.10])
+        await budgets.settle(task, [Spent(h, 0.05) for h in grant.holds])
+
+    asyncio.run(work())
+
+    def share(period: str, unit: str) -> float | None:
+        labels = {"scope": "tickets", "period": period, "unit": unit}
+        return registry.get_sample_value("lockgate_budget_used_ratio", labels)
+
+    assert share("day", "calls") == 0.75
+    assert share("month", "usd") == pytest.approx(0.15)
+    assert share("day", "usd") is None  # no such limit
+
+
+def test_a_wrong_budget_in_a_task_file_names_the_key_as_written() -> None:
+    with pytest.raises(TaskFileError) as raised:
+        budget_task({"per_day": {"usd": 5, "cals": 10}, "on_hard_limit": "stop"})
+    assert raised.value.problems == [
+        "tasks/tickets.yaml: budget.per_day.cals: is not a known key; did you mean calls?",
+        "tasks/tickets.yaml: budget.on_hard_limit: must be one of 'fallback', 'review' or 'refuse'",
+    ]
