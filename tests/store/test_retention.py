@@ -22,6 +22,7 @@ from lockgate.store.tables import (
     intake_seen,
     outbox,
     reviews,
+    shadow_runs,
 )
 from tests.cli.kit import lockgate
 from tests.review.kit import ReviewKit, review_kit
@@ -137,6 +138,31 @@ def test_pending_reviews_and_undelivered_outputs_are_kept_back(kit: ReviewKit) -
     delivered(kit, undelivered)
     assert "decisions.output: 1" in retention(kit)
     assert stored(kit, undelivered).output == BLANK
+
+
+def test_a_decision_with_a_queued_shadow_run_keeps_its_input_until_the_run_is_done(
+    kit: ReviewKit,
+) -> None:
+    decision = kit.decide("my payment failed, shadowed")
+    delivered(kit, decision)
+    with kit.runtime.store.engine.begin() as conn:
+        conn.execute(
+            shadow_runs.insert().values(
+                decision_id=decision.id,
+                task="routing",
+                release=2,
+                status="pending",
+                created_at=utcnow(),
+            )
+        )
+    age(kit, decision, 90)
+    out = retention(kit)
+    assert "kept: 1 decisions with a queued shadow run or an open spot check" in out
+    assert stored(kit, decision).input == {"text": "my payment failed, shadowed"}
+    with kit.runtime.store.engine.begin() as conn:
+        conn.execute(update(shadow_runs).values(status="done", done_at=utcnow()))
+    assert "decisions.input: 1" in retention(kit)
+    assert stored(kit, decision).input == BLANK
 
 
 def test_review_notes_go_with_the_outputs_and_the_chain_still_verifies(kit: ReviewKit) -> None:

@@ -234,6 +234,12 @@ def _erase_decisions(
             {"status": "dead", "last_error": "erased on request: not delivered"},
         ),
         ("outbox", outbox, [o.decision_id.in_(ids)], {"payload": ERASED}),
+        (
+            "shadow_runs (queued, dropped)",
+            shadow_runs,
+            [s.decision_id.in_(ids), s.status == "pending"],
+            {"status": "failed", "error": "erased on request", "done_at": utcnow()},
+        ),
         ("spot_checks", spot_checks, [spot_checks.c.decision_id.in_(ids)], {"output": null()}),
         (
             "feedback",
@@ -246,6 +252,11 @@ def _erase_decisions(
             name,
             _count_or(conn, update(table).where(*where).values(**values), table, where, dry_run),
         )
+    open_checks = [spot_checks.c.decision_id.in_(ids), spot_checks.c.verdict.is_(None)]
+    done.count(
+        "spot_checks (open, withdrawn)",
+        _count_or(conn, delete(spot_checks).where(*open_checks), spot_checks, open_checks, dry_run),
+    )
     cached = [decision_cache.c.decision_id.in_(ids)]
     done.count(
         "decision_cache",

@@ -14,8 +14,9 @@ decisions per transaction, so a long sweep never holds the write lock for long. 
 - `attempts`: the text of each attempt (raw responses, error messages) is dropped; latency,
   tokens and cost stay.
 
-Never blanked: a decision still pending review (a person must see it), and the output of a
-decision with an outbox row not delivered (pending, retrying or dead: a dead letter may be
+Never blanked: a decision still pending review (a person must see it), one with a queued
+shadow run or an open spot check (they read it later), and the output of a decision with an
+outbox row not delivered (pending, retrying or dead: a dead letter may be
 replayed, so its payload is kept until it is delivered). These are counted as `kept`. How far
 the sweep has gone is kept per task and kind (`project_state`), up to the first decision held
 back, so the next sweep starts there instead of at the beginning.
@@ -151,6 +152,27 @@ def step(
     not_yet = {row.id for row in page if aware(row.created_at) >= cutoff}
     held = {row.id for row in page if row.status == "pending_review"} - not_yet
     swept.count("decisions pending review", len(held), kept=True)
+    if kind in ("inputs", "outputs"):
+        # A queued shadow run decides the input later; an open spot check shows a person
+        # the input and output: both need them until done.
+        waiting = set(
+            conn.execute(
+                select(shadow_runs.c.decision_id).where(
+                    shadow_runs.c.decision_id.in_(ids), shadow_runs.c.status == "pending"
+                )
+            ).scalars()
+        ) | set(
+            conn.execute(
+                select(spot_checks.c.decision_id).where(
+                    spot_checks.c.decision_id.in_(ids), spot_checks.c.verdict.is_(None)
+                )
+            ).scalars()
+        )
+        waiting -= held | not_yet
+        swept.count(
+            "decisions with a queued shadow run or an open spot check", len(waiting), kept=True
+        )
+        held |= waiting
     if kind == "outputs":
         undelivered = set(
             conn.execute(
