@@ -38,9 +38,9 @@ class Budgeted:
     runtime: ReleaseRuntime
     server: FaultServer
 
-    def decide(self, texts: list[str], mode: str = "error") -> list[Result]:
+    def decide(self, texts: list[str], mode: str = "error", prefix: str = "k") -> list[Result]:
         requests = [
-            DecisionRequest(input={"text": t}, idempotency_key=f"k-{i}")
+            DecisionRequest(input={"text": t}, idempotency_key=f"{prefix}-{i}")
             for i, t in enumerate(texts)
         ]
 
@@ -205,3 +205,17 @@ def test_a_task_without_a_budget_reserves_nothing(budgeted: Any, database_url: s
     assert all(r.error is None for r in results)
     assert made.server.request_count == 2
     assert made.store.costs.ledgers([("tickets", "2026-11-29")])[0].spent_calls == 0
+
+
+def test_a_call_an_open_breaker_stops_lets_its_hold_go(budgeted: Any) -> None:
+    made = budgeted(
+        [openai_model(logprobs=True, retries=0, breaker_failures=1)], per_day={"calls": 5}
+    )
+    made.server.set_default(Fault.status(503))
+    made.decide(["card one"], prefix="first")  # its failure opens the breaker
+
+    (result,) = made.decide(["card two"], prefix="second")
+
+    assert [a.error_class for a in made.stored(result).attempts] == ["breaker_open"]
+    assert made.server.request_count == 1
+    assert made.spent_calls() == 1  # and no hold left behind (checked there)

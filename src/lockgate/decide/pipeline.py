@@ -455,12 +455,15 @@ class Pipeline:
             return provider.complete_batch(requests)
 
         make_call: Callable[[], Awaitable[Sequence[Candidate | ProviderError]]] = call
+        unused: Callable[[], None] | None = None
         if meter is not None:
-            make_call = meter.metered_batch(call, requests, [i.hold for i in items])
+            make_call, unused = meter.metered_batch(call, requests, [i.hold for i in items])
             for item in items:
                 item.hold = None
         with self.observer.span("model_call", size=len(items), **_model_ids(model)):
             outcome = await self.retrier.call(make_call, model.spec, breaker)
+        if unused is not None:
+            unused()
         for item_index, item in enumerate(items):
             self._record_tries(model, item, outcome.tries, repair=False)
             if outcome.value is None:
@@ -502,11 +505,14 @@ class Pipeline:
             make_call: Callable[[], Awaitable[Candidate]] = functools.partial(
                 model.provider.complete, request
             )
+            unused: Callable[[], None] | None = None
             if meter is not None:
-                make_call = meter.metered(make_call, request, item.hold)
+                make_call, unused = meter.metered(make_call, request, item.hold)
                 item.hold = None
             with self.observer.span("model_call", decision_id=item.id, **_model_ids(model)):
                 outcome = await self.retrier.call(make_call, model.spec, breaker)
+            if unused is not None:
+                unused()  # no try was made (an open breaker): its hold goes, at no cost
             self._record_tries(model, item, outcome.tries, repair=repair)
             if outcome.value is None:
                 return
@@ -703,7 +709,9 @@ class _Meter:
         call: Callable[[], Awaitable[Candidate]],
         request: PreparedRequest,
         first: Hold | None,
-    ) -> Callable[[], Awaitable[Candidate]]:
+    ) -> tuple[Callable[[], Awaitable[Candidate]], Callable[[], None]]:
+        """The call, reserving one more call for each try after the first; and what lets the
+        first hold go when no try was made (an open breaker)."""
         ahead = [first] if first is not None else []
 
         async def metered_call() -> Candidate:
@@ -720,14 +728,20 @@ class _Meter:
             self.spent.append(Spent(hold, candidate.usage.cost))
             return candidate
 
-        return metered_call
+        return metered_call, functools.partial(self._unused, ahead)
+
+    def _unused(self, ahead: list[Hold] | list[list[Hold]]) -> None:
+        for left in ahead:
+            for hold in left if isinstance(left, list) else [left]:
+                self.spent.append(Spent(hold, 0.0, called=False))
+        ahead.clear()
 
     def metered_batch(
         self,
         call: Callable[[], Awaitable[Sequence[Candidate | ProviderError]]],
         requests: Sequence[PreparedRequest],
         first: Sequence[Hold | None],
-    ) -> Callable[[], Awaitable[Sequence[Candidate | ProviderError]]]:
+    ) -> tuple[Callable[[], Awaitable[Sequence[Candidate | ProviderError]]], Callable[[], None]]:
         ahead = [[h for h in first if h is not None]]
 
         async def metered_call() -> Sequence[Candidate | ProviderError]:
@@ -741,7 +755,7 @@ class _Meter:
                 self.spent.append(Spent(hold, answer.usage.cost))
             return answers
 
-        return metered_call
+        return metered_call, functools.partial(self._unused, ahead)
 
 
 def _exceeded(refusal: Refusal) -> BudgetExceeded:
