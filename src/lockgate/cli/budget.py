@@ -1,6 +1,6 @@
 """`lockgate budget show TASK`: what a task has spent, holds and has left; what its cache saved."""
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -11,8 +11,8 @@ app = command_group("Budgets: spend, holds and limits per task; the cache's savi
 
 @app.command("show")
 def show(
-    task: str = typer.Argument(..., help="The task's name."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    task: Annotated[str, typer.Argument(help="Task name, e.g. routing.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     project: ProjectOption = None,
     database: DatabaseOption = None,
 ) -> None:
