@@ -236,11 +236,14 @@ def test_a_dry_run_counts_and_changes_nothing(done: Erased) -> None:
 
 
 def test_a_bad_where_is_one_clear_line_without_the_value(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "project", TASK)
+    project = make_project(
+        tmp_path / "project", TASK.replace("input:\n", "input:\n  amount: {type: number}\n")
+    )
     for where, says in (
         ("email", "--where must be FIELD=VALUE"),
         (f"mail={SUBJECT}", "has no input field 'mail'"),
         ("email=", "empty value"),
+        (f"amount={SUBJECT}", "'amount' is a number: the value after = must be one"),
     ):
         done = lockgate("erase", "--task", "routing", "--where", where, cwd=project, check=False)
         assert done.returncode != 0 and says in done.stderr, where

@@ -117,9 +117,16 @@ def erase(
                 f"task {task!r} has no input field {field!r}",
                 hint=f"input fields: {', '.join(spec.input)}",
             )
-        done = runtime.store.erasure.erase(
-            task, field, value, spec.input[field].type, actor=actor, dry_run=dry_run
-        )
+        kind = spec.input[field].type
+        if kind in ("number", "integer"):
+            try:
+                float(value)
+            except ValueError:
+                raise ConfigError(
+                    f"input field {field!r} is a {kind}: the value after = must be one",
+                    hint="e.g. --where customer_id=4711",
+                ) from None
+        done = runtime.store.erasure.erase(task, field, value, kind, actor=actor, dry_run=dry_run)
         backend = runtime.store.backend
     verb = "would erase" if dry_run else "erased"
     typer.echo(f"{task}: subject {done.subject_sha256[:16]} ({field}): {verb}:")
