@@ -42,8 +42,15 @@ def test_a_spot_check_is_queued_after_the_fact_and_never_touches_the_decision_or
         assert kit.runtime.quality.sweep() == 0  # a second sweep queues nothing twice
 
         alice = kit.key("alice")
-        open_ids = [d.id for _, d in kit.runtime.quality.open_checks(alice, "routing")]
+        listed = kit.runtime.quality.open_checks(alice, "routing")
+        open_ids = [d.id for _, d in listed]
         assert sorted(open_ids) == sorted(ids)
+        for check, shown in listed:  # the decision as stored, marked as a spot check
+            stored = before[shown.id]
+            assert (shown.output, shown.status, shown.created_at, shown.release) == (
+                stored.output, stored.status, stored.created_at, stored.release,
+            )  # fmt: skip
+            assert check.verdict is None and check.decided_at == stored.created_at
         assert reviewed.id not in open_ids  # only automated decisions are spot-checked
         for decision_id in ids:
             kit.runtime.quality.judge(alice, decision_id, "reject", reason="wrong queue")

@@ -12,6 +12,7 @@ from lockgate.cli import budget as budget_cli
 from lockgate.cli import decisions, deliveries, evals, keeping, keys, project, releases
 from lockgate.cli import intake as intake_cli
 from lockgate.cli import quality as quality_cli
+from lockgate.cli import retrain as retrain_cli
 from lockgate.cli import reviews as review_cli
 from lockgate.cli import watch as watch_cli
 from lockgate.cli.common import command_group, readable_help
@@ -83,6 +84,7 @@ def build_app() -> typer.Typer:
     app.add_typer(watch_cli.alerts_app, name="alerts")
     app.command()(quality_cli.accuracy)
     app.add_typer(quality_cli.spot_checks, name="spot-checks")
+    app.command()(retrain_cli.retrain)
     app.command()(quality_cli.drift)
     return app
 

@@ -36,7 +36,7 @@ def _insert(conn: Connection, table: Any) -> Any:
     return dialect.insert(table)
 
 
-def _spot(row: RowMapping) -> SpotCheck:
+def _spot(row: Mapping[str, Any]) -> SpotCheck:
     at = row["at"]
     return SpotCheck(
         decision_id=row["decision_id"],
@@ -167,9 +167,10 @@ class QualityRepository:
         self, tasks: Sequence[str], task: str | None, limit: int
     ) -> list[tuple[SpotCheck, Decision]]:
         """Spot checks without a verdict, oldest first, with their decisions."""
+        checked = [c.label(f"spot_{c.name}") for c in spot_checks.c]
         statement = (
-            select(spot_checks, decisions)
-            .join(decisions, decisions.c.id == spot_checks.c.decision_id)
+            select(decisions, *checked)
+            .join(spot_checks, decisions.c.id == spot_checks.c.decision_id)
             .where(spot_checks.c.verdict.is_(None))
             .order_by(spot_checks.c.created_at, spot_checks.c.decision_id)
             .limit(limit)
@@ -180,7 +181,13 @@ class QualityRepository:
             statement = statement.where(spot_checks.c.task.in_(tasks))
         with database.read(self.engine) as conn:
             rows = list(conn.execute(statement).mappings())
-        return [(_spot(row), decision_queries.from_row(row)) for row in rows]
+        return [
+            (
+                _spot({c.name: row[f"spot_{c.name}"] for c in spot_checks.c}),
+                decision_queries.from_row(row),
+            )
+            for row in rows
+        ]
 
     def open_counts(self, tasks: Sequence[str]) -> dict[str, int]:
         from sqlalchemy import func
@@ -289,6 +296,21 @@ class QualityRepository:
                 .order_by(feedback.c.id)
             ).mappings()
             return [_feedback(r) for r in rows]
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        task: str,
+        subject: str,
+        details: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        """An audit entry of its own (a retraining run and its figures)."""
+        with self.engine.begin() as conn:
+            audit.append(
+                conn, actor=actor, action=action, task=task, subject=subject, details=details
+            )
 
     # ---- judgments (live accuracy, retraining)
 
