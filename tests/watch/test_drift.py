@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from lockgate.decide.pipeline import DecisionRequest
 from lockgate.demo.generator import generate_tickets
 from lockgate.evals.types import DatasetRow
 from lockgate.runtime import Runtime
+from lockgate.server.history import alert_context, alert_rules
 from lockgate.settings import load_settings
 from lockgate.testing.shifts import stream
 from lockgate.watch.drift import PSI_DRIFT, noise, psi
@@ -139,7 +141,8 @@ def test_a_window_from_the_same_distribution_is_not_drift_and_a_new_language_is(
 def test_a_window_in_hours_and_a_bad_window(
     project: tuple[Path, Runtime], module_database_url: str
 ) -> None:
-    root, _ = project
+    root, runtime = project
+    decide(runtime, stream(60, seed=23), "hours")
     report = drift_json(root, module_database_url, "--window", "2h")
     assert report["window"]["hours"] == 2.0 and report["window"]["n"] > 0
     bad = lockgate(
@@ -160,3 +163,35 @@ def test_a_release_without_a_profile_says_how_to_make_one(
     answer = lockgate("drift", "routing", cwd=root, database=database_url, check=False)
     assert answer.returncode != 0
     assert "routing@1 has no reference profile" in answer.stderr
+
+
+def test_the_drift_alert_condition_holds_on_a_shifted_window_only(
+    tmp_path: Path, database_url: str
+) -> None:
+    root = make_project(tmp_path / "project", DRIFT_TASK)
+    settings = load_settings(root, database_url=database_url, environ={})
+    runtime = Runtime.open(settings)
+    try:
+        rows = [
+            DatasetRow(i, {"text": t.text}, {"queue": "other"}, input_hash({"text": t.text}))
+            for i, t in enumerate(generate_tickets(300, seed=12, id_prefix="G"))
+        ]
+        runtime.store.datasets.add("routing", "gate", rows, sealed=True, source=None, actor="t")
+        lockgate("release", "create", "routing", cwd=root, database=database_url)
+        runtime.store.releases.promote("routing", 1, "test")
+        rules = {r.name: r for r in alert_rules(runtime)}
+        assert rules["drift"].condition.name == "drift"  # a default rule of every task
+        day = timedelta(days=1)
+
+        def level() -> float | None:
+            ctx = alert_context(runtime, runtime.tasks(), datetime.now(UTC))
+            return rules["drift"].condition.measure(ctx, "routing", day)
+
+        assert level() is None  # no decisions yet: nothing to judge
+        decide(runtime, stream(200, seed=31), "same")
+        assert level() in (0.0, 1.0)
+        decide(runtime, stream(300, seed=32, shift="language", share=0.6), "shifted")
+        assert level() == 2.0  # drift: past the rule's threshold of 1.5
+        assert rules["drift"].threshold == 1.5
+    finally:
+        runtime.close()

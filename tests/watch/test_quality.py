@@ -3,12 +3,14 @@ systems, and the accuracy of the automated share with its Wilson interval, on bo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from lockgate.errors import Conflict, Forbidden, InputError, NotFound
+from lockgate.server.history import alert_context, alert_rules
 from lockgate.stats import wilson_interval
 from lockgate.store.tables import audit_log, outbox
 from lockgate.watch.quality import chosen_for_check
@@ -192,3 +194,52 @@ def test_feedback_counts_toward_live_accuracy_and_is_audited_without_its_comment
         assert kit.runtime.store.decisions.get(mine.id) == mine
         with kit.runtime.store.engine.connect() as conn:
             assert len(list(conn.execute(select(outbox).where(outbox.c.decision_id == mine.id))))
+
+
+def test_the_live_accuracy_alert_condition_compares_the_lower_bound_with_the_target(
+    tmp_path: Path, database_url: str
+) -> None:
+    task = SPOT_TASK + "evaluation:\n  gate:\n    min_auto_accuracy: 0.8\n"
+    with review_kit(tmp_path, database_url, task) as kit:
+        ids = automated_batch(kit, 60)
+        kit.runtime.quality.sweep()
+        rules = {r.name: r for r in alert_rules(kit.runtime)}
+        condition = rules["live_accuracy"].condition
+        assert (condition.comparison, rules["live_accuracy"].threshold) == ("below", 0.0)
+
+        def value() -> float | None:
+            ctx = alert_context(kit.runtime, kit.runtime.tasks(), datetime.now(UTC))
+            return condition.measure(ctx, "routing", timedelta(days=7))
+
+        alice = kit.key("alice")
+        for decision_id in ids[:40]:
+            kit.runtime.quality.judge(alice, decision_id, "approve")
+        assert value() is None  # 40 judged: too few to judge
+        for decision_id in ids[40:]:
+            kit.runtime.quality.judge(alice, decision_id, "reject", reason="wrong")
+        low, _ = wilson_interval(40, 60)
+        assert value() == pytest.approx(low - 0.8)  # about 0.54 - 0.8: the rule fires
+        assert value() < 0  # type: ignore[operator]
+
+
+def automated_batch(kit: ReviewKit, n: int) -> list[str]:
+    """`n` automated decisions, decided as one batch."""
+    import asyncio
+
+    from lockgate.decide.pipeline import DecisionRequest
+
+    async def main() -> list[str]:
+        try:
+            loaded = kit.runtime.release_runtime("routing")
+            requests = [
+                DecisionRequest({"text": f"a payment went missing #{i}", "amount": 1}, f"b{i}")
+                for i in range(n)
+            ]
+            results = await kit.runtime.pipeline.decide_many(loaded, requests)
+        finally:
+            await kit.runtime.aclose()
+        decisions = [r.decision for r in results]
+        assert all(d is not None and d.route == "auto" for d in decisions)
+        return [d.id for d in decisions if d is not None]
+
+    return asyncio.run(main())

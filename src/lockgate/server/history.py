@@ -152,7 +152,12 @@ def alert_rules(runtime: Runtime, tasks: Mapping[str, TaskSpec] | None = None) -
 
 def alert_context(runtime: Runtime, tasks: Mapping[str, TaskSpec], now: datetime) -> AlertContext:
     return AlertContext(
-        now=now, tasks=tasks, history=runtime.store.history, signals=runtime.store.alerts
+        now=now,
+        tasks=tasks,
+        history=runtime.store.history,
+        signals=runtime.store.alerts,
+        # Live quality's conditions (`watch.live_conditions`): judgments, profiles, releases.
+        extra={"quality": runtime.store.quality, "releases": runtime.store.releases},
     )
 
 

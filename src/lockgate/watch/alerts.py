@@ -52,6 +52,7 @@ from lockgate.decide.key_paths import key_path
 from lockgate.decide.sources import duration_seconds
 from lockgate.errors import ConfigError, LockgateError
 from lockgate.watch.conditions import BUILT_IN, AlertContext, Condition, registry
+from lockgate.watch.live_conditions import LIVE_QUALITY
 from lockgate.watch.types import AlertState, Silence
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lockgate.alerts")
 
-CONDITIONS: Mapping[str, Condition] = registry(*BUILT_IN)
+CONDITIONS: Mapping[str, Condition] = registry(*BUILT_IN, *LIVE_QUALITY)
 ALERTS_LEASE = "alerts"
 
 DEFAULT_RULES: tuple[AlertRuleSpec, ...] = tuple(
@@ -73,6 +74,8 @@ DEFAULT_RULES: tuple[AlertRuleSpec, ...] = tuple(
         ("dead_letters", "warning", "4h"),
         ("canary_rolled_back", "warning", "24h"),
         ("stalled_intake", "critical", "1h"),
+        ("live_accuracy", "warning", "24h"),
+        ("drift", "warning", "24h"),
     )
 )
 
