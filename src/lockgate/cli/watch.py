@@ -163,6 +163,15 @@ def test(
     import asyncio
 
     asyncio.run(channels[channel].send(notice))
+    # The readiness report reads when each channel last took a test notice.
+    from lockgate.store import Store
+    from lockgate.store.readiness import ReadinessRepository
+
+    store = Store(settings.database_url)
+    try:
+        ReadinessRepository(store.engine).note_channel_tested(channel, now)
+    finally:
+        store.close()
     typer.echo(f"test notice sent to {channel}")
 
 

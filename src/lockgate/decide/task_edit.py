@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lockgate.errors import ConfigError
 
@@ -55,11 +55,17 @@ def write_value(path: Path, setting: tuple[str, str], value: str) -> None:
     changed = set_value(text, setting, value)
     if changed == text:
         return
+    write_text(path, changed)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace the file at `path` with `text` at once (a new file keeps the usual mode)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(changed)
-        os.chmod(tmp, path.stat().st_mode & 0o777)
+            handle.write(text)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,3 +77,66 @@ def _child(mapping: MappingNode, key: str) -> Node | None:
         if isinstance(key_node, ScalarNode) and key_node.value == key:
             return value_node
     return None
+
+
+def set_path(text: str, keys: tuple[str | int, ...], value: str) -> str:
+    """`text` with the value at `keys` (mapping keys, or list indexes such as `models.0`) set to
+    `value`, a YAML value written in flow style (`10`, `{per_day: {calls: 5000}}`). An existing
+    value is replaced where it stands; a missing key is added after its siblings, with their
+    indentation, and missing parents become a nested flow mapping."""
+    if not keys:
+        raise ConfigError("name the key to set, e.g. policy.spot_check_rate")
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        return f"{_nested(keys, value)}\n"
+    if not isinstance(root, MappingNode):
+        raise ConfigError("the file is not a mapping of keys")
+    node: Node = root
+    for depth, key in enumerate(keys):
+        if isinstance(node, SequenceNode):
+            if not isinstance(key, int) or not 0 <= key < len(node.value):
+                where = ".".join(map(str, keys[:depth]))
+                raise ConfigError(f"{where} has {len(node.value)} entries; there is no {key}")
+            child: Node | None = node.value[key]
+        elif isinstance(node, MappingNode):
+            child = _child(node, str(key))
+        else:
+            where = ".".join(map(str, keys[:depth]))
+            raise ConfigError(f"{where} is not a mapping of keys; cannot set {key} in it")
+        if child is None:
+            assert isinstance(node, MappingNode)
+            return _add(text, node, _nested(keys[depth:], value))
+        node = child
+    if isinstance(node, ScalarNode) or getattr(node, "flow_style", False):
+        start, end = node.start_mark.index, node.end_mark.index
+        return text[:start] + value + text[end:]
+    raise ConfigError(
+        f"{'.'.join(map(str, keys))} is written as a block; edit it in the file, or set one "
+        "key inside it"
+    )
+
+
+def _nested(keys: tuple[str | int, ...], value: str) -> str:
+    """`a: {b: {c: VALUE}}` for keys (a, b, c)."""
+    written = value
+    for key in reversed(keys[1:]):
+        written = f"{{{key}: {written}}}"
+    return f"{keys[0]}: {written}"
+
+
+def _add(text: str, mapping: MappingNode, entry: str) -> str:
+    """`text` with `entry` (`key: value`) added to `mapping`, after its last key."""
+    if mapping.flow_style or not mapping.value:
+        at = mapping.start_mark.index + 1  # just after the opening brace
+        rest = ", " if mapping.value else ""
+        return f"{text[:at]}{entry}{rest}{text[at:]}"
+    column = mapping.value[0][0].start_mark.column
+    end = mapping.value[-1][1].end_mark.index
+    if end > 0 and text[end - 1] == "\n":
+        at = end
+    else:
+        newline = text.find("\n", end)
+        if newline < 0:
+            return f"{text}\n{' ' * column}{entry}\n"
+        at = newline + 1
+    return f"{text[:at]}{' ' * column}{entry}\n{text[at:]}"

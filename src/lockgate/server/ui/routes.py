@@ -25,6 +25,8 @@ from lockgate.review.types import Verdict
 from lockgate.server.auth import client_address, failed_attempts
 from lockgate.server.ui import reports, views
 from lockgate.server.ui.access import Access, Visit, run
+from lockgate.server.ui.handover import HandoverPages
+from lockgate.server.ui.overview import OverviewPages
 from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
 from lockgate.server.ui.quarantine import QuarantinePages
 from lockgate.server.ui.sessions import SessionSigner
@@ -69,6 +71,8 @@ class ReviewPages:
         router.add_api_route("/reports/{task}", self.suggest_report, methods=["GET"])
         router.add_api_route("/shadow/{task}", self.shadow_report, methods=["GET"])
         QuarantinePages(self, self.templates, self.access).add_to(router)
+        HandoverPages(self, self.templates, self.access).add_to(router)
+        OverviewPages(self, self.templates, self.access).add_to(router)
         return router
 
     # ---- sign-in

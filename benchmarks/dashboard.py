@@ -1,0 +1,315 @@
+"""The dashboard's overview (`GET /ui/tasks/{task}`) over 1,000,000 stored decisions (issue 13,
+part 5: "the overview renders in under 300 ms with 1,000,000 decisions in the database").
+
+Usage (from the repository root, with the venv active):
+
+    python benchmarks/dashboard.py --decisions 1000000 --days 30 --renders 30
+
+Steps, each timed and printed:
+
+1. A project on SQLite (the `routing` task on the deterministic provider), release 1 live with
+   a reference profile (drift needs one).
+2. `--decisions` decisions bulk-inserted into the decisions table (SQLAlchemy core, batches of
+   20,000), spread evenly over the last `--days` days: 85% automated, 10% reviewed (the
+   newest 300 of them still pending review), 3% rejected by the policy, 2% failed; release 2
+   decides the last third and is promoted (audited, so a release change is marked). A 2% spot
+   check of the automated ones with verdicts (92% approve) gives live accuracy its figures.
+3. The real roll-up (`HistoryRepository.roll_up` with `watch.history.counts_of`, 5,000 a
+   call), the backlog sample, and compaction of minutes older than 7 days into hours, as
+   `lockgate serve`'s roll-up loop does it.
+4. The app (`create_app`) in process; a viewer signs in through the sign-in form; then
+   `--renders` GETs of the overview per range (24h, the default, first; then 1h, 7d, 30d)
+   over ASGI (httpx.ASGITransport). The first render of all computes the drift report (kept
+   300 s after); it is reported on its own, and the medians and p95 are of the renders after
+   it.
+5. The same renders on an empty database (no decision at all) in the same run: the baseline.
+
+Prints JSON. Nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import random
+import re
+import secrets
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from bench_common import machine
+
+from lockgate.decide.decision import utcnow
+from lockgate.runtime import Runtime
+from lockgate.server import create_app
+from lockgate.settings import load_settings
+from lockgate.store.tables import decisions, spot_checks
+from lockgate.watch.history import counts_of
+from lockgate.watch.profile import build_profile
+
+TASK = """\
+name: routing
+input:
+  text: {type: string, max_length: 4000, pii: true}
+output:
+  queue: {type: enum, values: [cards, payments, fraud, other]}
+models:
+  - provider: deterministic
+    confidence: 0.9
+    answers:
+      - {if_contains: "stolen", output: {queue: fraud}}
+policy:
+  auto_min_confidence: 0.8
+  review_when:
+    - {field: queue, equals: fraud}
+"""
+QUEUES = ("cards", "payments", "fraud", "other")
+WORDS = ("card", "payment", "refund", "stolen", "blocked", "transfer", "account", "limit")
+RANGES = ("24h", "1h", "7d", "30d")
+
+
+def project(root: Path) -> Runtime:
+    (root / "tasks").mkdir(parents=True)
+    (root / "tasks" / "routing.yaml").write_text(TASK)
+    settings = load_settings(root, database_url=f"sqlite:///{root}/lockgate.db", environ={})
+    runtime = Runtime.open(settings)
+    release, _ = runtime.create_release("routing", "bench")
+    runtime.store.releases.promote("routing", release.number, "bench")
+    rng = random.Random(1)
+    inputs = [{"text": " ".join(rng.choices(WORDS, k=12))} for _ in range(500)]
+    profile = build_profile(
+        runtime.task("routing"),
+        inputs,
+        [{"queue": rng.choice(QUEUES)} for _ in inputs],
+        [round(rng.uniform(0.6, 1.0), 3) for _ in inputs],
+        routes=["auto"] * len(inputs),
+    )
+    runtime.store.quality.save_profile("routing", release.number, profile, utcnow())
+    return runtime
+
+
+def fill(runtime: Runtime, n: int, days: float) -> dict[str, Any]:
+    """`n` decisions over the last `days` days, and their spot checks; timings."""
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    first = now - timedelta(days=days)
+    span = (now - first).total_seconds()
+    second_from = int(n * 2 / 3)
+    engine = runtime.store.engine
+    started = time.perf_counter()
+    checks: list[dict[str, Any]] = []
+    pending_from = None
+    batch: list[dict[str, Any]] = []
+    review_seen = 0
+    reviews_total = int(n * 0.10)
+    for i in range(n):
+        at = first + timedelta(seconds=span * (i + 0.5) / n)
+        draw = rng.random()
+        queue = rng.choice(QUEUES)
+        if draw < 0.85:
+            route, status, reason = "auto", "delivered", "confidence 0.93 >= 0.8"
+        elif draw < 0.95:
+            review_seen += 1
+            pending = review_seen > reviews_total - 300
+            route, status, reason = (
+                "review",
+                "pending_review" if pending else rng.choice(("approved", "corrected")),
+                "queue equals fraud",
+            )
+            if pending and pending_from is None:
+                pending_from = at
+        elif draw < 0.98:
+            route, status, reason = "reject", "rejected", "policy: reject"
+        else:
+            route, status, reason = None, "failed", "every model failed: timeout"
+        text = " ".join(rng.choices(WORDS, k=12))
+        decision_id = f"{int(at.timestamp() * 1000):012x}{secrets.token_hex(7)}"
+        batch.append(
+            {
+                "id": decision_id,
+                "task": "routing",
+                "release": 1 if i < second_from else 2,
+                "idempotency_key": f"k{i}",
+                "input_hash": f"{i:064x}",
+                "input": {"text": text},
+                "redacted_input": {"text": "[redacted]"},
+                "output": None if status == "failed" else {"queue": queue},
+                "alternatives": None,
+                "confidence": None if status == "failed" else round(rng.uniform(0.5, 1.0), 3),
+                "route": route,
+                "status": status,
+                "reason": reason,
+                "cost": 0.0004 if status != "failed" else 0.0,
+                "latency_ms": rng.lognormvariate(4.0, 0.6),
+                "metadata": {},
+                "submitted_by": None,
+                "created_at": at,
+                "updated_at": at,
+                "priority": 0,
+            }
+        )
+        if route == "auto" and rng.random() < 0.02:
+            verdict = "approve" if rng.random() < 0.92 else "correct"
+            checks.append(
+                {
+                    "decision_id": decision_id,
+                    "task": "routing",
+                    "release": 1 if i < second_from else 2,
+                    "decided_at": at,
+                    "created_at": at + timedelta(minutes=5),
+                    "verdict": verdict,
+                    "output": None if verdict == "approve" else {"queue": "other"},
+                    "reviewer": "bench",
+                    "at": at + timedelta(minutes=30),
+                }
+            )
+        if len(batch) == 20_000 or i == n - 1:
+            with engine.begin() as conn:
+                conn.execute(decisions.insert(), batch)
+            batch = []
+    inserted = time.perf_counter() - started
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        for index in range(0, len(checks), 20_000):
+            conn.execute(spot_checks.insert(), checks[index : index + 20_000])
+    checked = time.perf_counter() - started
+    return {
+        "decisions": n,
+        "spot_checks": len(checks),
+        "insert_s": round(inserted, 1),
+        "spot_checks_insert_s": round(checked, 1),
+    }
+
+
+def roll_up(runtime: Runtime) -> dict[str, Any]:
+    history = runtime.store.history
+    summarize = functools.partial(counts_of, label_fields={"routing": ("queue",)})
+    started = time.perf_counter()
+    rounds = 0
+    while history.roll_up(summarize, 5000):
+        rounds += 1
+    rolled = time.perf_counter() - started
+    history.sample_backlog()
+    started = time.perf_counter()
+    folded = 0
+    while True:
+        done = history.compact()
+        folded += done
+        if not done:
+            break
+    compacted = time.perf_counter() - started
+    with runtime.store.engine.connect() as conn:
+        cells = conn.exec_driver_sql("SELECT step, count(*) FROM history_cells GROUP BY step")
+        by_step = {step: int(count) for step, count in cells}
+    return {
+        "rollup_s": round(rolled, 1),
+        "rollup_calls": rounds,
+        "compact_s": round(compacted, 1),
+        "cells_folded": folded,
+        "cells": by_step,
+    }
+
+
+async def renders(runtime: Runtime, count: int, name: str, kept: bool) -> dict[str, Any]:
+    """Sign in as a viewer, then time `count` overview renders per range. `kept`: as served
+    (an overview is kept for the roll-up's interval, 10 s); else every render computes it
+    (the runtime's roll-up interval read by the pages is set to 0 once the app's loops have
+    started with the real one)."""
+    _, secret = runtime.store.keys.create(
+        f"{name}-{secrets.token_hex(3)}", "viewer", (), actor="bench"
+    )
+    settings = runtime.settings
+    app = create_app(settings, runtime=runtime)
+    base = "http://dashboard.test"
+    transport = httpx.ASGITransport(app=app)
+    figures: dict[str, Any] = {}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=base) as client,
+    ):
+        form = await client.get("/ui/sign-in")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        signed = await client.post(
+            "/ui/sign-in",
+            data={"csrf_token": token.group(1), "api_key": secret},
+            headers={"Origin": base},
+        )
+        assert signed.status_code == 303, signed.text[:300]
+        if not kept:
+            runtime.settings = settings.with_changes(history_rollup_seconds=0.0)
+        first = True
+        for rng in RANGES:
+            times = []
+            for _ in range(count + (1 if first else 0)):
+                started = time.perf_counter()
+                page = await client.get(f"/ui/tasks/routing?range={rng}")
+                times.append((time.perf_counter() - started) * 1000)
+                assert page.status_code == 200, page.text[:500]
+            if first:
+                figures["first_render_ms"] = round(times.pop(0), 1)
+                first = False
+            times.sort()
+            figures[rng] = {
+                "median_ms": round(statistics.median(times), 1),
+                "p95_ms": round(times[max(0, round(0.95 * len(times)) - 1)], 1),
+                "n": len(times),
+            }
+    runtime.settings = settings
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--decisions", type=int, default=1_000_000)
+    parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--renders", type=int, default=30)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the filled project here; run again with the same folder to reuse it",
+    )
+    args = parser.parse_args()
+    out: dict[str, Any] = {"machine": machine(), "started": utcnow().isoformat()}
+    root = args.keep or Path(tempfile.mkdtemp(prefix="lockgate-dashboard-"))
+    baseline = project(Path(tempfile.mkdtemp(prefix="lockgate-dashboard-empty-")))
+    try:
+        out["baseline_empty_database"] = {
+            "computed": asyncio.run(renders(baseline, args.renders, "v1", kept=False)),
+            "as_served": asyncio.run(renders(baseline, args.renders, "v2", kept=True)),
+        }
+    finally:
+        baseline.close()
+    filled = root / "full" / "lockgate.db"
+    if args.keep is not None and filled.exists():  # a database filled by an earlier run
+        settings = load_settings(root / "full", database_url=f"sqlite:///{filled}", environ={})
+        full = Runtime.open(settings)
+        out["fill"] = "reused from an earlier run (see its output for the timings)"
+    else:
+        full = project(root / "full")
+    try:
+        if not isinstance(out.get("fill"), str):
+            out["fill"] = fill(full, args.decisions, args.days)
+            print(json.dumps(out["fill"]), flush=True)
+            out["rollup"] = roll_up(full)
+            print(json.dumps(out["rollup"]), flush=True)
+        out["with_decisions"] = {
+            "computed": asyncio.run(renders(full, args.renders, "v1", kept=False)),
+            "as_served": asyncio.run(renders(full, args.renders, "v2", kept=True)),
+        }
+    finally:
+        full.close()
+    out["database_mb"] = round((root / "full" / "lockgate.db").stat().st_size / 2**20, 1)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
