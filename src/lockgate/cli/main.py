@@ -9,7 +9,7 @@ import typer
 import typer.main
 
 from lockgate.cli import budget as budget_cli
-from lockgate.cli import decisions, deliveries, evals, keeping, keys, project, releases
+from lockgate.cli import decisions, deliveries, evals, handover, keeping, keys, project, releases
 from lockgate.cli import intake as intake_cli
 from lockgate.cli import quality as quality_cli
 from lockgate.cli import retrain as retrain_cli
@@ -86,6 +86,9 @@ def build_app() -> typer.Typer:
     app.add_typer(quality_cli.spot_checks, name="spot-checks")
     app.command()(retrain_cli.retrain)
     app.command()(quality_cli.drift)
+    app.command()(handover.readiness)
+    app.command()(handover.runbook)
+    app.command("set")(handover.set_)
     return app
 
 
