@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -37,6 +38,25 @@ router = APIRouter(tags=["history"])
 log = logging.getLogger("lockgate.alerts")
 
 MAX_BUCKETS = 10_000
+TIME_PATTERN = (
+    r"^(now|[0-9]{1,5}[smhd]|20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?)$"
+)
+"""What `from` and `to` accept over HTTP: now, a duration ago, or an ISO 8601 date or time."""
+
+
+def _roll_over(text: str) -> str:
+    """A day past its month's end counted on into the next (2026-02-30 is 2026-03-02), as a
+    calendar does; any other text as it is."""
+    found = re.match(r"^(\d{4})-(\d{2})-(\d{2})(.*)$", text)
+    if found is None:
+        return text
+    year, month, day = (int(found[i]) for i in (1, 2, 3))
+    if not (1 <= month <= 12 and 28 < day <= 31):
+        return text
+    moved = date(year, month, 1) + timedelta(days=day - 1)
+    return moved.isoformat() + found[4]
 
 
 def parse_time(text: str | None, now: datetime, name: str) -> datetime | None:
@@ -50,7 +70,7 @@ def parse_time(text: str | None, now: datetime, name: str) -> datetime | None:
     except ValueError:
         pass
     try:
-        at = datetime.fromisoformat(text)
+        at = datetime.fromisoformat(_roll_over(text))
     except ValueError:
         raise InputError(
             f"{name}: {text[:40]!r} is neither a time nor a duration",
@@ -63,25 +83,22 @@ def history_view(
     runtime: Runtime, task: str, start: str | None, end: str | None, step: str | None
 ) -> dict[str, Any]:
     """The task's history as `GET /v1/tasks/{task}/history` and `lockgate history` give it
-    (blocking: call it in a thread)."""
+    (blocking: call it in a thread). An empty range (`from` not before `to`) has no buckets; a
+    step that would make more than 10,000 buckets is widened to hours, days or weeks."""
     runtime.task(task)  # a 404 for a task that is not in the project
     now = utcnow()
     until = parse_time(end, now, "to") or now
     since = parse_time(start, now, "from") or until - timedelta(hours=24)
-    if since >= until:
-        raise InputError("from: must be earlier than to", hint="e.g. --from 24h --to now")
     try:
         seconds = history.parse_step(step) if step else history.default_step(since, until)
     except ValueError as exc:
         raise InputError(f"step: {exc}", hint="write minute, hour, day or e.g. 5m") from None
-    if (until - since).total_seconds() / seconds > MAX_BUCKETS:
-        raise InputError(
-            f"step: more than {MAX_BUCKETS} buckets from {since.isoformat()} to "
-            f"{until.isoformat()}",
-            hint="choose a larger step (e.g. 1h or 1d) or a shorter range",
-        )
+    # A step that would make more than MAX_BUCKETS buckets is widened (the answer says which).
+    span = max(0.0, (until - since).total_seconds())
+    while span / seconds > MAX_BUCKETS:
+        seconds = next((s for s in (3600, 86400) if s > seconds), seconds * 7)
     first = history.bucket_start(since, seconds)
-    cells = runtime.store.history.cells(task, first, until)
+    cells = runtime.store.history.cells(task, first, until) if since < until else []
     return {
         "task": task,
         "step": history.step_name(seconds),
@@ -101,16 +118,16 @@ async def task_history(
         Query(
             alias="from",
             max_length=40,
-            pattern=r"^[0-9A-Za-z:.+\- ]*$",
-            description="Start: an ISO 8601 time, or a duration ago (24h). Default: 24h before "
-            "`to`.",
+            pattern=TIME_PATTERN,
+            description="Start: an ISO 8601 time (UTC unless it names a zone), or a duration "
+            "ago (24h). Default: 24h before `to`.",
         ),
     ] = None,
     to: Annotated[
         str | None,
         Query(
             max_length=40,
-            pattern=r"^[0-9A-Za-z:.+\- ]*$",
+            pattern=TIME_PATTERN,
             description="End: an ISO 8601 time, a duration ago, or now (the default).",
         ),
     ] = None,
@@ -118,7 +135,7 @@ async def task_history(
         str | None,
         Query(
             max_length=16,
-            pattern=r"^(minute|hour|day|[0-9]{1,6}[mhd])$",
+            pattern=r"^(minute|hour|day|[1-9][0-9]{0,5}[mhd])$",
             description="Bucket size: minute, hour, day or e.g. 5m, 1h, 1d. Default: by range.",
         ),
     ] = None,

@@ -94,8 +94,8 @@ OUTCOMES: dict[str, dict[int, str]] = {
     "task_budget": {404: "no task with this name"},
     "task_history": {
         404: "no task with this name",
-        422: "`from` or `to` is neither a time nor a duration, `from` is not before `to`, or "
-        "the step would make more than 10,000 buckets",
+        422: "`from`, `to` or `step` does not match its pattern (a time, a duration ago, "
+        "`now`; a step such as `minute` or `5m`)",
     },
     "get_decision": {404: "no decision with this id that this key may read"},
     "list_decisions": {400: "`cursor` is not a cursor this API issued"},
