@@ -19,6 +19,7 @@ from lockgate.decide.decision import utcnow
 from lockgate.store.tables import attempts, decision_cache, decisions, intake_quarantine
 from tests.cli.kit import lockgate, make_project
 from tests.review.kit import ReviewKit, review_kit
+from tests.store.sqlite_defaults import secure_delete_off_by_default
 
 SUBJECT = "jane.roe.4711@example.org"
 OTHER = "max.mustermann@example.org"
@@ -70,7 +71,7 @@ def done(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     raw response echoes it, another person's ticket that mentions it, a quarantined raw
     record. Then a dry run, the erasure, and the same erasure again."""
     root = tmp_path_factory.mktemp("erasure")
-    with review_kit(root, module_database_url, TASK) as kit:
+    with secure_delete_off_by_default(), review_kit(root, module_database_url, TASK) as kit:
         alice = kit.key("alice")
         paid = kit.decide("my payment failed twice", email=SUBJECT)
         store = kit.runtime.store
@@ -255,7 +256,7 @@ def test_a_reader_holding_the_log_open_is_reported_and_a_second_run_clears_it(
 ) -> None:
     import sqlite3
 
-    with review_kit(tmp_path, sqlite_database_url, TASK) as kit:
+    with secure_delete_off_by_default(), review_kit(tmp_path, sqlite_database_url, TASK) as kit:
         kit.decide("my payment failed", email=SUBJECT)
         reader = sqlite3.connect(sqlite_database_url.removeprefix("sqlite:///"))
         try:

@@ -26,6 +26,7 @@ from lockgate.store.tables import (
 )
 from tests.cli.kit import lockgate
 from tests.review.kit import ReviewKit, review_kit
+from tests.store.sqlite_defaults import secure_delete_off_by_default
 
 TASK = """\
 name: routing
@@ -82,7 +83,7 @@ def stored(kit: ReviewKit, decision: Decision) -> Decision:
 
 @pytest.fixture
 def kit(tmp_path: Path, database_url: str) -> Iterator[ReviewKit]:
-    with review_kit(tmp_path, database_url, TASK) as opened:
+    with secure_delete_off_by_default(), review_kit(tmp_path, database_url, TASK) as opened:
         yield opened
 
 
@@ -118,6 +119,11 @@ def test_inputs_and_attempts_past_30_days_are_blanked_outputs_kept_to_60(kit: Re
     assert "feedback (output and comment): 1" in out and "decision_cache: 1" in out
     assert kit.runtime.store.quality.feedback_of(older.id)[0].comment is None
     assert kit.runtime.store.costs.cached("routing", "r" * 64, [older.input_hash], utcnow()) == []
+    if kit.runtime.store.backend == "sqlite":  # zeroed in the file, not only unlinked
+        kit.runtime.store.engine.dispose()
+        url = kit.runtime.settings.database_url
+        stored_bytes = Path(url.removeprefix("sqlite:///")).read_bytes()
+        assert b"failed in March" not in stored_bytes and b"failed today" in stored_bytes
     assert kit.runtime.store.audit.first_break() is None
 
 

@@ -398,6 +398,7 @@ class ErasureRepository:
             raw = conn.connection.driver_connection
             assert raw is not None
             # Deleted and overwritten content is zeroed in the file, not only unlinked.
+            before = raw.execute("PRAGMA secure_delete").fetchone()[0]
             raw.execute("PRAGMA secure_delete=ON")
             try:
                 with conn.begin():
@@ -413,5 +414,5 @@ class ErasureRepository:
                     raw.execute(f"PRAGMA busy_timeout={int(waits)}")
                 done.log_truncated = not (busy and busy[0])
             finally:
-                raw.execute("PRAGMA secure_delete=OFF")
+                raw.execute(f"PRAGMA secure_delete={int(before)}")
         return done

@@ -24,7 +24,8 @@ back, so the next sweep starts there instead of at the beginning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -354,6 +355,21 @@ def held_quarantine(conn: Connection, task: str, cutoff: datetime) -> int:
     return int(conn.execute(held).scalar_one())
 
 
+@contextmanager
+def _zeroing(conn: Connection) -> Iterator[None]:
+    """On SQLite, blanked and deleted content is zeroed in the file (`secure_delete`), not only
+    unlinked; the write-ahead log's old frames are overwritten as it is checkpointed."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA secure_delete").scalar_one()
+    conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA secure_delete={int(before)}")
+
+
 class RetentionRepository:
     """The retention sweep over one engine (`Store.retention`): each step is one transaction."""
 
@@ -374,13 +390,13 @@ class RetentionRepository:
         batch: int = BATCH,
         dry_run: bool = False,
     ) -> Swept:
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, _zeroing(conn):
             return step(conn, task, kind, cutoff, cursor, batch=batch, dry_run=dry_run)
 
     def intake_step(
         self, task: str, cutoff: datetime, *, batch: int = BATCH, dry_run: bool = False
     ) -> tuple[Swept, bool]:
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, _zeroing(conn):
             return intake_step(conn, task, cutoff, batch=batch, dry_run=dry_run)
 
     def sweep(
