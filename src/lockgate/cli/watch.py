@@ -51,20 +51,23 @@ def history(
     database: DatabaseOption = None,
 ) -> None:
     """A task's decisions over time, per bucket and release: counts by route, failures,
-    latency p95, cost, verdicts and review backlog (rolled up by `lockgate serve`).
+    latency p95, cost, verdicts and review backlog (rolled up by `lockgate serve`, or by this
+    command when no server does).
 
     Example: lockgate history routing --from 7d --step 1d
     """
-    from lockgate.server.history import history_view
+    from lockgate.server.history import catch_up, history_view
 
     with open_runtime(project, database) as runtime:
+        runtime.task(task)
+        catch_up(runtime)  # decisions no `lockgate serve` has rolled up yet
         view = history_view(runtime, task, since, until, step)
     if as_json:
         print_json(view)
         return
     typer.echo(f"{task}: {view['from']} to {view['to']}, step {view['step']}")
     if not view["buckets"]:
-        typer.echo("no decisions in this range (history is rolled up by `lockgate serve`)")
+        typer.echo("no decisions in this range")
         return
     typer.echo(
         f"{'start':<25} {'release':<16} {'decisions':>9} {'auto':>6} {'review':>6} "

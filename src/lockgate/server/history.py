@@ -8,6 +8,7 @@ The alert assembly (`alert_rules`, `alert_context`, `evaluator`) lives here and 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -32,7 +33,7 @@ from lockgate.watch import alerts, history
 from lockgate.watch.alerts import Evaluator, Rule
 from lockgate.watch.channels import build_channels
 from lockgate.watch.conditions import AlertContext
-from lockgate.watch.history import Rollup
+from lockgate.watch.history import ROLLUP_LEASE, Rollup, counts_of
 
 router = APIRouter(tags=["history"])
 log = logging.getLogger("lockgate.alerts")
@@ -201,6 +202,22 @@ def evaluator(runtime: Runtime, name: str | None = None) -> Evaluator:
         channels=build_channels(runtime.settings.alert_channels, os.environ),
         interval_s=runtime.settings.alert_interval_seconds,
     )
+
+
+def catch_up(runtime: Runtime, limit: int = 2000) -> None:
+    """Roll up what is not yet rolled up, unless a `lockgate serve` holds the lease (it does it
+    then): for `lockgate history` without a server (blocking)."""
+    name = owner()
+    leases = runtime.store.leases
+    if not leases.take(ROLLUP_LEASE, name, 60.0):
+        return
+    try:
+        summarize = functools.partial(counts_of, label_fields=label_fields(runtime.tasks()))
+        while runtime.store.history.roll_up(summarize, limit) >= limit:
+            pass
+        runtime.store.history.sample_backlog()
+    finally:
+        leases.give_up(ROLLUP_LEASE, name)
 
 
 def rollup(runtime: Runtime, name: str | None = None) -> Rollup:

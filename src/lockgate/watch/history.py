@@ -49,6 +49,10 @@ KEY_LENGTH = 128
 ROLLUP_LEASE = "rollup"
 
 
+LATENCY_KEYS = (*(f"le_{edge:g}" for edge in LATENCY_EDGES_MS), "le_inf")
+"""The latency histogram's keys, fastest bucket first."""
+
+
 def latency_key(ms: float) -> str:
     for edge in LATENCY_EDGES_MS:
         if ms <= edge:
@@ -203,7 +207,7 @@ def bucket_json(task: str, release: int, start: datetime, m: Mapping[str, Any]) 
         "latency_p50_ms": ms(quantile(latency, 0.50)),
         "latency_p95_ms": ms(quantile(latency, 0.95)),
         "latency_p99_ms": ms(quantile(latency, 0.99)),
-        "latency_histogram_ms": {k: int(v) for k, v in sorted(latency.items())},
+        "latency_histogram_ms": {k: int(latency[k]) for k in LATENCY_KEYS if latency.get(k)},
         "confidence_histogram": {k: int(v) for k, v in sorted(m.get("confidence", {}).items())},
         "failures": {k: int(v) for k, v in sorted(m.get("failure", {}).items())},
         "attempt_errors": {k: int(v) for k, v in sorted(m.get("attempt_error", {}).items())},
