@@ -359,6 +359,8 @@ def _commands(context: Context) -> list[tuple[str, list[str]]]:
         (
             "Retrain",
             [
+                f"lockgate retrain {task} --data <TRAINING_FILE>",
+                "# or step by step:",
                 f"lockgate labels export {task} --out <LABELS_FILE>",
                 f"lockgate train {task} --data <TRAINING_FILE> --data <LABELS_FILE>",
                 f"lockgate release create {task}",
