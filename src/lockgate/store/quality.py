@@ -36,7 +36,7 @@ def _insert(conn: Connection, table: Any) -> Any:
     return dialect.insert(table)
 
 
-def _spot(row: Mapping[str, Any]) -> SpotCheck:
+def _spot(row: Mapping[str, Any] | RowMapping) -> SpotCheck:
     at = row["at"]
     return SpotCheck(
         decision_id=row["decision_id"],

@@ -200,8 +200,8 @@ def accuracy_signal(reference: Mapping[str, Any] | None, agree: int, n: int) -> 
     """The drop of live accuracy (judged automated decisions in the window) from the
     reference sample's accuracy; no value without both."""
     if not reference or not reference.get("n") or n == 0:
-        detail = {"n": n, "note": "no judged automated decisions in the window" if n == 0 else ""}
-        return Signal("accuracy", None, ACCURACY_DRIFT, "ok", ACCURACY_WARN, None, detail)
+        none = {"n": n, "note": "no judged automated decisions in the window" if n == 0 else ""}
+        return Signal("accuracy", None, ACCURACY_DRIFT, "ok", ACCURACY_WARN, None, none)
     expected = reference["agree"] / reference["n"]
     rate = agree / n
     low, high = wilson_interval(agree, n)
@@ -214,7 +214,7 @@ def accuracy_signal(reference: Mapping[str, Any] | None, agree: int, n: int) -> 
         if drop >= ACCURACY_WARN and below
         else "ok"
     )
-    detail = {
+    detail: dict[str, Any] = {
         "n": n,
         "live": round(rate, 4),
         "low": round(low, 4),

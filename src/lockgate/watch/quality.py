@@ -303,6 +303,7 @@ class QualityService:
             )
         spec = self._spec(decision.task, decision.release)
         corrected = None
+        why: str | None
         if kind == "correct":
             corrected = validated_correction(spec, output)
             if decision.output is not None and corrected == dict(decision.output):

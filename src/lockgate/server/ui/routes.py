@@ -30,6 +30,7 @@ from lockgate.server.ui.overview import OverviewPages
 from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
 from lockgate.server.ui.quarantine import QuarantinePages
 from lockgate.server.ui.sessions import SessionSigner
+from lockgate.server.ui.spot_checks import SpotCheckPages
 from lockgate.settings import Settings
 
 _DECISION_ID = re.compile(r"^[0-9a-f]{1,32}$")
@@ -73,6 +74,7 @@ class ReviewPages:
         QuarantinePages(self, self.templates, self.access).add_to(router)
         HandoverPages(self, self.templates, self.access).add_to(router)
         OverviewPages(self, self.templates, self.access).add_to(router)
+        SpotCheckPages(self, self.templates, self.access).add_to(router)
         return router
 
     # ---- sign-in
