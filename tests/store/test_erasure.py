@@ -120,7 +120,7 @@ def done(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
             dry_run,
             rows_after_dry_run,
             audit_after_dry_run,
-            decisions_before,  # type: ignore[arg-type]
+            decisions_before,
             erased,
             erase(kit, "--where", f"email={SUBJECT}"),
         )

@@ -27,6 +27,7 @@ from lockgate.store.tables import (
 from tests.cli.kit import lockgate
 from tests.review.kit import ReviewKit, review_kit
 from tests.store.sqlite_defaults import secure_delete_off_by_default
+from tests.store.test_erasure import rows_holding
 
 TASK = """\
 name: routing
@@ -114,11 +115,15 @@ def test_inputs_and_attempts_past_30_days_are_blanked_outputs_kept_to_60(kit: Re
     assert stored(kit, fresh).attempts[0].message is not None
     with kit.runtime.store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(decisions)).scalar_one() == 3
-        payloads = dict(conn.execute(select(outbox.c.decision_id, outbox.c.payload)).all())
+        rows = conn.execute(select(outbox.c.decision_id, outbox.c.payload)).all()
+    payloads = {row.decision_id: row.payload for row in rows}
     assert payloads[older.id] == BLANK and payloads[old.id] != BLANK
     assert "feedback (output and comment): 1" in out and "decision_cache: 1" in out
     assert kit.runtime.store.quality.feedback_of(older.id)[0].comment is None
     assert kit.runtime.store.costs.cached("routing", "r" * 64, [older.input_hash], utcnow()) == []
+    # The 45-day-old input is in no row of any table; the fresh one still is.
+    assert rows_holding(kit.runtime.store.engine, "failed in March") == []
+    assert "decisions.input" in rows_holding(kit.runtime.store.engine, "failed today")
     if kit.runtime.store.backend == "sqlite":  # zeroed in the file, not only unlinked
         kit.runtime.store.engine.dispose()
         url = kit.runtime.settings.database_url
