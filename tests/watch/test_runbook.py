@@ -49,6 +49,7 @@ def test_every_command_in_the_runbook_parses(project: Path) -> None:
     for wanted in (
         "release rollback",
         "deliveries retry",
+        "retrain",
         "train",
         "keys create",
         "keys revoke",
@@ -119,7 +120,8 @@ def test_no_secret_reaches_the_runbook(project: Path, monkeypatch: pytest.Monkey
     ):
         assert secret not in written and secret not in text and secret not in report, secret
     assert "webhook to hooks.example.com (signed with $ROUTING_HOOK_SECRET)" in written
-    assert "ana" in written
+    assert "**Reviewers (keys):** ana" in written
+    assert "**Asked by (keys):** no key that may submit yet" in written
 
 
 def test_set_refuses_a_change_that_breaks_the_file_and_leaves_it_as_it_was(

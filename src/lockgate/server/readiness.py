@@ -16,7 +16,7 @@ from lockgate.rollout import gates
 from lockgate.rollout.gates import GateResult
 from lockgate.rollout.release import Release
 from lockgate.runtime import Runtime
-from lockgate.security import ApiKey
+from lockgate.security import PERMISSIONS, ApiKey
 from lockgate.store.readiness import ReadinessRepository
 from lockgate.watch import readiness, runbook
 from lockgate.watch.channels import build_channels
@@ -112,6 +112,7 @@ def runbook_markdown(runtime: Runtime, task: str) -> tuple[str, Release | None]:
     live = runtime.store.releases.live(task)
     settings = runtime.settings
     declared = build_channels(settings.alert_channels, os.environ)
+    keys = runtime.store.keys.list_all()
     context = runbook.Context(
         spec=spec,
         task_file=task_file(runtime, task),
@@ -121,12 +122,19 @@ def runbook_markdown(runtime: Runtime, task: str) -> tuple[str, Release | None]:
         channels=tuple(sorted(name for name in declared if name != "log")),
         backend=runtime.store.backend,
         review_sla_minutes=spec.policy.review_sla_minutes,
-        reviewers=tuple(
-            sorted(k.name for k in runtime.store.keys.list_all() if readiness.may_review(k, task))
-        ),
+        reviewers=tuple(sorted(k.name for k in keys if readiness.may_review(k, task))),
+        callers=tuple(sorted(k.name for k in keys if _may_decide(k, task))),
         generated_at=utcnow(),
     )
     return runbook.render(context), live
+
+
+def _may_decide(key: ApiKey, task: str) -> bool:
+    return (
+        key.revoked_at is None
+        and "decide" in PERMISSIONS[key.role]
+        and (not key.tasks or task in key.tasks)
+    )
 
 
 def _previous(runtime: Runtime, task: str, live: Release | None) -> Release | None:

@@ -88,6 +88,8 @@ class Context:
     reviewers: tuple[str, ...]
     """Names of the keys that may review the task."""
     generated_at: datetime
+    callers: tuple[str, ...] = ()
+    """Names of the keys that may ask for the task's decisions (submitters and operators)."""
 
 
 def render(context: Context) -> str:
@@ -121,6 +123,8 @@ def render(context: Context) -> str:
     )
     add(f"- **Input:** {inputs}")
     add(f"- **Outcomes go to:** {_sinks(spec)}")
+    callers = ", ".join(context.callers) or "no key that may submit yet"
+    add(f"- **Asked by (keys):** {callers}")
     reviewers = ", ".join(context.reviewers) or "no reviewer key yet"
     add(f"- **Reviewers (keys):** {reviewers}")
     add("")
