@@ -175,7 +175,8 @@ audit_log = Table(
     Column("actor", String(128), nullable=False),
     Column("action", String(64), nullable=False),
     Column("task", String(64), nullable=True, index=True),
-    Column("subject", String(255), nullable=True),
+    # Indexed: retention and erasure find the review entries of given decisions by it.
+    Column("subject", String(255), nullable=True, index=True),
     Column("details", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),

@@ -36,8 +36,11 @@ def upgrade() -> None:
         sa.Column("decisions", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_backups")),
     )
+    # Retention and erasure find the review entries of given decisions by their subject.
+    op.create_index(op.f("ix_audit_log_subject"), "audit_log", ["subject"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_audit_log_subject"), table_name="audit_log")
     op.drop_table("backups")
     op.drop_table("project_state")
