@@ -64,6 +64,18 @@ FIRST_STEPS: dict[str, tuple[str, str, str]] = {
         "Check the senders of decisions (their logs, their keys).",
         "Look at quarantined records: `lockgate quarantine list --task {task}`.",
     ),
+    "live_accuracy": (
+        "See live accuracy per release and label: `lockgate accuracy {task}`.",
+        "Check whether the inputs moved: `lockgate drift {task}`.",
+        "Retrain with the human labels: `lockgate retrain {task} --data <TRAINING_FILE>`; if a "
+        'new release caused it, roll back: `lockgate release rollback {task} --reason "<WHY>"`.',
+    ),
+    "drift": (
+        "See which signals moved: `lockgate drift {task}`.",
+        "Check that live accuracy holds: `lockgate accuracy {task}`.",
+        "If the inputs changed for good, retrain: `lockgate retrain {task} --data "
+        "<TRAINING_FILE>`.",
+    ),
 }
 _GENERIC_STEPS = (
     "See the task's recent history: `lockgate history {task} --from 1h --step 5m`.",
@@ -101,12 +113,12 @@ def render(context: Context) -> str:
     add(f"# Runbook: {task}")
     add("")
     source = (
-        f"the live release {live.ref} (content {live.content_hash[:12]})"
+        f" and the live release {live.ref} (content {live.content_hash[:12]})"
         if live
-        else ("the task file (no release is live yet)")
+        else " (no release is live yet)"
     )
     add(
-        f"Generated from {context.task_file} and {source} at "
+        f"Generated from {context.task_file}{source} at "
         f"{context.generated_at:%Y-%m-%d %H:%M} UTC. Generate it again after every change:"
     )
     add("")
@@ -169,8 +181,7 @@ def render(context: Context) -> str:
         add("")
         add(what)
         add("")
-        for command in steps:
-            _code(out, command)
+        _code(out, *steps)
     add("## Alerts")
     add("")
     if not context.rules:
@@ -340,7 +351,10 @@ def _commands(context: Context) -> list[tuple[str, list[str]]]:
     gate = spec.evaluation.gate_dataset or "<GATE_DATASET>"
     rollback = [f'lockgate release rollback {task} --reason "<WHY>"']
     if context.previous is None:
-        rollback.append(f"lockgate release promote {back}")
+        rollback += [
+            "# or make a known-good release live again:",
+            f"lockgate release promote {back}",
+        ]
     restore = (
         [
             "lockgate backup --out <BACKUP_FILE>",
