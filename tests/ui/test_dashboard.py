@@ -94,7 +94,14 @@ def figure(page: Any, key: str) -> str:
 @pytest.fixture
 def dashboard_site(tmp_path: Path) -> Any:
     need_chromium()
-    with serving(tmp_path, f"sqlite:///{tmp_path}/lockgate.db", task=DASHBOARD_TASK) as site:
+    # The server's own alert loop waits an hour before its first round, so the test's round
+    # (`evaluate_alerts`) takes the `alerts` lease.
+    with serving(
+        tmp_path,
+        f"sqlite:///{tmp_path}/lockgate.db",
+        task=DASHBOARD_TASK,
+        alert_interval_seconds=3600.0,
+    ) as site:
         yield site
 
 

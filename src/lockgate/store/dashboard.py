@@ -17,7 +17,15 @@ from sqlalchemy import Connection, Engine, Integer, and_, cast, func, select
 
 from lockgate.store import audit, database
 from lockgate.store.database import aware
-from lockgate.store.tables import audit_log, eval_runs, history_cells, promotions
+from lockgate.store.tables import (
+    audit_log,
+    decisions,
+    eval_runs,
+    feedback,
+    history_cells,
+    promotions,
+    spot_checks,
+)
 from lockgate.watch.types import GAUGE_METRICS
 
 RELEASE_ACTIONS = (
@@ -41,6 +49,18 @@ class Merged:
     metric: str
     key: str
     value: float
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One automated decision's judgment as live accuracy counts it, without its input or
+    output: the release, when it was judged, whether it agrees, and where it came from."""
+
+    decision_id: str
+    release: int
+    at: datetime
+    agrees: bool
+    source: str
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,33 @@ class DashboardRepository:
             for release, metric, key, value in rows:
                 totals.setdefault(release, {}).setdefault(metric, {})[key] = float(value or 0.0)
         return totals
+
+    def judgments(self, task: str) -> list[Judgment]:
+        """The judgments of the task's automated decisions, one per decision as
+        `watch.quality.one_per_decision` picks it (its spot-check verdict, else its latest
+        feedback), reading no input or output."""
+        d, s, f = decisions.c, spot_checks.c, feedback.c
+        with database.read(self.engine) as conn:
+            spot = conn.execute(
+                select(s.decision_id, s.release, s.at, s.verdict)
+                .join(decisions, d.id == s.decision_id)
+                .where(s.task == task, s.verdict.is_not(None), d.route == "auto")
+            ).all()
+            given = conn.execute(
+                select(f.decision_id, f.release, f.at, f.correct)
+                .join(decisions, d.id == f.decision_id)
+                .where(f.task == task, d.route == "auto")
+                .order_by(f.at, f.id)
+            ).all()
+        found = {
+            row[0]: Judgment(row[0], row[1], aware(row[2]), row[3] == "approve", "spot_check")
+            for row in spot
+        }
+        latest: dict[str, Judgment] = {}
+        for row in given:
+            if row[0] not in found:
+                latest[row[0]] = Judgment(row[0], row[1], aware(row[2]), bool(row[3]), "feedback")
+        return [*found.values(), *latest.values()]
 
     def release_events(self, task: str, start: datetime, end: datetime) -> list[ReleaseEvent]:
         """Audited changes of what serves the task between `start` and `end`, oldest first."""

@@ -25,12 +25,10 @@ from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.ui import charts
 from lockgate.server.ui.charts import Mark, Point
-from lockgate.store.dashboard import DashboardRepository, Merged
+from lockgate.store.dashboard import DashboardRepository, Judgment, Merged
 from lockgate.watch import history
 from lockgate.watch.drift import DriftReport
-from lockgate.watch.quality import Accuracy, LiveAccuracy, live_accuracy_of, one_per_decision
-from lockgate.watch.quality import scored_field as scored_field_of
-from lockgate.watch.types import Judged
+from lockgate.watch.quality import Accuracy
 
 
 @dataclass(frozen=True)
@@ -237,8 +235,26 @@ def _total(cells: Mapping[str, Mapping[str, float]], metric: str, key: str = "")
     return float(cells.get(metric, {}).get(key, 0.0))
 
 
-def _judged_auto(judgments: Sequence[Judged]) -> list[Judged]:
-    return [j for j in one_per_decision(judgments) if j.route == "auto" and j.model_output]
+@dataclass(frozen=True)
+class Judged:
+    """Live accuracy of one release: its judgments, and how many came from each source."""
+
+    overall: Accuracy
+    spot_checks: int
+    feedback: int
+
+
+def live_accuracy(judgments: Sequence[Judgment]) -> dict[int, Judged]:
+    """Per release, the agreement of the judgments of its automated decisions (as
+    `watch.quality.live_accuracy_of` counts it, without the per-label split)."""
+    tallies: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for j in judgments:
+        t = tallies[j.release]
+        t[0] += 1
+        t[1] += j.agrees
+        t[2] += j.source == "spot_check"
+        t[3] += j.source == "feedback"
+    return {r: Judged(Accuracy(t[0], t[1]), t[2], t[3]) for r, t in tallies.items()}
 
 
 def overview(
@@ -274,9 +290,8 @@ def overview(
                 totals[metric][key] += value
 
     live = runtime.store.releases.live(task)
-    scored = scored_field_of(live.task_spec() if live is not None else spec)
-    judgments = runtime.store.quality.judged(task)
-    accuracy = live_accuracy_of(task, scored, judgments)
+    judgments = reads.judgments(task)
+    accuracy = live_accuracy(judgments)
     events = reads.release_events(task, start, now)
     marks = tuple(
         Mark(
@@ -354,19 +369,18 @@ def overview(
         cells_of(s).get("backlog", {}).get("count") for s in starts
     ]
 
-    auto_judged = [j for j in _judged_auto(judgments) if j.at >= start]
     judged_per: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
-    for j in auto_judged:
+    for j in (j for j in judgments if j.at >= start):
         bucket = history.bucket_start(j.at, chosen.step)
         judged_per[bucket][0] += 1
         judged_per[bucket][1] += j.agrees
-    live_accuracy = accuracy.release(live.number) if live is not None else None
-    if live_accuracy is not None and live_accuracy.overall.n:
-        low, high = live_accuracy.overall.interval
-        acc_value = pct(live_accuracy.overall.rate)
+    now_judged = accuracy.get(live.number) if live is not None else None
+    if now_judged is not None and now_judged.overall.n:
+        low, high = now_judged.overall.interval
+        acc_value = pct(now_judged.overall.rate)
         acc_note = (
-            f"95% interval {pct(low)} to {pct(high)}, {live_accuracy.overall.n} judged "
-            f"({live_accuracy.spot_checks} spot checks, {live_accuracy.feedback} feedback) "
+            f"95% interval {pct(low)} to {pct(high)}, {now_judged.overall.n} judged "
+            f"({now_judged.spot_checks} spot checks, {now_judged.feedback} feedback) "
             f"of {live.ref if live else task}"
         )
     else:
@@ -482,7 +496,7 @@ def release_rows(
     runtime: Runtime,
     reads: DashboardRepository,
     task: str,
-    accuracy: LiveAccuracy,
+    accuracy: Mapping[int, Judged],
     now: datetime,
 ) -> tuple[ReleaseRow, ...]:
     """One row per release, newest first."""
@@ -495,7 +509,7 @@ def release_rows(
     for release in sorted(runtime.store.releases.list_for(task), key=lambda r: -r.number):
         cells = totals.get(release.number, {})
         n = _total(cells, "decisions")
-        judged = accuracy.release(release.number)
+        judged = accuracy.get(release.number)
         rows.append(
             ReleaseRow(
                 ref=release.ref,
