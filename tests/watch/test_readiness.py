@@ -117,3 +117,39 @@ def test_a_fresh_project_fails_and_the_printed_commands_make_it_pass(
     text = lockgate("readiness", "routing", "--html", str(tmp_path / "r.html"), cwd=project)
     assert "readiness 100%" in text.stdout
     assert "Readiness: routing" in (tmp_path / "r.html").read_text()
+
+
+FRESH = {
+    "fallback": "pass",
+    "timeouts": "fail",
+    "review_policy": "pass",
+    "spot_checks": "fail",
+    "budget": "fail",
+    "retention": "fail",
+    "delivery": "fail",
+    "sealed_dataset": "fail",
+    "calibrated": "fail",
+    "live_current": "fail",
+    "eval_gate": "fail",
+    "rollout": "fail",
+    "drift_reference": "fail",
+    "reviewers": "fail",
+    "alerts": "fail",
+    "backup": "fail",
+    "runbook": "fail",
+}
+
+
+def test_a_fresh_project_reads_the_same_on_both_backends(tmp_path: Path, database_url: str) -> None:
+    lockgate("init", "support", cwd=tmp_path)
+    project = tmp_path / "support"
+    lockgate(
+        "keys", "create", "--name", "ana", "--role", "reviewer", cwd=project, database=database_url
+    )
+    found = json.loads(
+        lockgate("readiness", "routing", "--json", cwd=project, database=database_url).stdout
+    )
+    assert {i["name"]: i["status"] for i in found["items"]} == FRESH
+    reviewers = next(i for i in found["items"] if i["name"] == "reviewers")
+    assert reviewers["evidence"] == "1 key may review (ana)"
+    assert found["live"] is None and found["score"] == round(100 * 2 / len(FRESH))
