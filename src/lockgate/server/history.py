@@ -174,8 +174,15 @@ def alert_context(runtime: Runtime, tasks: Mapping[str, TaskSpec], now: datetime
         tasks=tasks,
         history=runtime.store.history,
         signals=runtime.store.alerts,
-        # Live quality's conditions (`watch.live_conditions`): judgments, profiles, releases.
-        extra={"quality": runtime.store.quality, "releases": runtime.store.releases},
+        # Live quality's conditions (`watch.live_conditions`): judgments, profiles, releases;
+        # the budget's (`watch.budget_conditions`): the ledger; the intake's
+        # (`watch.intake_conditions`): sources' states and schema events.
+        extra={
+            "quality": runtime.store.quality,
+            "releases": runtime.store.releases,
+            "costs": runtime.store.costs,
+            "intake": runtime.store.intake,
+        },
     )
 
 

@@ -22,9 +22,11 @@ blocking methods directly. To add one (live accuracy, drift, a budget):
 
 Rules
 -----
-`DEFAULT_RULES` apply to every task; `lockgate.yaml`'s `alerts:` list (every task) and a task
-file's `alerts:` list replace a rule of the same name (`enabled: false` turns it off) or add
-one. Each rule: condition, threshold, window, severity, channels, repeat.
+`DEFAULT_RULES` apply to every task (and `budget_soft`, `budget_hard` to every task with a
+`budget:`, see `watch.budget_conditions`); `lockgate.yaml`'s `alerts:` list (every task) and a
+task file's `alerts:` list replace a rule of the same name (`enabled: false` turns it off) or
+add one (a replacing rule of the same condition that names no threshold keeps the replaced
+one's). Each rule: condition, threshold, window, severity, channels, repeat.
 
 Episodes
 --------
@@ -51,6 +53,7 @@ from lockgate.decide.alert_rules import AlertRuleSpec
 from lockgate.decide.key_paths import key_path
 from lockgate.decide.sources import duration_seconds
 from lockgate.errors import ConfigError, LockgateError
+from lockgate.watch.budget_conditions import BUDGET, budget_rules
 from lockgate.watch.conditions import BUILT_IN, AlertContext, Condition, registry
 from lockgate.watch.live_conditions import LIVE_QUALITY
 from lockgate.watch.types import AlertState, Silence
@@ -60,7 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lockgate.alerts")
 
-CONDITIONS: Mapping[str, Condition] = registry(*BUILT_IN, *LIVE_QUALITY)
+CONDITIONS: Mapping[str, Condition] = registry(*BUILT_IN, *LIVE_QUALITY, *BUDGET)
 ALERTS_LEASE = "alerts"
 
 DEFAULT_RULES: tuple[AlertRuleSpec, ...] = tuple(
@@ -156,7 +159,7 @@ def rules_for(
     for task, spec in sorted(tasks.items()):
         chosen: dict[str, tuple[AlertRuleSpec, str, str]] = {}
         layers = (
-            ("default", DEFAULT_RULES, "default"),
+            ("default", DEFAULT_RULES + budget_rules(spec.budget), "default"),
             ("lockgate.yaml", tuple(global_rules), "lockgate.yaml"),
             (f"tasks/{task}.yaml", tuple(spec.alerts), f"tasks/{task}.yaml"),
         )
@@ -175,6 +178,15 @@ def rules_for(
                             hint="declare it under alert_channels in lockgate.yaml; known: "
                             + ", ".join(sorted(known_channels)),
                         )
+                earlier = chosen.get(rule.rule_name())
+                if (
+                    rule.threshold is None
+                    and earlier is not None
+                    and earlier[0].condition == rule.condition
+                ):
+                    # A rule replaced without a threshold keeps the one it replaces (a
+                    # budget's soft_at, say): only what it names changes.
+                    rule = rule.model_copy(update={"threshold": earlier[0].threshold})
                 chosen[rule.rule_name()] = (rule, origin, at)
         for name, (rule, origin, _) in chosen.items():
             if not rule.enabled:

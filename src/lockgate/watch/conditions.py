@@ -71,7 +71,7 @@ class Condition:
     name: str
     measure: Measure
     description: str
-    comparison: Literal["above", "below"] = "above"
+    comparison: Literal["above", "below", "at least"] = "above"
     threshold: float = 0.0
     """The default threshold of a rule that names no threshold."""
     window: timedelta = timedelta(minutes=15)
@@ -82,6 +82,8 @@ class Condition:
     window), for `lockgate alerts export --format prometheus`; None: no metric measures it."""
 
     def holds(self, value: float, threshold: float) -> bool:
+        if self.comparison == "at least":
+            return value >= threshold
         return value > threshold if self.comparison == "above" else value < threshold
 
 
