@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cli.kit import lockgate
 from tests.server.kit import Api, running_api
 
@@ -107,3 +109,23 @@ def test_history_without_a_server_rolls_up_what_the_command_line_decided(
     # Asked again, nothing is counted twice.
     again = json.loads(run("history", "routing", "--from", "1h", "--json").stdout)["buckets"]
     assert again[0]["decisions"] == 2
+
+
+def test_a_task_with_a_wrong_alert_rule_does_not_stop_the_others_alerts(
+    tmp_path: Path, sqlite_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lockgate.decide.decision import utcnow
+    from lockgate.server.history import measure
+    from tests.cli.kit import DETERMINISTIC_TASK
+
+    with running_api(tmp_path, sqlite_database_url, live=False) as api:
+        broken = DETERMINISTIC_TASK.replace("name: routing", "name: billing") + (
+            "alerts:\n  - {condition: live_acuracy}\n"
+        )
+        (api.runtime.settings.tasks_dir / "billing.yaml").write_text(broken)
+        with caplog.at_level("ERROR", logger="lockgate.alerts"):
+            rules, values = measure(api.runtime, utcnow())
+    assert {r.task for r in rules} == {"routing"} and len(values) == len(rules)
+    (record,) = [r for r in caplog.records if r.getMessage() == "alerts.rules_invalid"]
+    assert record.task == "billing"  # type: ignore[attr-defined]
+    assert "alerts.0.condition: unknown condition 'live_acuracy'" in record.error  # type: ignore[attr-defined]

@@ -187,9 +187,16 @@ def alert_context(runtime: Runtime, tasks: Mapping[str, TaskSpec], now: datetime
 
 
 def measure(runtime: Runtime, now: datetime) -> tuple[list[Rule], list[float | None]]:
-    """Every rule of every task, and its value now (blocking: call it in a thread)."""
+    """Every rule of every task, and its value now (blocking: call it in a thread). A task
+    whose alert rules are wrong (an unknown condition or channel) is logged as an error each
+    round and left out; the other tasks' rules still run."""
     tasks = runtime.tasks()
-    rules = alert_rules(runtime, tasks)
+    rules: list[Rule] = []
+    for name, spec in sorted(tasks.items()):
+        try:
+            rules += alert_rules(runtime, {name: spec})
+        except ConfigError as exc:
+            log.error("alerts.rules_invalid", extra={"task": name, "error": exc.message})
     return rules, alerts.measure_all(rules, alert_context(runtime, tasks, now))
 
 
