@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from lockgate.decide.sources import SourceBase
 from lockgate.intake.committer import IntakeStore
 from lockgate.intake.runner import Intake, SourceStopped
+from lockgate.intake.types import Progress
 
 
 class SourceUnavailable(Exception):
@@ -100,5 +101,9 @@ async def run_source(
     except SourceStopped as exc:
         run.stopped = exc.reason
         return run
+    if state is not None and (state.failures or state.status == "failing"):
+        # Read again, even with nothing new to decide: no longer failing (a batch's commit
+        # says so too; this is for a pass that committed none).
+        await store.commit([], Progress(task, spec.name))
     result.task, result.source = task, spec.name
     return result

@@ -55,6 +55,7 @@ from lockgate.decide.sources import duration_seconds
 from lockgate.errors import ConfigError, LockgateError
 from lockgate.watch.budget_conditions import BUDGET, budget_rules
 from lockgate.watch.conditions import BUILT_IN, AlertContext, Condition, registry
+from lockgate.watch.intake_conditions import INTAKE
 from lockgate.watch.live_conditions import LIVE_QUALITY
 from lockgate.watch.types import AlertState, Silence
 
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lockgate.alerts")
 
-CONDITIONS: Mapping[str, Condition] = registry(*BUILT_IN, *LIVE_QUALITY, *BUDGET)
+CONDITIONS: Mapping[str, Condition] = registry(*BUILT_IN, *LIVE_QUALITY, *BUDGET, *INTAKE)
 ALERTS_LEASE = "alerts"
 
 DEFAULT_RULES: tuple[AlertRuleSpec, ...] = tuple(
@@ -79,6 +80,8 @@ DEFAULT_RULES: tuple[AlertRuleSpec, ...] = tuple(
         ("stalled_intake", "critical", "1h"),
         ("live_accuracy", "warning", "24h"),
         ("drift", "warning", "24h"),
+        ("source_failing", "critical", "1h"),
+        ("schema_drift", "warning", "4h"),
     )
 )
 
