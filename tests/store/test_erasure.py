@@ -232,6 +232,7 @@ def test_an_undelivered_delivery_of_the_subject_is_stopped_not_sent_blank(done: 
 def test_a_dry_run_counts_and_changes_nothing(done: Erased) -> None:
     code, out, _ = done.dry_run
     assert code == 0 and "would erase" in out and "decisions: 2" in out
+    assert "its hash is made on the first erasure" in out  # no salt was made for a dry run
     assert done.rows_after_dry_run == done.rows_before
     assert done.audit_after_dry_run == 0
 

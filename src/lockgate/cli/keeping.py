@@ -129,7 +129,8 @@ def erase(
         done = runtime.store.erasure.erase(task, field, value, kind, actor=actor, dry_run=dry_run)
         backend = runtime.store.backend
     verb = "would erase" if dry_run else "erased"
-    typer.echo(f"{task}: subject {done.subject_sha256[:16]} ({field}): {verb}:")
+    subject = done.subject_sha256[:16] or "(its hash is made on the first erasure)"
+    typer.echo(f"{task}: subject {subject} ({field}): {verb}:")
     for table, count in sorted(done.counts.items()):
         typer.echo(f"  {table}: {count}")
     if not done.counts:

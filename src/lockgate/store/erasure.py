@@ -131,12 +131,14 @@ def matching(conn: Connection, task: str, field_name: str, value: str, kind: str
 
 
 def subject_hash(conn: Connection, task: str, field_name: str, value: str, *, keep: bool) -> str:
-    """sha256 of the project's salt, the task, the field and the value."""
+    """sha256 of the project's salt, the task, the field and the value; "" when the project
+    has no salt yet and `keep` is false (a dry run before the first erasure)."""
     salt = read_state(conn, _SALT)
     if salt is None:
+        if not keep:
+            return ""
         salt = secrets.token_hex(16)
-        if keep:
-            write_state(conn, _SALT, salt)
+        write_state(conn, _SALT, salt)
     body = "\n".join((salt, task, field_name, value))
     return hashlib.sha256(body.encode()).hexdigest()
 
