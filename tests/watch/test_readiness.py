@@ -109,6 +109,9 @@ def test_a_fresh_project_fails_and_the_printed_commands_make_it_pass(
         assert [i["status"] for i in current["items"]] == ["pass"] * len(current["items"])
         assert current["score"] == 100 and current["next"] == []
         assert receiver.requests >= 1  # `lockgate alerts test oncall` reached the webhook
+    listed = json.loads(lockgate("alerts", "list", "--json", cwd=project).stdout)
+    assert listed["channels"]["oncall"]["tested_at"] is not None
+    assert listed["channels"]["log"]["tested_at"] is None
 
     runbook = (project / "RUNBOOK-routing.md").read_text()
     assert current["live"] in runbook

@@ -94,12 +94,21 @@ def list_(
 
     Example: lockgate alerts list --json
     """
+    import os
+
     from lockgate.server.history import alert_rules
+    from lockgate.store.readiness import ReadinessRepository
+    from lockgate.watch.channels import build_channels
 
     with open_runtime(project, database) as runtime:
         rules = alert_rules(runtime)
         states = runtime.store.alerts.states()
         silences = runtime.store.alerts.silences()
+        tested = ReadinessRepository(runtime.store.engine).channel_tests()
+        names = sorted(build_channels(runtime.settings.alert_channels, os.environ))
+    channels = {
+        name: {"tested_at": tested[name].isoformat() if name in tested else None} for name in names
+    }
     items = []
     for rule in rules:
         state = states.get((rule.task, rule.name))
@@ -124,7 +133,7 @@ def list_(
             }
         )
     if as_json:
-        print_json({"rules": items})
+        print_json({"rules": items, "channels": channels})
         return
     for item in items:
         status = "FIRING" if item["firing"] else "ok"
@@ -133,6 +142,12 @@ def list_(
             f"{item['task']:<20} {item['name']:<22} {status:<7} {item['condition']} "
             f"{item['comparison']} {item['threshold']:g} over {item['window']}, "
             f"{item['severity']}, to {', '.join(item['channels'])}{quiet}"
+        )
+    for name, channel in channels.items():
+        when = channel["tested_at"]
+        typer.echo(
+            f"channel {name}: "
+            + (f"last test notice {when}" if when else "never tested (lockgate alerts test)")
         )
 
 
