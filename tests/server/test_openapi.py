@@ -24,7 +24,7 @@ PROBLEM = "application/problem+json"
 ERRORS = {
     "GET /healthz": [504],
     "GET /readyz": [503, 504],
-    "GET /metrics": [401, 429, 503, 504],
+    "GET /metrics": [401, 403, 429, 503, 504],
     "POST /v1/tasks/{task}/decisions": [400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504],
     "GET /v1/tasks/{task}/decisions": [400, 401, 403, 422, 429, 503, 504],
     "POST /v1/tasks/{task}/decisions:batch": [400, 401, 403, 404, 413, 415, 422, 429, 503, 504],

@@ -71,7 +71,10 @@ OUTCOMES: dict[str, dict[int, str]] = {
         503: "not ready: the database is unreachable, its schema is not current, or a task "
         "has no live release (`reasons` lists which)",
     },
-    "metrics": {503: "this process does not collect metrics"},
+    "metrics": {
+        403: "the key's role may not read tasks (the feedback role)",
+        503: "this process does not collect metrics",
+    },
     "push": {
         401: "the push is not signed, its signature does not match, or its timestamp is "
         "outside the replay window",
