@@ -45,6 +45,7 @@ def _service(runtime: "Runtime") -> "IntakeService":
         runtime.settings.project_dir,
         os.environ,
         metrics=runtime.metrics,
+        budget=runtime.budgets,
     )
 
 
@@ -105,6 +106,8 @@ def _print_runs(reports: list[dict[str, object]], as_json: bool) -> None:
         where = f"{r['task']}/{r['source']}"
         if r["skipped"]:
             typer.echo(f"{where}: skipped ({r['skipped']})")
+        elif r["paused"]:
+            typer.echo(f"{where}: paused: {r['paused']}")
         elif r["error"]:
             failing = " (failing)" if r["failing"] else ""
             typer.echo(f"{where}: cannot read: {r['error']}{failing}", err=True)

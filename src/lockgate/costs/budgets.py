@@ -15,7 +15,7 @@ line, and every hook subscribed with `on_soft_limit`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,6 +36,8 @@ from lockgate.costs.types import (
     SoftCrossing,
     to_nano,
 )
+from lockgate.costs.usage import Share, reached, shares
+from lockgate.costs.usage import keys as ledger_keys
 from lockgate.decide.decision import utcnow
 from lockgate.decide.guards import Grant, Hold, Refusal, Spent
 from lockgate.decide.key_paths import key_path
@@ -63,6 +65,10 @@ class BudgetLedger(Protocol):
     ) -> Reserved: ...
 
     async def settle(self, bookings: Sequence[Booking], now: datetime) -> Settled: ...
+
+    async def ledgers(self, keys: Iterable[tuple[str, str]]) -> list[Ledger]:
+        """The ledger rows `keys` (read-only; a row never written reads as zero)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,25 @@ class BudgetGuard:
         bookings = [Booking(s.hold.id, to_nano(s.usd), s.called) for s in spent]
         settled = await self.ledger.settle(bookings, now)
         self._observe(task, settled.ledgers, self.checks(task, now), ())
+
+    async def reached(self, task: TaskSpec) -> Refusal | None:
+        """A limit with `on_hard_limit: refuse` that no further call fits now (the task's own,
+        or all tasks'), and when it resets; None when a call may still be made. Read-only: a
+        source asks before it reads on (`intake.runner.BudgetGate`)."""
+        now = self.clock()
+        found: list[Share] = []
+        for scope, spec in ((task.name, task.budget), (ALL_TASKS, self.overall)):
+            if spec is None or spec.on_hard_limit != "refuse":
+                continue
+            ledgers = await self.ledger.ledgers(ledger_keys(scope, now))
+            found.extend(shares(ledgers, scope, spec, now))
+        full = reached(found)
+        if full is None:
+            return None
+        whose = f"task {task.name}" if full.scope == task.name else "all tasks"
+        limit = _calls(int(full.limit)) if full.unit == "calls" else f"${full.limit:,.2f}"
+        reason = f"budget: the per_{full.period} limit of {whose} ({limit}) is reached"
+        return Refusal("refuse", reason, full.resets_at)
 
     # ---- limits
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from lockgate.decide.guards import Refusal
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime
 from lockgate.decide.sources import SourceBase
 from lockgate.decide.task import TaskSpec
@@ -75,6 +76,29 @@ class SourceStopped(Exception):
         super().__init__(reason)
 
 
+class BudgetGate(Protocol):
+    """Whether the task's budget lets a source read on (`costs.budgets.BudgetGuard`)."""
+
+    async def reached(self, task: TaskSpec) -> Refusal | None:
+        """A refusing limit no further call fits now, with when it resets; else None."""
+        ...
+
+
+class SourcePaused(Exception):
+    """A source stops reading until its task's budget allows calls again; the batch in hand
+    is not decided and the cursor stays before it."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+        super().__init__(refusal.reason)
+
+    def status_reason(self) -> str:
+        return (
+            f"{self.refusal.reason}; reading resumes at {self.refusal.resets_at.isoformat()} "
+            "or once the limit is raised"
+        )
+
+
 class Intake:
     """Decides one source's records for one task. `task` is read from the task file (its
     `sources:` mapping); `release` decides (its own copy of the task decides the schema)."""
@@ -89,9 +113,12 @@ class Intake:
         *,
         clock: Callable[[], float] = time.time,
         metrics: IntakeMetrics | None = None,
+        budget: BudgetGate | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
+        self.budget = budget
+        """Asked before each batch of a polled source (None: never paused for a budget)."""
         self.base = pipeline
         self.release = release
         self.task = task
@@ -102,12 +129,14 @@ class Intake:
     async def process(self, records: Sequence[Incoming], cursor: Cursor) -> BatchOutcome:
         """Decide a batch read from the source and commit it with `cursor`: the position after
         the batch, or a function of the batch's counts giving it. Raises `SourceStopped` when
-        the source is stopped."""
+        the source is stopped, and `SourcePaused` (deciding nothing of the batch) when a
+        refusing budget limit is reached."""
         progress = Progress(self.task.name, self.source.name)
         outcome = BatchOutcome()
         state = await self.store.state(self.task.name, self.source.name)
         if state is not None and state.status == "stopped":
             raise SourceStopped(state.status_reason or "stopped")
+        await self.check_budget()
         held = state.status_reason if state is not None and state.status == "held" else None
         readable = [r.values for r in records if r.values is not None]
         events, schema = drift.compare(state.schema if state else {}, readable)
@@ -133,6 +162,14 @@ class Intake:
         await self._settle(records, progress, outcome, held=held, cursor=cursor)
         self._count(outcome)
         return outcome
+
+    async def check_budget(self) -> None:
+        """Raise `SourcePaused` when the release's budget refuses every further call now."""
+        if self.budget is None:
+            return
+        refusal = await self.budget.reached(self.release.task)
+        if refusal is not None:
+            raise SourcePaused(refusal)
 
     def _count(self, outcome: BatchOutcome) -> None:
         if self.metrics is None:

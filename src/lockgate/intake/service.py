@@ -13,7 +13,14 @@ from lockgate.decide.sources import FolderSource, ImapSource, SourceBase, SqlSou
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.intake.committer import IntakeStore
-from lockgate.intake.runner import UNREADABLE, BatchOutcome, Incoming, Intake, IntakeMetrics
+from lockgate.intake.runner import (
+    UNREADABLE,
+    BatchOutcome,
+    BudgetGate,
+    Incoming,
+    Intake,
+    IntakeMetrics,
+)
 from lockgate.intake.sources import Reader, SourceRun, run_source
 from lockgate.intake.types import Progress, Quarantined
 from lockgate.monitor.redaction import shown_record
@@ -82,8 +89,11 @@ class IntakeService:
         env: Mapping[str, str],
         clock: Callable[[], float] = time.time,
         metrics: IntakeMetrics | None = None,
+        budget: BudgetGate | None = None,
     ) -> None:
         self.metrics = metrics
+        self.budget = budget
+        """Polled sources pause while it refuses every call (pushed ones do not ask it)."""
         self.store = store
         self.pipeline = pipeline
         self.release_runtime = release_runtime
@@ -92,7 +102,13 @@ class IntakeService:
         self.env = env
         self.clock = clock
 
-    def intake(self, task: str, source: str, release: ReleaseRuntime | None = None) -> Intake:
+    def intake(
+        self,
+        task: str,
+        source: str,
+        release: ReleaseRuntime | None = None,
+        budget: BudgetGate | None = None,
+    ) -> Intake:
         """The intake of one source; `release` is the task's live one unless given."""
         spec = self.tasks[task]
         return Intake(
@@ -103,6 +119,7 @@ class IntakeService:
             source_spec(spec, source),
             clock=self.clock,
             metrics=self.metrics,
+            budget=budget,
         )
 
     def polled(self, task: str | None = None, source: str | None = None) -> list[tuple[str, str]]:
@@ -123,7 +140,7 @@ class IntakeService:
         force: bool = False,
         release: ReleaseRuntime | None = None,
     ) -> SourceRun:
-        intake = self.intake(task, source, release)
+        intake = self.intake(task, source, release, budget=self.budget)
         reader = reader_for(intake.source, self.project, self.env, self.clock)
         return await run_source(intake, reader, self.store, force=force, clock=self.clock)
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from lockgate.decide.sources import SourceBase
 from lockgate.intake.committer import IntakeStore
-from lockgate.intake.runner import Intake, SourceStopped
+from lockgate.intake.runner import Intake, SourcePaused, SourceStopped
 from lockgate.intake.types import Progress
 
 
@@ -42,6 +42,8 @@ class SourceRun:
     error: str | None = None
     failing: bool = False
     skipped: str | None = None
+    paused: str | None = None
+    """Why reading stopped before the end (a budget limit reached), and until when."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class SourceRun:
             "error": self.error,
             "failing": self.failing,
             "skipped": self.skipped,
+            "paused": self.paused,
         }
 
 
@@ -88,7 +91,15 @@ async def run_source(
         run.skipped = f"backing off after {state.failures} failed reads"
         return run
     try:
+        # A budget that refuses every call now: read nothing (the cursor stays).
+        await intake.check_budget()
         result = await reader.run(intake, dict(state.cursor) if state is not None else {})
+    except SourcePaused as exc:
+        reason = exc.status_reason()
+        if state is None or (state.status, state.status_reason) != ("paused", reason):
+            await store.commit([], Progress(task, spec.name, status=("paused", reason)))
+        run.paused = reason
+        return run
     except SourceUnavailable as exc:
         failures = (state.failures if state is not None else 0) + 1
         retry_at = now + timedelta(seconds=backoff_seconds(spec, failures))
@@ -101,9 +112,9 @@ async def run_source(
     except SourceStopped as exc:
         run.stopped = exc.reason
         return run
-    if state is not None and (state.failures or state.status == "failing"):
-        # Read again, even with nothing new to decide: no longer failing (a batch's commit
-        # says so too; this is for a pass that committed none).
+    if state is not None and (state.failures or state.status in ("failing", "paused")):
+        # Read again, even with nothing new to decide: no longer failing or paused (a
+        # batch's commit says so too; this is for a pass that committed none).
         await store.commit([], Progress(task, spec.name))
     result.task, result.source = task, spec.name
     return result

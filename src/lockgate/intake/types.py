@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 QuarantineStatus = Literal["held", "replayed", "discarded"]
-SourceStatus = Literal["active", "held", "stopped", "failing"]
+SourceStatus = Literal["active", "held", "stopped", "failing", "paused"]
+"""`paused`: a budget limit that refuses is reached; reading resumes once it is not."""
 
 COUNTERS = ("records", "decided", "duplicates", "quarantined", "discarded")
 """A source's counters; records = decided + duplicates + quarantined + discarded."""

@@ -140,6 +140,7 @@ async def polling(runtime: Runtime) -> AsyncIterator[None]:
             runtime.settings.project_dir,
             os.environ,
             metrics=runtime.metrics,
+            budget=runtime.budgets,
         )
 
     owner = f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"

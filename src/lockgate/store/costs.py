@@ -389,6 +389,9 @@ class AsyncCostRepository:
         # Safe to repeat: a hold settled once is gone, and a second try books nothing.
         return await self.executor.write_idempotent(self.costs.settle, bookings, now)
 
+    async def ledgers(self, keys: Iterable[Key]) -> list[Ledger]:
+        return await self.executor.read(self.costs.ledgers, list(keys))
+
     async def cached(
         self, task: str, release_hash: str, input_hashes: Sequence[str], now: datetime
     ) -> list[Reused]:

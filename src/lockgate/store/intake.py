@@ -123,7 +123,7 @@ def apply(conn: Connection, progress: Progress) -> None:
         values["schema"] = dict(progress.schema)
     if progress.status is not None:
         values["status"], values["status_reason"] = progress.status
-    elif row["status"] == "failing":
+    elif row["status"] in ("failing", "paused"):
         values.update(status="active", status_reason="")
     values.update(failures=0, retry_at=None)
     conn.execute(
