@@ -50,9 +50,10 @@ RANGES: Mapping[str, Range] = {
 }
 DEFAULT_RANGE = "24h"
 METRICS = ("decisions", "route", "failed", "cost", "latency", "backlog")
-DRIFT_SECONDS = 300.0
-"""How long a drift report is reused before it is computed again (it reads and embeds up to
-`drift_window_decisions` decisions)."""
+SLOW_SECONDS = 300.0
+"""How long a drift report and the release table are reused before they are computed again:
+drift reads and embeds up to `drift_window_decisions` decisions, the release table sums every
+roll-up cell of the task."""
 RETRAIN_ACTIONS = ("release.retrain_requested", "release.retrain", "release.retrain_failed")
 """Audit actions of a retraining: asked for on the dashboard, done (`lockgate retrain`), failed."""
 RETRAIN_CONDITIONS = ("drift", "accuracy")
@@ -110,6 +111,8 @@ class Overview:
     figures: tuple[Figure, ...]
     marks: tuple[Mark, ...]
     releases: tuple[ReleaseRow, ...]
+    releases_at: datetime
+    """When the release table was computed."""
     alerts: tuple[FiringAlert, ...]
     alerts_note: str | None
     drift: DriftReport | None
@@ -262,12 +265,13 @@ def overview(
     principal: Principal,
     task: str,
     range_name: str,
-    drift_cache: Kept,
+    slow: Kept,
     tasks: Mapping[str, TaskSpec] | None = None,
     now: datetime | None = None,
 ) -> Overview:
     """The task's overview over the range `range_name` (`RANGES`); `tasks` are the task files
-    when the caller has read them already."""
+    when the caller has read them already. `slow` keeps the drift report and the release
+    table for a while (`SLOW_SECONDS`)."""
     principal.require("read_tasks", task)
     # runtime.task: a 404 for a task not in the project
     spec = tasks[task] if tasks is not None and task in tasks else runtime.task(task)
@@ -452,7 +456,10 @@ def overview(
         ),
     )
 
-    releases = release_rows(runtime, reads, task, accuracy, now)
+    found, _, releases_at = slow.get(
+        (task, "releases"), lambda: release_rows(runtime, reads, task, accuracy, utcnow())
+    )
+    releases: tuple[ReleaseRow, ...] = found or ()
     alerts, alerts_note = firing_alerts(runtime, task, spec)
     drift: DriftReport | None = None
     drift_note: str | None = "no live release"
@@ -472,7 +479,7 @@ def overview(
                 decisions=settings.drift_window_decisions,
             )
 
-        drift, drift_note, drift_at = drift_cache.get((task, live.number), compute)
+        drift, drift_note, drift_at = slow.get((task, "drift", live.number), compute)
     retrain = reads.audit_latest(task, RETRAIN_ACTIONS)
     return Overview(
         task=task,
@@ -483,6 +490,7 @@ def overview(
         figures=figures,
         marks=marks,
         releases=releases,
+        releases_at=releases_at,
         alerts=alerts,
         alerts_note=alerts_note,
         drift=drift,

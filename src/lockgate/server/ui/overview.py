@@ -41,7 +41,8 @@ class OverviewPages:
         self.pages = pages
         self.templates = templates
         self.access = access
-        self.drift = dashboard.Kept(dashboard.DRIFT_SECONDS)
+        self.slow = dashboard.Kept(dashboard.SLOW_SECONDS)
+        """Drift reports and release tables, kept for 5 minutes."""
         self.overviews: dashboard.Kept | None = None
         """Overviews per task and range, kept for the roll-up's interval: the history they
         show changes only when the roll-up runs."""
@@ -115,7 +116,7 @@ class OverviewPages:
             )
         found, _, _ = self.overviews.get(
             (task, chosen),
-            lambda: dashboard.overview(runtime, principal, task, chosen, self.drift, tasks),
+            lambda: dashboard.overview(runtime, principal, task, chosen, self.slow, tasks),
         )
         overview: dashboard.Overview = found
         return overview
@@ -185,7 +186,7 @@ class OverviewPages:
                 error = failure_of(done.stderr, done.returncode)
         except (OSError, subprocess.TimeoutExpired) as exc:
             error = f"could not run lockgate retrain: {type(exc).__name__}"
-        self.drift.forget(task)
+        self.slow.forget(task)
         if self.overviews is not None:
             self.overviews.forget(task)
         if error is not None:
