@@ -153,3 +153,21 @@ def test_the_report_shows_what_the_cache_saved(cached: Cached) -> None:
     assert day["period"] == "day" and day["hits"] == 3
     assert day["saved_usd"] == pytest.approx(3 * first.cost)
     assert report["cache"]["ttl"] == "1h"
+
+
+def test_a_hit_is_counted_in_history(cached: Cached) -> None:
+    from datetime import timedelta
+
+    from lockgate.decide.decision import utcnow
+    from lockgate.watch import history
+
+    cached.decide("first")
+    cached.decide("second")
+    cached.decide("other", "my loan was refused")
+    while cached.store.history.roll_up(lambda d, v: history.counts_of(d, v, {}), 500):
+        pass
+    now = utcnow()
+    cells = cached.store.history.cells("tickets", now - timedelta(hours=1), now + timedelta(1))
+    buckets = history.buckets("tickets", cells, 3600)
+    assert sum(b["decisions"] for b in buckets) == 3
+    assert sum(b["cached"] for b in buckets) == 1

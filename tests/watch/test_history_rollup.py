@@ -40,7 +40,15 @@ def summarize(task: str) -> Any:
     return functools.partial(counts_of, label_fields={task: ("queue",)})
 
 
-def make(task: str, n: int, kind: str, minute: int, latency: float, conf: float | None) -> Decision:
+def make(
+    task: str,
+    n: int,
+    kind: str,
+    minute: int,
+    latency: float,
+    conf: float | None,
+    cached: bool = False,
+) -> Decision:
     route, status, reason = {
         "auto": ("auto", "decided", "confidence 0.9 >= 0.8"),
         "review": ("review", "pending_review", "confidence 0.5 is below auto_min_confidence 0.8"),
@@ -64,6 +72,7 @@ def make(task: str, n: int, kind: str, minute: int, latency: float, conf: float 
         cost=0.001 * (n % 3),
         latency_ms=latency,
         created_at=T0 + timedelta(minutes=minute, seconds=n % 60),
+        cached_from=new_id() if cached and not failed else None,
         attempts=(
             Attempt("p", "m", "e", 1.0, "error", "timeout", None, 3, 0),
             *(() if failed else (Attempt("p", "m", "e", 1.0, "valid", None, None, 7, 2, 0.001),)),
@@ -75,7 +84,8 @@ def direct(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str
     """The buckets counted straight from the stored rows (no roll-up involved)."""
     out: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {
-            "decisions": 0, "auto": 0, "review": 0, "reject": 0, "failed": 0, "cost": 0.0,
+            "decisions": 0, "auto": 0, "review": 0, "reject": 0, "failed": 0, "cached": 0,
+            "cost": 0.0,
             "input_tokens": 0, "output_tokens": 0, "latency": Counter(), "confidence": Counter(),
             "labels": Counter(), "verdicts": Counter(), "failures": Counter(),
         }
@@ -99,6 +109,7 @@ def direct(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str
         start = history.bucket_start(r["created_at"].replace(tzinfo=UTC), step).isoformat()
         b = out[(start, f"{task}@{r['release']}")]
         b["decisions"] += 1
+        b["cached"] += r["cached_from"] is not None
         if r["status"] == "failed":
             b["failed"] += 1
             b["failures"]["every model failed"] += 1
@@ -125,7 +136,7 @@ def rolled(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str
     out = {}
     for b in history.buckets(task, cells, step):
         out[(b["start"], b["release"])] = {
-            **{k: b[k] for k in ("decisions", "auto", "review", "reject", "failed")},
+            **{k: b[k] for k in ("decisions", "auto", "review", "reject", "failed", "cached")},
             **{k: b[k] for k in ("input_tokens", "output_tokens")},
             "cost": b["cost"],
             "latency": Counter(b["latency_histogram_ms"]),
@@ -168,6 +179,7 @@ stream = st.lists(
         st.sampled_from([0.5, 4.0, 20.0, 99.0, 700.0, 4000.0, 70000.0]),
         st.one_of(st.none(), st.floats(0, 1)),
         st.sampled_from([None, "approve", "correct", "reject"]),
+        st.booleans(),  # answered from the decision cache
     ),
     min_size=1,
     max_size=24,
@@ -183,7 +195,7 @@ def test_rollups_equal_a_direct_count_with_late_commits_and_two_replicas(
 ) -> None:
     a, b = stores
     task = f"t{uuid.uuid4().hex[:10]}"
-    made = [make(task, n, *spec[:4]) for n, spec in enumerate(stream)]
+    made = [make(task, n, *spec[:4], cached=spec[5]) for n, spec in enumerate(stream)]
     # The late ones get ids older than every id counted before they commit.
     made[split:] = [replace(d, id="0" * 6 + d.id[6:]) for d in made[split:]]
     first, late = made[:split], made[split:]

@@ -89,6 +89,7 @@ def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
             c.latency_ms,
             c.confidence,
             c.output,
+            c.cached_from,
         )
         .where(c.rolled_up_at.is_(None))
         .order_by(c.id)
@@ -141,6 +142,7 @@ def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
             input_tokens=tokens.get(r["id"], (0, 0))[0],
             output_tokens=tokens.get(r["id"], (0, 0))[1],
             attempt_errors=tuple(errors.get(r["id"], ())),
+            cached=r["cached_from"] is not None,
         )
         for r in rows
     ]

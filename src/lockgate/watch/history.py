@@ -99,6 +99,8 @@ def counts_of(
             sums[(d.task, d.release, at, metric, key[:KEY_LENGTH])] += value
 
         add("decisions")
+        if d.cached:
+            add("cached")
         if d.status == "failed":
             add("failed")
             add("failure", failure_reason(d.reason))
@@ -200,6 +202,7 @@ def bucket_json(task: str, release: int, start: datetime, m: Mapping[str, Any]) 
         "review": int(routes.get("review", 0)),
         "reject": int(routes.get("reject", 0)),
         "failed": int(one("failed")),
+        "cached": int(one("cached")),
         "cost": round(one("cost"), 8),
         "input_tokens": int(one("tokens", "input")),
         "output_tokens": int(one("tokens", "output")),

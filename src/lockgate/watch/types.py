@@ -112,6 +112,8 @@ class DecisionFacts:
     output_tokens: int = 0
     attempt_errors: tuple[str, ...] = ()
     """The error class of each failed attempt (`timeout`, `breaker_open`, ...)."""
+    cached: bool = False
+    """Answered from the decision cache (`cached_from` set): no model call, no cost."""
 
 
 @dataclass(frozen=True)
