@@ -52,6 +52,14 @@ def test_a_reviewer_checks_delivered_decisions_on_the_spot_check_page(
                 card.locator("button", has_text="Wrong: it should be this").click()
             assert "corrected" in page.inner_text("#notice")
             assert page.locator("section.spot-check").count() == 0
+            # The decision's own page shows the check and a downstream system's feedback.
+            billing = site.principal("billing", "feedback")
+            site.runtime.quality.add_feedback(billing, wrong, False, None, "ask ana@example.org")
+            page.goto(f"{site.base}/ui/items/{wrong}")
+            after = page.inner_text("#live-quality")
+            assert "spot check" in after and "alice corrected it to queue: fraud" in after
+            assert "billing said it was wrong" in after and "ana@example.org" not in after
+            screenshot(page, "14-item-after-delivery")
         release = site.runtime.quality.accuracy("routing").release(1)
         assert release is not None and (release.overall.n, release.overall.agree) == (2, 1)
         assert site.runtime.store.decisions.get(wrong) == delivered  # not changed by the verdict

@@ -30,7 +30,7 @@ from lockgate.server.ui.overview import OverviewPages
 from lockgate.server.ui.pages import BASE, Shown, Templates, redirect, static_file
 from lockgate.server.ui.quarantine import QuarantinePages
 from lockgate.server.ui.sessions import SessionSigner
-from lockgate.server.ui.spot_checks import SpotCheckPages
+from lockgate.server.ui.spot_checks import SpotCheckPages, live_quality
 from lockgate.settings import Settings
 
 _DECISION_ID = re.compile(r"^[0-9a-f]{1,32}$")
@@ -337,6 +337,7 @@ class ReviewPages:
             for other in similar
         ]
         mine = item.claimed_by == principal.name and item.claim_live(utcnow())
+        spot_check, feedback = await live_quality(visit, decision.id)
         page = self.templates.page(
             "item.html",
             code=error.status if error else 200,
@@ -352,6 +353,8 @@ class ReviewPages:
             mine=mine,
             waiting=waiting_on_others(principal, item),
             verdict_text=verdict_text,
+            spot_check=spot_check,
+            feedback=feedback,
             next_href=f"{BASE}/next?" + urlencode({"task": decision.task, "skip": decision.id}),
         )
         return self.access.send(visit, page)

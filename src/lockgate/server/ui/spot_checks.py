@@ -6,6 +6,7 @@ same duty rules as the review queue: reviewers of the task, never the key that s
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -14,9 +15,11 @@ from fastapi.responses import Response
 
 from lockgate.decide.task import NAME_PATTERN, TaskSpec
 from lockgate.errors import LockgateError, NotFound
+from lockgate.monitor.redaction import redact_text
 from lockgate.server.ui import views
 from lockgate.server.ui.access import Access, Visit, run
 from lockgate.server.ui.pages import Shown, Templates, redirect
+from lockgate.watch.types import Feedback, SpotCheck
 
 if TYPE_CHECKING:
     from lockgate.server.ui.routes import ReviewPages
@@ -26,6 +29,18 @@ _TASK = re.compile(NAME_PATTERN)
 ACTIONS = ("approve", "correct", "reject")
 DONE = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
 PAGE = 50
+
+
+async def live_quality(visit: Visit, decision_id: str) -> tuple[SpotCheck | None, list[Feedback]]:
+    """What the item page shows after a decision's delivery: its spot check and the feedback
+    on it, each comment with personal data patterns redacted."""
+    quality = visit.runtime.store.quality
+    check = await run(quality.spot_check, decision_id)
+    given = await run(quality.feedback_of, decision_id)
+    shown = [
+        replace(f, comment=redact_text(f.comment) if f.comment is not None else None) for f in given
+    ]
+    return check, shown
 
 
 class SpotCheckPages:
