@@ -3,7 +3,9 @@ decision then sees), spot checks and their verdicts, live accuracy; on both back
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,3 +118,22 @@ def test_a_spot_check_takes_one_verdict_over_http_and_moves_live_accuracy(api: A
         headers=api.auth("submitter"),
     )
     assert submitter_verdict.status_code == 403
+
+
+def test_serve_queues_spot_checks_by_itself(tmp_path: Path, sqlite_database_url: str) -> None:
+    root = make_project(tmp_path / "project", TASK)
+    config = load_settings(root, database_url=sqlite_database_url, environ={}).with_changes(
+        spot_check_interval_seconds=0.05
+    )
+    runtime = Runtime.open(config, observer=build_observer(config))
+    api = Api(TestClient(create_app(config, runtime=runtime)), runtime)
+    try:
+        api.release()
+        with api.client:
+            decision_id = decided(api, "sweep-1")
+            deadline = time.monotonic() + 30
+            while runtime.store.quality.spot_check(decision_id) is None:
+                assert time.monotonic() < deadline, "no spot check queued in 30 s"
+                time.sleep(0.05)
+    finally:
+        runtime.close()
