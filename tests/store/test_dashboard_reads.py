@@ -40,12 +40,15 @@ def test_live_accuracy_and_history_read_for_the_dashboard_match_the_watch_module
 
         reads = DashboardRepository(kit.runtime.store.engine)
         expected = quality.accuracy("routing").release(1)
-        got = live_accuracy(reads.judgments("routing"))[1]
+        got = live_accuracy(reads.judgment_counts("routing"))[1]
         assert expected is not None
         assert (got.overall.n, got.overall.agree, got.spot_checks, got.feedback) == (
             expected.overall.n, expected.overall.agree, expected.spot_checks, expected.feedback,
         )  # fmt: skip
         assert (got.overall.n, got.overall.agree) == (8, 5)
+        per_bucket = reads.judgment_counts("routing", utcnow() - timedelta(hours=1), 60)
+        assert sum(c.n for c in per_bucket) == 8
+        assert sum(c.agree for c in per_bucket) == 5
 
         store = kit.runtime.store.history
         summarize = functools.partial(counts_of, label_fields={"routing": ("queue",)})

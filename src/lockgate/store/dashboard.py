@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, and_, cast, func, select
+from sqlalchemy import Connection, Engine, Integer, and_, case, cast, func, literal, select
 
 from lockgate.store import audit, database
 from lockgate.store.database import aware
@@ -52,15 +52,15 @@ class Merged:
 
 
 @dataclass(frozen=True)
-class Judgment:
-    """One automated decision's judgment as live accuracy counts it, without its input or
-    output: the release, when it was judged, whether it agrees, and where it came from."""
+class JudgmentCount:
+    """Judgments of automated decisions of one release (in one time bucket, or all: None)
+    from one source: how many, and how many agree with the model."""
 
-    decision_id: str
     release: int
-    at: datetime
-    agrees: bool
+    bucket: datetime | None
     source: str
+    n: int
+    agree: int
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,14 @@ class LivePeriod:
     release: int
     start: datetime
     end: datetime | None
+
+
+def _bucket(conn: Connection, column: Any, step_seconds: int | None) -> Any:
+    """The start (epoch seconds) of the bucket of `step_seconds` holding `column`, or NULL."""
+    if step_seconds is None:
+        return literal(None).label("bucket")
+    epoch = _epoch(conn, column)
+    return (epoch - epoch % step_seconds).label("bucket")
 
 
 def _epoch(conn: Connection, column: Any) -> Any:
@@ -140,32 +148,57 @@ class DashboardRepository:
                 totals.setdefault(release, {}).setdefault(metric, {})[key] = float(value or 0.0)
         return totals
 
-    def judgments(self, task: str) -> list[Judgment]:
-        """The judgments of the task's automated decisions, one per decision as
+    def judgment_counts(
+        self, task: str, since: datetime | None = None, step_seconds: int | None = None
+    ) -> list[JudgmentCount]:
+        """Judgments of the task's automated decisions counted in SQL, one per decision as
         `watch.quality.one_per_decision` picks it (its spot-check verdict, else its latest
-        feedback), reading no input or output."""
-        d, s, f = decisions.c, spot_checks.c, feedback.c
+        feedback), per release, source and (with `step_seconds`) bucket of the judgment's
+        time; none before `since`. Spot checks are only ever queued for automated decisions
+        (`QualityRepository.automated_since`), so they are counted without a join; feedback
+        is joined to its decision for the route."""
+        s, f, d = spot_checks.c, feedback.c, decisions.c
+        found: list[JudgmentCount] = []
         with database.read(self.engine) as conn:
-            spot = conn.execute(
-                select(s.decision_id, s.release, s.at, s.verdict)
-                .join(decisions, d.id == s.decision_id)
-                .where(s.task == task, s.verdict.is_not(None), d.route == "auto")
-            ).all()
-            given = conn.execute(
-                select(f.decision_id, f.release, f.at, f.correct)
+            spot_bucket = _bucket(conn, s.at, step_seconds)
+            spot = (
+                select(
+                    s.release,
+                    spot_bucket,
+                    func.count(),
+                    func.sum(case((s.verdict == "approve", 1), else_=0)),
+                )
+                .where(s.task == task, s.verdict.is_not(None))
+                .group_by(s.release, spot_bucket)
+            )
+            later = feedback.alias("later")
+            judged = spot_checks.alias("judged")
+            given_bucket = _bucket(conn, f.at, step_seconds)
+            given = (
+                select(
+                    f.release, given_bucket, func.count(), func.sum(case((f.correct, 1), else_=0))
+                )
                 .join(decisions, d.id == f.decision_id)
-                .where(f.task == task, d.route == "auto")
-                .order_by(f.at, f.id)
-            ).all()
-        found = {
-            row[0]: Judgment(row[0], row[1], aware(row[2]), row[3] == "approve", "spot_check")
-            for row in spot
-        }
-        latest: dict[str, Judgment] = {}
-        for row in given:
-            if row[0] not in found:
-                latest[row[0]] = Judgment(row[0], row[1], aware(row[2]), bool(row[3]), "feedback")
-        return [*found.values(), *latest.values()]
+                .where(
+                    f.task == task,
+                    d.route == "auto",
+                    ~select(later.c.id)
+                    .where(later.c.decision_id == f.decision_id, later.c.id > f.id)
+                    .exists(),
+                    ~select(judged.c.decision_id)
+                    .where(judged.c.decision_id == f.decision_id, judged.c.verdict.is_not(None))
+                    .exists(),
+                )
+                .group_by(f.release, given_bucket)
+            )
+            if since is not None:
+                spot = spot.where(s.at >= since)
+                given = given.where(f.at >= since)
+            for source, statement in (("spot_check", spot), ("feedback", given)):
+                for release, bucket, n, agree in conn.execute(statement):
+                    at = None if bucket is None else datetime.fromtimestamp(int(bucket), UTC)
+                    found.append(JudgmentCount(release, at, source, int(n), int(agree or 0)))
+        return found
 
     def release_events(self, task: str, start: datetime, end: datetime) -> list[ReleaseEvent]:
         """Audited changes of what serves the task between `start` and `end`, oldest first."""

@@ -25,7 +25,7 @@ from lockgate.runtime import Runtime
 from lockgate.security import Principal
 from lockgate.server.ui import charts
 from lockgate.server.ui.charts import Mark, Point
-from lockgate.store.dashboard import DashboardRepository, Judgment, Merged
+from lockgate.store.dashboard import DashboardRepository, JudgmentCount, Merged
 from lockgate.watch import history
 from lockgate.watch.drift import DriftReport
 from lockgate.watch.quality import Accuracy
@@ -247,16 +247,16 @@ class Judged:
     feedback: int
 
 
-def live_accuracy(judgments: Sequence[Judgment]) -> dict[int, Judged]:
+def live_accuracy(counts: Sequence[JudgmentCount]) -> dict[int, Judged]:
     """Per release, the agreement of the judgments of its automated decisions (as
     `watch.quality.live_accuracy_of` counts it, without the per-label split)."""
     tallies: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for j in judgments:
-        t = tallies[j.release]
-        t[0] += 1
-        t[1] += j.agrees
-        t[2] += j.source == "spot_check"
-        t[3] += j.source == "feedback"
+    for c in counts:
+        t = tallies[c.release]
+        t[0] += c.n
+        t[1] += c.agree
+        t[2] += c.n if c.source == "spot_check" else 0
+        t[3] += c.n if c.source == "feedback" else 0
     return {r: Judged(Accuracy(t[0], t[1]), t[2], t[3]) for r, t in tallies.items()}
 
 
@@ -294,8 +294,7 @@ def overview(
                 totals[metric][key] += value
 
     live = runtime.store.releases.live(task)
-    judgments = reads.judgments(task)
-    accuracy = live_accuracy(judgments)
+    accuracy = live_accuracy(reads.judgment_counts(task))
     events = reads.release_events(task, start, now)
     marks = tuple(
         Mark(
@@ -374,10 +373,10 @@ def overview(
     ]
 
     judged_per: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
-    for j in (j for j in judgments if j.at >= start):
-        bucket = history.bucket_start(j.at, chosen.step)
-        judged_per[bucket][0] += 1
-        judged_per[bucket][1] += j.agrees
+    for c in reads.judgment_counts(task, start, chosen.step):
+        if c.bucket is not None:
+            judged_per[c.bucket][0] += c.n
+            judged_per[c.bucket][1] += c.agree
     now_judged = accuracy.get(live.number) if live is not None else None
     if now_judged is not None and now_judged.overall.n:
         low, high = now_judged.overall.interval
