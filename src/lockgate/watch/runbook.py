@@ -76,6 +76,24 @@ FIRST_STEPS: dict[str, tuple[str, str, str]] = {
         "If the inputs changed for good, retrain: `lockgate retrain {task} --data "
         "<TRAINING_FILE>`.",
     ),
+    "budget_used": (
+        "See what is spent, held and left, and when the period resets: "
+        "`lockgate budget show {task}`.",
+        "If the spend is expected, raise the limit in the task file's `budget:` and ship it: "
+        "`lockgate release create {task}`, then `lockgate release promote {task}@<N>`.",
+        "If it is not, find what drives it: `lockgate history {task} --from 24h --step 1h`.",
+    ),
+    "source_failing": (
+        "See the source's last error: `lockgate sources show --task {task}`.",
+        "Fix what it reads (the mounted folder, the mailbox's or database's address and secret).",
+        "Read it again now (its cursor did not move): `lockgate intake run --once --task {task}`.",
+    ),
+    "schema_drift": (
+        "See the schema events and the source's status: `lockgate sources show --task {task}`.",
+        "Fix the mapping in the task file (`map:` aliases), then resume the source: "
+        "`lockgate sources resume <SOURCE> --task {task}`.",
+        "Decide its held records: `lockgate quarantine replay --source <SOURCE> --task {task}`.",
+    ),
 }
 _GENERIC_STEPS = (
     "See the task's recent history: `lockgate history {task} --from 1h --step 5m`.",
