@@ -20,7 +20,7 @@ from lockgate.runtime import Runtime
 from lockgate.server.history import alert_rules, measure
 from lockgate.settings import load_settings
 from lockgate.testing.receiver import Receiver
-from lockgate.watch.alerts import Evaluator
+from lockgate.watch.alerts import Evaluator, Rule
 from lockgate.watch.channels import build_channels
 from tests.cli.kit import make_project
 from tests.watch.test_alerts import hooks_of
@@ -69,7 +69,7 @@ def test_budget_alerts_fire_at_the_soft_share_and_the_limit_and_resolve(
     runtime = Runtime.open(settings)
     clock = Clock(utcnow())
 
-    async def setup(now: datetime) -> tuple[list, list]:  # type: ignore[type-arg]
+    async def setup(now: datetime) -> tuple[list[Rule], list[float | None]]:
         return measure(runtime, now)
 
     evaluator = Evaluator(
