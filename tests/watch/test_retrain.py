@@ -5,29 +5,18 @@ builds a release that passes the gate and starts it in shadow; audited. Both bac
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 from pathlib import Path
 
 from sqlalchemy import select
 
-from lockgate.decide.decision import input_hash
 from lockgate.decide.pipeline import DecisionRequest
 from lockgate.demo.generator import generate_tickets
-from lockgate.evals.types import DatasetRow
 from lockgate.runtime import Runtime
 from lockgate.settings import load_settings
 from lockgate.store.tables import audit_log
 from tests.cli.kit import lockgate
-
-FOLD = {"cards": "cards", "fraud": "fraud", "payments": "payments", "transfers": "payments"}
-SETUP = """\
-  spot_check_rate: 1.0
-evaluation:
-  gate_dataset: gate
-  gate:
-    min_accuracy: 0.7
-"""
+from tests.watch.demo_kit import SETUP, sealed_gate
 
 
 def test_spot_checks_move_live_accuracy_and_retrain_ships_a_gated_shadow_release(
@@ -40,18 +29,10 @@ def test_spot_checks_move_live_accuracy_and_retrain_ships_a_gated_shadow_release
     (root / "tasks" / "routing.yaml").write_text(
         (root / "tasks" / "routing.yaml").read_text() + SETUP
     )
-    with (root / "data" / "routing-train.csv").open(encoding="utf-8") as file:
-        training = {row["text"] for row in csv.DictReader(file)}
-    gate = [t for t in generate_tickets(250, seed=41, id_prefix="G") if t.text not in training]
+    gate = sealed_gate(root, database_url)
     settings = load_settings(root, database_url=database_url, environ={})
     runtime = Runtime.open(settings)
     try:
-        rows = [
-            DatasetRow(i, {"text": t.text}, {"queue": FOLD.get(t.queue, "other")},
-                       input_hash({"text": t.text}))
-            for i, t in enumerate(gate)
-        ]  # fmt: skip
-        runtime.store.datasets.add("routing", "gate", rows, sealed=True, source=None, actor="t")
         run("train", "routing", "--data", "data/routing-train.csv")
         run("release", "create", "routing")
         run("eval", "routing", "--release", "1")
