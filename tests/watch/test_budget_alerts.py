@@ -6,6 +6,8 @@ backends."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -111,6 +113,14 @@ def test_budget_alerts_fire_at_the_soft_share_and_the_limit_and_resolve(
         exported = prometheus_rules(list(rules.values()))
         assert 'max(lockgate_budget_used_ratio{scope="routing"}) >= 0.6' in exported
         assert 'max(lockgate_budget_used_ratio{scope="routing"}) >= 1' in exported
+        if shutil.which("promtool"):  # Debian's prometheus package, as the export test uses
+            (tmp_path / "rules.yml").write_text(exported)
+            check = subprocess.run(
+                ["promtool", "check", "rules", str(tmp_path / "rules.yml")],
+                capture_output=True,
+                text=True,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
 
         spend(2)  # 2 of 5 calls: 0.4
         assert round_() == []
