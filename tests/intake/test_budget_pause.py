@@ -42,6 +42,7 @@ def test_a_source_pauses_at_a_refusing_limit_and_decides_the_rest_once_it_is_rai
 
         [first] = intake_once(project, database_url)
         assert upstream.request_count == 4  # two batches of two, then the limit
+        assert first["decided"] == 4
         assert first["paused"].startswith(
             "budget: the per_day limit of task routing (4 calls) is reached; reading resumes at "
         )

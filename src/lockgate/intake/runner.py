@@ -119,6 +119,8 @@ class Intake:
         self.metrics = metrics
         self.budget = budget
         """Asked before each batch of a polled source (None: never paused for a budget)."""
+        self.settled: Counter[str] = Counter()
+        """What the batches this intake processed came to, summed."""
         self.base = pipeline
         self.release = release
         self.task = task
@@ -172,6 +174,7 @@ class Intake:
             raise SourcePaused(refusal)
 
     def _count(self, outcome: BatchOutcome) -> None:
+        self.settled.update(outcome.counts)
         if self.metrics is None:
             return
         task, source = self.task.name, self.source.name

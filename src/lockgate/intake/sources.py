@@ -99,6 +99,7 @@ async def run_source(
         if state is None or (state.status, state.status_reason) != ("paused", reason):
             await store.commit([], Progress(task, spec.name, status=("paused", reason)))
         run.paused = reason
+        run.counts.update(intake.settled)  # the batches committed before the pause
         return run
     except SourceUnavailable as exc:
         failures = (state.failures if state is not None else 0) + 1
