@@ -312,7 +312,7 @@ def shadow_run(
     from lockgate.rollout.shadow import ShadowWorker
 
     with open_runtime(project, database) as runtime:
-        worker = ShadowWorker(runtime.store.rollout, runtime.release_runtime)
+        worker = ShadowWorker(runtime.store.rollout, runtime.release_runtime, spend=runtime.budgets)
         done = run_async(runtime, lambda: worker.run_once(task, limit=limit))
     typer.echo(f"{done} shadow runs decided")
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from anyio.to_thread import run_sync
 
 from lockgate.decide.decision import Decision
+from lockgate.decide.guards import SpendGuard
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
 from lockgate.errors import NotFound
 from lockgate.rollout.canary import CanaryStore, check_canaries
@@ -100,7 +101,10 @@ class ShadowWorker:
 
     Its pipeline has its own circuit breakers (a failing shadow model never opens the live
     model's breaker) and a low concurrency; store calls run in threads so the event loop
-    serving live requests is only held while a chunk's model calls run."""
+    serving live requests is only held while a chunk's model calls run. With `spend` (the
+    process's budgets), a shadow release's paid calls are reserved and counted against its
+    task's budget like live ones: at a hard limit a shadow run falls back to a free model, or
+    is stored as failed with the budget's reason."""
 
     def __init__(
         self,
@@ -109,11 +113,12 @@ class ShadowWorker:
         *,
         chunk_size: int = 64,
         concurrency: int = 4,
+        spend: SpendGuard | None = None,
     ) -> None:
         self.rollout = rollout
         self.release_runtime = release_runtime
         self.chunk_size = chunk_size
-        self.pipeline = Pipeline(_KeepNothing(), concurrency=concurrency)
+        self.pipeline = Pipeline(_KeepNothing(), concurrency=concurrency, spend=spend)
 
     async def run_once(self, task: str | None = None, *, limit: int | None = None) -> int:
         """Decide pending shadow runs (of `task`, or of every task) until none are left, or
@@ -150,11 +155,12 @@ async def background_loop(
     *,
     poll_seconds: float = 1.0,
     canary_every_seconds: float = 15.0,
+    spend: SpendGuard | None = None,
 ) -> None:
     """`lockgate serve`'s rollout work until `stop` is set: drain shadow runs every
     `poll_seconds`, check canaries every `canary_every_seconds`. An error is logged (ids only)
     and the loop goes on: shadow work must never take the service down."""
-    worker = ShadowWorker(rollout, release_runtime)
+    worker = ShadowWorker(rollout, release_runtime, spend=spend)
     loop = asyncio.get_running_loop()
     next_check = loop.time()
     while not stop.is_set():

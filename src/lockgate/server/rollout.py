@@ -25,7 +25,9 @@ async def background(runtime: Runtime) -> AsyncIterator[None]:
     """Run the shadow worker and the canary check while the app serves (see shadow.py)."""
     stop = asyncio.Event()
     work = asyncio.create_task(
-        background_loop(runtime.store.rollout, runtime.release_runtime, stop),
+        background_loop(
+            runtime.store.rollout, runtime.release_runtime, stop, spend=runtime.budgets
+        ),
         name="lockgate-rollout",
     )
     try:
