@@ -2,7 +2,8 @@
 folders, mailboxes and tables, and the ones that could not be mapped."""
 
 import os
-import time
+import signal
+import threading
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
@@ -89,13 +90,25 @@ def run(
             if any(r["error"] for r in reports):
                 raise typer.Exit(1)
             return
+        # Ctrl-C is noted here before it interrupts anything: a pass whose event loop takes the
+        # interruption as a cancellation that some await absorbs still ends the loop after it.
+        stopping = threading.Event()
+
+        def interrupted(signum: int, frame: object) -> None:
+            stopping.set()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, interrupted)
         try:
-            while True:
+            while not stopping.is_set():
                 _print_runs(run_async(runtime, lambda: one_pass(False)), as_json)
-                time.sleep(interval)
+                stopping.wait(interval)
         except KeyboardInterrupt:
-            # Each batch is one transaction: a stop between or inside them loses nothing.
-            typer.echo("stopped; every committed batch is kept, run again to continue", err=True)
+            pass
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        # Each batch is one transaction: a stop between or inside them loses nothing.
+        typer.echo("stopped; every committed batch is kept, run again to continue", err=True)
 
 
 def _print_runs(reports: list[dict[str, object]], as_json: bool) -> None:
