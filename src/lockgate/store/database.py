@@ -91,9 +91,10 @@ def refuse_a_stranger_sqlite_file(url: str, project_dir: Path) -> None:
     no release. Inside the project folder a new database is expected (the first command of a
     project makes it); elsewhere `lockgate db upgrade` creates one on purpose.
     """
-    if make_url(url).get_backend_name() != "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
         return
-    database = make_url(url).database
+    database = parsed.database
     if not database or database == ":memory:":
         return
     path = Path(database).resolve()
