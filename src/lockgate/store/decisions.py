@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, RowMapping, and_, bindparam, insert, or_, select
+from sqlalchemy.dialects import postgresql
 
 from lockgate.decide.decision import Attempt, Decision
 from lockgate.errors import Unavailable
@@ -74,16 +74,20 @@ def from_row(row: RowMapping, attempt_rows: Sequence[Attempt] = ()) -> Decision:
     )
 
 
+_BY_KEYS = select(decisions).where(
+    decisions.c.task == bindparam("task"),
+    decisions.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+)
+"""Built once (it runs in every group of decisions), as SQLAlchemy then skips building and
+hashing it on each call."""
+
+
 def by_keys(conn: Connection, task: str, keys: Iterable[str]) -> dict[str, Decision]:
     keys = list(dict.fromkeys(keys))
     found: dict[str, Decision] = {}
     for start in range(0, len(keys), _KEY_CHUNK):
         chunk = keys[start : start + _KEY_CHUNK]
-        rows = conn.execute(
-            select(decisions).where(
-                decisions.c.task == task, decisions.c.idempotency_key.in_(chunk)
-            )
-        ).mappings()
+        rows = conn.execute(_BY_KEYS, {"task": task, "keys": chunk}).mappings()
         for row in rows:
             found[row["idempotency_key"]] = from_row(row)
     return found
@@ -107,23 +111,33 @@ def attempts_of(conn: Connection, decision_id: str) -> list[Attempt]:
     ]
 
 
+_SQLITE_INSERT = (
+    insert(decisions).prefix_with("OR IGNORE", dialect="sqlite").returning(decisions.c.id)
+)
+"""SQLite's insert of new decisions: `OR IGNORE` skips a row whose key is stored already, as
+`ON CONFLICT DO NOTHING` would, and RETURNING names only the rows inserted. SQLAlchemy
+compiles the dialects' `on_conflict_do_nothing` inserts afresh on every call (they have no
+cache key), which cost more CPU than the rest of a one-decision commit; this plain insert is
+compiled once. A row skipped for another reason (a NOT NULL or CHECK constraint) is caught
+by `save_all`, which then finds no stored decision under its key."""
+
+
 def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> set[str]:
     """Insert decisions not yet stored under their idempotency key, with their attempts and,
     for automated final ones, an outbox row per sink. Returns the ids actually inserted."""
     if not batch:
         return set()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(decisions).on_conflict_do_nothing(
-        index_elements=["task", "idempotency_key"]
-    )
     # In key order: two writers inserting overlapping keys then lock them in the same order,
     # which keeps PostgreSQL from deadlocking them (the executor retries one that still does).
     rows = [_row(d) for d in sorted(batch, key=lambda d: d.idempotency_key)]
-    if dialect is sqlite:
+    if conn.dialect.name != "postgresql":
         # One cached statement, expanded to multi-row VALUES by SQLAlchemy; back come the ids
-        # actually inserted (a key another writer stored first is skipped by ON CONFLICT).
-        inserted = set(conn.execute(statement.returning(decisions.c.id), rows).scalars())
+        # actually inserted (a key another writer stored first is skipped).
+        inserted = set(conn.execute(_SQLITE_INSERT, rows).scalars())
     else:
+        statement = postgresql.insert(decisions).on_conflict_do_nothing(
+            index_elements=["task", "idempotency_key"]
+        )
         # psycopg's executemany (pipeline mode, one prepared statement) returns no rows through
         # SQLAlchemy: the ids found afterwards are the inserted ones, since ids are new and
         # unique. One more statement in the same transaction, not another one.
@@ -232,6 +246,8 @@ class DecisionRepository:
                 inserted = insert_many(conn, batch, sinks)
                 lost = [d.idempotency_key for d in batch if d.id not in inserted]
                 winners = by_keys(conn, batch[0].task, lost) if lost else {}
+                if len(winners) < len(set(lost)):
+                    raise RuntimeError("a decision was neither inserted nor found under its key")
                 saved.append([d if d.id in inserted else winners[d.idempotency_key] for d in batch])
         return saved
 

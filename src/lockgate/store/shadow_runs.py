@@ -17,6 +17,12 @@ from lockgate.store.tables import shadow_runs as runs
 _CHUNK = 500
 
 
+_SHADOW_NUMBERS = select(releases.c.number).where(
+    releases.c.task == bindparam("task"), releases.c.stage == "shadow"
+)
+"""Built once: it runs in every commit of decisions, where building it cost more than running it."""
+
+
 def queue_shadow_runs(conn: Connection, inserted: Sequence[Decision]) -> int:
     """One pending shadow run per (new decision, shadow release of its task); called in the
     transaction that stores the decisions, so a decision is never without its queued runs."""
@@ -28,15 +34,7 @@ def queue_shadow_runs(conn: Connection, inserted: Sequence[Decision]) -> int:
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for task, group in by_task.items():
-        numbers = (
-            conn.execute(
-                select(releases.c.number).where(
-                    releases.c.task == task, releases.c.stage == "shadow"
-                )
-            )
-            .scalars()
-            .all()
-        )
+        numbers = conn.execute(_SHADOW_NUMBERS, {"task": task}).scalars().all()
         rows.extend(
             {
                 "decision_id": d.id,
