@@ -186,15 +186,19 @@ class Pipeline:
         requests: Sequence[DecisionRequest],
         *,
         invalid_input: Literal["fail", "error"] = "fail",
+        budget_refused: Literal["fail", "error"] | None = None,
     ) -> list[Result]:
         """Decide a batch and commit it in one transaction before returning.
 
         With `invalid_input="fail"` (batch jobs) an input that breaks the schema is stored as a
         `failed` decision with the reason, so a re-run does not retry it; with "error" it is
-        returned as an error and nothing is stored.
+        returned as an error and nothing is stored. `budget_refused` says the same of an item a
+        refusing budget limit stopped (default: as `invalid_input`); intake sources pass
+        "error", so such a record is read again once the limit allows.
         """
+        on_refusal = budget_refused or invalid_input
         if runtime.canary is not None and runtime.canary_percent > 0:
-            return await self._decide_split(runtime, requests, invalid_input)
+            return await self._decide_split(runtime, requests, invalid_input, on_refusal)
         started = self.clock()
         task = runtime.task
         observer = self.observer
@@ -254,7 +258,7 @@ class Pipeline:
                     if (
                         refusal is not None
                         and refusal.outcome == "refuse"
-                        and (invalid_input == "error")
+                        and on_refusal == "error"
                     ):  # nothing is decided or stored: the caller may come back later
                         refused[item.request.idempotency_key] = results[index] = Result(
                             None, error=_exceeded(refusal)
@@ -334,6 +338,7 @@ class Pipeline:
         runtime: ReleaseRuntime,
         requests: Sequence[DecisionRequest],
         invalid_input: Literal["fail", "error"],
+        budget_refused: Literal["fail", "error"],
     ) -> list[Result]:
         """Keys in the canary's share go to the canary release, the rest to the live one; each
         part is decided and committed as its own batch, results come back in request order."""
@@ -346,7 +351,10 @@ class Pipeline:
             if not indexes:
                 continue
             part = await self.decide_many(
-                target, [requests[i] for i in indexes], invalid_input=invalid_input
+                target,
+                [requests[i] for i in indexes],
+                invalid_input=invalid_input,
+                budget_refused=budget_refused,
             )
             for i, result in zip(indexes, part, strict=True):
                 results[i] = result

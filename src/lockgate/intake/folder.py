@@ -103,11 +103,12 @@ class FolderReader:
             failed = True
         row = sum(1 for _ in islice(records, skip))
         while chunk := list(islice(records, self.spec.batch_size)):
-            row += len(chunk)
 
-            def position(settled: Counter[str], row: int = row) -> dict[str, Any]:
+            def position(settled: Counter[str], n: int, row: int = row) -> dict[str, Any]:
                 # The file's counts travel with its cursor: a resumed file reports them all.
-                return {**base, "row": row, "counts": dict(counts + settled)}
+                return {**base, "row": row + n, "counts": dict(counts + settled)}
+
+            row += len(chunk)
 
             outcome = await intake.process(chunk, position)
             if outcome.stopped:

@@ -20,7 +20,7 @@ from typing import Any
 
 from lockgate.decide.sources import ImapSource
 from lockgate.errors import ConfigError
-from lockgate.intake.runner import Incoming, Intake
+from lockgate.intake.runner import Incoming, Intake, SourcePaused
 from lockgate.intake.sources import SourceRun, SourceUnavailable
 
 _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"}
@@ -166,9 +166,17 @@ class ImapReader:
                 uids = pending[start : start + self.spec.batch_size]
                 messages: dict[int, bytes] = await self._call(box.fetch, uids)
                 records = [self._record(box.validity, uid, messages.get(uid)) for uid in uids]
-                outcome = await intake.process(
-                    records, {"uidvalidity": box.validity, "uid": uids[-1]}
-                )
+
+                def position(_: Any, n: int, uids: list[int] = uids) -> dict[str, Any] | None:
+                    return {"uidvalidity": box.validity, "uid": uids[n - 1]} if n else None
+
+                try:
+                    outcome = await intake.process(records, position)
+                except SourcePaused as paused:
+                    # The messages decided before a budget limit cut the batch are done.
+                    if paused.settled:
+                        await self._call(box.done, uids[: paused.settled])
+                    raise
                 if outcome.stopped:
                     run.stopped = outcome.stopped
                     return run

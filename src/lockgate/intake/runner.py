@@ -14,12 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from lockgate.decide.guards import Refusal
-from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime
+from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
 from lockgate.decide.sources import SourceBase
 from lockgate.decide.task import TaskSpec
+from lockgate.errors import BudgetExceeded
 from lockgate.intake import drift
 from lockgate.intake.committer import BatchCommitter, IntakeStore, pipeline_for
 from lockgate.intake.mapping import Mapped, Mapper, Unmappable
@@ -55,9 +56,14 @@ class BatchOutcome:
     stopped: str | None = None
     """Why the source stopped (schema drift with `on_drift: stop`); nothing was committed
     but the event."""
+    fates: list[Fate] = field(default_factory=list)
+    """What became of each record settled, in order."""
 
 
-Cursor = Mapping[str, Any] | Callable[[Counter[str]], Mapping[str, Any]] | None
+Cursor = Mapping[str, Any] | Callable[[Counter[str], int], Mapping[str, Any] | None] | None
+"""Where the source stands after a batch: a position, or a function of the batch's outcome
+counts and of how many of its records were settled (all of them, or the ones before a
+refusing budget limit cut the batch) giving it; None leaves the cursor as it is."""
 
 
 class IntakeMetrics(Protocol):
@@ -85,12 +91,30 @@ class BudgetGate(Protocol):
 
 
 class SourcePaused(Exception):
-    """A source stops reading until its task's budget allows calls again; the batch in hand
-    is not decided and the cursor stays before it."""
+    """A source stops reading until its task's budget allows calls again; the records not
+    decided are not stored and the cursor stays before them. `settled` records of the batch
+    in hand (those before the first refused one) were committed, as `outcome` says."""
 
-    def __init__(self, refusal: Refusal) -> None:
+    def __init__(
+        self, refusal: Refusal, *, settled: int = 0, outcome: BatchOutcome | None = None
+    ) -> None:
         self.refusal = refusal
+        self.settled = settled
+        self.outcome = outcome
         super().__init__(refusal.reason)
+
+    def exceeded(self, note: str) -> BudgetExceeded:
+        """The refusal as the error an operator or a pushing system gets (429, Retry-After
+        until the limit resets)."""
+        resets = self.refusal.resets_at
+        wait = max(1, math.ceil((resets - datetime.now(UTC)).total_seconds()))
+        return BudgetExceeded(
+            f"{self.refusal.reason}; {note}",
+            hint=f"send it again after {resets.isoformat()}, when the limit resets, or raise "
+            "the task's budget",
+            retry_after_seconds=wait,
+            resets_at=resets.isoformat(),
+        )
 
     def status_reason(self) -> str:
         return (
@@ -161,8 +185,10 @@ class Intake:
                 held = summary
                 progress.status = ("held", summary)
         progress.count("records", len(records))
-        await self._settle(records, progress, outcome, held=held, cursor=cursor)
-        self._count(outcome)
+        try:
+            await self._settle(records, progress, outcome, held=held, cursor=cursor)
+        finally:
+            self._count(outcome)
         return outcome
 
     async def check_budget(self) -> None:
@@ -188,9 +214,11 @@ class Intake:
         progress = Progress(self.task.name, self.source.name)
         progress.count("quarantined", -len(records))
         outcome = BatchOutcome()
-        await self._settle(records, progress, outcome, held=None)
-        if self.metrics is not None:
-            self.metrics.record_intake(self.task.name, self.source.name, outcome.counts)
+        try:
+            await self._settle(records, progress, outcome, held=None)
+        finally:
+            if self.metrics is not None:
+                self.metrics.record_intake(self.task.name, self.source.name, outcome.counts)
         return outcome
 
     async def _settle(
@@ -202,107 +230,214 @@ class Intake:
         held: str | None,
         cursor: Cursor = None,
     ) -> None:
-        counts = outcome.counts
-        mapped: list[tuple[Incoming, Mapped]] = []
-
-        def quarantine(record: Incoming, reason: str) -> None:
-            raw = (
-                dict(record.values)
-                if record.values is not None
-                else {UNREADABLE: record.unreadable}
+        """Map, de-duplicate and decide `records`, then commit them with `progress`. When a
+        refusing budget limit stops a record's decision, the batch is cut before the first
+        such record: the records before it are committed (with the cursor after them, when
+        `cursor` is a function of the records settled), the rest is not stored at all, and
+        `SourcePaused` is raised."""
+        fates = await self._classify(records, held)
+        fresh = [f for f in fates if f.kind == "decided"]
+        requests = [
+            DecisionRequest(
+                input=f.item.input,
+                idempotency_key=f.item.key,
+                metadata=_metadata(self.source.name, f.record.position, f.item.extra),
             )
-            raw = storable(raw)
-            progress.quarantined.append(
-                Quarantined(
-                    self.task.name,
-                    self.source.name,
-                    record.position,
-                    reason,
-                    raw,
-                    context=storable(dict(record.context)),
-                )
+            for f in fresh
+            if f.item is not None
+        ]
+        # Adjustments `process` and `replay` made before (records read, held ones replayed).
+        base = Progress(self.task.name, self.source.name, counts=dict(progress.counts))
+        _apply(progress, fates, self.source.dedupe.by == "content", self.clock)
+        progress.cursor = _cursor_at(cursor, fates, len(records))
+        committer = BatchCommitter(self.store, progress, {f.key for f in fresh})
+        results: list[Result] = []
+        if requests:
+            results = await pipeline_for(self.base, committer).decide_many(
+                self.release, requests, invalid_input="fail", budget_refused="error"
             )
-            counts["quarantined"] += 1
+        refused = {
+            f.key: r.error
+            for f, r in zip(fresh, results, strict=True)
+            if isinstance(r.error, BudgetExceeded)
+        }
+        if not refused:
+            await committer.finish()
+            outcome.counts.update(_tally(fates))
+            outcome.fates = fates
+            return
+        # A refusing limit was crossed mid-batch: keep the records before the first refused one.
+        cut = next(i for i, f in enumerate(fates) if f.kind == "decided" and f.key in refused)
+        kept = fates[:cut]
+        keys = {f.key for f in kept if f.kind == "decided"}
+        prefix = Progress(
+            self.task.name,
+            self.source.name,
+            counts={k: v for k, v in base.counts.items() if k != "records"},
+            schema=progress.schema,
+            events=progress.events,
+            status=progress.status,
+        )
+        if "records" in base.counts:
+            prefix.count("records", cut)
+        if "quarantined" in base.counts:  # a replay: only the kept records leave quarantine
+            prefix.counts["quarantined"] = -cut
+        _apply(prefix, kept, self.source.dedupe.by == "content", self.clock)
+        prefix.cursor = _cursor_at(cursor, kept, cut) if callable(cursor) else None
+        parts = [
+            ([d for d in batch if d.idempotency_key in keys], sinks)
+            for batch, sinks in committer.parts
+        ]
+        error = next(iter(refused.values()))
+        assert isinstance(error, BudgetExceeded)
+        paused = SourcePaused(_refusal(error), settled=cut, outcome=outcome)
+        if prefix.status is None:
+            prefix.status = ("paused", paused.status_reason())
+        await self.store.commit([p for p in parts if p[0]], prefix)
+        outcome.counts.update(_tally(kept))
+        outcome.fates = kept
+        raise paused
 
-        def duplicate(record: Incoming, first: str, by: str) -> None:
-            progress.duplicates.append(
-                Duplicate(self.task.name, self.source.name, record.position, first, by)  # type: ignore[arg-type]
-            )
-            if record.quarantine_id is not None:
-                progress.resolved[record.quarantine_id] = ("replayed", first)
-            counts["duplicates"] += 1
-
-        for record in records:
+    async def _classify(self, records: Sequence[Incoming], held: str | None) -> list[Fate]:
+        """What becomes of each record: quarantined, a duplicate, or decided."""
+        fates: list[Fate | None] = [None] * len(records)
+        mapped: list[tuple[int, Mapped]] = []
+        for index, record in enumerate(records):
             if record.values is None:
-                quarantine(record, record.problem or "the record could not be read")
+                fates[index] = self._held(record, record.problem or "the record could not be read")
                 continue
             if held is not None:
-                quarantine(record, f"held until a person decides: {held}")
+                fates[index] = self._held(record, f"held until a person decides: {held}")
                 continue
             try:
                 item = self.mapper.map(record.values, record.context)
             except Unmappable as exc:
-                quarantine(record, exc.reason)
+                fates[index] = self._held(record, exc.reason)
                 continue
-            for name in item.extra:
-                progress.unknown_fields[name] = progress.unknown_fields.get(name, 0) + 1
-            mapped.append((record, item))
+            mapped.append((index, item))
 
         # Within the batch: the first of a key or a content decides, the rest link to it.
-        fresh: dict[str, tuple[Incoming, Mapped]] = {}
+        fresh: dict[str, Mapped] = {}
         by_content: dict[str, str] = {}
         content = self.source.dedupe.by == "content"
         earlier: Mapping[str, str] = {}
         if content and mapped:
-            progress.seen_at = datetime.fromtimestamp(self.clock(), UTC)
-            since = progress.seen_at - timedelta(seconds=self.source.dedupe.window_seconds)
+            since = datetime.fromtimestamp(self.clock(), UTC) - timedelta(
+                seconds=self.source.dedupe.window_seconds
+            )
             hashes = [m.content_hash for _, m in mapped]
             earlier = await self.store.seen(self.task.name, hashes, since)
         known = await self.store.find(self.task.name, [m.key for _, m in mapped]) if mapped else {}
-        for record, item in mapped:
+        for index, item in mapped:
+            record = records[index]
             if item.key in fresh:
-                if fresh[item.key][1].content_hash == item.content_hash:
-                    duplicate(record, item.key, "key")
+                if fresh[item.key].content_hash == item.content_hash:
+                    fates[index] = Fate(record, "duplicate", item.key, item, by="key")
                 else:
-                    quarantine(record, f"key {item.key} repeats with different content")
+                    fates[index] = self._held(
+                        record, f"key {item.key} repeats with different content", conflict=True
+                    )
                 continue
             stored = known.get(item.key)
             if stored is not None:
                 # A batch's decisions and its cursor are committed together, so a stored key
                 # was settled by an earlier record (or an earlier push of this one).
                 if stored.input_hash == item.content_hash:
-                    duplicate(record, item.key, "key")
+                    fates[index] = Fate(record, "duplicate", item.key, item, by="key")
                 else:
-                    quarantine(record, f"key {item.key} was decided before for other content")
+                    fates[index] = self._held(
+                        record,
+                        f"key {item.key} was decided before for other content",
+                        conflict=True,
+                    )
                 continue
             if content:
                 first = earlier.get(item.content_hash) or by_content.get(item.content_hash)
                 if first is not None and first != item.key:
-                    duplicate(record, first, "content")
+                    fates[index] = Fate(record, "duplicate", first, item, by="content")
                     continue
                 by_content[item.content_hash] = item.key
-                progress.seen[item.content_hash] = item.key
-            fresh[item.key] = (record, item)
-            if record.quarantine_id is not None:
-                progress.resolved[record.quarantine_id] = ("replayed", item.key)
-        counts["decided"] += len(fresh)
-        for name in ("decided", "duplicates", "quarantined"):
-            progress.count(name, counts[name])
-        progress.cursor = cursor(counts) if callable(cursor) else cursor
-        requests = [
-            DecisionRequest(
-                input=item.input,
-                idempotency_key=item.key,
-                metadata=_metadata(self.source.name, record.position, item.extra),
+            fresh[item.key] = item
+            fates[index] = Fate(record, "decided", item.key, item)
+        return [f for f in fates if f is not None]
+
+    def _held(self, record: Incoming, reason: str, *, conflict: bool = False) -> Fate:
+        raw = dict(record.values) if record.values is not None else {UNREADABLE: record.unreadable}
+        held = Quarantined(
+            self.task.name,
+            self.source.name,
+            record.position,
+            reason,
+            storable(raw),
+            context=storable(dict(record.context)),
+        )
+        return Fate(record, "quarantined", "", quarantined=held, conflict=conflict)
+
+
+@dataclass
+class Fate:
+    """What became of one record of a batch."""
+
+    record: Incoming
+    kind: Literal["decided", "duplicate", "quarantined"]
+    key: str
+    """The key it was decided under; for a duplicate, the key of the first decision."""
+    item: Mapped | None = None
+    by: Literal["key", "content"] = "key"
+    quarantined: Quarantined | None = None
+    conflict: bool = False
+    """Quarantined because its key was used before for other content."""
+
+
+def _apply(
+    progress: Progress, fates: Sequence[Fate], content: bool, clock: Callable[[], float]
+) -> None:
+    """Add what `fates` write to `progress`: quarantined records, duplicates, unknown fields,
+    content hashes, replayed quarantine ids, and the counters."""
+    if content and any(f.item is not None for f in fates):
+        progress.seen_at = datetime.fromtimestamp(clock(), UTC)
+    for fate in fates:
+        record = fate.record
+        if fate.item is not None:
+            for name in fate.item.extra:
+                progress.unknown_fields[name] = progress.unknown_fields.get(name, 0) + 1
+        if fate.kind == "quarantined":
+            assert fate.quarantined is not None
+            progress.quarantined.append(fate.quarantined)
+            progress.count("quarantined")
+            continue
+        if record.quarantine_id is not None:
+            progress.resolved[record.quarantine_id] = ("replayed", fate.key)
+        if fate.kind == "duplicate":
+            progress.duplicates.append(
+                Duplicate(progress.task, progress.source, record.position, fate.key, fate.by)
             )
-            for record, item in fresh.values()
-        ]
-        committer = BatchCommitter(self.store, progress, set(fresh))
-        if requests:
-            await pipeline_for(self.base, committer).decide_many(
-                self.release, requests, invalid_input="fail"
-            )
-        await committer.finish()
+            progress.count("duplicates")
+        else:
+            assert fate.item is not None
+            if content:
+                progress.seen[fate.item.content_hash] = fate.key
+            progress.count("decided")
+
+
+_TALLY = {"decided": "decided", "duplicate": "duplicates", "quarantined": "quarantined"}
+
+
+def _tally(fates: Sequence[Fate]) -> Counter[str]:
+    """A batch's outcome counts: decided, duplicates, quarantined."""
+    counts: Counter[str] = Counter({"decided": 0, "duplicates": 0, "quarantined": 0})
+    counts.update(_TALLY[f.kind] for f in fates)
+    return counts
+
+
+def _cursor_at(cursor: Cursor, fates: Sequence[Fate], settled: int) -> Mapping[str, Any] | None:
+    return cursor(_tally(fates), settled) if callable(cursor) else cursor
+
+
+def _refusal(error: BudgetExceeded) -> Refusal:
+    resets = error.resets_at
+    at = datetime.fromisoformat(resets) if resets else datetime.now(UTC)
+    return Refusal("refuse", error.message, at)
 
 
 def storable(value: Any) -> Any:

@@ -20,6 +20,7 @@ from lockgate.intake.runner import (
     Incoming,
     Intake,
     IntakeMetrics,
+    SourcePaused,
 )
 from lockgate.intake.sources import Reader, SourceRun, run_source
 from lockgate.intake.types import Progress, Quarantined
@@ -158,7 +159,16 @@ class IntakeService:
             intake = self.intake(task, source, release)
             for start in range(0, len(group), intake.source.batch_size):
                 part = group[start : start + intake.source.batch_size]
-                outcome = await intake.replay([incoming(q) for q in part])
+                try:
+                    outcome = await intake.replay([incoming(q) for q in part])
+                except SourcePaused as paused:
+                    # The records before the limit are replayed; the rest stay held.
+                    settled = paused.outcome.counts if paused.outcome else {}
+                    total.counts.update(settled)
+                    raise paused.exceeded(
+                        f"{sum(total.counts.values())} of {len(items)} records replayed; "
+                        "the rest stay held: replay them once the limit allows"
+                    ) from None
                 total.counts.update(outcome.counts)
         return total
 

@@ -138,7 +138,12 @@ class SqlReader:
                     for row in rows
                 ]
                 after = [rows[-1][c] for c in self.spec.cursor]
-                outcome = await intake.process(records, {"after": after})
+
+                def position(_: Any, n: int, rows: list[Any] = rows) -> dict[str, Any] | None:
+                    # After the last row settled (all, or those before a budget limit).
+                    return {"after": [rows[n - 1][c] for c in self.spec.cursor]} if n else None
+
+                outcome = await intake.process(records, position)
                 if outcome.stopped:
                     run.stopped = outcome.stopped
                     return run

@@ -18,7 +18,7 @@ from lockgate.decide.task import NAME_PATTERN
 from lockgate.delivery.sinks.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from lockgate.errors import NotFound, Unavailable
 from lockgate.intake.poller import Poller
-from lockgate.intake.runner import Intake, SourceStopped
+from lockgate.intake.runner import Intake, SourcePaused, SourceStopped
 from lockgate.intake.service import IntakeService, find_source, source_spec
 from lockgate.intake.webhook import DELIVERY_HEADER, records, verify
 from lockgate.runtime import Runtime
@@ -103,9 +103,19 @@ async def push(source: SourceName, request: Request) -> dict[str, Any]:
             task,
             spec,
             metrics=runtime.metrics,
+            budget=runtime.budgets,
         )
         try:
             outcome = await intake.process(incoming, None)
+        except SourcePaused as paused:
+            # A refusing budget limit: what was not decided is not stored, so the sender
+            # retries (records taken before the limit are recognised again by their key).
+            taken = paused.settled
+            raise paused.exceeded(
+                "nothing of this push was taken"
+                if not taken
+                else f"{taken} of {len(incoming)} records of this push were taken, the rest not"
+            ) from None
         except SourceStopped as exc:
             raise Unavailable(
                 f"source {source} is stopped: {exc.reason}",

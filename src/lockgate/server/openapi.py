@@ -81,6 +81,9 @@ OUTCOMES: dict[str, dict[int, str]] = {
         404: "no webhook source with this name",
         422: "the body is not JSON, is an empty array, has more records than batch_max_items, "
         "or the Idempotency-Key header is not 1-200 printable characters",
+        429: "the task's budget has a refusing limit that is reached (the detail names it; "
+        "Retry-After and `resets_at` say when it resets): the records not decided are not "
+        "stored, so send the push again then",
         503: "the source's secret is not configured, it has too many pushes in flight, or it "
         "is stopped (Retry-After)",
     },
