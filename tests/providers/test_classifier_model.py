@@ -79,6 +79,31 @@ def test_predictions_equal_sklearn_ones(labels: list[str]) -> None:
     assert model.classes("queue") == sorted(set(labels))
 
 
+@pytest.mark.parametrize("text", ODD + CORPUS)
+def test_one_text_alone_is_predicted_as_sklearn_predicts_it(text: str) -> None:
+    # A few texts take another path than many (no sparse matrices): the same numbers.
+    features = FeatureUnion(
+        [
+            ("words", FastTfidfVectorizer(ngram_range=(1, 2), dtype=np.float32)),
+            (
+                "chars",
+                FastTfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), dtype=np.float32),
+            ),
+        ]
+    )
+    matrix = features.fit_transform(CORPUS)
+    labels = ["billing", "tech", "sales", "billing", "tech", "sales", "billing", "x"]
+    classifiers = {
+        "queue": LogisticRegression(C=10.0).fit(matrix, labels),
+        "urgent": LogisticRegression(C=10.0).fit(matrix, ["yes", "no"] * 4),
+    }
+    model = ClassifierModel("t", ("text",), features, classifiers)
+    actual = model.predict_proba([text])
+    for name, classifier in classifiers.items():
+        expected = classifier.predict_proba(features.transform([text]))
+        np.testing.assert_allclose(actual[name], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_the_text_joins_input_fields_in_declaration_order() -> None:
     model = ClassifierModel("t", ("subject", "body"), FeatureUnion([]), {})
     assert model.text({"body": "b", "subject": "s", "other": "o"}) == "s\nb"
