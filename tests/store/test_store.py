@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -67,7 +70,7 @@ def test_opening_a_database_behind_the_newest_revision_migrates_it(
     engine = database.make_engine(empty_database_url)
     try:
         with engine.begin() as conn:
-            command.upgrade(database._alembic_config(conn), "0001")
+            command.upgrade(database.alembic_config(conn), "0001")
         assert database.migration_state(engine)[0] == "0001"
     finally:
         engine.dispose()
@@ -77,6 +80,44 @@ def test_opening_a_database_behind_the_newest_revision_migrates_it(
     finally:
         store.close()
     assert current == head != "0001"
+
+
+def test_the_revisions_read_without_alembic_are_alembics(empty_database_url: str) -> None:
+    """Opening a store reads the newest revision from the scripts' text and the current one
+    with a query, without importing Alembic: both must be what Alembic itself says."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from lockgate.store import database
+
+    engine = database.make_engine(empty_database_url)
+    try:
+        with engine.connect() as conn:
+            assert database._current(conn) is None
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            assert (
+                database._current(conn) == MigrationContext.configure(conn).get_current_revision()
+            )
+    finally:
+        engine.dispose()
+    assert database._head() == ScriptDirectory(str(database.MIGRATIONS)).get_current_head()
+
+
+def test_a_command_that_finds_its_database_current_never_imports_alembic(
+    tmp_path: Path,
+) -> None:
+    """Alembic costs most of a second per process; only a pending migration pays it."""
+    url = f"sqlite:///{tmp_path / 'lockgate.db'}"
+    Store(url).close()
+    probe = (
+        "import sys; from lockgate.store import Store; Store(sys.argv[1]).close(); "
+        "print('alembic' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe, url], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "False"
 
 
 def test_releases_are_numbered_per_task_and_never_duplicated(store: Store) -> None:

@@ -12,11 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -197,21 +193,51 @@ def dropped_connection(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and bool(exc.connection_invalidated)
 
 
-def _alembic_config(connection: Connection) -> Config:
+def alembic_config(connection: Connection) -> Any:
+    """Alembic's configuration for migrating over `connection`.
+
+    Alembic (with Mako and Pygments) costs most of a second to import, so a process loads it
+    only when a migration is pending, never to find that none is.
+    """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
 
 
+def _migrate_to_head(connection: Connection) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(connection), "head")
+
+
+_REVISION = re.compile(r'^(down_revision|revision) = (?:"(\w+)"|None)$', re.MULTILINE)
+
+
 @lru_cache(maxsize=1)
 def _head() -> str | None:
-    """The newest migration's revision; the scripts do not change while a process runs."""
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    """The newest migration's revision, read from the scripts' `revision` and `down_revision`
+    lines (the scripts do not change while a process runs): the one no script revises."""
+    revisions, revised = set(), set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict(_REVISION.findall(script.read_text(encoding="utf-8")))
+        if found.get("revision"):
+            revisions.add(found["revision"])
+        if found.get("down_revision"):
+            revised.add(found["down_revision"])
+    heads = revisions - revised
+    if len(heads) != 1:
+        raise RuntimeError(f"the migration scripts have {len(heads)} heads, not one: {heads}")
+    return heads.pop()
 
 
 def _current(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+    """The revision the database is at (None before the first migration)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine) -> None:
@@ -228,7 +254,7 @@ def upgrade(engine: Engine) -> None:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             if _current(conn) != _head():
-                command.upgrade(_alembic_config(conn), "head")
+                _migrate_to_head(conn)
     except OperationalError as exc:
         raise ConfigError(
             f"cannot reach the database at {_where(engine)}: {_why(exc)}",
