@@ -246,3 +246,53 @@ def test_lockgate_train_fits_the_chain_and_a_release_pins_every_artifact(
                        '{"text": "Someone stole my card at the station"}', cwd=tmp_path,
                        database=database_url, check=False)  # fmt: skip
     assert "lost_or_stolen_card" in decided.stdout
+
+
+def test_geometric_keeps_a_value_one_member_rules_out_unlikely() -> None:
+    values = {"intent": ("a", "b", "c")}
+    first = np.asarray([0.70, 0.29, 0.01])
+    second = np.asarray([0.01, 0.40, 0.59])
+    members = [
+        MemberAnswers("x", {"intent": [first]}, [None], [None]),
+        MemberAnswers("y", {"intent": [second]}, [None], [None]),
+    ]
+    (mean,) = combine("mean", Calibration("mean", "none", ()), values, members)
+    (geometric,) = combine("geometric", Calibration("geometric", "none", ()), values, members)
+    assert not isinstance(mean, ProviderError) and not isinstance(geometric, ProviderError)
+    # The plain mean follows the member that is sure of "a"; the geometric mean picks "b",
+    # the one value neither member rules out.
+    assert mean.output == {"intent": "a"}
+    assert geometric.output == {"intent": "b"}
+    by_hand = np.sqrt(first * second)
+    assert geometric.confidence == pytest.approx(by_hand[1] / by_hand.sum())
+
+
+def test_an_unknown_method_is_named_with_the_known_ones() -> None:
+    task = combined_task("median")
+    with pytest.raises(ConfigError, match="must be mean, geometric or agreement, not 'median'"):
+        CombinedProvider.from_spec(
+            task.models[0],
+            ProviderContext(task, Settings(project_dir=Path("."), database_url="sqlite://")),
+        )
+
+
+def test_geometric_is_trained_and_calibrated_with_one_temperature(
+    mean_provider: CombinedProvider, settings: Settings, data: Path
+) -> None:
+    # The members are the ones the mean fixture trained; only the calibration is fitted here.
+    task = combined_task("geometric")
+    report = train_combined(task, task.models[0], data, settings, train_members=False)
+    assert report.calibration.method == "geometric"
+    assert report.calibration.kind == "temperature"
+    assert report.calibration.member_temperatures == ()
+    assert 0.2 <= report.calibration.temperature <= 20.0
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    stolen, rate, *off = ask(
+        provider,
+        task,
+        ["My card was stolen on the bus", "What rate do you give for yen?", *OFF_TOPIC[:4]],
+    )
+    assert stolen.output == {"intent": "lost_or_stolen_card"}
+    assert rate.output == {"intent": "exchange_rate"}
+    assert 0.0 < stolen.confidence <= 1.0
+    assert sum(a.out_of_scope is not None for a in off) >= 3

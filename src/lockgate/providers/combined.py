@@ -2,14 +2,16 @@
 
     - provider: combined
       combine:
-        method: mean              # mean | agreement
+        method: mean              # mean | geometric | agreement
         calibration: temperature  # temperature | isotonic | none (default: temperature for
                                   # mean, isotonic for agreement)
         models:
           - provider: local-classifier
           - provider: embedding-classifier
 
-`mean` averages the members' probability vectors over each enum output field. `agreement`
+`mean` averages the members' probability vectors over each enum output field; `geometric`
+averages their logarithms (a value one member rules out stays unlikely, where the plain mean
+would keep half of the other member's belief in it). `agreement`
 raises confidence when independent members agree on the answer (1 - prod(1 - p_i)) and sends a
 disagreement to review (confidence 0, the reason names both answers).
 
@@ -49,7 +51,8 @@ from lockgate.providers.base import (
 from lockgate.settings import Settings
 
 KIND = "combined"
-Method = Literal["mean", "agreement"]
+Method = Literal["mean", "geometric", "agreement"]
+METHODS: tuple[str, ...] = ("mean", "geometric", "agreement")
 CalibrationKind = Literal["temperature", "isotonic", "none"]
 _EPS = 1e-9
 
@@ -77,9 +80,11 @@ class CombineSpec:
                 f"combine: unknown key(s) {', '.join(unknown)} (known: method, calibration, models)"
             )
         method = raw.get("method", "mean")
-        if method not in ("mean", "agreement"):
-            raise ConfigError(f"combine.method: must be mean or agreement, not {method!r}")
-        default = "temperature" if method == "mean" else "isotonic"
+        if method not in METHODS:
+            raise ConfigError(
+                f"combine.method: must be mean, geometric or agreement, not {method!r}"
+            )
+        default = "isotonic" if method == "agreement" else "temperature"
         calibration = raw.get("calibration", default)
         if calibration not in ("temperature", "isotonic", "none"):
             raise ConfigError(
@@ -141,6 +146,17 @@ class Calibration:
 UNCALIBRATED = Calibration("mean", "none", ())
 
 
+def pooled(method: Method, stacked: np.ndarray) -> np.ndarray:
+    """The members' probability rows (members first) pooled into one distribution per row:
+    the geometric mean, renormalised, for `geometric`; the arithmetic mean otherwise."""
+    if method != "geometric":
+        return np.asarray(stacked.mean(axis=0))
+    logs = np.log(np.maximum(stacked, _EPS)).mean(axis=0)
+    logs -= logs.max(axis=-1, keepdims=True)
+    out = np.exp(logs)
+    return np.asarray(out / out.sum(axis=-1, keepdims=True))
+
+
 def _tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits = np.log(np.maximum(probs, _EPS)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
@@ -195,7 +211,7 @@ def combine(
             whole = len(alive) == len(answers)
             if whole and method == "mean":
                 stacked = calibration.members_tempered(stacked)
-            mean = stacked.mean(axis=0, keepdims=True)
+            mean = pooled(method, stacked)[None, :]
             dist = calibration.distribution(mean)[0] if whole else mean[0]
             order = np.argsort(-dist, kind="stable")
             names = values[name]
@@ -569,7 +585,7 @@ def fit_calibration(
     if kind == "none":
         return Calibration(method, kind, tuple(labels), n_rows=len(truth))
     stacked = np.stack(member_probs)  # members x rows x values
-    mean = stacked.mean(axis=0)
+    mean = pooled(method, stacked)
     if method == "mean" and kind == "temperature":
         # Each member at its own temperature first (so that a sharper member does not drown
         # the other in the average), then one temperature for the average.
@@ -583,7 +599,15 @@ def fit_calibration(
             n_rows=len(truth),
             member_temperatures=members,
         )
-    if method == "mean":
+    if method == "geometric" and kind == "temperature":
+        return Calibration(
+            method,
+            kind,
+            tuple(labels),
+            temperature=_fit_temperature(mean, truth),
+            n_rows=len(truth),
+        )
+    if method != "agreement":
         raw = mean.max(axis=1)
         correct = mean.argmax(axis=1) == truth
     else:
@@ -730,8 +754,7 @@ def train_combined(
         temps = calibration.member_temperatures
         if combine_spec.method == "mean" and len(temps) == len(stacked):
             stacked = np.stack([_tempered(p, t) for p, t in zip(stacked, temps, strict=True)])
-        mean = stacked.mean(axis=0)
-        predicted = np.asarray(names)[mean.argmax(axis=1)]
+        predicted = np.asarray(names)[pooled(combine_spec.method, stacked).argmax(axis=1)]
         accuracy[name] = float(
             (predicted == np.asarray([data.labels[name][i] for i in test])).mean()
         )
