@@ -21,6 +21,7 @@ from lockgate.decide.groups import DecisionGroups
 from lockgate.decide.pipeline import ChainModel, Pipeline, ReleaseRuntime
 from lockgate.decide.task import TaskSpec, load_tasks, task_files, task_to_dict
 from lockgate.errors import ConfigError, NotFound
+from lockgate.intake.api import ApiIntake
 from lockgate.monitor.metrics import Metrics
 from lockgate.monitor.observer import NullObserver, Observer
 from lockgate.providers.base import Provider, ProviderContext
@@ -77,6 +78,20 @@ class Runtime:
             max_wait_s=self.settings.group_commit_wait_ms / 1000,
         )
         """Concurrent decision requests of the server, decided and committed together."""
+        self.api_intake = ApiIntake(
+            self.store.async_intake,
+            self.pipeline,
+            self._task_files_read,
+            refresh_s=self.settings.release_refresh_seconds,
+            metrics=self.metrics,
+        )
+        """Tasks with an `api` source: their requests go through intake (`intake.api`)."""
+        self.api_groups = DecisionGroups(
+            self.api_intake,
+            max_items=self.settings.group_commit_max_items,
+            max_wait_s=self.settings.group_commit_wait_ms / 1000,
+        )
+        self._task_files: tuple[tuple[Any, ...], dict[str, TaskSpec]] | None = None
         self._loaded: dict[tuple[str, int], ReleaseRuntime] = {}
         self._loading = threading.Lock()
         """Releases are loaded in worker threads; each is built once."""
@@ -115,6 +130,18 @@ class Runtime:
 
     def tasks(self) -> dict[str, TaskSpec]:
         return load_tasks(self.settings.tasks_dir, known_providers=self.registry.names())
+
+    async def _task_files_read(self) -> dict[str, TaskSpec]:
+        """The task files, parsed again only when one changed (for the api sources)."""
+        return await self.store.executor.read(self._task_files_changed)
+
+    def _task_files_changed(self) -> dict[str, TaskSpec]:
+        folder = self.settings.tasks_dir
+        files = task_files(folder) if folder.is_dir() else []
+        signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+        if self._task_files is None or self._task_files[0] != signature:
+            self._task_files = (signature, self.tasks() if folder.is_dir() else {})
+        return self._task_files[1]
 
     def task(self, name: str) -> TaskSpec:
         tasks = self.tasks()
@@ -325,6 +352,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.groups.aclose()
+        await self.api_groups.aclose()
         self._serving.clear()
         for loaded in self._loaded.values():
             for model in loaded.models:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
 
-from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
+from lockgate.decide.pipeline import DecisionRequest, ReleaseRuntime, Result
 from lockgate.decide.router import in_canary
 from lockgate.errors import Unavailable
 from lockgate.waits import StoreWaits, note_interrupted, watching_waits
@@ -45,6 +46,19 @@ def _deciding(runtime: ReleaseRuntime, key: str) -> ReleaseRuntime:
     return replace(runtime, canary=None, canary_percent=0.0)
 
 
+class BatchDecider(Protocol):
+    """What decides a group: the `Pipeline`, or a decider in front of it (intake's
+    `api.ApiIntake` for tasks whose `api` source maps, de-duplicates and quarantines)."""
+
+    async def decide_many(
+        self,
+        runtime: ReleaseRuntime,
+        requests: Sequence[DecisionRequest],
+        *,
+        invalid_input: Literal["fail", "error"] = ...,
+    ) -> list[Result]: ...
+
+
 @dataclass
 class _Group:
     runtime: ReleaseRuntime
@@ -59,7 +73,7 @@ class DecisionGroups:
     """The open and in-flight groups of one process (one per event loop)."""
 
     def __init__(
-        self, pipeline: Pipeline, *, max_items: int = 64, max_wait_s: float = 0.002
+        self, pipeline: BatchDecider, *, max_items: int = 64, max_wait_s: float = 0.002
     ) -> None:
         if max_items < 1 or max_wait_s < 0:
             raise ValueError("max_items must be at least 1 and max_wait_s not negative")

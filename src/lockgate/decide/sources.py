@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SOURCE_KINDS = ("folder", "webhook", "imap", "sql")
+SOURCE_KINDS = ("folder", "webhook", "imap", "sql", "api", "run")
+POLLED_KINDS = ("folder", "imap", "sql")
+"""Kinds that `lockgate intake run` and `serve` read; the others are pushed to or run."""
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -110,6 +112,11 @@ class SourceBase(_Strict):
 
     def default_key(self) -> str:
         raise NotImplementedError
+
+    def key_prefix(self) -> str:
+        """What every idempotency key of the source starts with (its name, so the keys of
+        two sources never meet)."""
+        return f"{self.name}:"
 
 
 def _relative(path: str) -> str:
@@ -228,8 +235,50 @@ class SqlSource(SourceBase):
         return ":".join(f"{{{c}}}" for c in self.cursor)
 
 
+class _BuiltIn(SourceBase):
+    """A way in that exists without a `sources:` entry; declaring it adds mapping, content
+    de-duplication and quarantine to it. Its keys are what they are without the entry."""
+
+    @field_validator("key")
+    @classmethod
+    def _no_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "this source's keys are given (the request's Idempotency-Key, or the run id and "
+                "record id of `lockgate run`): leave `key:` out"
+            )
+        return value
+
+
+class ApiSource(_BuiltIn):
+    """`POST /v1/tasks/TASK/decisions` (and `:batch`): each request's input is mapped, held in
+    quarantine when it cannot be, and de-duplicated by content when `dedupe:` says so."""
+
+    kind: Literal["api"]
+
+    def default_key(self) -> str:
+        return "{idempotency_key}"
+
+    def key_prefix(self) -> str:
+        return ""  # the caller's Idempotency-Key, unchanged: a resend finds its decision
+
+
+class RunSource(_BuiltIn):
+    """`lockgate run TASK FILE`: the file's records are mapped, held in quarantine when they
+    cannot be, and de-duplicated by content when `dedupe:` says so."""
+
+    kind: Literal["run"]
+
+    def default_key(self) -> str:
+        return "{run}:{id}"
+
+    def key_prefix(self) -> str:
+        return "run:"  # run:RUN:ID, as `lockgate run` keys records without a `run` source
+
+
 SourceSpec = Annotated[
-    FolderSource | WebhookSource | ImapSource | SqlSource, Field(discriminator="kind")
+    FolderSource | WebhookSource | ImapSource | SqlSource | ApiSource | RunSource,
+    Field(discriminator="kind"),
 ]
 
 
@@ -251,6 +300,8 @@ def source_problems(sources: tuple[Any, ...], inputs: Mapping[str, Any], where: 
         if source.name in seen:
             problems.append(f"{where}: sources.{i}.name: {source.name!r} is used twice")
         seen.add(source.name)
+        if source.kind in ("api", "run") and any(s.kind == source.kind for s in sources[:i]):
+            problems.append(f"{where}: sources.{i}.kind: only one source of kind {source.kind}")
         for target in source.map:
             if target not in inputs:
                 problems.append(

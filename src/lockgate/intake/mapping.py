@@ -132,10 +132,11 @@ class Mapper:
             raise Unmappable(f"the key field {name} is missing (key: {self.template})")
 
         filled = _PLACEHOLDER.sub(value, self.template)
-        key = f"{self.source.name}:{filled}"
-        if len(key) > _KEY_LIMIT:
+        prefix = self.source.key_prefix()
+        key = f"{prefix}{filled}"
+        if len(key) > _KEY_LIMIT and prefix:
             digest = hashlib.sha256(filled.encode()).hexdigest()
-            key = f"{self.source.name}:sha256:{digest}"
+            key = f"{prefix}sha256:{digest}"
         return key
 
 

@@ -43,6 +43,10 @@ class Incoming:
     """Set when the record is replayed from quarantine."""
     unreadable: Any = None
     """What could be read of an unreadable record (its line, its cells), kept in quarantine."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The caller's metadata (an API request's), stored with the decision."""
+    submitted_by: str | None = None
+    request_id: str | None = None
 
 
 UNREADABLE = "_unreadable"
@@ -58,6 +62,9 @@ class BatchOutcome:
     but the event."""
     fates: list[Fate] = field(default_factory=list)
     """What became of each record settled, in order."""
+    results: dict[str, Result] = field(default_factory=dict)
+    """With `Intake(answers=True)`: by key, the decision each decided or duplicate record
+    got (a duplicate's is its first decision's, `replayed`)."""
 
 
 Cursor = Mapping[str, Any] | Callable[[Counter[str], int], Mapping[str, Any] | None] | None
@@ -138,7 +145,14 @@ class Intake:
         clock: Callable[[], float] = time.time,
         metrics: IntakeMetrics | None = None,
         budget: BudgetGate | None = None,
+        answers: bool = False,
+        conflicts: Literal["quarantine", "refuse"] = "quarantine",
     ) -> None:
+        self.answers = answers
+        """Give each record's decision back (`BatchOutcome.results`): callers that answer."""
+        self.conflicts = conflicts
+        """A key used before for other content: quarantined, or (for callers that answer,
+        such as the API) refused with nothing stored, counted as no record at all."""
         self.store = store
         self.metrics = metrics
         self.budget = budget
@@ -241,7 +255,12 @@ class Intake:
             DecisionRequest(
                 input=f.item.input,
                 idempotency_key=f.item.key,
-                metadata=_metadata(self.source.name, f.record.position, f.item.extra),
+                metadata={
+                    **f.record.metadata,
+                    **_metadata(self.source.name, f.record.position, f.item.extra),
+                },
+                submitted_by=f.record.submitted_by,
+                request_id=f.record.request_id,
             )
             for f in fresh
             if f.item is not None
@@ -265,6 +284,8 @@ class Intake:
             await committer.finish()
             outcome.counts.update(_tally(fates))
             outcome.fates = fates
+            if self.answers:
+                outcome.results = await self._answers(fates, fresh, results)
             return
         # A refusing limit was crossed mid-batch: keep the records before the first refused one.
         cut = next(i for i, f in enumerate(fates) if f.kind == "decided" and f.key in refused)
@@ -296,7 +317,27 @@ class Intake:
         await self.store.commit([p for p in parts if p[0]], prefix)
         outcome.counts.update(_tally(kept))
         outcome.fates = kept
+        if self.answers:
+            outcome.results = await self._answers(kept, fresh, results)
         raise paused
+
+    async def _answers(
+        self, fates: Sequence[Fate], fresh: Sequence[Fate], results: Sequence[Result]
+    ) -> dict[str, Result]:
+        """By key, the decision of each decided or duplicate record among `fates`."""
+        answers = {f.key: r for f, r in zip(fresh, results, strict=True)}
+        missing = [f.key for f in fates if f.kind == "duplicate" and f.key not in answers]
+        found = await self.store.find(self.task.name, missing) if missing else {}
+        for key, decision in found.items():
+            answers[key] = Result(decision, replayed=True)
+        for fate in fates:
+            if fate.kind == "duplicate" and answers.get(fate.key, Result(None)).decision:
+                # Asked under its own key, answered with the first decision, as stored.
+                first = answers[fate.key]
+                answers.setdefault(
+                    fate.item.key if fate.item else fate.key, Result(first.decision, True)
+                )
+        return answers
 
     async def _classify(self, records: Sequence[Incoming], held: str | None) -> list[Fate]:
         """What becomes of each record: quarantined, a duplicate, or decided."""
@@ -371,6 +412,8 @@ class Intake:
             storable(raw),
             context=storable(dict(record.context)),
         )
+        if conflict and self.conflicts == "refuse":
+            return Fate(record, "refused", "", conflict=True)
         return Fate(record, "quarantined", "", quarantined=held, conflict=conflict)
 
 
@@ -379,7 +422,7 @@ class Fate:
     """What became of one record of a batch."""
 
     record: Incoming
-    kind: Literal["decided", "duplicate", "quarantined"]
+    kind: Literal["decided", "duplicate", "quarantined", "refused"]
     key: str
     """The key it was decided under; for a duplicate, the key of the first decision."""
     item: Mapped | None = None
@@ -401,6 +444,9 @@ def _apply(
         if fate.item is not None:
             for name in fate.item.extra:
                 progress.unknown_fields[name] = progress.unknown_fields.get(name, 0) + 1
+        if fate.kind == "refused":  # a key reused for other content: not taken at all
+            progress.count("records", -1)
+            continue
         if fate.kind == "quarantined":
             assert fate.quarantined is not None
             progress.quarantined.append(fate.quarantined)
@@ -426,7 +472,7 @@ _TALLY = {"decided": "decided", "duplicate": "duplicates", "quarantined": "quara
 def _tally(fates: Sequence[Fate]) -> Counter[str]:
     """A batch's outcome counts: decided, duplicates, quarantined."""
     counts: Counter[str] = Counter({"decided": 0, "duplicates": 0, "quarantined": 0})
-    counts.update(_TALLY[f.kind] for f in fates)
+    counts.update(_TALLY[f.kind] for f in fates if f.kind in _TALLY)
     return counts
 
 

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.decide.pipeline import Pipeline, ReleaseRuntime
-from lockgate.decide.sources import FolderSource, ImapSource, SourceBase, SqlSource
+from lockgate.decide.sources import (
+    POLLED_KINDS,
+    FolderSource,
+    ImapSource,
+    SourceBase,
+    SqlSource,
+)
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.intake.committer import IntakeStore
@@ -71,9 +77,14 @@ def reader_for(
         from lockgate.intake.imap import ImapReader
 
         return ImapReader(spec, env)
+    if spec.kind == "api":
+        hint = "send records to POST /v1/tasks/TASK/decisions on a running `lockgate serve`"
+    elif spec.kind == "run":
+        hint = "decide a file with `lockgate run TASK FILE`"
+    else:
+        hint = f"send records to POST /v1/intake/{spec.name} on a running `lockgate serve`"
     raise ConfigError(
-        f"source {spec.name!r} is a {spec.kind} source: it is pushed to, not polled",
-        hint=f"send records to POST /v1/intake/{spec.name} on a running `lockgate serve`",
+        f"source {spec.name!r} is a {spec.kind} source: it is pushed to, not polled", hint=hint
     )
 
 
@@ -130,7 +141,7 @@ class IntakeService:
             for spec in self.tasks.values()
             if task is None or spec.name == task
             for s in spec.sources
-            if s.kind != "webhook" and (source is None or s.name == source)
+            if s.kind in POLLED_KINDS and (source is None or s.name == source)
         ]
 
     async def run(
@@ -185,7 +196,17 @@ def incoming(item: Quarantined) -> Incoming:
             quarantine_id=item.id,
             unreadable=raw[UNREADABLE],
         )
-    return Incoming(item.position, raw, context=item.context, quarantine_id=item.id)
+    # A quarantined API request keeps its client and metadata (`intake.api`) for its decision.
+    submitted_by = item.context.get("submitted_by")
+    metadata = item.context.get("metadata")
+    return Incoming(
+        item.position,
+        raw,
+        context=item.context,
+        quarantine_id=item.id,
+        metadata=metadata if isinstance(metadata, dict) else {},
+        submitted_by=submitted_by if isinstance(submitted_by, str) else None,
+    )
 
 
 def discard(item: Quarantined) -> Progress:

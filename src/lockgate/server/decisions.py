@@ -61,7 +61,7 @@ def _view(result: Result) -> dict[str, Any]:
 
 def _error(exc: LockgateError) -> dict[str, Any]:
     detail = exc.message if exc.hint is None else f"{exc.message}; {exc.hint}"
-    return {"status": exc.status, "detail": detail}
+    return {"status": exc.status, "detail": detail, **getattr(exc, "problem_fields", {})}
 
 
 def _check_owner(principal: Principal, result: Result) -> Result:
@@ -136,7 +136,10 @@ async def decide_one(
         submitted_by=principal.key_id,
         request_id=request_id,
     )
-    result = _check_owner(principal, await runtime.groups.decide(loaded, request))
+    # A task whose file declares an `api` source maps, de-duplicates and quarantines its
+    # requests through the intake (`intake.api`); any other goes straight to its group.
+    groups = runtime.api_groups if await runtime.api_intake.configured(task) else runtime.groups
+    result = _check_owner(principal, await groups.decide(loaded, request))
     payload = json.dumps(_view(result), separators=(",", ":")).encode()
     return (200 if result.replayed else 201), payload
 
@@ -171,7 +174,8 @@ async def create_decisions(
         )
         for item in body.items
     ]
-    results = await runtime.pipeline.decide_many(loaded, requests, invalid_input="error")
+    decider = runtime.api_intake if await runtime.api_intake.configured(task) else runtime.pipeline
+    results = await decider.decide_many(loaded, requests, invalid_input="error")
     items: list[dict[str, Any]] = []
     for index, (item, result) in enumerate(zip(body.items, results, strict=True)):
         entry: dict[str, Any] = {"index": index, "idempotency_key": item.idempotency_key}

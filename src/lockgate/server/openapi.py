@@ -92,7 +92,9 @@ OUTCOMES: dict[str, dict[int, str]] = {
         "control characters",
         404: "no task with this name, or it has no live release",
         409: "the Idempotency-Key is already in use (for another input or by another client)",
-        422: "the input does not match the task's input schema",
+        422: "the input does not match the task's input schema; for a task whose file "
+        "declares an `api` source, the input could not be mapped and is held in quarantine "
+        "(`quarantine_id`; `lockgate quarantine replay ID` decides it)",
         429: "a hard budget limit is reached and the task refuses until the period ends "
         "(Retry-After, `resets_at`); nothing was stored",
     },

@@ -90,7 +90,8 @@ def lockgate_problem(exc: LockgateError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     if isinstance(exc, BudgetExceeded) and exc.resets_at is not None:
         return problem(exc.status, detail, headers=headers, resets_at=exc.resets_at)
-    return problem(exc.status, detail, headers=headers)
+    # Members an error adds (a quarantined input's `quarantine_id`), never input values.
+    return problem(exc.status, detail, headers=headers, **getattr(exc, "problem_fields", {}))
 
 
 def unavailable_problem(retry_after_seconds: int) -> JSONResponse:

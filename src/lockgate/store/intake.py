@@ -374,6 +374,18 @@ class IntakeRepository:
         with database.read(self.engine) as conn:
             return [_quarantined(r) for r in conn.execute(statement).mappings()]
 
+    def held_ids(self, task: str, source: str, positions: Sequence[str]) -> dict[str, int]:
+        """The quarantine ids of the records held at `positions` of a source."""
+        c = intake_quarantine.c
+        statement = select(c.position, c.id).where(
+            c.task == task,
+            c.source == source,
+            c.status == "held",
+            c.position.in_([p[:512] for p in positions]),
+        )
+        with database.read(self.engine) as conn:
+            return {row.position: row.id for row in conn.execute(statement)}
+
     def quarantine_item(self, quarantine_id: int) -> Quarantined | None:
         items = self.quarantined(status=None, ids=[quarantine_id], limit=1)
         return items[0] if items else None
@@ -454,6 +466,9 @@ class AsyncIntakeRepository:
 
     async def state(self, task: str, source: str) -> SourceState | None:
         return await self.executor.read(self.intake.state, task, source)
+
+    async def held_ids(self, task: str, source: str, positions: Sequence[str]) -> dict[str, int]:
+        return await self.executor.read(self.intake.held_ids, task, source, positions)
 
     async def lease(
         self, task: str, source: str, owner: str, until: datetime, now: datetime
