@@ -110,13 +110,27 @@ def run(
     )
 
     from lockgate.decide.batch import check_columns, run_batch, scan
+    from lockgate.decide.records import file_sha256
+    from lockgate.intake import run_file
+    from lockgate.intake.runner import Intake
     from lockgate.rollout.canary import check_canaries
 
-    total = scan(file)
     console = err_console()
     with open_runtime(project, database) as runtime:
         loaded = runtime.release_runtime(task, release_number(task, release))
-        check_columns(loaded.task, file)
+        # A task file that declares a `run` source maps, de-duplicates and quarantines the
+        # file's records through the intake (`intake.run_file`); without one, as always.
+        spec = runtime.tasks().get(task) if runtime.settings.tasks_dir.is_dir() else None
+        source = run_file.run_source(spec)
+        if source is None:
+            total = scan(file)
+            check_columns(loaded.task, file)
+        else:
+            if not file.is_file():
+                raise InputError(f"{file}: no such file")
+            run_id = run_id or file_sha256(file)[:16]
+            total = run_file.count(file, run_id)
+            run_file.check_columns(loaded.task, source, file, run_id)
         progress = Progress(
             TextColumn("[bold]deciding"),
             BarColumn(),
@@ -128,20 +142,45 @@ def run(
         )
         with progress:
             bar = progress.add_task("decide", total=total)
+            size = batch_size or runtime.settings.batch_size
             try:
-                summary = run_async(
-                    runtime,
-                    lambda: run_batch(
+                if source is None:
+                    summary = run_async(
+                        runtime,
+                        lambda: run_batch(
+                            runtime.pipeline,
+                            loaded,
+                            file,
+                            out=out,
+                            run_id=run_id,
+                            batch_size=size,
+                            retry_failed=retry_failed,
+                            on_progress=lambda n: progress.advance(bar, n),
+                        ),
+                    )
+                else:
+                    assert spec is not None and run_id is not None
+                    intake = Intake(
+                        runtime.store.async_intake,
                         runtime.pipeline,
                         loaded,
-                        file,
-                        out=out,
-                        run_id=run_id,
-                        batch_size=batch_size or runtime.settings.batch_size,
-                        retry_failed=retry_failed,
-                        on_progress=lambda n: progress.advance(bar, n),
-                    ),
-                )
+                        spec,
+                        source,
+                        metrics=runtime.metrics,
+                        answers=True,
+                    )
+                    summary = run_async(
+                        runtime,
+                        lambda: run_file.run_file(
+                            intake,
+                            file,
+                            run=run_id,
+                            out=out,
+                            batch_size=size,
+                            retry_failed=retry_failed,
+                            on_progress=lambda n: progress.advance(bar, n),
+                        ),
+                    )
             except KeyboardInterrupt:
                 done = int(progress.tasks[0].completed)
                 typer.echo(
@@ -169,7 +208,13 @@ def _print_summary(summary: "BatchSummary", out: Path | None) -> None:
     lines = [
         f"{summary.total} records: {summary.new} decided now"
         + (f" ({summary.retried} had failed earlier: tried again)" if summary.retried else "")
-        + f", {summary.already_decided} already decided earlier",
+        + f", {summary.already_decided} already decided earlier"
+        + (f" ({summary.duplicates} of them by content)" if summary.duplicates else "")
+        + (
+            f", {summary.quarantined} held in quarantine (lockgate quarantine list)"
+            if summary.quarantined
+            else ""
+        ),
         "by route:  " + _counts(summary.by_route),
         "by status: " + _counts(summary.by_status),
         f"cost: ${summary.cost:.4f}   latency p50 {summary.latency(0.5):.1f} ms, "

@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +34,11 @@ class BatchSummary:
     already_decided: int = 0
     retried: int = 0
     """Records whose earlier decision had failed, decided again in this run."""
+    duplicates: int = 0
+    """Records answered with an earlier decision of the same content (a `run` source's
+    `dedupe: {by: content}`); also counted in `already_decided`."""
+    quarantined: int = 0
+    """Records a `run` source could not map: held in quarantine, not decided."""
     by_route: Counter[str] = field(default_factory=Counter)
     by_status: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
@@ -64,6 +69,13 @@ class BatchSummary:
         if decision.status == "failed":
             self._fail(record, decision.reason)
 
+    def hold(self, record: Record, reason: str) -> None:
+        """A record held in quarantine with `reason` (a `run` source)."""
+        self.total += 1
+        self.quarantined += 1
+        self.by_status["quarantined"] += 1
+        self._fail(record, f"quarantined: {reason}")
+
     def _fail(self, record: Record, reason: str) -> None:
         self.failures[reason] += 1
         examples = self.failure_examples.setdefault(reason, [])
@@ -80,6 +92,8 @@ class BatchSummary:
             "new": self.new,
             "already_decided": self.already_decided,
             "retried": self.retried,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
             "by_route": dict(self.by_route),
             "by_status": dict(self.by_status),
             "failures": [
@@ -156,6 +170,14 @@ def output_line(record: Record, decision: Decision | None, error: str | None) ->
 
 
 async def _past_failures(pipeline: Pipeline, task: str, keys: list[str]) -> tuple[list[str], int]:
+    return await past_failures(pipeline.decisions.find, task, keys)
+
+
+async def past_failures(
+    find: Callable[[str, list[str]], Awaitable[Mapping[str, Decision]]],
+    task: str,
+    keys: list[str],
+) -> tuple[list[str], int]:
     """The keys to decide under: a key whose stored decision failed is followed by its next
     retry key (`KEY:retry1`, `KEY:retry2`, ...) until one is unused or did not fail. Returns
     the keys and how many records are decided again."""
@@ -164,7 +186,7 @@ async def _past_failures(pipeline: Pipeline, task: str, keys: list[str]) -> tupl
     retried = 0
     attempt = 0
     while waiting:
-        found = await pipeline.decisions.find(task, [current[i] for i in waiting])
+        found = await find(task, [current[i] for i in waiting])
         failed = []
         for i in waiting:
             stored = found.get(current[i])
