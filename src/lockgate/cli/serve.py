@@ -51,7 +51,7 @@ def serve(
         "log_config": None,
     }
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, whole_process=True), **options)
         return
     # Worker processes build their own app from the same settings, passed by environment.
     os.environ[PROJECT_ENV] = str(settings.project_dir)

@@ -19,6 +19,7 @@ from lockgate.server import (
     decisions,
     feedback,
     health,
+    heap,
     intake,
     keeping,
     metrics,
@@ -44,15 +45,21 @@ __all__ = ["create_app", "create_app_from_environment"]
 PROJECT_ENV = "LOCKGATE_PROJECT"
 
 
-def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, runtime: Runtime | None = None, whole_process: bool = False
+) -> FastAPI:
     """The API for one project. Without `runtime`, one is opened from `settings` on startup
-    and closed on shutdown; a given runtime has its providers closed but stays open."""
+    and closed on shutdown; a given runtime has its providers closed but stays open.
+    `whole_process`: serving is all the process does (`lockgate serve`), so once the live
+    releases are loaded the garbage collector is set for a server (`heap.settle`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = runtime if runtime is not None else await _open(settings)
         app.state.runtime = active
         warming = asyncio.create_task(active.warm_serving(), name="lockgate-warm-releases")
+        if whole_process:
+            warming.add_done_callback(lambda done: None if done.cancelled() else heap.settle())
         try:
             async with (
                 rollout.background(active),
@@ -136,4 +143,4 @@ def create_app_from_environment() -> FastAPI:
     up here, before the worker logs that it started."""
     settings = load_settings(os.environ.get(PROJECT_ENV))
     configure_server_logging(settings, sys.stderr)
-    return create_app(settings)
+    return create_app(settings, whole_process=True)
