@@ -10,25 +10,32 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from lockgate.intake.poller import lease_name
 from lockgate.runtime import Runtime
 from lockgate.server import create_app
 from lockgate.settings import load_settings
 from lockgate.store import Store
 from tests.intake.kit import decision_keys, drop, folder_source, prepare, query, show
 
+SOURCE_LEASES = "select owner from leases where name = 'intake:routing:inbox'"
 
-def test_a_lease_is_held_by_one_owner_until_it_expires_or_is_released(database_url: str) -> None:
+
+def test_a_source_lease_is_held_by_one_owner_until_it_lapses_or_is_given_up(
+    database_url: str,
+) -> None:
     store = Store(database_url)
     try:
-        leases = store.intake
+        leases = store.leases
+        name = lease_name("routing", "inbox")
         at = datetime(2026, 1, 1, tzinfo=UTC)
-        later = at + timedelta(seconds=30)
-        assert leases.lease("routing", "inbox", "a", later, at)
-        assert not leases.lease("routing", "inbox", "b", later, at + timedelta(seconds=10))
-        assert leases.lease("routing", "inbox", "a", later, at + timedelta(seconds=10)), "renewal"
-        assert leases.lease("routing", "inbox", "b", later + timedelta(seconds=30), later)
-        leases.release_lease("routing", "inbox", "b")
-        assert leases.lease("routing", "inbox", "a", later, at)
+        assert leases.take(name, "a", 30, at)
+        assert not leases.take(name, "b", 30, at + timedelta(seconds=10))
+        assert leases.take(name, "a", 30, at + timedelta(seconds=10)), "renewal"
+        assert leases.take(name, "b", 30, at + timedelta(seconds=41)), "lapsed"
+        leases.give_up(name, "b")
+        assert leases.take(name, "a", 30, at + timedelta(seconds=42))
+        # Another source's lease is another name.
+        assert leases.take(lease_name("routing", "crm"), "b", 30, at + timedelta(seconds=42))
     finally:
         store.close()
 
@@ -46,12 +53,11 @@ def test_two_servers_decide_a_dropped_file_once(tmp_path: Path, database_url: st
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (project / "inbox" / "processed").exists():
             time.sleep(0.05)
-        owners = {r[0] for r in query(database_url, "select lease_owner from intake_sources")}
-        assert len(owners) == 1 and None not in owners, "one replica holds the source"
+        owners = query(database_url, SOURCE_LEASES)
+        assert len(owners) == 1, "one replica holds the source"
     assert (project / "inbox" / "processed" / "a.csv").exists()
     keys = decision_keys(database_url)
     assert len(keys) == len(set(keys)) == 300
     counts = show(project, database_url, "inbox")
     assert (counts["records"], counts["decided"]) == (300, 300)
-    released = query(database_url, "select lease_owner from intake_sources")
-    assert [r[0] for r in released] == [None], "a stopping server hands its leases back"
+    assert query(database_url, SOURCE_LEASES) == [], "a stopping server hands its leases back"

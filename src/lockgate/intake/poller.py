@@ -9,7 +9,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from lockgate.decide.pipeline import ReleaseRuntime
@@ -20,15 +19,20 @@ log = logging.getLogger("lockgate.intake")
 
 
 class LeaseStore(Protocol):
-    async def lease(
-        self, task: str, source: str, owner: str, until: datetime, now: datetime
-    ) -> bool: ...
+    """The named leases (`store.async_leases`): one holder per name until it lapses."""
 
-    async def release_lease(self, task: str, source: str, owner: str) -> None: ...
+    async def take(self, name: str, owner: str, seconds: float) -> bool: ...
+
+    async def give_up(self, name: str, owner: str) -> None: ...
 
 
 def lease_seconds(poll_s: float) -> float:
     return max(30.0, 3 * poll_s)
+
+
+def lease_name(task: str, source: str) -> str:
+    """The lease a replica holds while it polls a source."""
+    return f"intake:{task}:{source}"
 
 
 class Poller:
@@ -65,9 +69,8 @@ class Poller:
                 continue
             self.due[(task, name)] = now + spec.poll_s
             wait = min(wait, spec.poll_s)
-            at = datetime.fromtimestamp(now, UTC)
-            until = at + timedelta(seconds=lease_seconds(spec.poll_s))
-            if not await self.leases.lease(task, name, self.owner, until, at):
+            seconds = lease_seconds(spec.poll_s)
+            if not await self.leases.take(lease_name(task, name), self.owner, seconds):
                 self.held.discard((task, name))
                 continue
             self.held.add((task, name))
@@ -100,4 +103,4 @@ class Poller:
         finally:
             for task, name in self.held:
                 with contextlib.suppress(LockgateError):
-                    await self.leases.release_lease(task, name, self.owner)
+                    await self.leases.give_up(lease_name(task, name), self.owner)

@@ -154,7 +154,7 @@ async def polling(runtime: Runtime) -> AsyncIterator[None]:
         )
 
     owner = f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
-    poller = Poller(service, runtime.serving_release, runtime.store.async_intake, owner)
+    poller = Poller(service, runtime.serving_release, runtime.store.async_leases, owner)
     stop = asyncio.Event()
     task = asyncio.create_task(poller.run(stop))
     try:

@@ -303,37 +303,6 @@ class IntakeRepository:
             )
             return _state({**row, **values})
 
-    def lease(self, task: str, source: str, owner: str, until: datetime, now: datetime) -> bool:
-        """Take or renew the source's lease for `owner` until `until`: True when `owner` holds
-        it now (it was free, expired, or already its own)."""
-        with self.engine.begin() as conn:
-            row = _locked_state(conn, task, source)
-            held_until = row["lease_until"]
-            free = (
-                row["lease_owner"] in (None, owner)
-                or held_until is None
-                or database.aware(held_until) <= now
-            )
-            if free:
-                conn.execute(
-                    update(intake_sources)
-                    .where(intake_sources.c.task == task, intake_sources.c.source == source)
-                    .values(lease_owner=owner, lease_until=until)
-                )
-            return free
-
-    def release_lease(self, task: str, source: str, owner: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(intake_sources)
-                .where(
-                    intake_sources.c.task == task,
-                    intake_sources.c.source == source,
-                    intake_sources.c.lease_owner == owner,
-                )
-                .values(lease_owner=None, lease_until=None)
-            )
-
     def set_status(self, task: str, source: str, status: SourceStatus, reason: str = "") -> None:
         with self.engine.begin() as conn:
             _locked_state(conn, task, source)
@@ -469,14 +438,6 @@ class AsyncIntakeRepository:
 
     async def held_ids(self, task: str, source: str, positions: Sequence[str]) -> dict[str, int]:
         return await self.executor.read(self.intake.held_ids, task, source, positions)
-
-    async def lease(
-        self, task: str, source: str, owner: str, until: datetime, now: datetime
-    ) -> bool:
-        return await self.executor.write(self.intake.lease, task, source, owner, until, now)
-
-    async def release_lease(self, task: str, source: str, owner: str) -> None:
-        await self.executor.write(self.intake.release_lease, task, source, owner)
 
     async def failed(
         self, task: str, source: str, error: str, retry_at: datetime, report_after: int

@@ -316,9 +316,8 @@ intake_sources = Table(
     Column("last_error", Text, nullable=False),
     Column("retry_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    # The replica of `lockgate serve` that polls the source, until when (one per source).
-    Column("lease_owner", String(128), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    # The replica of `lockgate serve` that polls the source holds the lease
+    # `intake:TASK:SOURCE` in `leases` (before migration 0013: columns here).
 )
 
 intake_quarantine = Table(
