@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
@@ -100,10 +101,25 @@ def test_repeated_ids_are_refused_before_anything_is_decided(
     assert count_decisions(database_url) == 0
 
 
+RUN_SOURCE = "sources:\n  - name: batch\n    kind: run\n    map: {text: [text, body]}\n"
+"""A `run` source: `lockgate run` through the intake's mapping, de-duplication and quarantine,
+which keeps every promise of the plain path (tests/intake/test_run_source.py has the rest)."""
+
+VIA = pytest.mark.parametrize("via", ["plain", "run-source"])
+
+
+def declare_run_source(project: Path, via: str) -> None:
+    if via == "run-source":
+        task_file = project / "tasks" / "routing.yaml"
+        task_file.write_text(task_file.read_text() + RUN_SOURCE)
+
+
+@VIA
 def test_a_killed_run_resumes_and_decides_every_record_exactly_once(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, via: str
 ) -> None:
     project = prepare(tmp_path, database_url)
+    declare_run_source(project, via)
     total = 30_000
     write_jsonl(
         project / "in.jsonl",
@@ -220,16 +236,21 @@ models:
 """
 
 
-def test_failed_records_are_decided_again_on_a_rerun_unless_told_not_to(tmp_path: Path) -> None:
+@VIA
+def test_failed_records_are_decided_again_on_a_rerun_unless_told_not_to(
+    tmp_path: Path, via: str
+) -> None:
     database = database_made_on_purpose(f"sqlite:///{tmp_path}/db.sqlite")
     project = make_project(tmp_path / "proj", SPAM_TASK.replace("ANSWER", "lottery"))
     run = lambda *a, **kw: lockgate(*a, cwd=project, database=database, **kw)  # noqa: E731
     run("release", "create", "routing")
     run("release", "promote", "routing@1")
+    declare_run_source(project, via)
     (project / "in.csv").write_text("id,text\n1,my card\n2,you are a winner\n3,card again\n")
     first = json.loads(run("run", "routing", "in.csv", "--json").stdout)
     assert first["by_status"].get("failed") == 1  # "lottery" is not a queue
     (project / "tasks/routing.yaml").write_text(SPAM_TASK.replace("ANSWER", "other"))
+    declare_run_source(project, via)
     run("release", "create", "routing")
     run("release", "promote", "routing@2")
 

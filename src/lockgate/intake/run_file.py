@@ -130,8 +130,9 @@ async def run_file(
                     f"{done} records of {path.name} are settled; run the same command again "
                     "then to decide the rest"
                 ) from None
-            for record, fate in zip(incoming, outcome.fates, strict=True):
-                shown = Record(str(record.context["id"]), int(record.context.get("row", 0)), {})
+            for record_id, record, fate in zip(ids, incoming, outcome.fates, strict=True):
+                # The record's own id (its key may carry `:retryN`).
+                shown = Record(record_id, int(record.context.get("row", 0)), {})
                 if fate.kind == "quarantined":
                     assert fate.quarantined is not None
                     summary.hold(shown, fate.quarantined.reason)
