@@ -147,3 +147,26 @@ def test_an_input_that_cannot_be_mapped_is_quarantined_with_its_id_and_replayed(
     counts = show(api.project, database_url, "api")
     assert (counts["decided"], counts["duplicates"], counts["quarantined"]) == (2, 1, 1)
     assert_accounted(counts)
+
+
+def test_schema_drift_with_on_drift_stop_answers_503_and_stores_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = prepare(tmp_path / "p", database_url, API + "    on_drift: stop\n")
+    settings = load_settings(project, database_url=database_url, environ={})
+    runtime = Runtime.open(settings)
+    _, secret = runtime.store.keys.create("client", "submitter", (), actor="test")
+    try:
+        with TestClient(create_app(settings, runtime=runtime)) as client:
+            api = Client(client, secret, project)
+            assert api.decide("D-1", {"text": "card stolen"}).status_code == 201
+            drifted = api.decide("D-2", {"text": "card stolen again", "channel": "phone"})
+            after = api.decide("D-3", {"text": "card stolen once more"})
+    finally:
+        runtime.close()
+    assert drifted.status_code == 503, drifted.text
+    assert "source api is stopped: schema drift: new_field channel" in drifted.json()["detail"]
+    assert int(drifted.headers["retry-after"]) >= 1
+    assert after.status_code == 503  # stopped until an operator resumes it
+    assert decision_keys(database_url) == ["D-1"]
+    assert show(project, database_url, "api")["status"] == "stopped"

@@ -26,9 +26,16 @@ from typing import Literal, Protocol
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime, Result
 from lockgate.decide.sources import ApiSource
 from lockgate.decide.task import TaskSpec
-from lockgate.errors import InputError, KeyTaken, LockgateError
+from lockgate.errors import InputError, KeyTaken, LockgateError, Unavailable
 from lockgate.intake.committer import IntakeStore
-from lockgate.intake.runner import BatchOutcome, Incoming, Intake, IntakeMetrics, SourcePaused
+from lockgate.intake.runner import (
+    BatchOutcome,
+    Incoming,
+    Intake,
+    IntakeMetrics,
+    SourcePaused,
+    SourceStopped,
+)
 
 log = logging.getLogger("lockgate.intake.api")
 
@@ -66,6 +73,14 @@ def _context(request: DecisionRequest) -> dict[str, object]:
     if request.metadata:
         context["metadata"] = dict(request.metadata)
     return context
+
+
+def _stopped(source: ApiSource, reason: str) -> Unavailable:
+    return Unavailable(
+        f"source {source.name} is stopped: {reason}; nothing of this request was stored",
+        hint=f"an operator resumes it with `lockgate sources resume {source.name}`",
+        retry_after_seconds=60,
+    )
 
 
 def position(key: str) -> str:
@@ -171,6 +186,10 @@ class ApiIntake:
         except SourcePaused as exc:
             paused = exc
             outcome = exc.outcome or BatchOutcome()
+        except SourceStopped as exc:
+            return [Result(None, error=_stopped(source, exc.reason))] * len(requests)
+        if outcome.stopped:  # schema drift in these requests, with `on_drift: stop`
+            return [Result(None, error=_stopped(source, outcome.stopped))] * len(requests)
         return await self._results(source, records, outcome, paused)
 
     async def _results(
