@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -31,6 +32,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.decisions = Counter(
             "lockgate_decisions",
@@ -159,52 +161,61 @@ class Metrics:
     def record_review_escalated(self, task: str) -> None:
         self.reviews_escalated.labels(task).inc()
 
+    def _of(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, kept: every decision records the same few label sets,
+        and prometheus_client checks and locks on each `labels` call."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def record_decision(self, decision: Decision, elapsed_s: float) -> None:
         task = decision.task
-        self.decisions.labels(
-            task, str(decision.release), decision.route or "none", decision.status
+        self._of(
+            self.decisions, task, str(decision.release), decision.route or "none", decision.status
         ).inc()
-        self.decision_latency.labels(task).observe(elapsed_s)
+        self._of(self.decision_latency, task).observe(elapsed_s)
         previous: Attempt | None = None
         for attempt in decision.attempts:
             self.record_attempt(task, attempt, retry=_is_retry(previous, attempt))
             previous = attempt
         answered = next((a for a in decision.attempts if a.outcome == "valid"), None)
         if answered is not None and answered.endpoint != decision.attempts[0].endpoint:
-            self.fallbacks.labels(
-                task, str(decision.release), answered.provider, answered.model or ""
+            self._of(
+                self.fallbacks, task, str(decision.release), answered.provider, answered.model or ""
             ).inc()
 
     def record_attempt(self, task: str, attempt: Attempt, *, retry: bool = False) -> None:
         provider, model = attempt.provider, attempt.model or ""
-        self.attempts.labels(
-            task, provider, model, attempt.outcome, attempt.error_class or ""
+        self._of(
+            self.attempts, task, provider, model, attempt.outcome, attempt.error_class or ""
         ).inc()
         if attempt.error_class != "breaker_open":  # a refusal is not a call
-            self.attempt_latency.labels(provider, model).observe(attempt.latency_ms / 1000)
+            self._of(self.attempt_latency, provider, model).observe(attempt.latency_ms / 1000)
         if retry:
-            self.retries.labels(task, provider, model).inc()
+            self._of(self.retries, task, provider, model).inc()
         if attempt.outcome == "invalid":
-            self.validation_failures.labels(task, provider, model).inc()
+            self._of(self.validation_failures, task, provider, model).inc()
         if attempt.input_tokens:
-            self.tokens.labels(task, provider, model, "input").inc(attempt.input_tokens)
+            self._of(self.tokens, task, provider, model, "input").inc(attempt.input_tokens)
         if attempt.output_tokens:
-            self.tokens.labels(task, provider, model, "output").inc(attempt.output_tokens)
+            self._of(self.tokens, task, provider, model, "output").inc(attempt.output_tokens)
         if attempt.cost:
-            self.cost.labels(task, provider, model).inc(attempt.cost)
+            self._of(self.cost, task, provider, model).inc(attempt.cost)
 
     def record_stages(self, task: str, stages: Mapping[str, float], size: int = 0) -> None:
         for stage, seconds in stages.items():
-            self.stage_latency.labels(task, stage).observe(seconds)
+            self._of(self.stage_latency, task, stage).observe(seconds)
         if size:
-            self.batch_size.labels(task).observe(size)
+            self._of(self.batch_size, task).observe(size)
 
     def record_input_rejected(self, task: str) -> None:
         self.input_rejections.labels(task).inc()
 
     def record_breakers(self, states: Mapping[str, str]) -> None:
         for endpoint, state in states.items():
-            self.breaker_state.labels(endpoint_label(endpoint)).set(BREAKER_VALUES[state])
+            self._of(self.breaker_state, endpoint_label(endpoint)).set(BREAKER_VALUES[state])
 
     def record_delivery(self, task: str, sink: str, outcome: str) -> None:
         self.deliveries.labels(task, sink, outcome).inc()
