@@ -255,7 +255,9 @@ def main() -> None:
     parser.add_argument(
         "--speed-only", action="store_true", help="throughput only (no calibration or scores)"
     )
-    parser.add_argument("--oos-chains", default="embedding-classifier,combined-mean")
+    parser.add_argument(
+        "--oos-chains", default="embedding-classifier,combined-mean,combined-geometric"
+    )
     parser.add_argument(
         "--in-scope-pass", type=float, default=0.95,
         help="the embedding member's in_scope_pass in the out-of-scope run",
