@@ -359,11 +359,11 @@ def main() -> None:
             conf_off = np.asarray([a.confidence or 0.0 for a in off])
             keep_embeddings(root)
             clear_caches(provider, not args.skip_speed)
-            rate = None
+            pipeline: float | None = None
             if args.skip_speed:
                 provider_rate = None
             else:
-                rate = asyncio.run(pipeline_rate(task, provider, [r["text"] for r in test]))
+                pipeline = asyncio.run(pipeline_rate(task, provider, [r["text"] for r in test]))
             figures["chains"][name] = {
                 "train_seconds": trained,
                 "test_accuracy": round(float(right_t.mean()), 4),
@@ -378,7 +378,7 @@ def main() -> None:
                     args.oos_coverage, conf_c, conf_t, right_t, conf_off
                 ),
                 "provider_decisions_per_s": round(provider_rate, 1) if provider_rate else None,
-                "pipeline_decisions_per_s": round(rate, 1) if rate else None,
+                "pipeline_decisions_per_s": round(pipeline, 1) if pipeline else None,
             }
             print(name, json.dumps(figures["chains"][name]), file=sys.stderr, flush=True)
         if not args.skip_speed:
@@ -480,7 +480,7 @@ def out_of_scope(
         "unknown_intents": len(categories) - len(known),
         "in_scope_pass": in_scope_pass,
     }
-    chains = {
+    chains: dict[str, list[dict[str, Any]]] = {
         "embedding-classifier": [embedding],
         "combined-mean": [
             {"provider": "combined",
