@@ -15,6 +15,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -229,12 +230,7 @@ async def run_batch(
     started = time.perf_counter()
     run = run_id or file_sha256(path)[:16]
     summary = BatchSummary()
-    handle: IO[str] | None = None
-    tmp = out.with_name(out.name + ".partial") if out else None
-    if tmp is not None:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        handle = tmp.open("w", encoding="utf-8")
-    try:
+    with output_file(out) as handle:
         for chunk in _chunks(iter_records(path), batch_size):
             keys = [f"run:{run}:{record.id}" for record in chunk]
             if retry_failed:
@@ -259,15 +255,22 @@ async def run_batch(
             # A chunk decided by a local model never suspends; yielding here lets Ctrl-C
             # (delivered by asyncio as a cancellation) stop the job between commits.
             await asyncio.sleep(0)
-        if handle is not None:
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            handle = None
-            assert tmp is not None and out is not None
-            os.replace(tmp, out)
-    finally:
-        if handle is not None:
-            handle.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextmanager
+def output_file(out: Path | None) -> Iterator[IO[str] | None]:
+    """The `--out` file of a run, written as `OUT.partial` and renamed to `out` (after an
+    fsync) only when the run finishes; a run stopped part-way leaves `OUT.partial`, never a
+    complete-looking `out`. Yields None when there is no `out`."""
+    if out is None:
+        yield None
+        return
+    tmp = out.with_name(out.name + ".partial")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", encoding="utf-8") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, out)

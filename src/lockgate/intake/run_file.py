@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
-from typing import IO
 
-from lockgate.decide.batch import BatchSummary, output_line, past_failures
+from lockgate.decide.batch import BatchSummary, output_file, output_line, past_failures
 from lockgate.decide.pipeline import Result
 from lockgate.decide.records import Record
 from lockgate.decide.sources import RunSource
@@ -104,13 +102,8 @@ async def run_file(
     started = time.perf_counter()
     summary = BatchSummary()
     task = intake.task.name
-    handle: IO[str] | None = None
-    tmp = out.with_name(out.name + ".partial") if out else None
-    if tmp is not None:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        handle = tmp.open("w", encoding="utf-8")
     records = _records(path, run)
-    try:
+    with output_file(out) as handle:
         while chunk := list(islice(records, batch_size)):
             ids = [_record_id(r) for r in chunk]
             keys = [f"run:{run}:{i}" for i in ids]
@@ -162,16 +155,6 @@ async def run_file(
             if on_progress is not None:
                 on_progress(len(chunk))
             await asyncio.sleep(0)  # Ctrl-C stops the job between commits
-        if handle is not None:
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            handle = None
-            assert tmp is not None and out is not None
-            os.replace(tmp, out)
-    finally:
-        if handle is not None:
-            handle.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
