@@ -12,16 +12,23 @@ Steps, each timed and printed:
 2. `--decisions` decisions bulk-inserted into the decisions table (SQLAlchemy core, batches of
    20,000), spread evenly over the last `--days` days: 85% automated, 10% reviewed (the
    newest 300 of them still pending review), 3% rejected by the policy, 2% failed; release 2
-   decides the last third and is promoted (audited, so a release change is marked). A 2% spot
-   check of the automated ones with verdicts (92% approve) gives live accuracy its figures.
+   (the task file with a description, profiled) decides the last third and is promoted when
+   they are stored (audited, so a release change is marked at the end of the range). A 2%
+   spot check of the automated ones with verdicts (92% approve) gives live accuracy its
+   figures; drift reads release 2's newest 1,000 decisions.
 3. The real roll-up (`HistoryRepository.roll_up` with `watch.history.counts_of`, 5,000 a
-   call), the backlog sample, and compaction of minutes older than 7 days into hours, as
-   `lockgate serve`'s roll-up loop does it.
+   call: each decision into its minute, hour and day), the backlog sample, and the minutes
+   older than 7 days dropped (their hours hold them), as `lockgate serve`'s roll-up loop does.
+   With `--keep` and a database filled by an earlier run, that database is reused instead:
+   opened (which migrates it, when it is behind the newest revision: timed), then topped up
+   from its newest decision to now at its own rate (release 2) and rolled up, so every range
+   ends with data as a live system's does.
 4. The app (`create_app`) in process; a viewer signs in through the sign-in form; then
    `--renders` GETs of the overview per range (24h, the default, first; then 1h, 7d, 30d)
    over ASGI (httpx.ASGITransport). The first render of all computes the drift report (kept
    300 s after); it is reported on its own, and the medians and p95 are of the renders after
    it.
+   Before them the set-up's write-ahead log is checkpointed (timed).
 5. The same renders on an empty database (no decision at all) in the same run: the baseline.
 
 Prints JSON. Nothing asserts a time.
@@ -45,11 +52,13 @@ from typing import Any
 
 import httpx
 from bench_common import machine
+from sqlalchemy import func, select
 
 from lockgate.decide.decision import utcnow
 from lockgate.runtime import Runtime
 from lockgate.server import create_app
 from lockgate.settings import load_settings
+from lockgate.store.database import aware
 from lockgate.store.tables import decisions, spot_checks
 from lockgate.watch.history import counts_of
 from lockgate.watch.profile import build_profile
@@ -82,26 +91,57 @@ def project(root: Path) -> Runtime:
     runtime = Runtime.open(settings)
     release, _ = runtime.create_release("routing", "bench")
     runtime.store.releases.promote("routing", release.number, "bench")
+    runtime.store.quality.save_profile("routing", release.number, reference(runtime), utcnow())
+    return runtime
+
+
+def reference(runtime: Runtime) -> dict[str, Any]:
+    """A reference profile for drift: 500 inputs of the kind the benchmark stores."""
     rng = random.Random(1)
     inputs = [{"text": " ".join(rng.choices(WORDS, k=12))} for _ in range(500)]
-    profile = build_profile(
+    return build_profile(
         runtime.task("routing"),
         inputs,
         [{"queue": rng.choice(QUEUES)} for _ in inputs],
         [round(rng.uniform(0.6, 1.0), 3) for _ in inputs],
         routes=["auto"] * len(inputs),
     )
-    runtime.store.quality.save_profile("routing", release.number, profile, utcnow())
-    return runtime
 
 
-def fill(runtime: Runtime, n: int, days: float) -> dict[str, Any]:
-    """`n` decisions over the last `days` days, and their spot checks; timings."""
-    rng = random.Random(7)
-    now = datetime.now(UTC)
+def second_release(runtime: Runtime) -> bool:
+    """Release 2, which decides the newest third of the decisions, made live with its
+    reference profile (the task file gets a description, so it is a new release), unless it
+    is live already; whether it was made now."""
+    live = runtime.store.releases.live("routing")
+    if live is not None and live.number >= 2:
+        return False
+    path = runtime.settings.tasks_dir / "routing.yaml"
+    path.write_text(TASK.replace("name: routing\n", "name: routing\ndescription: release 2\n"))
+    release, _ = runtime.create_release("routing", "bench")
+    runtime.store.quality.save_profile("routing", release.number, reference(runtime), utcnow())
+    runtime.store.releases.promote("routing", release.number, "bench")
+    return True
+
+
+def fill(
+    runtime: Runtime,
+    n: int,
+    days: float,
+    *,
+    until: datetime | None = None,
+    seed: int = 7,
+    pending: int = 300,
+    first_key: int = 0,
+    release_2_from: float = 2 / 3,
+) -> dict[str, Any]:
+    """`n` decisions evenly over the `days` days before `until` (now), and their spot checks;
+    the newest `pending` reviewed ones still wait; release 2 decides from `release_2_from` of
+    them on. Timings."""
+    rng = random.Random(seed)
+    now = until or datetime.now(UTC)
     first = now - timedelta(days=days)
     span = (now - first).total_seconds()
-    second_from = int(n * 2 / 3)
+    second_from = int(n * release_2_from)
     engine = runtime.store.engine
     started = time.perf_counter()
     checks: list[dict[str, Any]] = []
@@ -117,13 +157,13 @@ def fill(runtime: Runtime, n: int, days: float) -> dict[str, Any]:
             route, status, reason = "auto", "delivered", "confidence 0.93 >= 0.8"
         elif draw < 0.95:
             review_seen += 1
-            pending = review_seen > reviews_total - 300
+            waiting = review_seen > reviews_total - pending
             route, status, reason = (
                 "review",
-                "pending_review" if pending else rng.choice(("approved", "corrected")),
+                "pending_review" if waiting else rng.choice(("approved", "corrected")),
                 "queue equals fraud",
             )
-            if pending and pending_from is None:
+            if waiting and pending_from is None:
                 pending_from = at
         elif draw < 0.98:
             route, status, reason = "reject", "rejected", "policy: reject"
@@ -131,13 +171,14 @@ def fill(runtime: Runtime, n: int, days: float) -> dict[str, Any]:
             route, status, reason = None, "failed", "every model failed: timeout"
         text = " ".join(rng.choices(WORDS, k=12))
         decision_id = f"{int(at.timestamp() * 1000):012x}{secrets.token_hex(7)}"
+        key = first_key + i
         batch.append(
             {
                 "id": decision_id,
                 "task": "routing",
                 "release": 1 if i < second_from else 2,
-                "idempotency_key": f"k{i}",
-                "input_hash": f"{i:064x}",
+                "idempotency_key": f"k{key}",
+                "input_hash": f"{key:064x}",
                 "input": {"text": text},
                 "redacted_input": {"text": "[redacted]"},
                 "output": None if status == "failed" else {"queue": queue},
@@ -188,6 +229,33 @@ def fill(runtime: Runtime, n: int, days: float) -> dict[str, Any]:
     }
 
 
+def top_up(runtime: Runtime) -> dict[str, Any] | None:
+    """A database filled by an earlier run ends when that run ended: decisions (release 2, at
+    the database's own rate) from its newest one to now, so that every range ends with data
+    as a live system's does; rolled up like the rest. None when it is up to date."""
+    with runtime.store.engine.connect() as conn:
+        row = conn.execute(
+            select(func.count(), func.min(decisions.c.created_at), func.max(decisions.c.created_at))
+        ).one()
+    count, oldest, newest = int(row[0]), aware(row[1]), aware(row[2])
+    now = datetime.now(UTC)
+    per_second = count / max((newest - oldest).total_seconds(), 1.0)
+    n = int((now - newest).total_seconds() * per_second)
+    if n < 1:
+        return None
+    added = fill(
+        runtime,
+        n,
+        (now - newest).total_seconds() / 86400,
+        until=now,
+        seed=int(now.timestamp()),
+        pending=0,
+        first_key=count + int(now.timestamp()) * 1000,
+        release_2_from=0.0,
+    )
+    return {**added, "from": newest.isoformat(), "rollup": roll_up(runtime)}
+
+
 def roll_up(runtime: Runtime) -> dict[str, Any]:
     history = runtime.store.history
     summarize = functools.partial(counts_of, label_fields={"routing": ("queue",)})
@@ -198,21 +266,21 @@ def roll_up(runtime: Runtime) -> dict[str, Any]:
     rolled = time.perf_counter() - started
     history.sample_backlog()
     started = time.perf_counter()
-    folded = 0
+    dropped = 0
     while True:
-        done = history.compact()
-        folded += done
+        done = history.expire()
+        dropped += done
         if not done:
             break
-    compacted = time.perf_counter() - started
+    expired = time.perf_counter() - started
     with runtime.store.engine.connect() as conn:
         cells = conn.exec_driver_sql("SELECT step, count(*) FROM history_cells GROUP BY step")
         by_step = {step: int(count) for step, count in cells}
     return {
         "rollup_s": round(rolled, 1),
         "rollup_calls": rounds,
-        "compact_s": round(compacted, 1),
-        "cells_folded": folded,
+        "expire_s": round(expired, 1),
+        "cells_dropped": dropped,
         "cells": by_step,
     }
 
@@ -294,19 +362,39 @@ def main() -> None:
     filled = root / "full" / "lockgate.db"
     if args.keep is not None and filled.exists():  # a database filled by an earlier run
         settings = load_settings(root / "full", database_url=f"sqlite:///{filled}", environ={})
-        full = Runtime.open(settings)
+        started = time.perf_counter()
+        full = Runtime.open(settings)  # migrates it to the newest revision, when it is behind
+        out["open_and_migrate_s"] = round(time.perf_counter() - started, 1)
         out["fill"] = "reused from an earlier run (see its output for the timings)"
+        out["release_2_made_live_now"] = second_release(full)
+        out["top_up"] = top_up(full)
+        print(json.dumps({"top_up": out["top_up"]}), flush=True)
         with full.store.engine.connect() as conn:
             cells = conn.exec_driver_sql("SELECT step, count(*) FROM history_cells GROUP BY step")
             out["cells"] = {step: int(count) for step, count in cells}
+            out["decisions_stored"] = int(
+                conn.execute(select(func.count()).select_from(decisions)).scalar_one()
+            )
     else:
         full = project(root / "full")
     try:
         if not isinstance(out.get("fill"), str):
             out["fill"] = fill(full, args.decisions, args.days)
             print(json.dumps(out["fill"]), flush=True)
+            second_release(full)
             out["rollup"] = roll_up(full)
             print(json.dumps(out["rollup"]), flush=True)
+        # The set-up's writes (a migration, a fill, hundreds of thousands of old minutes
+        # dropped) leave a long write-ahead log; a running server's commits checkpoint it
+        # within a few rounds. Checkpointed here, so the renders read the database as such a
+        # server does.
+        started = time.perf_counter()
+        raw = full.store.engine.raw_connection()  # outside a transaction, as SQLite needs
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
+        out["checkpoint_s"] = round(time.perf_counter() - started, 1)
         out["with_decisions"] = {
             "computed": asyncio.run(renders(full, args.renders, "v1", kept=False)),
             "as_served": asyncio.run(renders(full, args.renders, "v2", kept=True)),

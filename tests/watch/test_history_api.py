@@ -14,14 +14,19 @@ from tests.cli.kit import lockgate
 from tests.server.kit import Api, running_api
 
 
-def history_when(api: Api, decisions: int, query: str = "from=1h&step=1h") -> dict[str, Any]:
-    """The history once serve's roll-up loop has counted `decisions` decisions."""
+def history_when(
+    api: Api, decisions: int, query: str = "from=1h&step=1h", backlog: bool = False
+) -> dict[str, Any]:
+    """The history once serve's roll-up loop has counted `decisions` decisions (and, with
+    `backlog`, sampled the backlog after them: a round samples it in a transaction of its
+    own, after the decisions')."""
     deadline = time.monotonic() + 20
     while True:
         response = api.client.get(f"/v1/tasks/routing/history?{query}", headers=api.auth("viewer"))
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if sum(b["decisions"] for b in body["buckets"]) >= decisions:
+        sampled = not backlog or any(b["review_backlog"] for b in body["buckets"])
+        if sum(b["decisions"] for b in body["buckets"]) >= decisions and sampled:
             return body
         assert time.monotonic() < deadline, body
         time.sleep(0.1)
@@ -33,7 +38,7 @@ def test_serve_rolls_up_decisions_into_history_that_the_api_and_cli_return(
     with running_api(tmp_path, database_url, history_rollup_seconds=0.2) as api:
         for n, text in enumerate(["where is my card", "my card was stolen", "refund please"]):
             assert api.decide(text, f"k-{n}").status_code in (200, 201)
-        body = history_when(api, 3)
+        body = history_when(api, 3, backlog=True)
         assert body["task"] == "routing" and body["step"] == "1h"
         (bucket,) = body["buckets"]
         assert bucket["release"] == "routing@1"

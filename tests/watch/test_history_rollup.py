@@ -1,5 +1,6 @@
-"""Roll-ups equal a direct count over the stored decisions and verdicts, on both backends:
-late commits, two replicas rolling up at once, compaction to hours."""
+"""Roll-ups equal a direct count over the stored decisions, review verdicts and spot-check
+verdicts, on both backends: late commits, two replicas rolling up at once; at each level
+(minutes, hours, days), and after old minutes and hours are dropped."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from lockgate.decide.decision import Attempt, Decision, input_hash, new_id
 from lockgate.review.types import Ruling
 from lockgate.store import Store
-from lockgate.store.tables import attempts, decisions, reviews
+from lockgate.store.tables import attempts, decisions, reviews, spot_checks
 from lockgate.watch import history
 from lockgate.watch.history import counts_of
 
@@ -88,6 +89,7 @@ def direct(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str
             "cost": 0.0,
             "input_tokens": 0, "output_tokens": 0, "latency": Counter(), "confidence": Counter(),
             "labels": Counter(), "verdicts": Counter(), "failures": Counter(),
+            "spot_checks": Counter(),
         }
     )  # fmt: skip
     with store.engine.connect() as conn:
@@ -99,6 +101,12 @@ def direct(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str
         releases = {r["id"]: r["release"] for r in rows}
         verdicts = (
             conn.execute(select(reviews).where(reviews.c.task == task).order_by(reviews.c.id))
+            .mappings()
+            .all()
+        )
+        s = spot_checks.c
+        checks = (
+            conn.execute(select(spot_checks).where(s.task == task, s.verdict.is_not(None)))
             .mappings()
             .all()
         )
@@ -128,11 +136,20 @@ def direct(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str
         start = history.bucket_start(v["at"].replace(tzinfo=UTC), step).isoformat()
         b = out[(start, f"{task}@{releases[v['decision_id']]}")]
         b["verdicts"][history.VERDICTS[v["verdict"]]] += 1
+    for c in checks:
+        start = history.bucket_start(c["at"].replace(tzinfo=UTC), step).isoformat()
+        out[(start, f"{task}@{c['release']}")]["spot_checks"][c["verdict"]] += 1
     return out
 
 
-def rolled(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str, Any]]:
-    cells = store.history.cells(task, T0 - timedelta(days=1), T0 + timedelta(days=2))
+def rolled(
+    store: Store, task: str, step: int, level: str | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The buckets from the roll-up's cells, read for buckets of `step` (from the coarsest
+    level kept that fits in it); `level`: the cells must all be of that step."""
+    cells = store.history.cells(task, T0 - timedelta(days=1), T0 + timedelta(days=2), step)
+    if level is not None:
+        assert {c.step for c in cells} <= {level}
     out = {}
     for b in history.buckets(task, cells, step):
         out[(b["start"], b["release"])] = {
@@ -144,12 +161,13 @@ def rolled(store: Store, task: str, step: int) -> dict[tuple[str, str], dict[str
             "labels": Counter(b["labels"]),
             "verdicts": +Counter(b["verdicts"]),
             "failures": Counter(b["failures"]),
+            "spot_checks": +Counter(b["spot_checks"]),
         }
     return out
 
 
-def assert_equal(store: Store, task: str, step: int) -> None:
-    expected, got = direct(store, task, step), rolled(store, task, step)
+def assert_equal(store: Store, task: str, step: int, level: str | None = None) -> None:
+    expected, got = direct(store, task, step), rolled(store, task, step, level)
     assert set(got) == set(expected)
     for key, want in expected.items():
         have = got[key]
@@ -167,6 +185,18 @@ def approve(store: Store, decision: Decision, kind: str, at: datetime) -> None:
     assert store.reviews.record(decision.id, "rita", at, lambda _state: ruling) is not None
 
 
+def spot_check(store: Store, decision: Decision, verdict: str, at: datetime) -> None:
+    """Queue a spot check of the decision (as the sweep does) and give it `verdict` at `at`."""
+    queued = (decision.id, decision.task, decision.release, decision.created_at)
+    store.quality.add_spot_checks([queued], at, f"test-{decision.task}", at)
+    output = None if verdict == "approve" else {"queue": "loans"}
+    kind: Any = verdict
+    judged = store.quality.judge_spot_check(
+        decision.id, "sam", kind, output, at, {}, lambda d: None
+    )
+    assert judged is not None
+
+
 def roll_until_done(store: Store, task: str, limit: int) -> None:
     while store.history.roll_up(summarize(task), limit):
         pass
@@ -180,6 +210,7 @@ stream = st.lists(
         st.one_of(st.none(), st.floats(0, 1)),
         st.sampled_from([None, "approve", "correct", "reject"]),
         st.booleans(),  # answered from the decision cache
+        st.sampled_from([None, "approve", "correct", "reject"]),  # a spot check's verdict
     ),
     min_size=1,
     max_size=24,
@@ -208,39 +239,99 @@ def test_rollups_equal_a_direct_count_with_late_commits_and_two_replicas(
     for d, spec in zip(made, stream, strict=True):
         if d.status == "pending_review" and spec[4] is not None:
             approve(a, d, spec[4], T0 + timedelta(minutes=spec[1] + 5))
+        if d.route == "auto" and spec[6] is not None:
+            spot_check(a, d, spec[6], T0 + timedelta(minutes=spec[1] + 30))
     # Two replicas at once, without the lease: neither may count a row the other counted.
     threads = [threading.Thread(target=roll_until_done, args=(s, task, limit)) for s in (a, b)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert_equal(a, task, 60)
+    # Each level on its own equals the direct count: the minutes, the hours, the days.
+    assert_equal(a, task, 60, "minute")
+    assert_equal(a, task, 3600, "hour")
+    assert_equal(a, task, 86400, "day")
+    # And read per minute, hours and days merge to the same hours and days.
     assert_equal(a, task, 3600)
-
-
-def test_compaction_to_hours_keeps_every_count(stores: tuple[Store, Store]) -> None:
-    a, _ = stores
-    task = f"t{uuid.uuid4().hex[:10]}"
-    made = [make(task, n, kind, n * 7, 30.0 * n, 0.1 * (n % 10)) for n, kind in
-            enumerate(["auto", "review", "reject", "failed"] * 5)]  # fmt: skip
-    a.decisions.save(made)
-    roll_until_done(a, task, 1000)
-    before = rolled(a, task, 3600)
-    # A week later, the minutes are folded into hours: same buckets per hour, fewer cells.
-    later = T0 + timedelta(days=8)
-    while a.history.compact(later, timedelta(days=7), timedelta(days=90)):
-        pass
-    cells = a.history.cells(task, T0 - timedelta(days=1), T0 + timedelta(days=2))
-    assert cells and {c.step for c in cells} == {"hour"}
-    assert rolled(a, task, 3600) == before
-    assert_equal(a, task, 3600)
-    # And hours into days after 90 days.
-    while a.history.compact(T0 + timedelta(days=100), timedelta(days=7), timedelta(days=90)):
-        pass
-    assert {
-        c.step for c in a.history.cells(task, T0 - timedelta(days=1), T0 + timedelta(days=2))
-    } == {"day"}
     assert_equal(a, task, 86400)
+
+
+def test_dropping_old_minutes_and_hours_keeps_every_count(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        task = f"t{uuid.uuid4().hex[:10]}"
+        made = [make(task, n, kind, n * 7, 30.0 * n, 0.1 * (n % 10)) for n, kind in
+                enumerate(["auto", "review", "reject", "failed"] * 5)]  # fmt: skip
+        store.decisions.save(made)
+        roll_until_done(store, task, 1000)
+        before = rolled(store, task, 3600)
+        # A week later the minutes are dropped: read per minute, the hours stand in for them.
+        later = T0 + timedelta(days=8)
+        while store.history.expire(later, timedelta(days=7), timedelta(days=90)):
+            pass
+        # Complete from the hour 7 days before (T0 + 8 days), the minutes before dropped.
+        assert store.history.complete_from()["minute"] == datetime(2026, 11, 3, 9, tzinfo=UTC)
+        cells = store.history.cells(task, T0 - timedelta(days=1), T0 + timedelta(days=2))
+        assert cells and {c.step for c in cells} == {"hour"}
+        assert rolled(store, task, 3600) == before
+        assert_equal(store, task, 3600)
+        # A decision committed late, in an hour whose minutes are gone: its minute cell is
+        # written but read by nobody (its hour and day count it), and dropped next time.
+        late = make(task, 99, "auto", 30, 12.0, 0.9)
+        store.decisions.save([replace(late, id="0" * 6 + late.id[6:])])
+        roll_until_done(store, task, 1000)
+        assert_equal(store, task, 3600)
+        assert_equal(store, task, 86400, "day")
+        assert store.history.expire(later, timedelta(days=7), timedelta(days=90)) > 0
+        assert_equal(store, task, 3600)
+        # After 90 days the hours go too: the days are left.
+        while store.history.expire(T0 + timedelta(days=100), timedelta(days=7), timedelta(90)):
+            pass
+        cells = store.history.cells(task, T0 - timedelta(days=1), T0 + timedelta(days=2))
+        assert cells and {c.step for c in cells} == {"day"}
+        assert_equal(store, task, 86400)
+    finally:
+        store.close()
+
+
+def test_the_backlog_of_an_hour_and_a_day_is_the_largest_of_their_minutes(
+    database_url: str,
+) -> None:
+    store = Store(database_url)
+    try:
+        task = f"t{uuid.uuid4().hex[:10]}"
+        pending = [make(task, n, "review", 0, 5.0, 0.5) for n in range(0, 8, 2)]  # release 1
+        store.decisions.save(pending)
+        at = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+        store.history.sample_backlog(at)  # 4 waiting
+        for decision in pending[:3]:
+            approve(store, decision, "approve", at)
+        store.history.sample_backlog(at + timedelta(seconds=30))  # the same minute: 1
+        store.history.sample_backlog(at + timedelta(minutes=1))  # 1
+        cells = {
+            (c.step, c.start): c.value
+            for c in store.history.cells(task, at - timedelta(days=1), at + timedelta(days=1))
+            + store.history.cells(task, at - timedelta(days=1), at + timedelta(days=1), 3600)
+            + store.history.cells(task, at - timedelta(days=1), at + timedelta(days=1), 86400)
+            if c.metric == "backlog" and c.key == "count"
+        }
+        # A minute keeps its latest sample; an hour and a day the largest of their minutes.
+        assert cells == {
+            ("minute", at): 1.0,
+            ("minute", at + timedelta(minutes=1)): 1.0,
+            ("hour", at): 1.0,
+            ("day", at.replace(hour=0)): 1.0,
+        }
+        store.history.sample_backlog(at + timedelta(minutes=2))
+        pending_more = [make(task, n, "review", 0, 5.0, 0.5) for n in range(10, 16, 2)]
+        store.decisions.save(pending_more)
+        store.history.sample_backlog(at + timedelta(minutes=3))  # 4 waiting
+        hour = store.history.cells(task, at, at + timedelta(hours=1), 3600)
+        day = store.history.cells(task, at.replace(hour=0), at + timedelta(days=1), 86400)
+        assert [c.value for c in hour if c.metric == "backlog" and c.key == "count"] == [4.0]
+        assert [c.value for c in day if c.metric == "backlog" and c.key == "count"] == [4.0]
+    finally:
+        store.close()
 
 
 def test_percentiles_come_from_the_merged_histogram() -> None:

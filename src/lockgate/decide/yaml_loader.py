@@ -53,6 +53,26 @@ def _construct_int(loader: TaskLoader, node: ScalarNode) -> int:
 TaskLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+if hasattr(yaml, "CSafeLoader"):  # PyYAML built with libyaml
+
+    class FastTaskLoader(yaml.CSafeLoader):
+        """libyaml's parser (about ten times faster: task files are read on every page and
+        many requests) with the same resolvers and constructors as `TaskLoader`."""
+
+        yaml_implicit_resolvers = TaskLoader.yaml_implicit_resolvers
+        yaml_constructors = TaskLoader.yaml_constructors
+
+    _FAST: type | None = FastTaskLoader
+else:  # pragma: no cover - PyYAML without libyaml
+    _FAST = None
+
+
 def load_yaml(text: str) -> Any:
-    """Parse one YAML document with the YAML 1.2 core schema."""
-    return yaml.load(text, Loader=TaskLoader)  # a SafeLoader: builds no Python objects
+    """Parse one YAML document with the YAML 1.2 core schema. A document libyaml cannot read
+    is read again by `TaskLoader`, whose error (problem, line and column) is the one given."""
+    if _FAST is not None:
+        try:
+            return yaml.load(text, Loader=_FAST)  # a SafeLoader: builds no Python objects
+        except yaml.YAMLError:
+            pass
+    return yaml.load(text, Loader=TaskLoader)

@@ -99,7 +99,8 @@ def history_view(
     while span / seconds > MAX_BUCKETS:
         seconds = next((s for s in (3600, 86400) if s > seconds), seconds * 7)
     first = history.bucket_start(since, seconds)
-    cells = runtime.store.history.cells(task, first, until) if since < until else []
+    # Asked for by the hour or the day, the hour or day cells are read: a fraction of the rows.
+    cells = runtime.store.history.cells(task, first, until, seconds) if since < until else []
     return {
         "task": task,
         "step": history.step_name(seconds),

@@ -20,6 +20,7 @@ from lockgate.store.alerts import AlertRepository, AsyncAlertRepository
 from lockgate.store.artifacts import ArtifactRepository
 from lockgate.store.audit import AuditEntry, AuditRepository
 from lockgate.store.costs import AsyncCostRepository, CostRepository
+from lockgate.store.dashboard import DashboardRepository
 from lockgate.store.datasets import DatasetRepository
 from lockgate.store.decisions import AsyncDecisionRepository, DecisionFilter, DecisionRepository
 from lockgate.store.erasure import ErasureRepository
@@ -91,7 +92,7 @@ class Store:
         """Named leases: one replica at a time runs a background job."""
         self.async_leases = AsyncLeaseRepository(self.leases, self.executor)
         self.history = HistoryRepository(self.engine)
-        """Roll-up cells: decisions per task, release and minute (hour, day when older)."""
+        """Roll-up cells: decisions per task and release by the minute, hour and day."""
         self.async_history = AsyncHistoryRepository(self.history, self.executor)
         self.alerts = AlertRepository(self.engine, self.history)
         """Alert state and silences, and the live signals alert conditions read."""
@@ -105,6 +106,8 @@ class Store:
         self.async_costs = AsyncCostRepository(self.costs, self.executor)
         self.quality = QualityRepository(self.engine)
         """Live quality: spot checks, feedback, drift's decisions and reference profiles."""
+        self.dashboard = DashboardRepository(self.engine)
+        """The dashboard's reads: history summed per chart bucket, judgment counts, releases."""
 
     @property
     def display_url(self) -> str:

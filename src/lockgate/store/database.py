@@ -292,6 +292,17 @@ def read(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that must see one committed state across statements: on
+    PostgreSQL a REPEATABLE READ transaction (each statement of a READ COMMITTED one sees the
+    commits made before it); on SQLite `read`'s transaction already reads one snapshot."""
+    with read(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
+
+
 def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; every datetime Lockgate stores is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -95,6 +95,10 @@ decisions = Table(
     Index("ix_decisions_task_status_created", "task", "status", "created_at"),
     # The review queue: pending items by priority, then age, without scanning every decision.
     Index("ix_decisions_status_priority_created", "status", "priority", "created_at"),
+    # A release's newest decisions (drift's window) without sorting all of the task's. The
+    # release first: led by the task, SQLite took it for the backlog's GROUP BY task, release
+    # and walked every decision of the task.
+    Index("ix_decisions_release_task_created", "release", "task", "created_at"),
     # The decisions the roll-up has still to count: only those are in this index.
     Index(
         "ix_decisions_not_rolled_up",
@@ -434,7 +438,19 @@ spot_checks = Table(
     Column("output", JSON, nullable=True),
     Column("reviewer", String(128), nullable=True),
     Column("at", DateTime(timezone=True), nullable=True),
+    # When the history roll-up counted the verdict (None: not yet, or no verdict yet).
+    Column("rolled_up_at", DateTime(timezone=True), nullable=True),
     Index("ix_spot_checks_task_verdict", "task", "verdict", "created_at"),
+    # Live accuracy per time bucket, and per release over all time, counted from an index
+    # alone (a check's verdict and its time are set together).
+    Index("ix_spot_checks_task_at", "task", "at", "release", "verdict"),
+    Index("ix_spot_checks_task_release_verdict", "task", "release", "verdict"),
+    Index(
+        "ix_spot_checks_not_rolled_up",
+        "decision_id",
+        sqlite_where=text("rolled_up_at IS NULL"),
+        postgresql_where=text("rolled_up_at IS NULL"),
+    ),
 )
 
 # A downstream system's word on a delivered decision. `comment` is personal data: it is kept
@@ -520,8 +536,10 @@ decision_cache = Table(
 
 # ---- history and alerts (issue 13): roll-up cells, alert state, silences
 
-# One number per task, release, time bucket (a minute; an hour or a day after compaction),
-# metric and key: `route`/`auto`, `latency`/`le_250`, `label`/`billing` (watch/history.py).
+# One number per task, release, step (`minute`, `hour`, `day`), bucket, metric and key:
+# `route`/`auto`, `latency`/`le_250`, `label`/`billing` (watch/history.py). Each step is a
+# complete count on its own (the roll-up adds a decision to its minute, hour and day at once);
+# `history_levels` says from when a step's cells are all there.
 history_cells = Table(
     "history_cells",
     metadata,
@@ -532,8 +550,18 @@ history_cells = Table(
     Column("metric", String(32), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", Float, nullable=False),
-    Index("ix_history_cells_task_bucket_start", "task", "bucket_start"),
+    Index("ix_history_cells_task_step_bucket_start", "task", "step", "bucket_start"),
     Index("ix_history_cells_step_bucket_start", "step", "bucket_start"),
+)
+
+# From when each level of `history_cells` (`minute`, `hour`) holds every count: older cells of
+# the level were dropped, and the next coarser level holds them. No row: complete from the
+# start. Days are never dropped.
+history_levels = Table(
+    "history_levels",
+    metadata,
+    Column("step", String(8), primary_key=True),
+    Column("complete_from", DateTime(timezone=True), nullable=False),
 )
 
 # Where each alert rule stands for each task: firing or not, its episode, its last notice.

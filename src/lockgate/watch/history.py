@@ -1,10 +1,14 @@
-"""History that survives restarts: decisions rolled up per task, release and minute.
+"""History that survives restarts: decisions rolled up per task, release and minute, hour and
+day.
 
 A roll-up turns stored decisions and review verdicts into *cells*: one number per task,
 release, time bucket, metric and key (`route`/`auto`, `latency`/`le_250`, `label`/`billing`).
-Cells only ever add up, so two cells of the same bucket merge by addition, minutes merge into
-hours and hours into days, and percentiles come from merged histogram buckets with fixed
-edges. The review backlog is a gauge: sampled each round, the latest sample of a minute kept.
+Cells only ever add up, so two cells of the same bucket merge by addition, minutes sum to
+their hour and hours to their day, and percentiles come from merged histogram buckets with
+fixed edges. Each decision is added to its minute, hour and day at once (the store keeps the
+three levels, and drops old minutes and hours: `lockgate.store.history`). The review backlog is
+a gauge: sampled each round, the latest sample of a minute kept, an hour or a day keeps the
+largest.
 
 The roll-up reads decisions and verdicts not yet rolled up (the store marks each one in the
 transaction that adds it, so each is counted exactly once, however late its commit and however
@@ -121,8 +125,11 @@ def counts_of(
         for error in d.attempt_errors:
             add("attempt_error", error)
     for v in verdicts:
-        key = VERDICTS.get(v.verdict, v.verdict)
-        sums[(v.task, v.release, minute(v.at), "verdict", key)] += 1
+        if v.spot_check:  # `approve`, `correct`, `reject`: agrees with the model, or not
+            sums[(v.task, v.release, minute(v.at), "spot_check", v.verdict)] += 1
+        else:
+            key = VERDICTS.get(v.verdict, v.verdict)
+            sums[(v.task, v.release, minute(v.at), "verdict", key)] += 1
     return [Count(*key, value=value) for key, value in sums.items() if value]
 
 
@@ -189,6 +196,7 @@ def bucket_json(task: str, release: int, start: datetime, m: Mapping[str, Any]) 
     latency = dict(m.get("latency", {}))
     decisions = int(one("decisions"))
     verdicts = m.get("verdict", {})
+    spot = m.get("spot_check", {})
     backlog = m.get("backlog", {})
 
     def ms(value: float | None) -> float | None:
@@ -216,6 +224,7 @@ def bucket_json(task: str, release: int, start: datetime, m: Mapping[str, Any]) 
         "attempt_errors": {k: int(v) for k, v in sorted(m.get("attempt_error", {}).items())},
         "labels": {k: int(v) for k, v in sorted(m.get("label", {}).items())},
         "verdicts": {k: int(verdicts.get(k, 0)) for k in VERDICTS.values()},
+        "spot_checks": {k: int(spot.get(k, 0)) for k in VERDICTS},
         "review_backlog": int(backlog["count"]) if "count" in backlog else None,
         "review_oldest_s": backlog.get("oldest_s") if "count" in backlog else None,
     }
@@ -223,8 +232,8 @@ def bucket_json(task: str, release: int, start: datetime, m: Mapping[str, Any]) 
 
 def buckets(task: str, cells: Iterable[Cell], step_seconds: int) -> list[dict[str, Any]]:
     """The JSON buckets of `GET /v1/tasks/{task}/history`: one per step and release, oldest
-    first. A stored cell coarser than the step (an hour kept after compaction, asked for by
-    minutes) counts in the bucket holding its start."""
+    first. A stored cell coarser than the step (an hour, where the minutes are no longer kept,
+    asked for by minutes) counts in the bucket holding its start."""
     grouped: dict[tuple[datetime, int], list[Cell]] = defaultdict(list)
     for cell in cells:
         grouped[(bucket_start(cell.start, step_seconds), cell.release)].append(cell)
@@ -248,9 +257,7 @@ class RollupStore(Protocol):
 
     async def sample_backlog(self, now: datetime) -> None: ...
 
-    async def compact(
-        self, now: datetime, hours_after: timedelta, days_after: timedelta
-    ) -> int: ...
+    async def expire(self, now: datetime, hours_after: timedelta, days_after: timedelta) -> int: ...
 
 
 class LeaseStore(Protocol):
@@ -273,8 +280,9 @@ class Rollup:
     limit: int = 2000
 
     async def round(self) -> int:
-        """One round: every decision and verdict not yet rolled up, a backlog sample, and
-        compaction; the number of decisions and verdicts added (0 without the lease)."""
+        """One round: every decision and verdict not yet rolled up, a backlog sample, and old
+        minutes and hours dropped; the number of decisions and verdicts added (0 without the
+        lease)."""
         if not await self.leases.take(ROLLUP_LEASE, self.owner, max(60.0, 3 * self.interval_s)):
             return 0
         fields = await self.label_fields()
@@ -287,7 +295,7 @@ class Rollup:
                 break
         now = datetime.now(UTC)
         await self.store.sample_backlog(now)
-        await self.store.compact(now, self.hours_after, self.days_after)
+        await self.store.expire(now, self.hours_after, self.days_after)
         return added
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -97,6 +97,10 @@ async def make_profile(
     )
 
 
+CLOCK_MARGIN = timedelta(hours=1)
+"""How much earlier than its decision a judgment may be stamped (by another replica's clock)."""
+
+
 def check_drift(
     store: DriftStore,
     loaded: ReleaseRuntime,
@@ -119,11 +123,20 @@ def check_drift(
     window = store.observed(task, release, since, decisions)
     start = min((o.created_at for o in window), default=None)
     ids = {o.decision_id for o in window}
-    judged = [
-        j
-        for j in one_per_decision(store.judged(task, release=release))
-        if j.route == "auto" and j.decision_id in ids
-    ]
+    # A judgment comes after its decision: those of the window's decisions are all since its
+    # start (an hour's margin for the clocks of other replicas). Reading from the start of
+    # the release would read every spot check and feedback it ever had.
+    judged = (
+        [
+            j
+            for j in one_per_decision(
+                store.judged(task, since=start - CLOCK_MARGIN, release=release)
+            )
+            if j.route == "auto" and j.decision_id in ids
+        ]
+        if start is not None
+        else []
+    )
     info = {
         "hours": hours,
         "decisions": decisions,

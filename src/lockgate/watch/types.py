@@ -118,13 +118,15 @@ class DecisionFacts:
 
 @dataclass(frozen=True)
 class VerdictFacts:
-    """What a roll-up reads of one review verdict."""
+    """What a roll-up reads of one review verdict, or of one spot check's (`spot_check`: its
+    id is then the decision's)."""
 
-    id: int
+    id: int | str
     task: str
     release: int
     at: datetime
     verdict: str
+    spot_check: bool = False
 
 
 @dataclass(frozen=True)

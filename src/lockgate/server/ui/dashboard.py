@@ -7,6 +7,7 @@ Only counts, rates, costs and times reach the page: never an input or an output.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -30,6 +31,8 @@ from lockgate.watch import history
 from lockgate.watch.drift import DriftReport
 from lockgate.watch.quality import Accuracy
 
+log = logging.getLogger("lockgate.ui")
+
 
 @dataclass(frozen=True)
 class Range:
@@ -43,17 +46,17 @@ RANGES: Mapping[str, Range] = {
     r.name: r
     for r in (
         Range("1h", 3600, 60, "%H:%M"),
-        Range("24h", 86400, 900, "%H:%M"),
-        Range("7d", 7 * 86400, 7200, "%d %b"),
-        Range("30d", 30 * 86400, 43200, "%d %b"),
+        Range("24h", 86400, 3600, "%H:%M"),
+        Range("7d", 7 * 86400, 21600, "%d %b"),
+        Range("30d", 30 * 86400, 86400, "%d %b"),
     )
 }
 DEFAULT_RANGE = "24h"
-METRICS = ("decisions", "route", "failed", "cost", "latency", "backlog")
+METRICS = ("decisions", "route", "failed", "cost", "latency", "backlog", "spot_check")
 SLOW_SECONDS = 300.0
-"""How long a drift report and the release table are reused before they are computed again:
-drift reads and embeds up to `drift_window_decisions` decisions, the release table sums every
-roll-up cell of the task."""
+"""How long a drift report is shown before it is computed again (behind the page, which shows
+the kept one meanwhile, with its time): drift reads and embeds up to `drift_window_decisions`
+decisions."""
 RETRAIN_ACTIONS = ("release.retrain_requested", "release.retrain", "release.retrain_failed")
 """Audit actions of a retraining: asked for on the dashboard, done (`lockgate retrain`), failed."""
 RETRAIN_CONDITIONS = ("drift", "accuracy")
@@ -131,16 +134,32 @@ class Kept:
     seconds: float
     keep_errors: bool = True
     """False: a failed computation raises, and nothing is kept."""
+    refresh_behind: bool = False
+    """True: a value older than `seconds` is still given (with the time it was computed, which
+    the page shows), and computed again in a thread of its own, one at a time per key; only a
+    key never computed is computed by the caller."""
     clock: Callable[[], float] = time.monotonic
     _kept: dict[Any, tuple[float, datetime, Any, str | None]] = field(default_factory=dict)
+    _refreshing: set[Any] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: Any, compute: Callable[[], Any]) -> tuple[Any, str | None, datetime]:
         """The value (None when it failed), the failure's message, and when it was computed."""
         with self._lock:
             kept = self._kept.get(key)
-        if kept is not None and self.clock() - kept[0] < self.seconds:
+            stale = kept is not None and self.clock() - kept[0] >= self.seconds
+            behind = stale and self.refresh_behind and key not in self._refreshing
+            if behind:
+                self._refreshing.add(key)
+        if kept is not None and (not stale or self.refresh_behind):
+            if behind:
+                threading.Thread(
+                    target=self._refresh, args=(key, compute), name="dashboard-refresh", daemon=True
+                ).start()
             return kept[2], kept[3], kept[1]
+        return self._compute(key, compute)
+
+    def _compute(self, key: Any, compute: Callable[[], Any]) -> tuple[Any, str | None, datetime]:
         value: Any = None
         note: str | None = None
         try:
@@ -154,6 +173,15 @@ class Kept:
             with self._lock:
                 self._kept[key] = (self.clock(), at, value, note)
         return value, note, at
+
+    def _refresh(self, key: Any, compute: Callable[[], Any]) -> None:
+        try:
+            self._compute(key, compute)
+        except Exception:  # a thread of its own: the stale value stays, the next get tries again
+            log.exception("ui.dashboard_refresh_failed")
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     def forget(self, task: str) -> None:
         with self._lock:
@@ -270,15 +298,15 @@ def overview(
     now: datetime | None = None,
 ) -> Overview:
     """The task's overview over the range `range_name` (`RANGES`); `tasks` are the task files
-    when the caller has read them already. `slow` keeps the drift report and the release
-    table for a while (`SLOW_SECONDS`)."""
+    when the caller has read them already. `slow` keeps the drift report for a while
+    (`SLOW_SECONDS`)."""
     principal.require("read_tasks", task)
     # runtime.task: a 404 for a task not in the project
     spec = tasks[task] if tasks is not None and task in tasks else runtime.task(task)
     chosen = RANGES[range_name]
     now = now or utcnow()
     start = history.bucket_start(now - timedelta(seconds=chosen.seconds), chosen.step)
-    reads = DashboardRepository(runtime.store.engine)
+    reads = runtime.store.dashboard
     per_bucket = _buckets(reads.series(task, start, now, chosen.step, METRICS))
     starts: list[datetime] = []
     at = start
@@ -294,6 +322,7 @@ def overview(
                 totals[metric][key] += value
 
     live = runtime.store.releases.live(task)
+    # Every release's live accuracy: the live one's figure and the release table's column.
     accuracy = live_accuracy(reads.judgment_counts(task))
     events = reads.release_events(task, start, now)
     marks = tuple(
@@ -372,8 +401,15 @@ def overview(
         cells_of(s).get("backlog", {}).get("count") for s in starts
     ]
 
+    # Judged per bucket: the spot checks' verdicts from the history (rolled up like the
+    # decisions), the feedback counted now (a later word on a decision replaces an earlier).
     judged_per: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
-    for c in reads.judgment_counts(task, start, chosen.step):
+    for bucket, cells in per_bucket.items():
+        checks = cells.get("spot_check", {})
+        if sum(checks.values()):
+            judged_per[bucket][0] += int(sum(checks.values()))
+            judged_per[bucket][1] += int(checks.get("approve", 0))
+    for c in reads.judgment_counts(task, start, chosen.step, spot_checks=False):
         if c.bucket is not None:
             judged_per[c.bucket][0] += c.n
             judged_per[c.bucket][1] += c.agree
@@ -455,10 +491,9 @@ def overview(
         ),
     )
 
-    found, _, releases_at = slow.get(
-        (task, "releases"), lambda: release_rows(runtime, reads, task, accuracy, utcnow())
-    )
-    releases: tuple[ReleaseRow, ...] = found or ()
+    # Every render: the day cells and one index of the spot checks make it a few reads.
+    releases_at = utcnow()
+    releases = release_rows(runtime, reads, task, accuracy, releases_at)
     alerts, alerts_note = firing_alerts(runtime, task, spec)
     drift: DriftReport | None = None
     drift_note: str | None = "no live release"

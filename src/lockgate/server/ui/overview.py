@@ -25,7 +25,6 @@ from lockgate.security import Principal
 from lockgate.server.ui import dashboard
 from lockgate.server.ui.access import Access, Visit, run
 from lockgate.server.ui.pages import Shown, Templates, redirect
-from lockgate.store.dashboard import DashboardRepository
 
 if TYPE_CHECKING:
     from lockgate.server.ui.routes import ReviewPages
@@ -41,8 +40,8 @@ class OverviewPages:
         self.pages = pages
         self.templates = templates
         self.access = access
-        self.slow = dashboard.Kept(dashboard.SLOW_SECONDS)
-        """Drift reports and release tables, kept for 5 minutes."""
+        self.slow = dashboard.Kept(dashboard.SLOW_SECONDS, refresh_behind=True)
+        """Drift reports, kept for 5 minutes, then computed again behind the page."""
         self.overviews: dashboard.Kept | None = None
         """Overviews per task and range, kept for the roll-up's interval: the history they
         show changes only when the roll-up runs."""
@@ -71,11 +70,11 @@ class OverviewPages:
         visit = await self.access.visit(request)
         if visit.principal is None:
             return self.access.send(visit, redirect("/sign-in"))
-        chrome = await self.pages.chrome(visit)
+        tasks = await self.pages.tasks(visit)
+        chrome = await self.pages.chrome(visit, tasks)
         chosen = request.query_params.get("range", dashboard.DEFAULT_RANGE)
         if chosen not in dashboard.RANGES:
             chosen = dashboard.DEFAULT_RANGE
-        tasks = await self.pages.tasks(visit)
         try:
             if not _TASK.match(task):
                 raise NotFound("there is no task with that name")
@@ -138,7 +137,7 @@ class OverviewPages:
             if self._running(task):
                 raise_running(task)
             await run(
-                DashboardRepository(visit.runtime.store.engine).record,
+                visit.runtime.store.dashboard.record,
                 principal.name,
                 "release.retrain_requested",
                 task,
@@ -192,7 +191,7 @@ class OverviewPages:
         if error is not None:
             log.warning("ui.retrain_failed", extra={"task": task, "error": error})
             try:
-                DashboardRepository(runtime.store.engine).record(
+                runtime.store.dashboard.record(
                     actor, "release.retrain_failed", task, {"error": error}
                 )
             except LockgateError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -138,15 +138,19 @@ class ReviewPages:
 
     # ---- pages
 
-    async def chrome(self, visit: Visit) -> dict[str, Any]:
-        """What the page frame shows: the reviewer, today's count, the report links."""
+    async def chrome(
+        self, visit: Visit, tasks: Mapping[str, TaskSpec] | None = None
+    ) -> dict[str, Any]:
+        """What the page frame shows: the reviewer, today's count, the report links; `tasks`
+        are the key's tasks (`tasks`) when the page has read them already."""
         assert visit.principal is not None
         principal = visit.principal
         try:
             done = await run(visit.runtime.reviews.done_today, principal)
         except LockgateError:
             done = None
-        tasks = await self.tasks(visit)
+        if tasks is None:
+            tasks = await self.tasks(visit)
         try:
             shadowed = await run(reports.shadowed_tasks, visit.runtime)
         except LockgateError:
