@@ -64,7 +64,7 @@ ERRORS = {
     "GET /v1/tasks/{task}/accuracy": [401, 403, 404, 422, 429, 503, 504],
     "GET /v1/tasks/{task}/budget": [401, 403, 404, 422, 429, 503, 504],
     "GET /v1/tasks/{task}/history": [401, 403, 404, 422, 429, 503, 504],
-    "POST /v1/intake/{source}": [401, 404, 413, 415, 422, 503, 504],
+    "POST /v1/intake/{source}": [401, 404, 413, 415, 422, 429, 503, 504],
 }  # fmt: skip
 
 
