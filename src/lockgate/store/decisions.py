@@ -296,7 +296,12 @@ class AsyncDecisionRepository:
         try:
             while self._waiting:
                 saves, self._waiting = self._waiting, []
-                await self._commit(saves)
+                # A save whose caller gave up while it waited is never made: its caller was
+                # told it failed (a timeout or a 503), so committing it would be a write
+                # nobody acknowledged. One already in a transaction is past that point.
+                saves = [save for save in saves if not save.done.done()]
+                if saves:
+                    await self._commit(saves)
         finally:
             self._committing = False
 
