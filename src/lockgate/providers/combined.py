@@ -652,15 +652,23 @@ def holdout_rows(
     train: np.ndarray,
     test: np.ndarray,
     seed: int,
+    settings: Settings | None = None,
 ) -> dict[str, np.ndarray]:
-    """A trainable member fitted on `train` rows: its probability rows for the `test` rows."""
+    """A trainable member fitted on `train` rows: its probability rows for the `test` rows
+    (a fine-tuned embedding member: with the encoder of its latest artifact in `settings`)."""
     from lockgate.providers.embedding_classifier import KIND as EMBEDDING
-    from lockgate.providers.embedding_classifier import align, encoder_for, fit_heads
+    from lockgate.providers.embedding_classifier import (
+        align,
+        encoder_for,
+        fit_heads,
+        trained_encoder,
+    )
 
     values = {name: task.enum_values(name) for name in labels}
     fit_labels = {name: [ys[i] for i in train] for name, ys in labels.items()}
     if member.provider == EMBEDDING:
-        vectors = encoder_for(member).embed(list(texts))
+        encoder = trained_encoder(member, task, settings) if settings else encoder_for(member)
+        vectors = encoder.embed(list(texts))
         heads = fit_heads(vectors[train], fit_labels, seed)
         return {
             name: align(head.probabilities(vectors[test]), head.classes, values[name])
@@ -718,24 +726,27 @@ def train_combined(
     train, test = _split(data.labels, task.evaluation.holdout_share, seed)
     per_field: dict[str, list[np.ndarray]] = {name: [] for name in data.labels}
     calibrate = combine_spec.calibration != "none"
-    if calibrate:
-        for label, member in zip(labels, combine_spec.members, strict=True):
-            say(f"{label}: fitting on {len(train)} rows to calibrate on {len(test)} held out")
-            rows_by_field = holdout_rows(member, task, data.texts, data.labels, train, test, seed)
-            for name, probs in rows_by_field.items():
-                per_field[name].append(probs)
     reports: dict[str, Any] = {}
     if train_members:
         for label, member in zip(labels, combine_spec.members, strict=True):
             if member.provider == EMBEDDING:
                 say(f"{label}: training on every row")
                 reports[label] = train_embedding_classifier(
-                    task, rows, settings, member, seed=seed, sealed=sealed
+                    task, rows, settings, member, seed=seed, sealed=sealed, progress=progress
                 )
             elif member.provider == "local-classifier" and not local_trained:
                 local_trained = True
                 say(f"{label}: training on every row")
                 reports[label] = train_classifier(task, rows, settings, seed=seed, sealed=sealed)
+    if calibrate:
+        # after the members: a fine-tuned encoder (tuned on the same `train` rows) is used
+        for label, member in zip(labels, combine_spec.members, strict=True):
+            say(f"{label}: fitting on {len(train)} rows to calibrate on {len(test)} held out")
+            rows_by_field = holdout_rows(
+                member, task, data.texts, data.labels, train, test, seed, settings
+            )
+            for name, probs in rows_by_field.items():
+                per_field[name].append(probs)
     if not calibrate:
         return CombinedTrainReport(
             task.name, None, None, UNCALIBRATED, {}, reports, time.perf_counter() - started

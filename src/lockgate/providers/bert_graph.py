@@ -1,0 +1,152 @@
+"""A float32 ONNX graph of a BERT encoder, built from its weights by our own code.
+
+The graph takes `input_ids` and `attention_mask` (int64, batch x tokens) and returns the last
+hidden state (float32, batch x tokens x hidden), the interface `embeddings.Encoder` runs. The
+weights are a mapping in the naming of Hugging Face's `BertModel` (`embeddings.word_embeddings.
+weight`, `encoder.layer.0.attention.self.query.weight`, ...), such as a sentence-transformers
+`model.safetensors` or the state of a model fine-tuned by `encoder_tuning`. Token types are
+always 0 (one segment), so the first token-type row is folded into the position table, and the
+attention scale into the query weights.
+
+Building needs the `onnx` package (in the `tune` extra); running the result needs only
+ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from lockgate.errors import ConfigError
+
+OPSET = 17
+LAYER_NORM_EPS = 1e-12
+
+
+def layer_count(weights: Mapping[str, np.ndarray]) -> int:
+    """How many transformer layers the weights hold."""
+    count = 0
+    while f"encoder.layer.{count}.attention.self.query.weight" in weights:
+        count += 1
+    return count
+
+
+def build_bert_onnx(weights: Mapping[str, np.ndarray], *, heads: int) -> bytes:
+    """The serialised ONNX model of the encoder the weights describe."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ConfigError(
+            "building the encoder's ONNX graph needs the onnx package",
+            hint="install the tuning extra: pip install 'lockgate[tune]'",
+        ) from None
+    layers = layer_count(weights)
+    if layers == 0 or "embeddings.word_embeddings.weight" not in weights:
+        raise ConfigError("these weights are not a BERT encoder (no layers or no embeddings)")
+    hidden = int(weights["embeddings.word_embeddings.weight"].shape[1])
+    if hidden % heads:
+        raise ConfigError(f"hidden size {hidden} is not a multiple of {heads} attention heads")
+    head_size = hidden // heads
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def weight(key: str) -> np.ndarray:
+        return np.asarray(weights[key], dtype=np.float32)
+
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def linear(x: str, key: str, out: str, scale: float = 1.0) -> str:
+        # torch's Linear keeps (out, in); MatMul wants (in, out)
+        w = const(f"{out}.w", (weight(key + ".weight").T * scale).astype(np.float32))
+        b = const(f"{out}.b", (weight(key + ".bias") * scale).astype(np.float32))
+        return node("Add", [node("MatMul", [x, w], f"{out}.mm"), b], out)
+
+    def layer_norm(x: str, key: str, out: str) -> str:
+        g, b = const(f"{out}.g", weight(key + ".weight")), const(f"{out}.b", weight(key + ".bias"))
+        return node("LayerNormalization", [x, g, b], out, axis=-1, epsilon=LAYER_NORM_EPS)
+
+    # embeddings: word + (position + token type 0), then LayerNorm
+    word = node(
+        "Gather", [const("word", weight("embeddings.word_embeddings.weight")), "input_ids"], "e.w"
+    )
+    positions = weight("embeddings.position_embeddings.weight")
+    positions = positions + weight("embeddings.token_type_embeddings.weight")[0]
+    shape = node("Shape", ["input_ids"], "e.shape")
+    width = node("Gather", [shape, const("one", np.array([1], np.int64))], "e.width")
+    zero = const("zero", np.array([0], np.int64))
+    pos = node("Slice", [const("positions", positions), zero, width, zero], "e.pos")
+    x = layer_norm(node("Add", [word, pos], "e.sum"), "embeddings.LayerNorm", "e.ln")
+
+    # attention mask: 0 for real tokens, -10000 for padding, shaped (batch, 1, 1, tokens)
+    mask = node("Cast", ["attention_mask"], "m.float", to=TensorProto.FLOAT)
+    mask = node("Sub", [mask, const("m.one", np.array(1.0, np.float32))], "m.neg")
+    mask = node("Mul", [mask, const("m.big", np.array(10000.0, np.float32))], "m.scaled")
+    mask = node("Unsqueeze", [mask, const("m.axes", np.array([1, 2], np.int64))], "m.bias")
+
+    split_heads = const("split", np.array([0, 0, heads, head_size], np.int64))
+    merge_heads = const("merge", np.array([0, 0, hidden], np.int64))
+    scale = 1.0 / math.sqrt(head_size)
+    half = const("half", np.array(0.5, np.float32))
+    root2 = const("r2", np.array(math.sqrt(2.0), np.float32))
+    one = const("onef", np.array(1.0, np.float32))
+    for i in range(layers):
+        p, n = f"encoder.layer.{i}.", f"l{i}"
+
+        def heads_of(name: str, key: str, perm: list[int], s: float = 1.0) -> str:
+            projected = linear(x, p + key, f"{n}.{name}", s)  # noqa: B023 (used at once)
+            shaped = node("Reshape", [projected, split_heads], f"{n}.{name}.r")  # noqa: B023
+            return node("Transpose", [shaped], f"{n}.{name}.t", perm=perm)  # noqa: B023
+
+        q = heads_of("q", "attention.self.query", [0, 2, 1, 3], scale)
+        k = heads_of("k", "attention.self.key", [0, 2, 3, 1])
+        v = heads_of("v", "attention.self.value", [0, 2, 1, 3])
+        scores = node("Add", [node("MatMul", [q, k], f"{n}.qk"), mask], f"{n}.scores")
+        probs = node("Softmax", [scores], f"{n}.probs", axis=-1)
+        context = node("MatMul", [probs, v], f"{n}.ctx")
+        context = node("Transpose", [context], f"{n}.ctx.t", perm=[0, 2, 1, 3])
+        context = node("Reshape", [context, merge_heads], f"{n}.ctx.r")
+        attended = linear(context, p + "attention.output.dense", f"{n}.o")
+        x = layer_norm(
+            node("Add", [attended, x], f"{n}.res1"), p + "attention.output.LayerNorm", f"{n}.ln1"
+        )
+        inner = linear(x, p + "intermediate.dense", f"{n}.i")
+        erf = node("Erf", [node("Div", [inner, root2], f"{n}.gd")], f"{n}.erf")
+        gelu = node(
+            "Mul",
+            [node("Mul", [inner, half], f"{n}.gh"), node("Add", [erf, one], f"{n}.g1")],
+            f"{n}.gelu",
+        )
+        out = linear(gelu, p + "output.dense", f"{n}.f")
+        x = layer_norm(node("Add", [out, x], f"{n}.res2"), p + "output.LayerNorm", f"{n}.ln2")
+    nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="out"))
+
+    graph = helper.make_graph(
+        nodes,
+        "bert",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "last_hidden_state", TensorProto.FLOAT, ["batch", "tokens", hidden]
+            )
+        ],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lockgate"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
