@@ -25,7 +25,8 @@
 Usage: python benchmarks/banking77_models.py [--data DIR] [--seed 0] [--threads 2]
        [--limit N (test rows, for a quick try)] [--llm-rows 100] [--skip-oos] [--skip-llm]
        [--oos-chains embedding-classifier,combined-geometric] [--in-scope-pass 0.95]
-       [--oos-coverage 0.78]
+       [--oos-coverage 0.78] [--fine-tune EPOCHS (the embedding member's encoder fine-tuned
+       by `lockgate train`'s `fine_tune:`; use a fresh --workdir: kept artifacts are reused)]
 """
 
 from __future__ import annotations
@@ -270,6 +271,10 @@ def main() -> None:
         "calibration rows",
     )
     parser.add_argument(
+        "--fine-tune", type=int, default=0,
+        help="fine-tune the embedding member's encoder for this many epochs (0: off)",
+    )  # fmt: skip
+    parser.add_argument(
         "--chains",
         default="local-classifier,embedding-classifier,combined-mean,combined-geometric,"
         "combined-agreement",
@@ -290,7 +295,12 @@ def main() -> None:
         calib = calib[: args.train_rows // 4]
     if args.limit:
         test = random.Random(args.seed).sample(test, args.limit)
-    embedding = {"provider": "embedding-classifier", "threads": args.threads, "batch_size": 64}
+    embedding: dict[str, Any] = {
+        "provider": "embedding-classifier", "threads": args.threads, "batch_size": 64
+    }  # fmt: skip
+    tune = {"epochs": args.fine_tune, "threads": args.threads} if args.fine_tune else None
+    if tune:
+        embedding["fine_tune"] = tune
     chains: dict[str, list[dict[str, Any]]] = {
         "local-classifier": [{"provider": "local-classifier"}],
         "embedding-classifier": [embedding],
@@ -400,6 +410,7 @@ def main() -> None:
                 args.oos_chains.split(","),
                 args.in_scope_pass,
                 args.oos_coverage,
+                tune,
             )
             keep_embeddings(root)
         if not args.skip_llm:
@@ -465,6 +476,7 @@ def out_of_scope(
     wanted: Sequence[str],
     in_scope_pass: float = 0.95,
     coverage: float = 0.78,
+    tune: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     known = sorted(random.Random(seed).sample(categories, len(categories) // 2))
     inside = set(known)
@@ -472,9 +484,11 @@ def out_of_scope(
     folder.mkdir(exist_ok=True)
     settings = Settings(project_dir=folder, database_url="sqlite://")
     data = write(folder / "train.csv", [r for r in train if r["category"] in inside])
-    embedding = {
+    embedding: dict[str, Any] = {
         "provider": "embedding-classifier", "threads": threads, "in_scope_pass": in_scope_pass
     }  # fmt: skip
+    if tune:
+        embedding["fine_tune"] = tune
     result: dict[str, Any] = {
         "known_intents": len(known),
         "unknown_intents": len(categories) - len(known),

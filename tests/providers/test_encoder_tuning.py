@@ -215,3 +215,27 @@ def test_fine_tuning_another_encoder_is_refused(task: TaskSpec, tmp_path: Path) 
     data = write_training_csv(tmp_path / "train.csv")
     with pytest.raises(ConfigError, match="cannot be combined with model_path"):
         train_embedding_classifier(task, data, settings, spec)
+
+
+def test_a_combined_chain_calibrates_on_the_tuned_members_held_out_answers(
+    tmp_path: Path,
+) -> None:
+    from lockgate.providers.combined import CombinedProvider, train_combined
+
+    members = [{"provider": "local-classifier"}, TUNED]
+    task = parse_task(
+        task_data(
+            [{"provider": "combined", "combine": {"method": "geometric", "models": members}}]
+        ),
+        "tasks/banking.yaml",
+    )
+    settings = Settings(project_dir=tmp_path, database_url="sqlite://")
+    data = write_training_csv(tmp_path / "train.csv")
+    report = train_combined(task, task.models[0], data, settings)
+    tuned = report.member_reports["embedding-classifier"]
+    assert load_artifact(settings, "banking", tuned.sha256).encoder_file is not None
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    answers = provider.complete_batch(  # type: ignore[attr-defined]
+        [PreparedRequest(task, {"text": t}) for t in UNSEEN]
+    )
+    assert [a.output["intent"] for a in answers] == list(UNSEEN.values())

@@ -273,9 +273,7 @@ def trained_encoder(spec: ModelSpec, task: TaskSpec, settings: Settings) -> Enco
     """The encoder of the latest artifact when it was fine-tuned, else the installed one."""
     if TuneSettings.parse(spec.option("fine_tune")) is None:
         return encoder_for(spec)
-    pointer = artifact_folder(settings, task.name) / "latest.json"
-    sha = json.loads(pointer.read_text(encoding="utf-8"))["sha256"]
-    model = load_artifact(settings, task.name, sha)
+    model = load_artifact(settings, task.name, _latest(ProviderContext(task, settings)))
     if not model.encoder_file:
         return encoder_for(spec)
     return encoder_for(spec, tuned_files(settings, task.name, model, spec))
