@@ -32,16 +32,19 @@ API = """\
 
 
 class Client:
-    def __init__(self, client: TestClient, secret: str, project: Path) -> None:
+    def __init__(self, client: TestClient, secrets: list[str], project: Path) -> None:
         self.client = client
-        self.secret = secret
+        self.secret, self.other_secret = secrets
         self.project = project
 
-    def decide(self, key: str, values: dict[str, Any], **extra: Any) -> Any:
+    def decide(
+        self, key: str, values: dict[str, Any], *, secret: str | None = None, **extra: Any
+    ) -> Any:
+        bearer = secret or self.secret
         return self.client.post(
             "/v1/tasks/routing/decisions",
             json={"input": values, **extra},
-            headers={"Authorization": f"Bearer {self.secret}", "Idempotency-Key": key},
+            headers={"Authorization": f"Bearer {bearer}", "Idempotency-Key": key},
         )
 
 
@@ -53,10 +56,13 @@ def api(tmp_path: Path, database_url: str) -> Iterator[Client]:
         release_refresh_seconds=0.0
     )
     runtime = Runtime.open(settings)
-    _, secret = runtime.store.keys.create("client", "submitter", (), actor="test")
+    secrets = [
+        runtime.store.keys.create(name, "submitter", (), actor="test")[1]
+        for name in ("client", "other-client")
+    ]
     try:
         with TestClient(create_app(settings, runtime=runtime)) as client:
-            yield Client(client, secret, project)
+            yield Client(client, secrets, project)
     finally:
         runtime.close()
 
@@ -98,6 +104,23 @@ def test_the_same_content_under_a_new_key_gets_the_first_decision_linked(
     assert links == [("request A-2", "A-1", "content")]
     counts = show(api.project, database_url, "api")
     assert (counts["decided"], counts["duplicates"], counts["quarantined"]) == (1, 1, 0)
+
+
+def test_content_is_de_duplicated_per_client(api: Client, database_url: str) -> None:
+    # Two clients sending the same text are two events: each gets its own decision (a
+    # submitter may not read another client's decision, so linking it would only refuse).
+    mine = api.decide("M-1", {"text": "card stolen yesterday"})
+    theirs = api.decide("O-1", {"text": "card stolen yesterday"}, secret=api.other_secret)
+    assert mine.status_code == 201 and theirs.status_code == 201, theirs.text
+    assert theirs.json()["id"] != mine.json()["id"]
+    assert theirs.json()["replayed"] is False
+    # Each client's own resend under a new key is still the duplicate, linked to its first.
+    again = api.decide("O-2", {"body": "card stolen yesterday"}, secret=api.other_secret)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == theirs.json()["id"]
+    assert sorted(decision_keys(database_url)) == ["M-1", "O-1"]
+    links = query(database_url, "select position, first_key, by from intake_duplicates")
+    assert links == [("request O-2", "O-1", "content")]
 
 
 def test_an_input_that_cannot_be_mapped_is_quarantined_with_its_id_and_replayed(
@@ -158,7 +181,7 @@ def test_schema_drift_with_on_drift_stop_answers_503_and_stores_nothing(
     _, secret = runtime.store.keys.create("client", "submitter", (), actor="test")
     try:
         with TestClient(create_app(settings, runtime=runtime)) as client:
-            api = Client(client, secret, project)
+            api = Client(client, [secret, secret], project)
             assert api.decide("D-1", {"text": "card stolen"}).status_code == 201
             drifted = api.decide("D-2", {"text": "card stolen again", "channel": "phone"})
             after = api.decide("D-3", {"text": "card stolen once more"})

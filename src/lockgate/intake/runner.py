@@ -8,6 +8,7 @@ records = decided + duplicates + quarantined + discarded.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import Counter
@@ -366,7 +367,7 @@ class Intake:
             since = datetime.fromtimestamp(self.clock(), UTC) - timedelta(
                 seconds=self.source.dedupe.window_seconds
             )
-            hashes = [m.content_hash for _, m in mapped]
+            hashes = [dedupe_hash(records[i], m) for i, m in mapped]
             earlier = await self.store.seen(self.task.name, hashes, since)
         known = await self.store.find(self.task.name, [m.key for _, m in mapped]) if mapped else {}
         for index, item in mapped:
@@ -393,11 +394,12 @@ class Intake:
                     )
                 continue
             if content:
-                first = earlier.get(item.content_hash) or by_content.get(item.content_hash)
+                same = dedupe_hash(record, item)
+                first = earlier.get(same) or by_content.get(same)
                 if first is not None and first != item.key:
                     fates[index] = Fate(record, "duplicate", first, item, by="content")
                     continue
-                by_content[item.content_hash] = item.key
+                by_content[same] = item.key
             fresh[item.key] = item
             fates[index] = Fate(record, "decided", item.key, item)
         return [f for f in fates if f is not None]
@@ -415,6 +417,17 @@ class Intake:
         if conflict and self.conflicts == "refuse":
             return Fate(record, "refused", "", conflict=True)
         return Fate(record, "quarantined", "", quarantined=held, conflict=conflict)
+
+
+def dedupe_hash(record: Incoming, item: Mapped) -> str:
+    """What `dedupe: {by: content}` compares: the mapped input's hash, and for a record a
+    client sent (an API request) that client's key id with it. Two clients sending the same
+    text are two events, and neither may be answered with the other's decision; a client's
+    own resend under a new key is the duplicate the setting is for."""
+    if record.submitted_by is None:
+        return item.content_hash
+    scoped = f"{record.submitted_by}\n{item.content_hash}".encode()
+    return hashlib.sha256(scoped).hexdigest()
 
 
 @dataclass
@@ -462,7 +475,7 @@ def _apply(
         else:
             assert fate.item is not None
             if content:
-                progress.seen[fate.item.content_hash] = fate.key
+                progress.seen[dedupe_hash(record, fate.item)] = fate.key
             progress.count("decided")
 
 
