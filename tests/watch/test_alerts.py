@@ -197,6 +197,51 @@ def test_an_alert_fires_once_repeats_resolves_and_survives_a_restart(
     assert "jane@example.com" not in everything and SECRET not in everything
 
 
+def test_a_notice_a_channel_refused_is_sent_again_until_it_is_taken(
+    store: Store, servers: tuple[Receiver, SmtpServer]
+) -> None:
+    receiver, smtp = servers
+    scene = Scene(store, receiver, smtp)
+    evaluator = scene.evaluator()
+    scene.clock.now = T1
+    scene.traffic(failed=10, ok=10)
+    receiver.fail_always(503)  # the webhook channel is down
+    try:
+        assert scene.round(evaluator, 0) == ["firing"]
+        assert scene.round(evaluator, 1) == []  # still down: kept, tried again
+        assert hooks_of(receiver, scene.task) == []
+        assert [u.channel for u in evaluator.unsent] == ["ops"]  # email and log took it
+    finally:
+        receiver.fail_always(None)
+    assert scene.round(evaluator, 2) == []  # back: the kept notice goes out, once
+    assert [h["kind"] for h in hooks_of(receiver, scene.task)] == ["firing"]
+    assert evaluator.unsent == []
+    assert scene.round(evaluator, 3) == []
+    assert len(hooks_of(receiver, scene.task)) == 1
+    scene.stop(evaluator)
+
+
+def test_a_notice_refused_for_longer_than_retry_for_is_dropped(
+    store: Store, servers: tuple[Receiver, SmtpServer]
+) -> None:
+    receiver, smtp = servers
+    scene = Scene(store, receiver, smtp)
+    evaluator = scene.evaluator()
+    evaluator.retry_for = timedelta(minutes=30)
+    scene.clock.now = T1
+    scene.traffic(failed=10, ok=10)
+    receiver.fail_always(503)
+    try:
+        assert scene.round(evaluator, 0) == ["firing"]
+        assert scene.round(evaluator, 29) == [] and len(evaluator.unsent) == 1
+        assert scene.round(evaluator, 31) == [] and evaluator.unsent == []  # dropped
+    finally:
+        receiver.fail_always(None)
+    assert scene.round(evaluator, 32) == []
+    assert hooks_of(receiver, scene.task) == []  # dropped means never sent late
+    scene.stop(evaluator)
+
+
 def test_a_silenced_rule_changes_state_but_sends_nothing(
     store: Store, servers: tuple[Receiver, SmtpServer]
 ) -> None:

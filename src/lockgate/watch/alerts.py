@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -354,6 +354,18 @@ class Channel(Protocol):
     async def send(self, notice: Notice) -> None: ...
 
 
+RETRY_FOR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Unsent:
+    """A notice one channel refused, and since when."""
+
+    channel: str
+    notice: Notice
+    since: datetime
+
+
 @dataclass
 class Evaluator:
     """Evaluates every rule each `interval_s` while it holds the `alerts` lease."""
@@ -366,6 +378,10 @@ class Evaluator:
     channels: Mapping[str, Channel]
     interval_s: float = 30.0
     clock: Callable[[], datetime] | None = None
+    retry_for: timedelta = RETRY_FOR
+    """How long a notice a channel refused is sent again, each round, before it is dropped."""
+    unsent: list[Unsent] = field(default_factory=list, init=False)
+    """Notices a channel refused, sent again at the start of each round (in memory only)."""
 
     def now(self) -> datetime:
         from lockgate.decide.decision import utcnow
@@ -377,6 +393,7 @@ class Evaluator:
         if not await self.leases.take(ALERTS_LEASE, self.owner, max(60.0, 3 * self.interval_s)):
             return []
         now = self.now()
+        await self.resend(now)
         rules, values = await self.setup(now)
         states = await self.store.states()
         silences = await self.store.silences(now)
@@ -398,16 +415,46 @@ class Evaluator:
 
     async def send(self, notice: Notice) -> None:
         for name in notice.channels:
-            channel = self.channels.get(name)
-            if channel is None:
-                continue
-            try:
-                await channel.send(notice)
-            except LockgateError as exc:
-                log.warning(
-                    "alerts.channel_failed",
-                    extra={"channel": name, "rule": notice.rule, "error": exc.message},
+            if not await self._send_to(name, notice):
+                self.unsent.append(Unsent(name, notice, self.now()))
+
+    async def resend(self, now: datetime) -> None:
+        """Send again what a channel refused; drop what was refused for `retry_for`."""
+        waiting, self.unsent = self.unsent, []
+        for unsent in waiting:
+            if await self._send_to(unsent.channel, unsent.notice):
+                log.info(
+                    "alerts.notice_resent",
+                    extra={"channel": unsent.channel, "rule": unsent.notice.rule},
                 )
+            elif now - unsent.since >= self.retry_for:
+                log.error(
+                    "alerts.notice_dropped",
+                    extra={
+                        "channel": unsent.channel,
+                        "rule": unsent.notice.rule,
+                        "task": unsent.notice.task,
+                        "kind": unsent.notice.kind,
+                        "refused_for_s": int((now - unsent.since).total_seconds()),
+                    },
+                )
+            else:
+                self.unsent.append(unsent)
+
+    async def _send_to(self, name: str, notice: Notice) -> bool:
+        """Whether the channel took the notice (an unknown channel name counts as taken)."""
+        channel = self.channels.get(name)
+        if channel is None:
+            return True
+        try:
+            await channel.send(notice)
+        except LockgateError as exc:
+            log.warning(
+                "alerts.channel_failed",
+                extra={"channel": name, "rule": notice.rule, "error": exc.message},
+            )
+            return False
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate every `interval_s`, the first time one interval after the start (so a
