@@ -109,6 +109,12 @@ class Scene:
             {"HOOK": SECRET},
         )
 
+    def failing(self) -> Evaluator:
+        """Half of the last minute's decisions failed; an evaluator that has not looked yet."""
+        self.clock.now = T1
+        self.traffic(failed=10, ok=10)
+        return self.evaluator()
+
     def traffic(self, failed: int, ok: int) -> None:
         at = self.clock.now - timedelta(minutes=1)
         batch = [decision(self.task, n, n < failed, at) for n in range(failed + ok)]
@@ -162,9 +168,7 @@ def test_an_alert_fires_once_repeats_resolves_and_survives_a_restart(
 ) -> None:
     receiver, smtp = servers
     scene = Scene(store, receiver, smtp)
-    first = scene.evaluator()
-    scene.clock.now = T1
-    scene.traffic(failed=10, ok=10)
+    first = scene.failing()
     assert scene.round(first, 0) == ["firing"]
     assert scene.round(first, 5) == []  # still holding, repeat not due
     # serve restarts: a new process, a new evaluator, the state from the database
@@ -202,9 +206,7 @@ def test_a_notice_a_channel_refused_is_sent_again_until_it_is_taken(
 ) -> None:
     receiver, smtp = servers
     scene = Scene(store, receiver, smtp)
-    evaluator = scene.evaluator()
-    scene.clock.now = T1
-    scene.traffic(failed=10, ok=10)
+    evaluator = scene.failing()
     receiver.fail_always(503)  # the webhook channel is down
     try:
         assert scene.round(evaluator, 0) == ["firing"]
@@ -226,10 +228,8 @@ def test_a_notice_refused_for_longer_than_retry_for_is_dropped(
 ) -> None:
     receiver, smtp = servers
     scene = Scene(store, receiver, smtp)
-    evaluator = scene.evaluator()
+    evaluator = scene.failing()
     evaluator.retry_for = timedelta(minutes=30)
-    scene.clock.now = T1
-    scene.traffic(failed=10, ok=10)
     receiver.fail_always(503)
     try:
         assert scene.round(evaluator, 0) == ["firing"]
