@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from pathlib import Path
 from typing import Any
 
+import joblib
 import pytest
 
 from lockgate.decide.records import iter_records
 from lockgate.decide.task import TaskSpec, parse_task
 from lockgate.errors import ConfigError
 from lockgate.providers.classifier_training import (
+    ARTIFACT_HEADER,
     TrainReport,
     artifact_folder,
     latest_artifact,
@@ -246,3 +249,25 @@ def test_an_artifact_of_another_task_is_refused(report: TrainReport, settings: S
     (other / report.path.name).write_bytes(report.path.read_bytes())
     with pytest.raises(ConfigError, match="not a local classifier of task 'other'"):
         load_artifact(settings, "other", report.sha256)
+
+
+def test_an_artifact_written_by_joblib_before_the_format_changed_still_loads(
+    report: TrainReport, settings: Settings
+) -> None:
+    """Artifacts trained before 2026-11-29 are joblib files (`joblib.dump(model, compress=3)`);
+    releases pin them by hash, so they must keep loading, with the same predictions."""
+    current = load_artifact(settings, "routing", report.sha256)
+    assert report.path.read_bytes().startswith(ARTIFACT_HEADER)
+    buffer = io.BytesIO()
+    joblib.dump(current, buffer, compress=3)
+    data = buffer.getvalue()
+    assert not data.startswith(ARTIFACT_HEADER)
+    sha = hashlib.sha256(data).hexdigest()
+    (artifact_folder(settings, "routing") / f"{sha}.joblib").write_bytes(data)
+
+    old = load_artifact(settings, "routing", sha)
+
+    texts = ["I was charged twice, refund please", "the server shows an error at login"]
+    assert old.classes("queue") == current.classes("queue")
+    for name, probabilities in old.predict_proba(texts).items():
+        assert probabilities.tolist() == current.predict_proba(texts)[name].tolist()
