@@ -65,6 +65,19 @@ def _postgres_admin_url() -> URL | None:
     return url
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Single tests marked `slow` (on the test function, not a whole module) run first, each
+    group in its collected order.
+
+    pytest-xdist's `load` scheduling (`make test` runs two workers) hands each worker a run of
+    consecutive tests, then more as it finishes. In file order the longest test
+    (tests/test_readme.py, minutes of `lockgate` commands) came four fifths of the way down and
+    ran alone at the end while the other worker had nothing left to do; first, it runs beside
+    everything else. Modules marked slow as a whole keep their place, so that the tests sharing
+    a module's server or model stay together on one worker."""
+    items.sort(key=lambda item: not any(m.name == "slow" for m in item.own_markers))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     url = _postgres_admin_url()
     if url is None:
