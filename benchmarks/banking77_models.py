@@ -119,6 +119,11 @@ def train_all(task: TaskSpec, data: Path, settings: Settings, seed: int) -> dict
                 train_embedding_classifier(task, data, settings, model, seed=seed)
         elif model.provider == "combined":
             members = CombineSpec.parse(model).members
+            for member in members:  # a member not trained yet is trained alone, once
+                if member.provider == "local-classifier" and not trained(
+                    settings, task, member.provider
+                ):
+                    train_classifier(task, data, settings, seed=seed)
             ready = all(trained(settings, task, m.provider) for m in members)
             method = CombineSpec.parse(model).method
             marker = settings.artifact_dir / task.name / f"combined-{method}.done"
