@@ -6,7 +6,7 @@ and a logistic-regression head per output field, trained by `lockgate train`.
       batch_size: 64          # texts per model call
       # model_path / tokenizer_path: another BERT-style ONNX encoder and its tokenizer.json
       fine_tune:              # optional: fine-tune the encoder on the training rows first
-        epochs: 2             # passes over the rows (about 3-10 minutes each for 8,000 rows
+        epochs: 2             # passes over the rows (3 to 6 minutes each for 8,000 rows
         threads: 2            #   on 2 cores); PyTorch threads (default: all cores)
 
 Needs `pip install 'lockgate[embeddings]'` (and `'lockgate[tune]'`, PyTorch, to fine-tune;
