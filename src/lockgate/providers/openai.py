@@ -2,19 +2,17 @@
 
 Works with OpenAI, vLLM, Ollama and llama.cpp's server. Asks for structured output with
 `response_format: json_schema`; a server that does not support it is asked for `json_object`
-instead, from then on. One pooled aiohttp session per provider, opened lazily in the running loop.
+instead, from then on. One pool of keep-alive connections per provider (`http_client`), bound to
+the event loop that first calls it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
 from collections.abc import Mapping
 from typing import Any
-
-import aiohttp
 
 from lockgate.decide.task import ModelSpec, TaskSpec
 from lockgate.errors import ConfigError
@@ -27,9 +25,11 @@ from lockgate.providers.base import (
     fatal,
     retryable,
 )
+from lockgate.providers.http_client import HttpClientError, HttpPool
 from lockgate.settings import Price, Secret
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_PATH = "/chat/completions"
 _REJECTION_MARKERS = ("response_format", "json_schema")
 
 
@@ -56,10 +56,9 @@ class OpenAIProvider:
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"openai:{self.base_url}:{model}"
-        self._url = f"{self.base_url}/chat/completions"
         self._api_key = api_key
         self._price = price or Price()
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._temperature = temperature
         self._logprobs = logprobs
         self._max_tokens = max_tokens
@@ -68,8 +67,8 @@ class OpenAIProvider:
         self._system_message = system_message(task)
         self.json_schema_supported = True
         """False once the server has refused `response_format: json_schema`."""
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._pool: HttpPool | None = None
+        self._head = b""
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, context: ProviderContext) -> OpenAIProvider:
@@ -114,58 +113,54 @@ class OpenAIProvider:
     # ------------------------------------------------------------------ calls
 
     async def complete(self, request: PreparedRequest) -> Candidate:
-        session = self._session_for_loop()
+        pool = self._pool_for_loop()
         body = self._body(request, json_schema=self.json_schema_supported)
-        status, raw, retry_after = await self._post(session, body)
+        status, raw, retry_after = await self._post(pool, body)
         if status in (400, 422) and self.json_schema_supported and _rejects_json_schema(raw):
             self.json_schema_supported = False
             body["response_format"] = {"type": "json_object"}
-            status, raw, retry_after = await self._post(session, body)
+            status, raw, retry_after = await self._post(pool, body)
         if status >= 400:
             raise _status_error(status, retry_after)
         return self._candidate(raw)
 
     async def aclose(self) -> None:
         """Close the connection pool; the provider may be used again (a new pool opens)."""
-        session, self._session, self._session_loop = self._session, None, None
-        if session is not None and not session.closed:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
 
-    def _session_for_loop(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is not None and not self._session.closed:
-            if self._session_loop is not loop:
-                raise RuntimeError(
-                    f"{self!r} is bound to another event loop; call aclose() in that loop first"
+    def _pool_for_loop(self) -> HttpPool:
+        if self._pool is None:
+            try:
+                pool = HttpPool(
+                    self.base_url, limit=self._max_connections, timeout_s=self._timeout_s
                 )
-            return self._session
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, keepalive_timeout=30, ttl_dns_cache=300
-        )
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        self._session_loop = loop
-        return self._session
-
-    async def _post(
-        self, session: aiohttp.ClientSession, body: dict[str, Any]
-    ) -> tuple[int, bytes, float | None]:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = dict(_JSON_HEADERS)
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+            except ValueError as exc:
+                raise fatal("config", f"base_url {self.base_url!r}: {exc}") from None
+            headers = dict(_JSON_HEADERS)
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+            try:
+                self._head = pool.head(_PATH, headers)
+            except ValueError:
+                raise fatal("config", "the API key holds a line break; check it") from None
+            self._pool = pool
         try:
-            async with session.post(self._url, data=data, headers=headers) as response:
-                return response.status, await response.read(), _seconds(response.headers)
+            self._pool.bind()
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self!r}: {exc}; call aclose() in that loop first") from None
+        return self._pool
+
+    async def _post(self, pool: HttpPool, body: dict[str, Any]) -> tuple[int, bytes, float | None]:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            answer = await pool.post(self._head, data)
         except TimeoutError:
             raise retryable("timeout", "the model server did not answer in time") from None
-        except aiohttp.ClientConnectionError as exc:
-            raise retryable(
-                "connection", f"cannot reach the model server ({type(exc).__name__})"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise retryable(
-                "connection", f"the model server connection failed ({type(exc).__name__})"
-            ) from None
+        except HttpClientError as exc:
+            raise retryable("connection", f"cannot reach the model server: {exc}") from None
+        return answer.status, answer.body, _seconds(answer.headers)
 
     def _body(self, request: PreparedRequest, *, json_schema: bool) -> dict[str, Any]:
         task = request.task
@@ -255,9 +250,10 @@ def _rejects_json_schema(raw: bytes) -> bool:
 
 
 def _seconds(headers: Mapping[str, str]) -> float | None:
-    """The Retry-After header in seconds (the delta form; an HTTP date is ignored)."""
+    """The Retry-After header in seconds (the delta form; an HTTP date is ignored); `headers`
+    has lower-case names."""
     try:
-        return max(0.0, float(headers.get("Retry-After", "")))
+        return max(0.0, float(headers.get("retry-after", "")))
     except ValueError:
         return None
 
