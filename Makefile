@@ -17,9 +17,7 @@ MODELS_STAMP := $(VENV)/.models-installed
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist); each has its own migrated template databases and Chromium.
-# Three on two cores: with two, the cores stood idle a third of the run (tests waiting on
-# servers, subprocesses and fsync).
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 
 .PHONY: help venv demo lint fmt test pytest bench clean
 
@@ -28,7 +26,7 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
 	@echo
-	@echo "Variables: PYTEST_ARGS='...' (extra pytest arguments), PYTEST_WORKERS=N (test processes, default 3),"
+	@echo "Variables: PYTEST_ARGS='...' (extra pytest arguments), PYTEST_WORKERS=N (test processes, default 2),"
 	@echo "           PYTHON=... (interpreter for .venv)"
 
 # The virtualenv. The stamp file is rewritten after a successful install, so an
