@@ -363,12 +363,14 @@ class Intake:
         by_content: dict[str, str] = {}
         content = self.source.dedupe.by == "content"
         earlier: Mapping[str, str] = {}
+        same: dict[int, str] = {}
+        """Each mapped record's `dedupe_hash`, by its index (with `by: content` only)."""
         if content and mapped:
             since = datetime.fromtimestamp(self.clock(), UTC) - timedelta(
                 seconds=self.source.dedupe.window_seconds
             )
-            hashes = [dedupe_hash(records[i], m) for i, m in mapped]
-            earlier = await self.store.seen(self.task.name, hashes, since)
+            same = {index: dedupe_hash(records[index], item) for index, item in mapped}
+            earlier = await self.store.seen(self.task.name, list(same.values()), since)
         known = await self.store.find(self.task.name, [m.key for _, m in mapped]) if mapped else {}
         for index, item in mapped:
             record = records[index]
@@ -394,14 +396,13 @@ class Intake:
                     )
                 continue
             if content:
-                same = dedupe_hash(record, item)
-                first = earlier.get(same) or by_content.get(same)
+                first = earlier.get(same[index]) or by_content.get(same[index])
                 if first is not None and first != item.key:
                     fates[index] = Fate(record, "duplicate", first, item, by="content")
                     continue
-                by_content[same] = item.key
+                by_content[same[index]] = item.key
             fresh[item.key] = item
-            fates[index] = Fate(record, "decided", item.key, item)
+            fates[index] = Fate(record, "decided", item.key, item, dedupe=same.get(index))
         return [f for f in fates if f is not None]
 
     def _held(self, record: Incoming, reason: str, *, conflict: bool = False) -> Fate:
@@ -443,6 +444,8 @@ class Fate:
     quarantined: Quarantined | None = None
     conflict: bool = False
     """Quarantined because its key was used before for other content."""
+    dedupe: str | None = None
+    """A decided record's `dedupe_hash` (with `by: content`): remembered as seen."""
 
 
 def _apply(
@@ -473,9 +476,8 @@ def _apply(
             )
             progress.count("duplicates")
         else:
-            assert fate.item is not None
-            if content:
-                progress.seen[dedupe_hash(record, fate.item)] = fate.key
+            if fate.dedupe is not None:
+                progress.seen[fate.dedupe] = fate.key
             progress.count("decided")
 
 
