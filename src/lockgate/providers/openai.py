@@ -159,7 +159,7 @@ class OpenAIProvider:
         except TimeoutError:
             raise retryable("timeout", "the model server did not answer in time") from None
         except HttpClientError as exc:
-            raise retryable("connection", f"cannot reach the model server: {exc}") from None
+            raise retryable("connection", f"the call to the model server failed: {exc}") from None
         return answer.status, answer.body, _seconds(answer.headers)
 
     def _body(self, request: PreparedRequest, *, json_schema: bool) -> dict[str, Any]:
