@@ -27,6 +27,10 @@ Usage: python benchmarks/banking77_models.py [--data DIR] [--seed 0] [--threads 
        [--oos-chains embedding-classifier,combined-geometric] [--in-scope-pass 0.95]
        [--oos-coverage 0.78] [--fine-tune EPOCHS (the embedding member's encoder fine-tuned
        by `lockgate train`'s `fine_tune:`; use a fresh --workdir: kept artifacts are reused)]
+       [--quantize (the embedding member's encoder written with int8 weights, `quantize: int8`)]
+       [--batch-size 32 (the embedding member's texts per model call)]
+       [--holdout-share 0.2 (what `lockgate train` holds out of the train part; the encoder
+       is tuned on the rest)]
 """
 
 from __future__ import annotations
@@ -85,13 +89,19 @@ def split(rows: list[dict[str, str]], seed: int, share: float) -> tuple[list, li
     return [r for k in keys[:cut] for r in groups[k]], [r for k in keys[cut:] for r in groups[k]]
 
 
+HOLDOUT_SHARE = 0.2
+
+
 def task_for(categories: list[str], models: list[dict[str, Any]]) -> TaskSpec:
+    """The task; `lockgate train` holds out HOLDOUT_SHARE of the rows it is given (to measure,
+    to calibrate the combination and the out-of-scope similarity) and tunes on the rest."""
     return parse_task(
         {
             "name": "banking77",
             "input": {"text": {"type": "string"}},
             "output": {"category": {"type": "enum", "values": categories}},
             "models": models,
+            "evaluation": {"holdout_share": HOLDOUT_SHARE},
         },
         "tasks/banking77.yaml",
     )
@@ -280,6 +290,15 @@ def main() -> None:
         help="fine-tune the embedding member's encoder for this many epochs (0: off)",
     )  # fmt: skip
     parser.add_argument(
+        "--quantize", action="store_true",
+        help="the embedding member's encoder with int8 weights (quantize: int8)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=32, help="the embedding member's")
+    parser.add_argument(
+        "--holdout-share", type=float, default=0.2,
+        help="the share of the train part `lockgate train` holds out (evaluation.holdout_share)",
+    )  # fmt: skip
+    parser.add_argument(
         "--chains",
         default="local-classifier,embedding-classifier,combined-mean,combined-geometric,"
         "combined-agreement",
@@ -289,6 +308,8 @@ def main() -> None:
         "--workdir", type=Path, help="keep the trained artifacts here and reuse them next time"
     )
     args = parser.parse_args()
+    global HOLDOUT_SHARE
+    HOLDOUT_SHARE = args.holdout_share
     data: Path = args.data.resolve()
     if not (data / "train.csv").exists():
         sys.exit(f"banking77 not found in {data}; pass --data DIR")
@@ -301,11 +322,14 @@ def main() -> None:
     if args.limit:
         test = random.Random(args.seed).sample(test, args.limit)
     embedding: dict[str, Any] = {
-        "provider": "embedding-classifier", "threads": args.threads, "batch_size": 64
+        "provider": "embedding-classifier", "threads": args.threads,
+        "batch_size": args.batch_size,
     }  # fmt: skip
     tune = {"epochs": args.fine_tune, "threads": args.threads} if args.fine_tune else None
     if tune:
         embedding["fine_tune"] = tune
+    if args.quantize:
+        embedding["quantize"] = "int8"
     chains: dict[str, list[dict[str, Any]]] = {
         "local-classifier": [{"provider": "local-classifier"}],
         "embedding-classifier": [embedding],
@@ -332,6 +356,8 @@ def main() -> None:
         "threads": args.threads,
         "target_auto_accuracy": args.target,
         "rows": {"train": len(train), "calib": len(calib), "test": len(test)},
+        "holdout_share": args.holdout_share,
+        "embedding_member": {k: v for k, v in embedding.items() if k != "provider"},
         "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
         "chains": {},
     }
@@ -416,6 +442,7 @@ def main() -> None:
                 args.in_scope_pass,
                 args.oos_coverage,
                 tune,
+                {k: embedding[k] for k in ("quantize", "batch_size") if k in embedding},
             )
             keep_embeddings(root)
         if not args.skip_llm:
@@ -482,6 +509,7 @@ def out_of_scope(
     in_scope_pass: float = 0.95,
     coverage: float = 0.78,
     tune: dict[str, Any] | None = None,
+    member: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     known = sorted(random.Random(seed).sample(categories, len(categories) // 2))
     inside = set(known)
@@ -494,6 +522,7 @@ def out_of_scope(
     }  # fmt: skip
     if tune:
         embedding["fine_tune"] = tune
+    embedding |= member or {}
     result: dict[str, Any] = {
         "known_intents": len(known),
         "unknown_intents": len(categories) - len(known),

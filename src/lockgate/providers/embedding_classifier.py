@@ -3,17 +3,21 @@ and a logistic-regression head per output field, trained by `lockgate train`.
 
     - provider: embedding-classifier
       threads: 2              # ONNX Runtime threads (default: min(4, cores))
-      batch_size: 64          # texts per model call
+      batch_size: 32          # texts per model call
       # model_path / tokenizer_path: another BERT-style ONNX encoder and its tokenizer.json
       fine_tune:              # optional: fine-tune the encoder on the training rows first
         epochs: 2             # passes over the rows (3 to 6 minutes each for 8,000 rows
         threads: 2            #   on 2 cores); PyTorch threads (default: all cores)
+      quantize: int8          # optional: store the encoder's weights as int8 (faster)
 
 Needs `pip install 'lockgate[embeddings]'` (and `'lockgate[tune]'`, PyTorch, to fine-tune;
 inference never needs it). With `fine_tune`, `lockgate train` trains the encoder itself with a
 classification layer on the rows it fits on (not those it holds out to measure), writes it as a
 float32 ONNX graph (`bert_graph`) named by its sha256 beside the artifact (`SHA256.onnx`), and
-fits the heads on its embeddings; the artifact names that file. An artifact lives in
+fits the heads on its embeddings; the artifact names that file. With `quantize: int8`,
+`lockgate train` writes the encoder (tuned or not; built from the float32 weights of the `tune`
+extra) with int8 weight matrices (`bert_graph.quantize_int8`) and fits the heads on the
+vectors of that graph, the one that will run. An artifact lives in
 `artifact_dir/TASK/embedding-classifier/` as `SHA256.joblib` (named by the sha256 of its bytes),
 `SHA256.json` and `latest.json`, like the local classifier's; a release pins it by sha256. The
 artifact also records the sha256 of the encoder's model file: it is refused with another one.
@@ -270,13 +274,20 @@ def tuned_files(
 
 
 def trained_encoder(spec: ModelSpec, task: TaskSpec, settings: Settings) -> Encoder:
-    """The encoder of the latest artifact when it was fine-tuned, else the installed one."""
-    if TuneSettings.parse(spec.option("fine_tune")) is None:
+    """The encoder of the latest artifact when it was written at training (fine-tuned or
+    quantized), else the installed one."""
+    if TuneSettings.parse(spec.option("fine_tune")) is None and not quantize_option(spec):
         return encoder_for(spec)
     model = load_artifact(settings, task.name, _latest(ProviderContext(task, settings)))
     if not model.encoder_file:
         return encoder_for(spec)
     return encoder_for(spec, tuned_files(settings, task.name, model, spec))
+
+
+def quantize_option(spec: ModelSpec) -> str | None:
+    from lockgate.providers.bert_graph import parse_quantize
+
+    return parse_quantize(spec.option("quantize"))
 
 
 def encoder_for(spec: ModelSpec, files: EncoderFiles | None = None) -> Encoder:
@@ -467,12 +478,15 @@ def train_embedding_classifier(
     if not 0.5 <= in_scope_pass < 1.0:
         raise ConfigError("in_scope_pass: must be at least 0.5 and below 1 (e.g. 0.95)")
     tune = TuneSettings.parse(spec.option("fine_tune"))
+    quantize = quantize_option(spec)
     data = read_labeled(task, records, sealed=sealed)
     files = encoder_files(spec)
     train, test = _split(data.labels, task.evaluation.holdout_share, seed)
     tuned: dict[str, Any] | None = None
-    if tune is not None:
-        files, tuned = _tuned_encoder(task, settings, spec, files, data, train, tune, seed, say)
+    if tune is not None or quantize is not None:
+        files, tuned = _written_encoder(
+            task, settings, spec, files, data, train, tune, quantize, seed, say
+        )
     encoder = encoder_for(spec, files)
     say(f"embedding {len(data.texts)} texts with {files.name}")
     t0 = time.perf_counter()
@@ -498,12 +512,17 @@ def train_embedding_classifier(
         examples=vectors.astype(np.float16),
         oos_threshold=threshold,
         training_inputs=data.fingerprints,
-        encoder_file=files.model_path.name if tune is not None else None,
+        encoder_file=files.model_path.name if tuned is not None else None,
     )
     meta = {
         "task": task.name,
         "kind": KIND,
-        "encoder": {"name": files.name, "sha256": files.sha256, "fine_tuned": tuned},
+        "encoder": {
+            "name": files.name,
+            "sha256": files.sha256,
+            "fine_tuned": tuned if tune is not None else None,
+            "quantized": quantize,
+        },
         "input_fields": list(data.input_fields),
         "output": {name: list(h.classes) for name, h in model.heads.items()},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -530,31 +549,66 @@ def train_embedding_classifier(
     )
 
 
-def _tuned_encoder(
+def _written_encoder(
     task: TaskSpec,
     settings: Settings,
     spec: ModelSpec,
     files: EncoderFiles,
     data: LabeledTexts,
     rows: np.ndarray,
-    tune: TuneSettings,
+    tune: TuneSettings | None,
+    quantize: str | None,
     seed: int,
     say: Callable[[str], None],
 ) -> tuple[EncoderFiles, dict[str, Any]]:
-    """Fine-tune all-MiniLM-L6-v2 on `rows` of the data; its ONNX graph beside the artifacts."""
-    from tokenizers import Tokenizer
-
-    from lockgate.providers.bert_graph import build_bert_onnx
+    """all-MiniLM-L6-v2 fine-tuned on `rows` of the data (`tune`) and/or quantized, written as
+    an ONNX graph beside the artifacts."""
+    from lockgate.providers.bert_graph import build_bert_onnx, quantize_int8
     from lockgate.providers.classifier_training import _write_atomic
-    from lockgate.providers.encoder_tuning import HEADS, base_model, fine_tune
+    from lockgate.providers.encoder_tuning import HEADS, base_model
 
+    what = "fine_tune" if tune is not None else "quantize"
     if spec.option("model_path") is not None:
         raise ConfigError(
-            "fine_tune starts from all-MiniLM-L6-v2: it cannot be combined with model_path",
-            hint="remove model_path (or fine_tune) from the model",
+            f"{what} starts from all-MiniLM-L6-v2: it cannot be combined with model_path",
+            hint=f"remove model_path (or {what}) from the model",
         )
     started = time.perf_counter()
     weights, _ = base_model()
+    if tune is not None:
+        weights = _tuned_weights(weights, files, data, rows, tune, seed, say)
+    graph = build_bert_onnx(weights, heads=HEADS)
+    if quantize is not None:
+        say(f"quantizing the encoder's weights to {quantize}")
+        graph = quantize_int8(graph)
+    sha = hashlib.sha256(graph).hexdigest()
+    folder = artifact_folder(settings, task.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sha}.onnx"
+    _write_atomic(path, graph)
+    seconds = round(time.perf_counter() - started, 1)
+    info: dict[str, Any] = {"seconds": seconds, "file": path.name}
+    if tune is not None:
+        say(f"fine-tuned in {seconds} s")
+        info |= {"epochs": tune.epochs, "rows": len(rows)}
+    name = DEFAULT_MODEL + (" fine-tuned" if tune is not None else "")
+    name += f" {quantize}" if quantize is not None else ""
+    return EncoderFiles(name, path, files.tokenizer_path, sha), info
+
+
+def _tuned_weights(
+    weights: Mapping[str, np.ndarray],
+    files: EncoderFiles,
+    data: LabeledTexts,
+    rows: np.ndarray,
+    tune: TuneSettings,
+    seed: int,
+    say: Callable[[str], None],
+) -> dict[str, np.ndarray]:
+    from tokenizers import Tokenizer
+
+    from lockgate.providers.encoder_tuning import fine_tune
+
     tokenizer = Tokenizer.from_file(str(files.tokenizer_path))
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
     tokenizer.no_padding()
@@ -563,7 +617,7 @@ def _tuned_encoder(
     classes = {name: sorted(set(ys)) for name, ys in data.labels.items()}
     labels = {name: [classes[name].index(ys[i]) for i in rows] for name, ys in data.labels.items()}
     say(f"fine-tuning {DEFAULT_MODEL} on {len(rows)} rows, {tune.epochs} epoch(s)")
-    tuned = fine_tune(
+    return fine_tune(
         weights,
         token_ids,
         labels,
@@ -572,16 +626,6 @@ def _tuned_encoder(
         seed=seed,
         progress=say,
     )
-    graph = build_bert_onnx(tuned, heads=HEADS)
-    sha = hashlib.sha256(graph).hexdigest()
-    folder = artifact_folder(settings, task.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{sha}.onnx"
-    _write_atomic(path, graph)
-    seconds = round(time.perf_counter() - started, 1)
-    say(f"fine-tuned in {seconds} s")
-    info = {"epochs": tune.epochs, "rows": len(rows), "seconds": seconds, "file": path.name}
-    return EncoderFiles(f"{DEFAULT_MODEL} fine-tuned", path, files.tokenizer_path, sha), info
 
 
 def _text(value: Any) -> str:

