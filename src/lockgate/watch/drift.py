@@ -18,6 +18,9 @@ from the reference sample's accuracy (`accuracy`: the drop, `warn` from 0.05 and
 
 The verdict of the window is its worst signal's. A window of fewer than `MIN_DECISIONS`
 decisions gets no verdict but `ok`, and says so.
+
+numpy is imported inside the functions that compute: `lockgate serve` and every command
+that loads the alert conditions import this module, and most never compute drift.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from lockgate.decide.task import TaskSpec
 from lockgate.stats import wilson_interval
@@ -114,6 +115,8 @@ def psi(reference: Sequence[float], reference_n: int, live: Sequence[float], liv
 
 
 def _bins(values: Sequence[float], edges: Sequence[float]) -> list[float]:
+    import numpy as np
+
     counts = np.bincount(
         np.searchsorted(np.asarray(edges, dtype=float), np.asarray(values, dtype=float), "right"),
         minlength=len(edges) + 1,
@@ -179,6 +182,7 @@ def _categorical_signal(
 
 
 def _chi_square(reference: Sequence[float], reference_n: int, live: Sequence[int]) -> float | None:
+    import numpy as np
     from scipy.stats import chi2_contingency
 
     ref_counts = [round(share * reference_n) for share in reference]

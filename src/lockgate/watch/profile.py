@@ -17,6 +17,9 @@ The profile is plain JSON:
   - number: quantiles (bin edges and shares);
   - boolean: the share of each value;
 - `accuracy`: agreement of the automated sample rows with the dataset's expected outputs.
+
+numpy is imported inside the functions that compute: `lockgate serve` and every command
+that loads the alert conditions import this module, and most never compute drift.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
-
-import numpy as np
 
 from lockgate.decide.task import TaskSpec
 
@@ -64,6 +65,8 @@ def oov_share(text: str, vocabulary: frozenset[str]) -> float:
 def bin_shares(values: Sequence[float], edges: Sequence[float]) -> list[float]:
     """The share of `values` in each bin of the inner `edges` (len(edges) + 1 bins; a value
     equal to an edge goes to the bin above it)."""
+    import numpy as np
+
     counts = np.bincount(
         np.searchsorted(np.asarray(edges, dtype=float), np.asarray(values, dtype=float), "right"),
         minlength=len(edges) + 1,
@@ -74,6 +77,8 @@ def bin_shares(values: Sequence[float], edges: Sequence[float]) -> list[float]:
 
 def quantile_edges(values: Sequence[float], bins: int = QUANTILE_BINS) -> list[float]:
     """Inner bin edges at the quantiles of `values`, without repeats."""
+    import numpy as np
+
     if not values:
         return []
     qs = np.quantile(np.asarray(values, dtype=float), np.linspace(0, 1, bins + 1)[1:-1])
@@ -92,6 +97,8 @@ def shares(values: Iterable[Any]) -> dict[str, float]:
 
 def centroid(vectors: Any) -> tuple[list[int], list[float]]:
     """The mean of unit rows as (indices, values) of its largest components, of unit length."""
+    import numpy as np
+
     mean = np.asarray(vectors.mean(axis=0)).ravel()
     keep = np.argsort(-np.abs(mean))[:CENTROID_DIMENSIONS]
     keep = np.sort(keep[mean[keep] != 0])
@@ -102,6 +109,8 @@ def centroid(vectors: Any) -> tuple[list[int], list[float]]:
 
 def similarities(vectors: Any, indices: Sequence[int], values: Sequence[float]) -> list[float]:
     """Cosine similarity of each (unit) row with the stored centroid."""
+    import numpy as np
+
     if not indices:
         return [0.0] * vectors.shape[0]
     dense = np.zeros(vectors.shape[1])
