@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -159,9 +160,11 @@ class Setting:
     final: str
 
 
-@pytest.fixture
-def setting(tmp_path: Path, database_url: str) -> Iterator[Setting]:
-    with running_api(tmp_path, database_url) as api:
+@contextmanager
+def prepared(root: Path, database_url: str) -> Iterator[Setting]:
+    """An API with a decision under the idempotency key `taken-key`, one pending review
+    claimed by the reviewer and one approved by it."""
+    with running_api(root, database_url) as api:
         first = api.decide("the first input", "taken-key")
         assert first.status_code == 201, first.text
         ids = []
@@ -174,6 +177,23 @@ def setting(tmp_path: Path, database_url: str) -> Iterator[Setting]:
         approve = api.client.post(f"/v1/reviews/{ids[1]}/approve", headers=api.auth("reviewer"))
         assert approve.json()["status"] == "approved", approve.text
         yield Setting(api, *ids)
+
+
+@pytest.fixture
+def setting(tmp_path: Path, database_url: str) -> Iterator[Setting]:
+    with prepared(tmp_path, database_url) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def shared_setting(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> Iterator[Setting]:
+    """One API per backend for the matrix of hostile inputs: each case shows that its refusal
+    changed nothing stored, so the cases cannot disturb one another, and a fresh API per case
+    was most of the module's time."""
+    with prepared(tmp_path_factory.mktemp("hostile"), module_database_url) as made:
+        yield made
 
 
 def stored(api: Api) -> list[Any]:
@@ -189,8 +209,9 @@ def stored(api: Api) -> list[Any]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_hostile_input_gets_its_exact_status_and_problem_type(
-    setting: Setting, case: Case
+    shared_setting: Setting, case: Case
 ) -> None:
+    setting = shared_setting
     api = setting.api
     before = stored(api)
     auth = api.auth(case.role, name=case.client)
