@@ -28,7 +28,7 @@ def serve(
     # Imported here so that other commands start without loading the web stack.
     import uvicorn
 
-    from lockgate.server import PROJECT_ENV, create_app
+    from lockgate.server import PROJECT_ENV, create_app, protocol
     from lockgate.server.logs import configure_server_logging
     from lockgate.settings import load_settings
     from lockgate.store import Store
@@ -44,7 +44,9 @@ def serve(
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        # uvicorn's httptools protocol, with decision requests answered without the ASGI
+        # stack where the installed uvicorn allows it (`server.protocol`).
+        "http": protocol.PATH if protocol.supported() else "httptools",
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_seconds),
         "proxy_headers": True,
         "server_header": False,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,7 +29,8 @@ from lockgate.server.decisions import DecisionBody, decide_one, request_id
 from lockgate.server.params import NAME_PATTERN, json_media
 from lockgate.server.problems import lockgate_problem
 
-_PATH = re.compile(r"/v1/tasks/([^/]+)/decisions")
+DECIDE_PATH = re.compile(r"/v1/tasks/([^/]+)/decisions")
+"""The hot endpoint's path; its group is the task's name."""
 _TASK = re.compile(NAME_PATTERN)
 
 
@@ -38,7 +40,7 @@ class DecideFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = (
-            _PATH.fullmatch(scope["path"])
+            DECIDE_PATH.fullmatch(scope["path"])
             if scope["type"] == "http" and scope["method"] == "POST"
             else None
         )
@@ -46,21 +48,14 @@ class DecideFastPath:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
-        checked = await self._checked(scope, match.group(1), body)
-        if checked is None:  # refused or unusual: the documented route answers
+        task = match.group(1)
+        app_state = scope["app"].state
+        accepted = await checked(app_state, scope["headers"], task, body)
+        if accepted is None:  # refused or unusual: the documented route answers
             await self.app(scope, _replay(body, receive), send)
             return
-        principal, task, decision_body, headers = checked
-        runtime = scope["app"].state.runtime
         try:
-            status, payload = await decide_one(
-                runtime,
-                principal,
-                task,
-                decision_body,
-                _text(headers.get(b"idempotency-key")),
-                request_id(_text(headers.get(b"x-request-id"))),
-            )
+            status, payload = await decide_accepted(app_state, task, accepted)
         except LockgateError as exc:
             await lockgate_problem(exc)(scope, receive, send)
             return
@@ -76,37 +71,51 @@ class DecideFastPath:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    async def _checked(
-        self, scope: Scope, task: str, body: bytes
-    ) -> tuple[Principal, str, DecisionBody, dict[bytes, bytes]] | None:
-        """The caller, task and body when the request may be decided as it is; else None."""
-        if not _TASK.match(task):
-            return None
-        headers = dict(reversed(scope["headers"]))  # the first of repeated headers, as Starlette
-        content_type = headers.get(b"content-type")
-        if content_type is not None and not json_media(content_type.decode("latin-1")):
-            return None
-        scheme, _, secret = headers.get(b"authorization", b"").partition(b" ")
-        if scheme.lower() != b"bearer" or not secret.strip():
-            return None
-        app = scope["app"]
-        try:
-            key = await app.state.key_cache.authenticate(
-                app.state.runtime, secret.strip().decode("latin-1")
-            )
-        except LockgateError:
-            return None  # the route meets the same error and renders it
-        if key is None:
-            return None
-        principal = Principal.of(key)
-        if not principal.can("decide") or not principal.may_see_task(task):
-            return None
-        try:
-            parsed: Any = json.loads(body)
-            decision_body = DecisionBody.model_validate(parsed)
-        except (ValueError, ValidationError, RecursionError):
-            return None
-        return principal, task, decision_body, headers
+
+async def checked(
+    state: Any, raw_headers: Sequence[tuple[bytes, bytes]], task: str, body: bytes
+) -> tuple[Principal, DecisionBody, dict[bytes, bytes]] | None:
+    """The caller, body and headers when the request may be decided as it is; else None (the
+    documented route answers it). `state` is the app's state (its key cache and runtime)."""
+    if not _TASK.match(task):
+        return None
+    headers = dict(reversed(raw_headers))  # the first of repeated headers, as Starlette
+    content_type = headers.get(b"content-type")
+    if content_type is not None and not json_media(content_type.decode("latin-1")):
+        return None
+    scheme, _, secret = headers.get(b"authorization", b"").partition(b" ")
+    if scheme.lower() != b"bearer" or not secret.strip():
+        return None
+    try:
+        key = await state.key_cache.authenticate(state.runtime, secret.strip().decode("latin-1"))
+    except LockgateError:
+        return None  # the route meets the same error and renders it
+    if key is None:
+        return None
+    principal = Principal.of(key)
+    if not principal.can("decide") or not principal.may_see_task(task):
+        return None
+    try:
+        parsed: Any = json.loads(body)
+        decision_body = DecisionBody.model_validate(parsed)
+    except (ValueError, ValidationError, RecursionError):
+        return None
+    return principal, decision_body, headers
+
+
+async def decide_accepted(
+    state: Any, task: str, accepted: tuple[Principal, DecisionBody, dict[bytes, bytes]]
+) -> tuple[int, bytes]:
+    """Decide a request `checked` accepted: the status and JSON body (`decide_one`)."""
+    principal, decision_body, headers = accepted
+    return await decide_one(
+        state.runtime,
+        principal,
+        task,
+        decision_body,
+        _text(headers.get(b"idempotency-key")),
+        request_id(_text(headers.get(b"x-request-id"))),
+    )
 
 
 async def _read_body(receive: Receive) -> bytes:

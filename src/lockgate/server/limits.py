@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockgate.errors import retry_after_seconds
 from lockgate.server.problems import BodyTooLarge, problem, unavailable_problem
-from lockgate.waits import watching_waits
+from lockgate.waits import StoreWaits, watching_waits
 
 
 class Limits:
@@ -55,12 +56,16 @@ class Limits:
         except TimeoutError:
             if started or not deadline.expired():
                 raise
-            if waits.interrupted:  # stopped while waiting on the database: back-pressure
-                wait = retry_after_seconds(self.timeout_seconds)
-                await unavailable_problem(wait)(scope, receive, send)
-                return
-            await problem(
-                504,
-                f"the request took longer than {self.timeout_seconds:g} s and was stopped; "
-                "retry with the same Idempotency-Key (setting request_timeout_seconds)",
-            )(scope, receive, send)
+            await over_time(self.timeout_seconds, waits)(scope, receive, send)
+
+
+def over_time(timeout_seconds: float, waits: StoreWaits) -> JSONResponse:
+    """The answer to a request its time limit stopped: 503 with `Retry-After` when it was
+    waiting on the database then (back-pressure: retry later), else 504."""
+    if waits.interrupted:
+        return unavailable_problem(retry_after_seconds(timeout_seconds))
+    return problem(
+        504,
+        f"the request took longer than {timeout_seconds:g} s and was stopped; "
+        "retry with the same Idempotency-Key (setting request_timeout_seconds)",
+    )

@@ -144,8 +144,13 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if unavailable(exc):  # a store call made outside the store's executor, e.g. in a thread
-        settings = getattr(request.app.state, "settings", None)
+    return unexpected_problem(exc, getattr(request.app.state, "settings", None))
+
+
+def unexpected_problem(exc: Exception, settings: Any) -> JSONResponse:
+    """500 for an error no handler knows; 503 if it is the database being unavailable (a store
+    call made outside the store's executor, e.g. in a thread)."""
+    if unavailable(exc):
         timeout = settings.request_timeout_seconds if settings is not None else 1.0
         return unavailable_problem(retry_after_seconds(timeout))
     return problem(500, "an unexpected error occurred; it was not caused by the request")
