@@ -9,6 +9,7 @@ import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,26 +82,46 @@ def test_a_database_error_under_a_request_prints_no_personal_data(
         assert needle not in response.text
 
 
-def test_the_access_log_is_json_without_query_strings(tmp_path: Path, database_url: str) -> None:
-    project, key = live_project(tmp_path, database_url)
-    with serving(project, database_url) as (base, output):
-        response = httpx.get(
+@dataclass(frozen=True)
+class Session:
+    """One `lockgate serve` process from start to stop: its answers to `/healthz` and to a
+    listing whose query string holds personal data, and all it printed."""
+
+    health: httpx.Response
+    listing: httpx.Response
+    key: str
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Session:
+    """Shared by the tests of what a whole server lifetime prints, one server per backend
+    rather than one per test."""
+    project, key = live_project(tmp_path_factory.mktemp("session"), module_database_url)
+    with serving(project, module_database_url) as (base, output):
+        health = httpx.get(f"{base}/healthz", timeout=10)
+        listing = httpx.get(
             f"{base}/v1/tasks/routing/decisions",
             params={"limit": 5, "note": f"{EMAIL} {PLAIN_PII}", "card": CARD},
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         )
     stdout, stderr = output
-    assert response.status_code == 200
+    return Session(health, listing, key, stdout, stderr)
+
+
+def test_the_access_log_is_json_without_query_strings(session: Session) -> None:
+    assert session.listing.status_code == 200
     access = [
         record
-        for record in map(json.loads, stderr.splitlines())
+        for record in map(json.loads, session.stderr.splitlines())
         if record["logger"] == "uvicorn.access"
     ]
     assert any("GET /v1/tasks/routing/decisions?… HTTP/1.1" in r["event"] for r in access)
-    for needle in (PLAIN_PII, "Alice", EMAIL, "jane.doe", CARD, key):
-        assert needle not in stdout
-        assert needle not in stderr
+    for needle in (PLAIN_PII, "Alice", EMAIL, "jane.doe", CARD, session.key):
+        assert needle not in session.stdout
+        assert needle not in session.stderr
 
 
 def test_a_decided_request_logs_one_decision_line_and_a_refused_one_an_access_line(
@@ -130,13 +151,10 @@ def test_a_decided_request_logs_one_decision_line_and_a_refused_one_an_access_li
     assert any(e.endswith("401") for e in access), access
 
 
-def test_serve_output_is_json_lines_only(tmp_path: Path, database_url: str) -> None:
-    project, _ = live_project(tmp_path, database_url)
-    with serving(project, database_url) as (base, output):
-        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
-    stdout, stderr = output
-    assert stdout == ""
-    events = [json.loads(line)["event"] for line in stderr.splitlines()]
+def test_serve_output_is_json_lines_only(session: Session) -> None:
+    assert session.health.status_code == 200
+    assert session.stdout == ""
+    events = [json.loads(line)["event"] for line in session.stderr.splitlines()]
     assert any(e.startswith("Uvicorn running on") for e in events)
     assert "Application shutdown complete." in events
 
