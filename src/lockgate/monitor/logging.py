@@ -10,7 +10,6 @@ The code never logs input on purpose; this layer is the safety net.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import traceback
 from collections.abc import Iterable, Iterator
@@ -18,6 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from lockgate import jsontext
 from lockgate.monitor.redaction import redact_text
 from lockgate.settings import Settings
 
@@ -120,9 +120,6 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event, then the record's extra fields."""
 
@@ -142,7 +139,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = record.stack_info
-        return _ENCODER.encode(line)
+        return jsontext.dumps(line, default=str).decode()
 
 
 class LockgateLogHandler(logging.StreamHandler[IO[str]]):

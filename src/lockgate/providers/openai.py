@@ -8,12 +8,12 @@ the event loop that first calls it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
+from lockgate import jsontext
 from lockgate.decide.task import ModelSpec, TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.providers.base import (
@@ -153,7 +153,7 @@ class OpenAIProvider:
         return self._pool
 
     async def _post(self, pool: HttpPool, body: dict[str, Any]) -> tuple[int, bytes, float | None]:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        data = jsontext.dumps(body)
         try:
             answer = await pool.post(self._head, data)
         except TimeoutError:
@@ -202,7 +202,7 @@ class OpenAIProvider:
 
     def _candidate(self, raw: bytes) -> Candidate:
         try:
-            payload = json.loads(raw)
+            payload = jsontext.loads(raw)
         except ValueError:
             raise retryable("bad_response", "the model server's answer is not JSON") from None
         if not isinstance(payload, dict):
@@ -241,7 +241,7 @@ def system_message(task: TaskSpec) -> str:
 
 
 def _compact(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(value).decode()
 
 
 def _rejects_json_schema(raw: bytes) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import asdict
@@ -12,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from lockgate import jsontext
 from lockgate.decide.decision import Decision, Route, Status
 from lockgate.decide.pipeline import DecisionRequest, Result
 from lockgate.errors import InputError, KeyTaken, LockgateError, NotFound
@@ -140,7 +140,7 @@ async def decide_one(
     # requests through the intake (`intake.api`); any other goes straight to its group.
     groups = runtime.api_groups if await runtime.api_intake.configured(task) else runtime.groups
     result = _check_owner(principal, await groups.decide(loaded, request))
-    payload = json.dumps(_view(result), separators=(",", ":")).encode()
+    payload = jsontext.dumps(_view(result))
     return (200 if result.replayed else 201), payload
 
 

@@ -15,7 +15,6 @@ so the body-size and time limits hold for both.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lockgate import jsontext
 from lockgate.errors import LockgateError
 from lockgate.security import Principal
 from lockgate.server.decisions import DecisionBody, decide_one, request_id
@@ -96,7 +96,7 @@ async def checked(
     if not principal.can("decide") or not principal.may_see_task(task):
         return None
     try:
-        parsed: Any = json.loads(body)
+        parsed: Any = jsontext.loads(body)
         decision_body = DecisionBody.model_validate(parsed)
     except (ValueError, ValidationError, RecursionError):
         return None
