@@ -193,6 +193,9 @@ def test_a_missing_tuned_encoder_is_refused_with_what_to_run(
         pytest.param({"threads": 0}, "fine_tune.threads", id="no-threads"),
         pytest.param({"learning_rate": 2}, "fine_tune.learning_rate", id="rate-too-high"),
         pytest.param({"epoch": 2}, "unknown setting", id="misspelt"),
+        pytest.param({"layers": 0}, "fine_tune.layers", id="no-layers"),
+        pytest.param({"layers": 7}, "fine_tune.layers", id="more-layers-than-the-model"),
+        pytest.param({"layers": "4"}, "fine_tune.layers", id="layers-not-a-number"),
         pytest.param("yes", "must be true or a mapping", id="a-string"),
     ],
 )
@@ -239,3 +242,25 @@ def test_a_combined_chain_calibrates_on_the_tuned_members_held_out_answers(
         [PreparedRequest(task, {"text": t}) for t in UNSEEN]
     )
     assert [a.output["intent"] for a in answers] == list(UNSEEN.values())
+
+
+def test_a_tuned_encoder_can_keep_only_its_first_layers(tmp_path: Path) -> None:
+    import onnx
+
+    shallow = TUNED | {"fine_tune": TUNED["fine_tune"] | {"layers": 4}}  # type: ignore[operator]
+    assert TuneSettings.parse(shallow["fine_tune"]).layers == 4  # type: ignore[union-attr]
+    task = parse_task(task_data([shallow]), "tasks/banking.yaml")
+    settings = Settings(project_dir=tmp_path, database_url="sqlite://")
+    data = write_training_csv(tmp_path / "train.csv")
+    report = train_embedding_classifier(task, data, settings, task.models[0])
+    meta = json.loads(report.path.with_suffix(".json").read_text())
+    assert meta["encoder"]["fine_tuned"]["layers"] == 4
+    model = load_artifact(settings, "banking", report.sha256)
+    graph = onnx.load(str(artifact_folder(settings, "banking") / str(model.encoder_file)))
+    # one LayerNormalization after the embeddings, two in each kept layer
+    assert [n.op_type for n in graph.graph.node].count("LayerNormalization") == 1 + 2 * 4
+    provider = EmbeddingClassifierProvider.from_spec(
+        task.models[0], ProviderContext(task, settings)
+    )
+    answers = provider.complete_batch([PreparedRequest(task, {"text": t}) for t in UNSEEN])
+    assert [a.output["intent"] for a in answers] == list(UNSEEN.values())  # type: ignore[index]

@@ -8,6 +8,7 @@ and a logistic-regression head per output field, trained by `lockgate train`.
       fine_tune:              # optional: fine-tune the encoder on the training rows first
         epochs: 2             # passes over the rows (3 to 6 minutes each for 8,000 rows
         threads: 2            #   on 2 cores); PyTorch threads (default: all cores)
+        # layers: 4           # keep only the first N of the 6 layers (faster, tuned)
       quantize: int8          # optional: store the encoder's weights as int8 (faster)
 
 Needs `pip install 'lockgate[embeddings]'` (and `'lockgate[tune]'`, PyTorch, to fine-tune;
@@ -563,7 +564,7 @@ def _written_encoder(
 ) -> tuple[EncoderFiles, dict[str, Any]]:
     """all-MiniLM-L6-v2 fine-tuned on `rows` of the data (`tune`) and/or quantized, written as
     an ONNX graph beside the artifacts."""
-    from lockgate.providers.bert_graph import build_bert_onnx, quantize_int8
+    from lockgate.providers.bert_graph import build_bert_onnx, layer_count, quantize_int8
     from lockgate.providers.classifier_training import _write_atomic
     from lockgate.providers.encoder_tuning import HEADS, base_model
 
@@ -590,7 +591,7 @@ def _written_encoder(
     info: dict[str, Any] = {"seconds": seconds, "file": path.name}
     if tune is not None:
         say(f"fine-tuned in {seconds} s")
-        info |= {"epochs": tune.epochs, "rows": len(rows)}
+        info |= {"epochs": tune.epochs, "rows": len(rows), "layers": layer_count(weights)}
     name = DEFAULT_MODEL + (" fine-tuned" if tune is not None else "")
     name += f" {quantize}" if quantize is not None else ""
     return EncoderFiles(name, path, files.tokenizer_path, sha), info
@@ -607,8 +608,10 @@ def _tuned_weights(
 ) -> dict[str, np.ndarray]:
     from tokenizers import Tokenizer
 
-    from lockgate.providers.encoder_tuning import fine_tune
+    from lockgate.providers.encoder_tuning import fine_tune, first_layers
 
+    if tune.layers is not None:
+        weights = first_layers(weights, tune.layers)
     tokenizer = Tokenizer.from_file(str(files.tokenizer_path))
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
     tokenizer.no_padding()
@@ -616,7 +619,8 @@ def _tuned_weights(
     token_ids = [e.ids for e in tokenizer.encode_batch(texts)]
     classes = {name: sorted(set(ys)) for name, ys in data.labels.items()}
     labels = {name: [classes[name].index(ys[i]) for i in rows] for name, ys in data.labels.items()}
-    say(f"fine-tuning {DEFAULT_MODEL} on {len(rows)} rows, {tune.epochs} epoch(s)")
+    kept = f" (its first {tune.layers} layers)" if tune.layers is not None else ""
+    say(f"fine-tuning {DEFAULT_MODEL}{kept} on {len(rows)} rows, {tune.epochs} epoch(s)")
     return fine_tune(
         weights,
         token_ids,

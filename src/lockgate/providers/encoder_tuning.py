@@ -40,6 +40,8 @@ class TuneSettings:
     threads: int | None = None
     learning_rate: float = 1e-4
     batch_size: int = 32
+    layers: int | None = None
+    """Keep only the first N of the encoder's transformer layers (fewer FLOPs per text)."""
 
     @classmethod
     def parse(cls, raw: Any) -> TuneSettings | None:
@@ -52,11 +54,12 @@ class TuneSettings:
             raise ConfigError(
                 "fine_tune: must be true or a mapping such as {epochs: 2, threads: 2}"
             )
-        unknown = sorted(set(raw) - {"epochs", "threads", "learning_rate", "batch_size"})
+        known = {"epochs", "threads", "learning_rate", "batch_size", "layers"}
+        unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(
                 f"fine_tune: unknown setting(s) {', '.join(unknown)}",
-                hint="the settings are epochs, threads, learning_rate and batch_size",
+                hint="the settings are epochs, threads, learning_rate, batch_size and layers",
             )
         epochs, threads = raw.get("epochs", 2), raw.get("threads")
         batch, rate = raw.get("batch_size", 32), raw.get("learning_rate", 1e-4)
@@ -68,7 +71,24 @@ class TuneSettings:
             raise ConfigError("fine_tune.batch_size: must be a whole number from 1 to 1024")
         if not isinstance(rate, int | float) or not 0 < rate < 1:
             raise ConfigError("fine_tune.learning_rate: must be a number between 0 and 1")
-        return cls(epochs, threads, float(rate), batch)
+        layers = raw.get("layers")
+        if layers is not None and (
+            not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= 6
+        ):
+            raise ConfigError(
+                "fine_tune.layers: must be a whole number from 1 to 6 (all-MiniLM-L6-v2 has 6)"
+            )
+        return cls(epochs, threads, float(rate), batch, layers)
+
+
+def first_layers(weights: Mapping[str, np.ndarray], layers: int) -> dict[str, np.ndarray]:
+    """The weights without the transformer layers after the first `layers`."""
+    prefix = "encoder.layer."
+    return {
+        name: value
+        for name, value in weights.items()
+        if not name.startswith(prefix) or int(name[len(prefix) :].split(".")[0]) < layers
+    }
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
