@@ -18,12 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
-from lockgate.server import protocol
+from lockgate.runtime import Runtime
+from lockgate.server import create_app, protocol
 from lockgate.server.fast_path import DecideFastPath
+from lockgate.settings import load_settings
+from lockgate.testing.fault_server import Fault, FaultServer
+from tests.cli.kit import make_project
 from tests.server.kit import TestClient
 from tests.server.test_group_commit import fast_and_route_apps, request_shapes, shown
+from tests.server.test_serve import SLOW_TASK
 
 PATH = "/v1/tasks/routing/decisions"
 
@@ -175,3 +181,36 @@ def test_a_body_over_the_limit_gets_the_apps_413(tmp_path: Path, sqlite_database
     assert answer.status_code == 413
     assert answer.headers["content-type"] == "application/problem+json"
     assert runtime.store.decisions.find("routing", ["big"]) == {}
+
+
+def test_a_decision_past_the_time_limit_is_a_504_and_its_retry_gets_the_decision(
+    tmp_path: Path, sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FaultServer() as upstream:
+        upstream.set_default(Fault.delay(1.5))
+        monkeypatch.setenv("OPENAI_BASE_URL", upstream.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        project = make_project(tmp_path / "project", SLOW_TASK)
+        (project / "lockgate.yaml").write_text("request_timeout_seconds: 0.5\n")
+        settings = load_settings(project, database_url=sqlite_database_url)
+        runtime = Runtime.open(settings)
+        try:
+            release, _ = runtime.create_release("routing", "test")
+            runtime.store.releases.promote("routing", release.number, "test")
+            key = runtime.store.keys.create("submitter", "submitter", (), actor="test")[1]
+            app = without_asgi_decisions(create_app(settings, runtime=runtime))
+            headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "slow-1"}
+            body = {"input": {"text": "my card was stolen"}}
+            with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+                stopped = client.post(PATH, headers=headers, json=body)
+                time.sleep(1.5)  # the model answers; the decision is committed all the same
+                retried = client.post(PATH, headers=headers, json=body)
+        finally:
+            runtime.close()
+    # The protocol answered both: the app has no decision route any more.
+    assert stopped.status_code == 504, stopped.text
+    assert stopped.headers["content-type"] == "application/problem+json"
+    assert "longer than 0.5 s" in stopped.json()["detail"]
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["replayed"] is True
+    assert upstream.request_count == 1

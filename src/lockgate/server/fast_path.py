@@ -19,7 +19,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockgate import jsontext
@@ -97,10 +96,27 @@ async def checked(
         return None
     try:
         parsed: Any = jsontext.loads(body)
-        decision_body = DecisionBody.model_validate(parsed)
-    except (ValueError, ValidationError, RecursionError):
+    except (ValueError, RecursionError):
+        return None
+    decision_body = _decision_body(parsed)
+    if decision_body is None:
         return None
     return principal, decision_body, headers
+
+
+def _decision_body(parsed: Any) -> DecisionBody | None:
+    """`DecisionBody` from a parsed JSON body of its plain shape (an object with an object
+    `input` and at most an object `metadata`), without pydantic's validation, which accepts
+    that shape unchanged; None for anything else (the route validates and refuses it)."""
+    if type(parsed) is not dict or not parsed.keys() <= _BODY_KEYS:
+        return None
+    given, metadata = parsed.get("input"), parsed.get("metadata", {})
+    if type(given) is not dict or type(metadata) is not dict:
+        return None
+    return DecisionBody.model_construct(input=given, metadata=metadata)
+
+
+_BODY_KEYS = frozenset(("input", "metadata"))
 
 
 async def decide_accepted(

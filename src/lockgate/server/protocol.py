@@ -98,23 +98,23 @@ class DecidingProtocol(HttpToolsProtocol):
             await cycle.run_asgi(app)
             return
         settings = runtime.settings
+        deadline = _Deadline(self.loop, settings.request_timeout_seconds)
         try:
-            with watching_waits() as waits:
-                async with asyncio.timeout(settings.request_timeout_seconds) as deadline:
+            try:
+                with watching_waits() as waits:
                     body = await _whole_body(cycle, settings.max_body_bytes)
                     accepted = None
                     if body is not None:
-                        headers = cast(
-                            list[tuple[bytes, bytes]], cycle.scope["headers"]
-                        )  # uvicorn's list
+                        headers = cast(list[tuple[bytes, bytes]], cycle.scope["headers"])
                         accepted = await checked(state, headers, task, body)
                     if accepted is not None:
                         status, payload = await decide_accepted(state, task, accepted)
-        except TimeoutError as exc:
-            if deadline.expired():
-                await self._problem(cycle, over_time(settings.request_timeout_seconds, waits))
-            else:
-                await self._failed(cycle, exc, settings)
+            finally:
+                deadline.cancel()
+        except asyncio.CancelledError:
+            if not deadline.passed():
+                raise
+            await self._problem(cycle, over_time(settings.request_timeout_seconds, waits))
             return
         except LockgateError as exc:
             await self._problem(cycle, lockgate_problem(exc))
@@ -140,6 +140,32 @@ class DecidingProtocol(HttpToolsProtocol):
             await response(cycle.scope, cycle.receive, cycle.send)
         finally:
             cycle.on_response = _nothing
+
+
+class _Deadline:
+    """The request's time limit: it cancels the current task when it passes, as
+    `asyncio.timeout` does, with less work per request (this path counts it)."""
+
+    __slots__ = ("_handle", "_passed", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self._task = asyncio.current_task()
+        self._passed = False
+        self._handle = loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._passed = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def passed(self) -> bool:
+        """Whether the limit passed; the cancellation it caused is then taken back."""
+        if self._passed and self._task is not None:
+            self._task.uncancel()
+        return self._passed
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 async def _whole_body(cycle: RequestResponseCycle, limit: int) -> bytes | None:
