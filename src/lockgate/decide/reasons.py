@@ -8,6 +8,7 @@ exactly; the CLI, the API (`reason_text`) and the pages show `reason_text(reason
 
 from __future__ import annotations
 
+import functools
 import re
 
 _RULE = re.compile(
@@ -35,10 +36,12 @@ _PHRASES = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def reason_text(reason: str) -> str:
     """A decision's reason as a sentence for people ("queue is fraud: the policy sends fraud to
     review"); the stored reason stays the machine form. A reason of another kind (a failure,
-    out of scope) is returned as it is."""
+    out of scope) is returned as it is. Reasons recur (every answer of the API carries one),
+    so the last few thousand sentences are kept."""
     rule = _RULE.match(reason)
     if rule is not None and rule["group"] in _CONSEQUENCE:
         value = rule["value"]
