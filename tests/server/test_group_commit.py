@@ -332,6 +332,17 @@ def layers(app: Any) -> list[type]:
     return found
 
 
+def role_keys(runtime: Runtime) -> dict[str, str]:
+    """Secrets by name: a submitter, a viewer, a submitter for another task, and none issued."""
+    create = runtime.store.keys.create
+    return {
+        "submitter": create("submitter", "submitter", (), actor="test")[1],
+        "viewer": create("viewer", "viewer", (), actor="test")[1],
+        "scoped": create("scoped", "submitter", ("other",), actor="test")[1],
+        "unknown": "lg_this-key-was-never-issued",
+    }
+
+
 def request_shapes(
     keys: dict[str, str],
 ) -> dict[str, Callable[[TestClient, str], Any]]:
@@ -419,15 +430,7 @@ def test_the_fast_path_answers_every_request_as_the_documented_route(
     tmp_path: Path, database_url: str
 ) -> None:
     with fast_and_route_apps(tmp_path, database_url) as apps:
-        runtime = apps["runtime"]
-        create = runtime.store.keys.create
-        keys = {
-            "submitter": create("submitter", "submitter", (), actor="test")[1],
-            "viewer": create("viewer", "viewer", (), actor="test")[1],
-            "scoped": create("scoped", "submitter", ("other",), actor="test")[1],
-            "unknown": "lg_this-key-was-never-issued",
-        }
-        shapes = request_shapes(keys)
+        shapes = request_shapes(role_keys(apps["runtime"]))
         seen: dict[str, dict[str, dict[str, Any]]] = {}
         for name in ("fast", "route", "fast alone"):
             app = apps[name]

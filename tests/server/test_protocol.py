@@ -28,7 +28,12 @@ from lockgate.settings import load_settings
 from lockgate.testing.fault_server import Fault, FaultServer
 from tests.cli.kit import make_project
 from tests.server.kit import TestClient
-from tests.server.test_group_commit import fast_and_route_apps, request_shapes, shown
+from tests.server.test_group_commit import (
+    fast_and_route_apps,
+    request_shapes,
+    role_keys,
+    shown,
+)
 from tests.server.test_serve import SLOW_TASK
 
 PATH = "/v1/tasks/routing/decisions"
@@ -113,15 +118,7 @@ def test_the_protocol_answers_every_request_as_the_app_does(
     tmp_path: Path, database_url: str
 ) -> None:
     with fast_and_route_apps(tmp_path, database_url) as apps:
-        runtime = apps["runtime"]
-        create = runtime.store.keys.create
-        keys = {
-            "submitter": create("submitter", "submitter", (), actor="test")[1],
-            "viewer": create("viewer", "viewer", (), actor="test")[1],
-            "scoped": create("scoped", "submitter", ("other",), actor="test")[1],
-            "unknown": "lg_this-key-was-never-issued",
-        }
-        shapes = request_shapes(keys)
+        shapes = request_shapes(role_keys(apps["runtime"]))
         with TestClient(apps["route"]) as client:
             expected = {shape: shown(send(client, "p"), "p") for shape, send in shapes.items()}
         with serving(apps["fast"]) as base, httpx.Client(base_url=base) as client:
