@@ -84,6 +84,11 @@ class Redactor:
 
     def value(self, value: Any) -> Any:
         """Redact a string, or every string inside a list, tuple or dict."""
+        kind = type(value)
+        if kind in _UNTOUCHED:  # most values of a record: one lookup decides
+            return value
+        if kind is str:
+            return self(value)
         if isinstance(value, Generated):
             return value
         if isinstance(value, str):
@@ -93,6 +98,10 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+_UNTOUCHED = frozenset((Generated, int, float, bool, type(None)))
+"""Types of values that hold nothing to redact (`Generated` is exactly that type, no subclass)."""
 
 
 class RedactingFilter(logging.Filter):
@@ -114,9 +123,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        for name, value in list(record.__dict__.items()):
-            if name not in _STANDARD_ATTRIBUTES:
-                record.__dict__[name] = redact.value(value)
+        attributes = record.__dict__
+        for name in [n for n in attributes if n not in _STANDARD_ATTRIBUTES]:
+            attributes[name] = redact.value(attributes[name])
         return True
 
 
