@@ -20,11 +20,12 @@ fault-server`, the package's fault server) and, one at a time, each system in fr
   upstream call).
 
 Every system gets the same load generator, `wrk` (one thread) with a Lua script that sets a
-fresh `Idempotency-Key` on every request: a warm-up, the upstream alone at concurrency 1 (the
-baseline for the added p50, taken just before), the system at concurrency 1, then at 64, each
-for `--seconds`. The upstream alone is also loaded at 64 first, which bounds what wrk and the
-upstream can do together. All traffic is on 127.0.0.1; every wait and run is bounded; every
-process started is stopped. Progress goes to stderr; the table, then one JSON line, to stdout.
+fresh `Idempotency-Key` on every request: the upstream alone at concurrency 1 (the baseline
+for the added p50), the system's warm-up (`--warmup-seconds` at `--warmup-concurrency`), the
+system at concurrency 1, then at 64, each for `--seconds`. The upstream alone is also loaded
+at 64 first, which bounds what wrk and the upstream can do together. All traffic is on
+127.0.0.1; every wait and run is bounded; every process started is stopped. Progress goes to
+stderr; the table, then one JSON line, to stdout.
 """
 
 from __future__ import annotations
@@ -410,11 +411,13 @@ def bench(options: argparse.Namespace, folder: Path, procs: Processes) -> dict[s
         process, target = start_system(name, env, procs)
         say(f"{name}: ready; one request: {target.smoke()}")
         watch = {name: process.pid, **watch_up}
-        target.load(8, warmup, {})
+        # The upstream's own c=1 first, then the system's warm-up, so that nothing leaves the
+        # system idle between its warm-up and its c=1 point.
         row: dict[str, Any] = {"upstream_c1": direct.load(1, seconds, watch_up)}
         if name.startswith("lockgate"):
             row["fsync_p50_ms"] = fsync_p50_ms(env[name][0])
             say(f"  fsync p50 on the project's disk: {row['fsync_p50_ms']} ms")
+        target.load(options.warmup_concurrency, warmup, {})
         row["c1"] = target.load(1, seconds, watch)
         row["c64"] = target.load(64, seconds, watch)
         if name.startswith("lockgate"):
@@ -473,6 +476,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load point")
     parser.add_argument("--warmup-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--warmup-concurrency", type=int, default=8, help="wrk connections during the warm-up"
+    )
     parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--upstream", choices=["minimal", "fault-server"], default="minimal")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "lockgate-bench")
