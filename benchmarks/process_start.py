@@ -1,5 +1,6 @@
-"""CPU a `lockgate` process spends before it does its work: one command of the demo project
-run to the end, and `lockgate serve` until it answers `/healthz`, for two source trees.
+"""CPU a `lockgate` process spends before it does its work: two commands of the demo project
+run to the end, and `lockgate serve` until it answers `/healthz` (the demo's, and a task with a
+deterministic provider as most tests serve), for two source trees.
 
 Usage (from the repository root, with the venv active):
 
@@ -29,6 +30,19 @@ import httpx
 from bench_common import machine
 
 PYTHON = sys.executable
+#: The task most of the tests serve: a deterministic provider, no model to load.
+DETERMINISTIC_TASK = """\
+name: routing
+input:
+  text: {type: string, max_length: 4000}
+output:
+  queue: {type: enum, values: [cards, payments, fraud, other]}
+models:
+  - provider: deterministic
+    confidence: 0.9
+    answers:
+      - {if_contains: "stolen", output: {queue: fraud}}
+"""
 
 
 def child_cpu(command: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -90,6 +104,11 @@ def main() -> None:
         ["release", "promote", "routing@1"],
     ):
         subprocess.run([*lockgate, *step], cwd=project, env=base_env, check=True)
+    plain = work / "plain"
+    (plain / "tasks").mkdir(parents=True)
+    (plain / "tasks" / "routing.yaml").write_text(DETERMINISTIC_TASK)
+    for step in (["release", "create", "routing"], ["release", "promote", "routing@1"]):
+        subprocess.run([*lockgate, *step], cwd=plain, env=base_env, check=True)
     cases = {
         "lockgate audit verify": lambda env: child_cpu(
             [*lockgate, "audit", "verify"], project, env
@@ -97,7 +116,12 @@ def main() -> None:
         "lockgate release list routing": lambda env: child_cpu(
             [*lockgate, "release", "list", "routing"], project, env
         ),
-        "lockgate serve (until /healthz answers)": lambda env: serve_cpu(project, env),
+        "lockgate serve, the demo (a local classifier), until /healthz answers": lambda env: (
+            serve_cpu(project, env)
+        ),
+        "lockgate serve, a deterministic task, until /healthz answers": lambda env: serve_cpu(
+            plain, env
+        ),
     }
     for name, case in cases.items():
         for env in trees.values():
