@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -30,11 +29,18 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def api(tmp_path: Path, database_url: str, clock: Clock) -> Iterator[Api]:
-    with running_api(tmp_path, database_url) as running:
-        running.client.app.state.failed_attempts = FailedAttempts(LIMIT, WINDOW, clock=clock)  # type: ignore[attr-defined]
+@pytest.fixture(scope="module")
+def shared_api(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[Api]:
+    """One API per backend for the module: what these tests count lives in the app's
+    `FailedAttempts`, which `api` replaces with a fresh one for each test."""
+    with running_api(tmp_path_factory.mktemp("attempts"), module_database_url) as running:
         yield running
+
+
+@pytest.fixture
+def api(shared_api: Api, clock: Clock) -> Api:
+    shared_api.client.app.state.failed_attempts = FailedAttempts(LIMIT, WINDOW, clock=clock)  # type: ignore[attr-defined]
+    return shared_api
 
 
 def wrong_keys(api: Api, count: int, prefix: str = "lg_wrong") -> list[int]:
