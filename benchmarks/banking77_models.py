@@ -29,6 +29,7 @@ Usage: python benchmarks/banking77_models.py [--data DIR] [--seed 0] [--threads 
        by `lockgate train`'s `fine_tune:`; use a fresh --workdir: kept artifacts are reused)]
        [--quantize (the embedding member's encoder written with int8 weights, `quantize: int8`)]
        [--batch-size 32 (the embedding member's texts per model call)]
+       [--layers N (with --fine-tune: only the encoder's first N layers are kept and tuned)]
        [--holdout-share 0.2 (what `lockgate train` holds out of the train part; the encoder
        is tuned on the rest)]
 """
@@ -290,6 +291,10 @@ def main() -> None:
         help="fine-tune the embedding member's encoder for this many epochs (0: off)",
     )  # fmt: skip
     parser.add_argument(
+        "--layers", type=int, default=0,
+        help="with --fine-tune: keep only the encoder's first N layers (fine_tune.layers)",
+    )  # fmt: skip
+    parser.add_argument(
         "--quantize", action="store_true",
         help="the embedding member's encoder with int8 weights (quantize: int8)",
     )  # fmt: skip
@@ -325,7 +330,11 @@ def main() -> None:
         "provider": "embedding-classifier", "threads": args.threads,
         "batch_size": args.batch_size,
     }  # fmt: skip
-    tune = {"epochs": args.fine_tune, "threads": args.threads} if args.fine_tune else None
+    tune: dict[str, Any] | None = (
+        {"epochs": args.fine_tune, "threads": args.threads} if args.fine_tune else None
+    )
+    if tune and args.layers:
+        tune["layers"] = args.layers
     if tune:
         embedding["fine_tune"] = tune
     if args.quantize:
