@@ -323,6 +323,8 @@ def start_system(name: str, env: dict[str, Any], procs: Processes) -> tuple[Any,
         listen = ["--host", "127.0.0.1", "--port", str(port)]
         args = [sys.executable, "-m", "lockgate", "serve", "--project", str(root), *listen]
         args += ["--workers", str(env["workers"])]
+        if env["cpus"]:
+            args += ["--cpus", env["cpus"]]
         clean = {k: v for k, v in os.environ.items() if k != "LOCKGATE_DATABASE_URL"}
         if env["database"]:
             extra["LOCKGATE_DATABASE_URL"] = env["database"][name]
@@ -378,6 +380,7 @@ def bench(options: argparse.Namespace, folder: Path, procs: Processes) -> dict[s
     upstream_process = procs.start("upstream", args)
     env: dict[str, Any] = {"cache": options.cache, "upstream": f"http://127.0.0.1:{up_port}"}
     env["workers"] = options.workers
+    env["cpus"] = options.lockgate_cpus
     env["database"] = {}
     if options.postgres_admin:
         databases = contextlib.ExitStack()  # dropped when every process has stopped
@@ -486,6 +489,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="`lockgate serve --workers` (processes)"
     )
+    parser.add_argument("--lockgate-cpus", help="`lockgate serve --cpus` (e.g. 0)")
     parser.add_argument(
         "--postgres-admin",
         help="a PostgreSQL URL allowed to create databases: Lockgate runs on a fresh database "
@@ -499,6 +503,7 @@ def main() -> None:
     report["versions"] = versions(options.cache)
     report["lockgate_setup"] = {
         "workers": options.workers,
+        "cpus": options.lockgate_cpus or "any",
         "database": "postgresql (fresh database)" if options.postgres_admin else "sqlite",
     }
     say(f"versions: {report['versions']}")

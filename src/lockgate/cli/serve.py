@@ -19,12 +19,22 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
     database: DatabaseOption = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = 1,
+    cpus: Annotated[
+        str | None,
+        typer.Option(
+            "--cpus",
+            help="Run the server on these CPUs only, e.g. 0 or 0,2-3 (Linux). One worker on "
+            "one CPU spends less time handing Python's lock between cores.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API under /v1/ and the review pages under /ui/ (sign in with a
     reviewer's API key). SIGTERM stops taking new requests and lets running ones finish.
 
     Example: lockgate serve --project support --host 0.0.0.0 --port 8000 --workers 2
     """
+    if cpus is not None:
+        _run_on(cpus)
     # Imported here so that other commands start without loading the web stack.
     import uvicorn
 
@@ -62,6 +72,44 @@ def serve(
     # (an operator's own LOCKGATE_SESSION_SECRET wins, and survives restarts).
     os.environ.setdefault("LOCKGATE_SESSION_SECRET", secrets.token_urlsafe(32))
     uvicorn.run(FACTORY, factory=True, workers=workers, **options)
+
+
+def _run_on(cpus: str) -> None:
+    """Keep this process, its threads and its worker processes on `cpus` (a list such as
+    `0,2-3`); a one-line error for a list that is not one or names CPUs it may not use."""
+    from lockgate.errors import InputError
+
+    chosen = _cpu_list(cpus)
+    if chosen is None:
+        raise InputError(
+            f"--cpus: {cpus!r} is not a list of CPUs",
+            hint="give CPU numbers and ranges, e.g. --cpus 0 or --cpus 0,2-3",
+        )
+    if not hasattr(os, "sched_setaffinity"):
+        raise InputError("--cpus works on Linux only", hint="leave --cpus out on this system")
+    allowed = os.sched_getaffinity(0)
+    if not chosen <= allowed:
+        outside = ",".join(str(c) for c in sorted(chosen - allowed))
+        usable = ",".join(str(c) for c in sorted(allowed))
+        raise InputError(
+            f"--cpus: CPU {outside} is not one this process may use",
+            hint=f"choose among {usable}",
+        )
+    os.sched_setaffinity(0, chosen)
+
+
+def _cpu_list(text: str) -> set[int] | None:
+    """`0,2-3` as {0, 2, 3}; None if it is not such a list."""
+    chosen: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            return None
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low or high > 4095:
+            return None
+        chosen.update(range(low, high + 1))
+    return chosen
 
 
 def _where(host: str, port: int) -> str:
