@@ -363,8 +363,7 @@ class Intake:
         by_content: dict[str, str] = {}
         content = self.source.dedupe.by == "content"
         earlier: Mapping[str, str] = {}
-        same: dict[int, str] = {}
-        """Each mapped record's `dedupe_hash`, by its index (with `by: content` only)."""
+        same: dict[int, str] = {}  # each mapped record's `dedupe_hash` by index (`by: content`)
         if content and mapped:
             since = datetime.fromtimestamp(self.clock(), UTC) - timedelta(
                 seconds=self.source.dedupe.window_seconds

@@ -56,14 +56,12 @@ _CYCLE_FIELDS = (
 
 def supported() -> bool:
     """Whether the installed uvicorn has the internals this protocol builds on."""
-    probe = RequestResponseCycle.__init__.__code__.co_names + tuple(
-        RequestResponseCycle.__init__.__code__.co_varnames
-    )
+    assigned = RequestResponseCycle.__init__.__code__.co_names  # the `self.X = ...` it sets
     return (
         callable(getattr(HttpToolsProtocol, "_start_asgi_task", None))
         and callable(getattr(RequestResponseCycle, "run_asgi", None))
         and callable(getattr(RequestResponseCycle, "send", None))
-        and all(field in probe for field in _CYCLE_FIELDS if field != "scope")
+        and all(field in assigned for field in _CYCLE_FIELDS)
     )
 
 
