@@ -296,3 +296,66 @@ def test_geometric_is_trained_and_calibrated_with_one_temperature(
     assert rate.output == {"intent": "exchange_rate"}
     assert 0.0 < stolen.confidence <= 1.0
     assert sum(a.out_of_scope is not None for a in off) >= 3
+
+
+def test_fitted_weights_favour_the_member_that_is_right_more_often() -> None:
+    rng = np.random.default_rng(2)
+    n, k = 500, 4
+    truth = rng.integers(0, k, n)
+
+    def member(right_share: float) -> np.ndarray:
+        chosen = np.where(rng.random(n) < right_share, truth, rng.integers(0, k, n))
+        probs = np.full((n, k), 0.1 / (k - 1))
+        probs[np.arange(n), chosen] = 0.9
+        return probs
+
+    good, poor = member(0.95), member(0.4)
+    cal = fit_calibration("geometric", "weights", ["good", "poor"], [good, poor], truth)
+    assert cal.kind == "weights"
+    w_good, w_poor = cal.member_weights
+    assert w_good > 2 * w_poor >= 0.0
+    # Where the two disagree, the weighted product follows the good member, at the
+    # confidence computed by hand.
+    values = {"label": tuple("abcd")}
+    first, second = good[0], np.roll(good[0], 1)
+    members = [
+        MemberAnswers("good", {"label": [first]}, [None], [None]),
+        MemberAnswers("poor", {"label": [second]}, [None], [None]),
+    ]
+    (answer,) = combine("geometric", cal, values, members)
+    assert not isinstance(answer, ProviderError)
+    by_hand = first**w_good * second**w_poor
+    by_hand /= by_hand.sum()
+    assert answer.output == {"label": "abcd"[int(first.argmax())]}
+    assert answer.confidence == pytest.approx(by_hand.max())
+
+
+def test_weights_are_fitted_for_the_geometric_method_only() -> None:
+    task = combined_task("mean", calibration="weights")
+    with pytest.raises(ConfigError, match="weights are fitted for method geometric, not mean"):
+        CombinedProvider.from_spec(
+            task.models[0],
+            ProviderContext(task, Settings(project_dir=Path("."), database_url="sqlite://")),
+        )
+
+
+def test_geometric_with_fitted_weights_is_trained_pinned_and_answers(
+    mean_provider: CombinedProvider, settings: Settings, data: Path
+) -> None:
+    task = combined_task("geometric", calibration="weights")
+    report = train_combined(task, task.models[0], data, settings, train_members=False)
+    assert report.calibration.kind == "weights"
+    assert len(report.calibration.member_weights) == 2
+    assert all(0.0 <= w <= 20.0 for w in report.calibration.member_weights)
+    assert sum(report.calibration.member_weights) > 0.0
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    assert provider.calibration.member_weights == report.calibration.member_weights
+    stolen, rate, *off = ask(
+        provider,
+        task,
+        ["My card was stolen on the bus", "What rate do you give for yen?", *OFF_TOPIC[:4]],
+    )
+    assert stolen.output == {"intent": "lost_or_stolen_card"}
+    assert rate.output == {"intent": "exchange_rate"}
+    assert 0.0 < stolen.confidence <= 1.0
+    assert sum(a.out_of_scope is not None for a in off) >= 3

@@ -3,8 +3,9 @@
     - provider: combined
       combine:
         method: mean              # mean | geometric | agreement
-        calibration: temperature  # temperature | isotonic | none (default: temperature for
-                                  # mean, isotonic for agreement)
+        calibration: temperature  # temperature | isotonic | weights | none (default:
+                                  # temperature for mean, isotonic for agreement; weights:
+                                  # geometric only)
         models:
           - provider: local-classifier
           - provider: embedding-classifier
@@ -14,6 +15,10 @@ averages their logarithms (a value one member rules out stays unlikely, where th
 would keep half of the other member's belief in it). `agreement`
 raises confidence when independent members agree on the answer (1 - prod(1 - p_i)) and sends a
 disagreement to review (confidence 0, the reason names both answers).
+
+`calibration: weights` (geometric only) gives each member its own exponent in the geometric
+mean, fitted by log-likelihood on the held-out rows instead of one temperature: the member that
+is more often right on them counts more, and the weights' sum sets the sharpness.
 
 Calibration makes a confidence of 0.9 mean about 90% correct: `lockgate train` fits every
 trainable member on a share of the rows, fits the calibration on their answers for the held-out
@@ -53,7 +58,8 @@ from lockgate.settings import Settings
 KIND = "combined"
 Method = Literal["mean", "geometric", "agreement"]
 METHODS: tuple[str, ...] = ("mean", "geometric", "agreement")
-CalibrationKind = Literal["temperature", "isotonic", "none"]
+CalibrationKind = Literal["temperature", "isotonic", "weights", "none"]
+CALIBRATIONS: tuple[str, ...] = ("temperature", "isotonic", "weights", "none")
 _EPS = 1e-9
 
 
@@ -86,9 +92,15 @@ class CombineSpec:
             )
         default = "isotonic" if method == "agreement" else "temperature"
         calibration = raw.get("calibration", default)
-        if calibration not in ("temperature", "isotonic", "none"):
+        if calibration not in CALIBRATIONS:
             raise ConfigError(
-                f"combine.calibration: must be temperature, isotonic or none, not {calibration!r}"
+                "combine.calibration: must be temperature, isotonic, weights or none, "
+                f"not {calibration!r}"
+            )
+        if calibration == "weights" and method != "geometric":
+            raise ConfigError(
+                f"combine.calibration: weights are fitted for method geometric, not {method}",
+                hint="set combine.method: geometric, or calibration: temperature",
             )
         models = raw.get("models")
         if not isinstance(models, list) or len(models) < 2:
@@ -119,6 +131,8 @@ class Calibration:
     n_rows: int = 0
     member_temperatures: tuple[float, ...] = ()
     """Each member's own temperature, applied before averaging (mean with a temperature)."""
+    member_weights: tuple[float, ...] = ()
+    """Each member's exponent in the geometric mean (`weights`), in the members' order."""
 
     def members_tempered(self, stacked: np.ndarray) -> np.ndarray:
         """Each member's probability row (one per member, in order) at its own temperature."""
@@ -146,12 +160,20 @@ class Calibration:
 UNCALIBRATED = Calibration("mean", "none", ())
 
 
-def pooled(method: Method, stacked: np.ndarray) -> np.ndarray:
+def pooled(
+    method: Method, stacked: np.ndarray, weights: Sequence[float] | None = None
+) -> np.ndarray:
     """The members' probability rows (members first) pooled into one distribution per row:
-    the geometric mean, renormalised, for `geometric`; the arithmetic mean otherwise."""
+    the geometric mean, renormalised, for `geometric` (with `weights`, the product of each
+    member's row raised to its weight); the arithmetic mean otherwise."""
     if method != "geometric":
         return np.asarray(stacked.mean(axis=0))
-    logs = np.log(np.maximum(stacked, _EPS)).mean(axis=0)
+    logs = np.log(np.maximum(stacked, _EPS))
+    if weights is not None and len(weights) == len(stacked):
+        w = np.asarray(weights, dtype=np.float64).reshape((-1,) + (1,) * (logs.ndim - 1))
+        logs = (logs * w).sum(axis=0)
+    else:
+        logs = logs.mean(axis=0)
     logs -= logs.max(axis=-1, keepdims=True)
     out = np.exp(logs)
     return np.asarray(out / out.sum(axis=-1, keepdims=True))
@@ -211,7 +233,8 @@ def combine(
             whole = len(alive) == len(answers)
             if whole and method == "mean":
                 stacked = calibration.members_tempered(stacked)
-            mean = pooled(method, stacked)[None, :]
+            weights = calibration.member_weights if whole else None
+            mean = pooled(method, stacked, weights)[None, :]
             dist = calibration.distribution(mean)[0] if whole else mean[0]
             order = np.argsort(-dist, kind="stable")
             names = values[name]
@@ -573,6 +596,24 @@ def _fit_temperature(probs: np.ndarray, truth: np.ndarray) -> float:
     return float(np.exp(best.x))
 
 
+def _fit_weights(stacked: np.ndarray, truth: np.ndarray) -> tuple[float, ...]:
+    """Each member's exponent in the geometric mean (0 to 20) that minimises the negative
+    log-likelihood of the true values (members x rows x values)."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    logs = np.log(np.maximum(stacked, _EPS))
+    rows = np.arange(len(truth))
+    k = len(stacked)
+
+    def nll(w: np.ndarray) -> float:
+        z = np.tensordot(w, logs, axes=1)
+        return float(-log_softmax(z, axis=1)[rows, truth].mean())
+
+    best = minimize(nll, np.full(k, 1.0 / k), method="L-BFGS-B", bounds=[(0.0, 20.0)] * k)
+    return tuple(float(w) for w in best.x)
+
+
 def fit_calibration(
     method: Method,
     kind: CalibrationKind,
@@ -585,6 +626,14 @@ def fit_calibration(
     if kind == "none":
         return Calibration(method, kind, tuple(labels), n_rows=len(truth))
     stacked = np.stack(member_probs)  # members x rows x values
+    if kind == "weights":
+        return Calibration(
+            method,
+            kind,
+            tuple(labels),
+            n_rows=len(truth),
+            member_weights=_fit_weights(stacked, truth),
+        )
     mean = pooled(method, stacked)
     if method == "mean" and kind == "temperature":
         # Each member at its own temperature first (so that a sharper member does not drown
@@ -765,7 +814,8 @@ def train_combined(
         temps = calibration.member_temperatures
         if combine_spec.method == "mean" and len(temps) == len(stacked):
             stacked = np.stack([_tempered(p, t) for p, t in zip(stacked, temps, strict=True)])
-        predicted = np.asarray(names)[pooled(combine_spec.method, stacked).argmax(axis=1)]
+        pool = pooled(combine_spec.method, stacked, calibration.member_weights or None)
+        predicted = np.asarray(names)[pool.argmax(axis=1)]
         accuracy[name] = float(
             (predicted == np.asarray([data.labels[name][i] for i in test])).mean()
         )
@@ -776,6 +826,7 @@ def train_combined(
         "calibration": calibration.kind,
         "members": labels,
         "temperature": calibration.temperature,
+        "member_weights": list(calibration.member_weights),
         "n_holdout": len(test),
         "holdout_accuracy": accuracy,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
