@@ -31,7 +31,8 @@ Usage: python benchmarks/banking77_models.py [--data DIR] [--seed 0] [--threads 
        [--batch-size 32 (the embedding member's texts per model call)]
        [--layers N (with --fine-tune: only the encoder's first N layers are kept and tuned)]
        [--holdout-share 0.2 (what `lockgate train` holds out of the train part; the encoder
-       is tuned on the rest)]
+       is tuned on the rest)] [--nearest K (the embedding member's `nearest: K` head)]
+Chain `combined-weighted`: the geometric combination with `calibration: weights`.
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ def train_all(task: TaskSpec, data: Path, settings: Settings, seed: int) -> dict
                 ):
                     train_classifier(task, data, settings, seed=seed)
             ready = all(trained(settings, task, m.provider) for m in members)
-            method = CombineSpec.parse(model).method
+            parsed = CombineSpec.parse(model)
+            method = parsed.method
+            if parsed.calibration == "weights":
+                method += "-weights"
             marker = settings.artifact_dir / task.name / f"combined-{method}.done"
             if not marker.exists():
                 train_combined(task, model, data, settings, seed=seed, train_members=not ready)
@@ -300,6 +304,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32, help="the embedding member's")
     parser.add_argument(
+        "--nearest", type=int, default=0,
+        help="the embedding member's nearest: K head (0: off)",
+    )  # fmt: skip
+    parser.add_argument(
         "--holdout-share", type=float, default=0.2,
         help="the share of the train part `lockgate train` holds out (evaluation.holdout_share)",
     )  # fmt: skip
@@ -339,6 +347,8 @@ def main() -> None:
         embedding["fine_tune"] = tune
     if args.quantize:
         embedding["quantize"] = "int8"
+    if args.nearest:
+        embedding["nearest"] = args.nearest
     chains: dict[str, list[dict[str, Any]]] = {
         "local-classifier": [{"provider": "local-classifier"}],
         "embedding-classifier": [embedding],
@@ -349,6 +359,11 @@ def main() -> None:
         "combined-geometric": [
             {"provider": "combined",
              "combine": {"method": "geometric",
+                         "models": [{"provider": "local-classifier"}, embedding]}}
+        ],
+        "combined-weighted": [
+            {"provider": "combined",
+             "combine": {"method": "geometric", "calibration": "weights",
                          "models": [{"provider": "local-classifier"}, embedding]}}
         ],
         "combined-agreement": [
@@ -453,7 +468,7 @@ def main() -> None:
                 args.in_scope_pass,
                 args.oos_coverage,
                 tune,
-                {k: embedding[k] for k in ("quantize", "batch_size") if k in embedding},
+                {k: embedding[k] for k in ("quantize", "batch_size", "nearest") if k in embedding},
             )
             keep_embeddings(root)
         if not args.skip_llm:
@@ -548,6 +563,11 @@ def out_of_scope(
         "combined-geometric": [
             {"provider": "combined",
              "combine": {"method": "geometric",
+                         "models": [{"provider": "local-classifier"}, embedding]}}
+        ],
+        "combined-weighted": [
+            {"provider": "combined",
+             "combine": {"method": "geometric", "calibration": "weights",
                          "models": [{"provider": "local-classifier"}, embedding]}}
         ],
     }  # fmt: skip

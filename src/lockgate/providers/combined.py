@@ -599,19 +599,9 @@ def _fit_temperature(probs: np.ndarray, truth: np.ndarray) -> float:
 def _fit_weights(stacked: np.ndarray, truth: np.ndarray) -> tuple[float, ...]:
     """Each member's exponent in the geometric mean (0 to 20) that minimises the negative
     log-likelihood of the true values (members x rows x values)."""
-    from scipy.optimize import minimize
-    from scipy.special import log_softmax
+    from lockgate.providers.embedding_classifier import fit_exponents
 
-    logs = np.log(np.maximum(stacked, _EPS))
-    rows = np.arange(len(truth))
-    k = len(stacked)
-
-    def nll(w: np.ndarray) -> float:
-        z = np.tensordot(w, logs, axes=1)
-        return float(-log_softmax(z, axis=1)[rows, truth].mean())
-
-    best = minimize(nll, np.full(k, 1.0 / k), method="L-BFGS-B", bounds=[(0.0, 20.0)] * k)
-    return tuple(float(w) for w in best.x)
+    return fit_exponents(np.log(np.maximum(stacked, _EPS)), truth)
 
 
 def fit_calibration(
@@ -709,7 +699,8 @@ def holdout_rows(
     from lockgate.providers.embedding_classifier import (
         align,
         encoder_for,
-        fit_heads,
+        holdout_scores,
+        nearest_option,
         trained_encoder,
     )
 
@@ -718,11 +709,8 @@ def holdout_rows(
     if member.provider == EMBEDDING:
         encoder = trained_encoder(member, task, settings) if settings else encoder_for(member)
         vectors = encoder.embed(list(texts))
-        heads = fit_heads(vectors[train], fit_labels, seed)
-        return {
-            name: align(head.probabilities(vectors[test]), head.classes, values[name])
-            for name, head in heads.items()
-        }
+        heads, _, held = holdout_scores(vectors, labels, train, test, seed, nearest_option(member))
+        return {name: align(held[name], head.classes, values[name]) for name, head in heads.items()}
     if member.provider == "local-classifier":
         from lockgate.providers import classifier_training as training
 

@@ -10,6 +10,7 @@ and a logistic-regression head per output field, trained by `lockgate train`.
         threads: 2            #   on 2 cores); PyTorch threads (default: all cores)
         # layers: 4           # keep only the first N of the 6 layers (faster, tuned)
       quantize: int8          # optional: store the encoder's weights as int8 (faster)
+      nearest: 3              # optional: also vote by the 3 most similar training texts
 
 Needs `pip install 'lockgate[embeddings]'` (and `'lockgate[tune]'`, PyTorch, to fine-tune;
 inference never needs it). With `fine_tune`, `lockgate train` trains the encoder itself with a
@@ -22,6 +23,12 @@ vectors of that graph, the one that will run. An artifact lives in
 `artifact_dir/TASK/embedding-classifier/` as `SHA256.joblib` (named by the sha256 of its bytes),
 `SHA256.json` and `latest.json`, like the local classifier's; a release pins it by sha256. The
 artifact also records the sha256 of the encoder's model file: it is refused with another one.
+
+`nearest: K` adds a second head on the same vectors, at almost no cost (the similarity to the
+training texts is computed for the out-of-scope check anyway): each value scores the mean
+cosine similarity of the input's K most similar training texts of that value, and the two
+heads are joined by a weighted geometric mean (`p_logistic^a * p_nearest^b`, renormalised)
+whose exponents `lockgate train` fits by log-likelihood on the rows it holds out.
 
 Out of scope: the artifact keeps the (float16) embeddings of its training texts and a
 similarity threshold calibrated on a held-out share of them so that `in_scope_pass` (default
@@ -38,14 +45,14 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
-from scipy.special import softmax
+from scipy.special import log_softmax, softmax
 
 from lockgate.decide.records import Record, iter_records
 from lockgate.decide.task import ModelSpec, TaskSpec
@@ -69,6 +76,10 @@ TOP_ALTERNATIVES = 3
 DEFAULT_IN_SCOPE_PASS = 0.95
 DEFAULT_C = 20.0
 _SIMILARITY_BLOCK = 4096
+NEAREST_SCALE = 20.0
+"""Similarities are multiplied by this before the nearest head's softmax (the fitted exponent
+sets the final sharpness)."""
+MAX_NEAREST = 50
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,103 @@ class Head:
 
 
 @dataclass(frozen=True)
+class NearestHead:
+    """Scores each value by the mean similarity of an input's `k` most similar training texts
+    of that value; joined to the logistic head as `p_logistic^w0 * p_nearest^w1`."""
+
+    classes: tuple[str, ...]
+    k: int
+    order: np.ndarray
+    """The training texts' indices, grouped by value in the order of `classes`."""
+    starts: np.ndarray
+    """Where each value's group starts in `order`."""
+    weights: tuple[float, float] = (1.0, 1.0)
+
+    def log_scores(self, similarity: np.ndarray) -> np.ndarray:
+        """Log-probabilities (rows: inputs; columns: `classes`) from the inputs' similarity to
+        every training text (columns in training order)."""
+        grouped = similarity[:, self.order]
+        bounds = [*self.starts.tolist(), grouped.shape[1]]
+        scores = np.empty((len(grouped), len(self.classes)), dtype=np.float64)
+        for c in range(len(self.classes)):
+            block = grouped[:, bounds[c] : bounds[c + 1]]
+            k = min(self.k, block.shape[1])
+            top = np.partition(block, block.shape[1] - k, axis=1)[:, -k:]
+            scores[:, c] = top.mean(axis=1)
+        return np.asarray(log_softmax(scores * NEAREST_SCALE, axis=1))
+
+    def joined(self, logistic: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+        """The logistic head's probabilities joined to this head's."""
+        return join(logistic, self.log_scores(similarity), self.weights)
+
+
+def join(logistic: np.ndarray, nearest_logs: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    z = weights[0] * np.log(np.maximum(logistic, 1e-9)) + weights[1] * nearest_logs
+    return np.asarray(softmax(z, axis=1))
+
+
+def fit_nearest(vectors_labels: Sequence[str], classes: Sequence[str], k: int) -> NearestHead:
+    """A nearest head over training texts labelled `vectors_labels` (weights not fitted)."""
+    index = {c: j for j, c in enumerate(classes)}
+    codes = np.asarray([index[y] for y in vectors_labels], dtype=np.int64)
+    order = np.argsort(codes, kind="stable").astype(np.int32)
+    starts = np.searchsorted(codes[order], np.arange(len(classes))).astype(np.int32)
+    return NearestHead(tuple(classes), k, order, starts)
+
+
+def fit_exponents(logs: np.ndarray, truth: np.ndarray) -> tuple[float, ...]:
+    """One exponent per model (0 to 20) for the product of their probability rows that
+    minimises the negative log-likelihood of the true values (`logs`: models x rows x values,
+    log-probabilities)."""
+    from scipy.optimize import minimize
+
+    rows = np.arange(len(truth))
+    k = len(logs)
+
+    def nll(w: np.ndarray) -> float:
+        z = np.tensordot(w, logs, axes=1)
+        return float(-log_softmax(z, axis=1)[rows, truth].mean())
+
+    best = minimize(nll, np.full(k, 1.0 / k), method="L-BFGS-B", bounds=[(0.0, 20.0)] * k)
+    return tuple(float(w) for w in best.x)
+
+
+def nearest_option(spec: ModelSpec) -> int | None:
+    raw = spec.option("nearest")
+    if raw is None or raw is False or raw == 0:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_NEAREST:
+        raise ConfigError(
+            f"nearest: must be a whole number from 1 to {MAX_NEAREST} (training texts per "
+            f"value), not {raw!r}",
+            hint="for example `nearest: 3`, or leave it out",
+        )
+    return raw
+
+
+def scored(
+    heads: Mapping[str, Head],
+    nearest: Mapping[str, NearestHead] | None,
+    vectors: np.ndarray,
+    examples: np.ndarray | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Per output field the probabilities over the head's classes, and each vector's best
+    similarity to `examples` (None without them)."""
+    if examples is None:
+        return {name: head.probabilities(vectors) for name, head in heads.items()}, None
+    if not nearest:
+        similarity = nearest_similarity(vectors, examples)
+        return {name: head.probabilities(vectors) for name, head in heads.items()}, similarity
+    matrix = vectors @ examples.T
+    out = {}
+    for name, head in heads.items():
+        logistic = head.probabilities(vectors)
+        out[name] = nearest[name].joined(logistic, matrix) if name in nearest else logistic
+    best = matrix.max(axis=1) if matrix.shape[1] else np.full(len(vectors), -1.0)
+    return out, best.astype(np.float32)
+
+
+@dataclass(frozen=True)
 class EmbeddingClassifierModel:
     """An artifact's content. Pickled by name: renaming or moving it breaks old artifacts."""
 
@@ -103,6 +211,8 @@ class EmbeddingClassifierModel:
     training_inputs: frozenset[str] | None = None
     encoder_file: str | None = None
     """The fine-tuned encoder's ONNX file in the artifact folder (None: the installed one)."""
+    nearest: Mapping[str, NearestHead] | None = None
+    """Per output field the nearest head (`nearest: K`), over `examples`."""
 
     def text(self, values: Mapping[str, Any]) -> str:
         return "\n".join(_text(values.get(name)) for name in self.input_fields)
@@ -133,6 +243,7 @@ class EmbeddingClassifierProvider:
         self.model = model
         self.encoder = encoder
         self._fields = tuple(model.heads)
+        self._examples = model.examples.astype(np.float32) if model.nearest else None
 
     @classmethod
     def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
@@ -179,12 +290,16 @@ class EmbeddingClassifierProvider:
         values in the task's order), and each input's similarity to the training texts."""
         task = requests[0].task if requests else None
         vectors = self.encoder.embed([self.model.text(r.input) for r in requests])
+        if self._examples is None:
+            raw, similarity = scored(self.model.heads, None, vectors, self.model.examples)
+        else:
+            raw, similarity = scored(self.model.heads, self.model.nearest, vectors, self._examples)
         out: dict[str, np.ndarray] = {}
         for name, head in self.model.heads.items():
-            probs = head.probabilities(vectors)
             values = task.enum_values(name) if task is not None else head.classes
-            out[name] = align(probs, head.classes, values)
-        return out, self.model.similarity(vectors)
+            out[name] = align(raw[name], head.classes, values)
+        assert similarity is not None
+        return out, similarity
 
     def complete_batch(self, requests: Sequence[PreparedRequest]) -> list[Candidate]:
         if not requests:
@@ -437,6 +552,42 @@ def fit_heads(
     return heads
 
 
+def holdout_scores(
+    vectors: np.ndarray,
+    labels: Mapping[str, Sequence[str]],
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    nearest_k: int | None,
+) -> tuple[dict[str, Head], dict[str, NearestHead] | None, dict[str, np.ndarray]]:
+    """Heads fitted on the `train` rows (with `nearest_k`, nearest heads too, their exponents
+    fitted on the `test` rows) and their probabilities for the `test` rows (columns: each
+    head's classes)."""
+    part = {name: [ys[i] for i in train] for name, ys in labels.items()}
+    heads = fit_heads(vectors[train], part, seed)
+    if nearest_k is None:
+        return heads, None, {name: h.probabilities(vectors[test]) for name, h in heads.items()}
+    matrix = vectors[test] @ vectors[train].T
+    nearest: dict[str, NearestHead] = {}
+    probs: dict[str, np.ndarray] = {}
+    for name, head in heads.items():
+        fresh = fit_nearest(part[name], head.classes, nearest_k)
+        logistic = head.probabilities(vectors[test])
+        logs = fresh.log_scores(matrix)
+        index = {c: j for j, c in enumerate(head.classes)}
+        known = [r for r, i in enumerate(test) if labels[name][i] in index]
+        weights: tuple[float, ...] = (1.0, 1.0)
+        if known:
+            truth = np.asarray([index[labels[name][test[r]]] for r in known])
+            both = np.stack([np.log(np.maximum(logistic[known], 1e-9)), logs[known]])
+            weights = fit_exponents(both, truth)
+            if sum(weights) <= 0.0:
+                weights = (1.0, 0.0)
+        nearest[name] = replace(fresh, weights=(weights[0], weights[1]))
+        probs[name] = nearest[name].joined(logistic, matrix)
+    return heads, nearest, probs
+
+
 def calibrate_scope(
     fit_vectors: np.ndarray, held_vectors: np.ndarray, in_scope_pass: float
 ) -> float:
@@ -480,6 +631,7 @@ def train_embedding_classifier(
         raise ConfigError("in_scope_pass: must be at least 0.5 and below 1 (e.g. 0.95)")
     tune = TuneSettings.parse(spec.option("fine_tune"))
     quantize = quantize_option(spec)
+    nearest_k = nearest_option(spec)
     data = read_labeled(task, records, sealed=sealed)
     files = encoder_files(spec)
     train, test = _split(data.labels, task.evaluation.holdout_share, seed)
@@ -495,25 +647,35 @@ def train_embedding_classifier(
     vectors = encoder.embed(data.texts)
     rate = (encoder.computed - before) / max(time.perf_counter() - t0, 1e-9)
     say(f"fitting on {len(train)} rows, measuring on {len(test)} held out")
-    part = {name: [ys[i] for i in train] for name, ys in data.labels.items()}
-    heads = fit_heads(vectors[train], part, seed)
+    heads, nearest, held = holdout_scores(vectors, data.labels, train, test, seed, nearest_k)
     accuracy = {}
     for name, head in heads.items():
-        predicted = np.asarray(head.classes)[head.probabilities(vectors[test]).argmax(axis=1)]
+        predicted = np.asarray(head.classes)[held[name].argmax(axis=1)]
         truth = np.asarray([data.labels[name][i] for i in test])
         accuracy[name] = float((predicted == truth).mean())
     threshold = calibrate_scope(vectors[train], vectors[test], in_scope_pass)
     say(f"fitting on all {len(data.texts)} rows")
+    final_heads = fit_heads(vectors, data.labels, seed)
+    final_nearest = None
+    if nearest is not None and nearest_k is not None:
+        final_nearest = {
+            name: replace(
+                fit_nearest(data.labels[name], head.classes, nearest_k),
+                weights=nearest[name].weights,
+            )
+            for name, head in final_heads.items()
+        }
     model = EmbeddingClassifierModel(
         task_name=task.name,
         input_fields=data.input_fields,
         encoder_name=files.name,
         encoder_sha256=files.sha256,
-        heads=fit_heads(vectors, data.labels, seed),
+        heads=final_heads,
         examples=vectors.astype(np.float16),
         oos_threshold=threshold,
         training_inputs=data.fingerprints,
         encoder_file=files.model_path.name if tuned is not None else None,
+        nearest=final_nearest,
     )
     meta = {
         "task": task.name,
@@ -534,6 +696,11 @@ def train_embedding_classifier(
         "holdout_accuracy": accuracy,
         "oos_threshold": threshold,
         "in_scope_pass": in_scope_pass,
+        "nearest": (
+            {"k": nearest_k, "weights": {n: list(h.weights) for n, h in final_nearest.items()}}
+            if final_nearest
+            else None
+        ),
         "seed": seed,
     }
     sha, path = store_artifact(settings, task.name, KIND, model, meta)
