@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, bindparam, insert, or_, select
+from sqlalchemy import Connection, Engine, RowMapping, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql
 
 from lockgate.decide.decision import Attempt, Decision
@@ -78,18 +78,32 @@ _BY_KEYS = select(decisions).where(
     decisions.c.task == bindparam("task"),
     decisions.c.idempotency_key.in_(bindparam("keys", expanding=True)),
 )
-"""Built once (it runs in every group of decisions), as SQLAlchemy then skips building and
-hashing it on each call."""
+"""Built once, as SQLAlchemy then skips building and hashing it on each call."""
 
 
 def by_keys(conn: Connection, task: str, keys: Iterable[str]) -> dict[str, Decision]:
+    """The stored decisions of `task` under these keys, by key.
+
+    Most keys a server looks up are new: a plain query on the driver first says which keys
+    are stored (usually none), and only those are read as decisions. SQLAlchemy's compiled
+    select with its expanding IN cost more CPU than the lookup itself in every group of
+    decisions (benchmarks/RESULTS.md, issue 10, sixth session)."""
     keys = list(dict.fromkeys(keys))
     found: dict[str, Decision] = {}
+    mark = database.placeholder(conn)
     for start in range(0, len(keys), _KEY_CHUNK):
         chunk = keys[start : start + _KEY_CHUNK]
-        rows = conn.execute(_BY_KEYS, {"task": task, "keys": chunk}).mappings()
-        for row in rows:
-            found[row["idempotency_key"]] = from_row(row)
+        stored = [
+            key
+            for (key,) in conn.exec_driver_sql(
+                "SELECT idempotency_key FROM decisions WHERE task = "
+                f"{mark} AND idempotency_key IN ({', '.join([mark] * len(chunk))})",
+                (task, *chunk),
+            )
+        ]
+        if stored:
+            for row in conn.execute(_BY_KEYS, {"task": task, "keys": stored}).mappings():
+                found[row["idempotency_key"]] = from_row(row)
     return found
 
 
@@ -111,17 +125,6 @@ def attempts_of(conn: Connection, decision_id: str) -> list[Attempt]:
     ]
 
 
-_SQLITE_INSERT = (
-    insert(decisions).prefix_with("OR IGNORE", dialect="sqlite").returning(decisions.c.id)
-)
-"""SQLite's insert of new decisions: `OR IGNORE` skips a row whose key is stored already, as
-`ON CONFLICT DO NOTHING` would, and RETURNING names only the rows inserted. SQLAlchemy
-compiles the dialects' `on_conflict_do_nothing` inserts afresh on every call (they have no
-cache key), which cost more CPU than the rest of a one-decision commit; this plain insert is
-compiled once. A row skipped for another reason (a NOT NULL or CHECK constraint) is caught
-by `save_all`, which then finds no stored decision under its key."""
-
-
 def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> set[str]:
     """Insert decisions not yet stored under their idempotency key, with their attempts and,
     for automated final ones, an outbox row per sink. Returns the ids actually inserted."""
@@ -130,10 +133,13 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     # In key order: two writers inserting overlapping keys then lock them in the same order,
     # which keeps PostgreSQL from deadlocking them (the executor retries one that still does).
     rows = [_row(d) for d in sorted(batch, key=lambda d: d.idempotency_key)]
-    if conn.dialect.name != "postgresql":
-        # One cached statement, expanded to multi-row VALUES by SQLAlchemy; back come the ids
-        # actually inserted (a key another writer stored first is skipped).
-        inserted = set(conn.execute(_SQLITE_INSERT, rows).scalars())
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        # Multi-row VALUES on the driver (`database.insert_rows`); `OR IGNORE` skips a row
+        # whose key another writer stored first, as `ON CONFLICT DO NOTHING` would, and back
+        # come the ids actually inserted. A row skipped for another reason (a NOT NULL or
+        # CHECK constraint) is caught by `save_all`, which then finds no decision under its key.
+        inserted = set(database.insert_rows(conn, decisions, rows, or_ignore=True, returning="id"))
     else:
         statement = postgresql.insert(decisions).on_conflict_do_nothing(
             index_elements=["task", "idempotency_key"]
@@ -170,7 +176,9 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
         if d.id in inserted
         for seq, a in enumerate(d.attempts, start=1)
     ]
-    if attempt_rows:
+    if sqlite:
+        database.insert_rows(conn, attempts, attempt_rows)
+    elif attempt_rows:
         conn.execute(attempts.insert(), attempt_rows)
     outbox.enqueue(conn, (d for d in batch if d.id in inserted and d.status == "decided"), sinks)
     # Shadow releases run these inputs later, from a queue: same transaction, no model call.
