@@ -11,16 +11,11 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 from lockgate.decide.decision import Decision, utcnow
 from lockgate.rollout.types import DROPPED, ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store import audit
-from lockgate.store.tables import decisions, outbox, releases, reviews
+from lockgate.store.database import placeholder
+from lockgate.store.tables import decisions, outbox, reviews
 from lockgate.store.tables import shadow_runs as runs
 
 _CHUNK = 500
-
-
-_SHADOW_NUMBERS = select(releases.c.number).where(
-    releases.c.task == bindparam("task"), releases.c.stage == "shadow"
-)
-"""Built once: it runs in every commit of decisions, where building it cost more than running it."""
 
 
 def queue_shadow_runs(conn: Connection, inserted: Sequence[Decision]) -> int:
@@ -33,8 +28,11 @@ def queue_shadow_runs(conn: Connection, inserted: Sequence[Decision]) -> int:
         by_task.setdefault(d.task, []).append(d)
     now = utcnow()
     rows: list[dict[str, Any]] = []
+    # On the driver: it runs in every commit of decisions, where SQLAlchemy's work on even a
+    # cached select cost more than SQLite's.
+    shadows = f"SELECT number FROM releases WHERE task = {placeholder(conn)} AND stage = 'shadow'"
     for task, group in by_task.items():
-        numbers = conn.execute(_SHADOW_NUMBERS, {"task": task}).scalars().all()
+        numbers = [number for (number,) in conn.exec_driver_sql(shadows, (task,))]
         rows.extend(
             {
                 "decision_id": d.id,
