@@ -32,6 +32,7 @@ STORE_MAY_IMPORT = (
     "lockgate.errors",
     "lockgate.security",
     "lockgate.waits",
+    "lockgate.jsontext",
     # The domain types the store persists, and nothing else of the domains: the decision and
     # release records, and each domain's `types` module.
     "lockgate.decide.decision",

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
+from lockgate import jsontext
 from lockgate.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -28,6 +29,17 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(unparseable database URL)"
+
+
+def _json_text(value: Any) -> str:
+    return jsontext.dumps(value).decode()
+
+
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": jsontext.loads}
+"""JSON columns written and read with orjson (`lockgate.jsontext`): every decision stores five
+of them, and the standard library's encoder took about a third of their insert's CPU. Stored as
+compact UTF-8 (no spaces, no `\\u` escapes), which reads back as the same values; rows
+written before, with the standard library's spacing and escapes, read back as before."""
 
 
 def make_engine(url: str, *, timeout_seconds: float = 60.0) -> Engine:
@@ -66,6 +78,7 @@ def make_engine(url: str, *, timeout_seconds: float = 60.0) -> Engine:
             connect_args={"connect_timeout": max(1, math.ceil(timeout_seconds))},
             use_insertmanyvalues=False,
             hide_parameters=True,  # errors name the statement, never the values: personal data
+            **_JSON_CODEC,
         )
     if backend == "sqlite":
         return _sqlite_engine(url, timeout_seconds)
@@ -130,7 +143,9 @@ def _sqlite_engine(url: str, timeout_seconds: float) -> Engine:
                 "folder first for a new database",
             )
         folder.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": timeout_seconds}, hide_parameters=True)
+    engine = create_engine(
+        url, connect_args={"timeout": timeout_seconds}, hide_parameters=True, **_JSON_CODEC
+    )
     busy_ms = max(1, round(timeout_seconds * 1000))
 
     @event.listens_for(engine, "connect")
