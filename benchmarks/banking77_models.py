@@ -406,15 +406,20 @@ def main() -> None:
                 # a first pass loads what the first call of a session loads; not timed
                 answers(provider, task, [r["text"] for r in test[:64]])
                 provider_rates, pipeline_rates = [], []
+                cpu: dict[str, list[float]] = {"provider": [], "pipeline": []}
+                texts = [r["text"] for r in test]
                 for _ in range(args.repeat):  # alternated, each from an empty cache
                     clear_caches(provider, True)
-                    started = time.perf_counter()
-                    answers(provider, task, [r["text"] for r in test])
+                    started, cpu0 = time.perf_counter(), time.process_time()
+                    answers(provider, task, texts)
                     provider_rates.append(len(test) / (time.perf_counter() - started))
+                    cpu["provider"].append((time.process_time() - cpu0) * 1000 / len(test))
                     clear_caches(provider, True)
-                    texts = [r["text"] for r in test]
+                    cpu0 = time.process_time()
                     pipeline_rates.append(asyncio.run(pipeline_rate(task, provider, texts)))
+                    cpu["pipeline"].append((time.process_time() - cpu0) * 1000 / len(test))
                 figures["chains"][name] = {
+                    "cpu_s_per_1000": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
                     "provider_decisions_per_s": round(float(np.median(provider_rates)), 1),
                     "pipeline_decisions_per_s": round(float(np.median(pipeline_rates)), 1),
                     "provider_runs": [round(r, 1) for r in provider_rates],
