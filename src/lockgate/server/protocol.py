@@ -19,7 +19,7 @@ it was written against (`supported()`); otherwise it falls back to plain `httpto
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import functools
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -74,20 +74,20 @@ class DecidingProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         scope = cycle.scope
-        if app is not self.app or self._state is None or scope["method"] != "POST":
-            super()._start_asgi_task(cycle, app)
-            return
-        match = DECIDE_PATH.fullmatch(scope["path"])
-        if match is None:
-            super()._start_asgi_task(cycle, app)
-            return
-        run = self._decide(cycle, app, match.group(1))
-        if self.config.reset_contextvars:  # as uvicorn does it
-            task = self.loop.create_task(run, context=contextvars.Context())
-        else:
-            task = self.loop.create_task(run)
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
+        if app is self.app and self._state is not None and scope["method"] == "POST":
+            match = DECIDE_PATH.fullmatch(scope["path"])
+            if match is not None:
+                # uvicorn's own task start runs it, inside its `run_asgi` (its last-resort 500
+                # and its checks), in place of the app.
+                app = functools.partial(self._decide_asgi, cycle, app, match.group(1))
+        super()._start_asgi_task(cycle, app)
+
+    async def _decide_asgi(
+        self, cycle: RequestResponseCycle, app: Any, task: str, *_asgi: Any
+    ) -> None:
+        """The ASGI callable that stands for the app on a decision request: it ignores the
+        scope, receive and send it is given and works on the cycle itself."""
+        await self._decide(cycle, app, task)
 
     async def _decide(self, cycle: RequestResponseCycle, app: Any, task: str) -> None:
         state = self._state

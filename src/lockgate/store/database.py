@@ -351,11 +351,11 @@ def insert_rows(
     """
     if not rows:
         return []
-    if conn.dialect.name != "sqlite":
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, sqlite3.Connection):
         raise ValueError("insert_rows runs on SQLite; use SQLAlchemy's insert elsewhere")
     names = tuple(rows[0])
     convert = _bind_processors(conn.dialect, table, names)
-    driver = conn.connection.driver_connection
     per_statement = max(
         1, min(500, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names))
     )
