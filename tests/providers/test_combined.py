@@ -39,14 +39,10 @@ def combined_task(method: str, members: list[dict[str, object]] | None = None, *
     )
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(project_dir=tmp_path_factory.mktemp("combined"), database_url="sqlite://")
-
-
-@pytest.fixture(scope="module")
-def data(settings: Settings) -> Path:
-    return write_training_csv(settings.project_dir / "train.csv")
+def built(task: TaskSpec) -> CombinedProvider:
+    """The task's combined model built without a project (its checks run before any file)."""
+    settings = Settings(project_dir=Path("."), database_url="sqlite://")
+    return CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
 
 
 @pytest.fixture(scope="module")
@@ -268,12 +264,21 @@ def test_geometric_keeps_a_value_one_member_rules_out_unlikely() -> None:
 
 
 def test_an_unknown_method_is_named_with_the_known_ones() -> None:
-    task = combined_task("median")
     with pytest.raises(ConfigError, match="must be mean, geometric or agreement, not 'median'"):
-        CombinedProvider.from_spec(
-            task.models[0],
-            ProviderContext(task, Settings(project_dir=Path("."), database_url="sqlite://")),
-        )
+        built(combined_task("median"))
+
+
+def routes_banking_and_flags_off_topic(provider: CombinedProvider, task: TaskSpec) -> None:
+    """The trained chain routes two unseen banking texts and flags most off-topic ones."""
+    stolen, rate, *off = ask(
+        provider,
+        task,
+        ["My card was stolen on the bus", "What rate do you give for yen?", *OFF_TOPIC[:4]],
+    )
+    assert stolen.output == {"intent": "lost_or_stolen_card"}
+    assert rate.output == {"intent": "exchange_rate"}
+    assert 0.0 < stolen.confidence <= 1.0
+    assert sum(a.out_of_scope is not None for a in off) >= 3
 
 
 def test_geometric_is_trained_and_calibrated_with_one_temperature(
@@ -287,15 +292,7 @@ def test_geometric_is_trained_and_calibrated_with_one_temperature(
     assert report.calibration.member_temperatures == ()
     assert 0.2 <= report.calibration.temperature <= 20.0
     provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
-    stolen, rate, *off = ask(
-        provider,
-        task,
-        ["My card was stolen on the bus", "What rate do you give for yen?", *OFF_TOPIC[:4]],
-    )
-    assert stolen.output == {"intent": "lost_or_stolen_card"}
-    assert rate.output == {"intent": "exchange_rate"}
-    assert 0.0 < stolen.confidence <= 1.0
-    assert sum(a.out_of_scope is not None for a in off) >= 3
+    routes_banking_and_flags_off_topic(provider, task)
 
 
 def test_fitted_weights_favour_the_member_that_is_right_more_often() -> None:
@@ -331,12 +328,8 @@ def test_fitted_weights_favour_the_member_that_is_right_more_often() -> None:
 
 
 def test_weights_are_fitted_for_the_geometric_method_only() -> None:
-    task = combined_task("mean", calibration="weights")
     with pytest.raises(ConfigError, match="weights are fitted for method geometric, not mean"):
-        CombinedProvider.from_spec(
-            task.models[0],
-            ProviderContext(task, Settings(project_dir=Path("."), database_url="sqlite://")),
-        )
+        built(combined_task("mean", calibration="weights"))
 
 
 def test_geometric_with_fitted_weights_is_trained_pinned_and_answers(
@@ -350,12 +343,4 @@ def test_geometric_with_fitted_weights_is_trained_pinned_and_answers(
     assert sum(report.calibration.member_weights) > 0.0
     provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
     assert provider.calibration.member_weights == report.calibration.member_weights
-    stolen, rate, *off = ask(
-        provider,
-        task,
-        ["My card was stolen on the bus", "What rate do you give for yen?", *OFF_TOPIC[:4]],
-    )
-    assert stolen.output == {"intent": "lost_or_stolen_card"}
-    assert rate.output == {"intent": "exchange_rate"}
-    assert 0.0 < stolen.confidence <= 1.0
-    assert sum(a.out_of_scope is not None for a in off) >= 3
+    routes_banking_and_flags_off_topic(provider, task)

@@ -21,12 +21,11 @@ from lockgate.providers.embedding_classifier import (
     EmbeddingClassifierProvider,
     EmbeddingTrainReport,
     artifact_folder,
-    train_embedding_classifier,
 )
 from lockgate.providers.embeddings import Encoder, resolve_files
 from lockgate.providers.registry import ProviderRegistry
 from lockgate.settings import Settings
-from tests.providers.model_texts import INTENTS, OFF_TOPIC, task_data, write_training_csv
+from tests.providers.model_texts import INTENTS, OFF_TOPIC, task_data
 
 pytestmark = pytest.mark.slow
 
@@ -42,29 +41,6 @@ def task() -> TaskSpec:
         task_data([{"provider": KIND, "threads": 1}], policy={"out_of_scope": "reject"}),
         "tasks/banking.yaml",
     )
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("project")
-
-
-@pytest.fixture(scope="module")
-def settings(project: Path) -> Settings:
-    return Settings(project_dir=project, database_url="sqlite://")
-
-
-@pytest.fixture(scope="module")
-def trained(task: TaskSpec, settings: Settings, project: Path) -> EmbeddingTrainReport:
-    data = write_training_csv(project / "train.csv")
-    return train_embedding_classifier(task, data, settings, task.models[0])
-
-
-@pytest.fixture(scope="module")
-def provider(
-    task: TaskSpec, settings: Settings, trained: EmbeddingTrainReport
-) -> EmbeddingClassifierProvider:
-    return EmbeddingClassifierProvider.from_spec(task.models[0], ProviderContext(task, settings))
 
 
 def test_embeddings_are_unit_vectors_and_similar_texts_are_closer(encoder: Encoder) -> None:

@@ -25,10 +25,9 @@ from lockgate.providers.embedding_classifier import (
     fit_nearest,
     nearest_option,
     read_labeled,
-    train_embedding_classifier,
 )
 from lockgate.settings import Settings
-from tests.providers.model_texts import OFF_TOPIC, task_data, write_training_csv
+from tests.providers.model_texts import OFF_TOPIC, task_data
 
 pytestmark = pytest.mark.slow
 
@@ -38,28 +37,6 @@ MEMBER = {"provider": KIND, "threads": 1, "nearest": 3}
 @pytest.fixture(scope="module")
 def task() -> TaskSpec:
     return parse_task(task_data([MEMBER]), "tasks/banking.yaml")
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(project_dir=tmp_path_factory.mktemp("nearest"), database_url="sqlite://")
-
-
-@pytest.fixture(scope="module")
-def data(settings: Settings) -> Path:
-    return write_training_csv(settings.project_dir / "train.csv")
-
-
-@pytest.fixture(scope="module")
-def trained(task: TaskSpec, settings: Settings, data: Path) -> EmbeddingTrainReport:
-    return train_embedding_classifier(task, data, settings, task.models[0])
-
-
-@pytest.fixture(scope="module")
-def provider(
-    task: TaskSpec, settings: Settings, trained: EmbeddingTrainReport
-) -> EmbeddingClassifierProvider:
-    return EmbeddingClassifierProvider.from_spec(task.models[0], ProviderContext(task, settings))
 
 
 def test_each_value_scores_the_mean_of_its_k_most_similar_texts() -> None:

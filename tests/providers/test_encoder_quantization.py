@@ -97,22 +97,6 @@ def task() -> TaskSpec:
     return parse_task(task_data([QUANTIZED]), "tasks/banking.yaml")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("quantized")
-
-
-@pytest.fixture(scope="module")
-def settings(project: Path) -> Settings:
-    return Settings(project_dir=project, database_url="sqlite://")
-
-
-@pytest.fixture(scope="module")
-def trained(task: TaskSpec, settings: Settings, project: Path) -> EmbeddingTrainReport:
-    data = write_training_csv(project / "train.csv")
-    return train_embedding_classifier(task, data, settings, task.models[0])
-
-
 def test_training_writes_the_int8_encoder_beside_the_artifact_and_names_it(
     trained: EmbeddingTrainReport, settings: Settings, graphs: tuple[Encoder, Encoder, Path]
 ) -> None:

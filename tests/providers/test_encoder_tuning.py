@@ -55,16 +55,6 @@ def task() -> TaskSpec:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("tuned")
-
-
-@pytest.fixture(scope="module")
-def settings(project: Path) -> Settings:
-    return Settings(project_dir=project, database_url="sqlite://")
-
-
-@pytest.fixture(scope="module")
 def progress() -> list[str]:
     return []
 
