@@ -34,7 +34,7 @@ from lockgate.server.fast_path import DecideFastPath
 from lockgate.settings import load_settings
 from tests.cli.kit import DETERMINISTIC_TASK, lockgate, lockgate_command, make_project
 from tests.server.kit import TestClient
-from tests.server.test_serve import submitter_key
+from tests.server.test_serve import live_project, submitter_key
 
 CANARY_PERCENT = 30.0
 CLIENTS = 16
@@ -491,10 +491,8 @@ def test_kill_9_under_load_loses_no_acknowledged_decision(
     tmp_path: Path, sqlite_database_url: str
 ) -> None:
     url = sqlite_database_url
-    project = make_project(tmp_path / "project")
-    lockgate("release", "create", "routing", cwd=project, database=url)
-    lockgate("release", "promote", "routing@1", cwd=project, database=url)
-    served = Served("", submitter_key(project, url), url)
+    project, key = live_project(tmp_path, url)
+    served = Served("", key, url)
     log = tmp_path / "serve.log"
     server = LoggedServer(project, url, log)
     acknowledged: dict[str, str] = {}

@@ -18,17 +18,14 @@ from sqlalchemy.pool import NullPool
 
 from tests.cli.kit import lockgate, make_project
 from tests.server.test_group_commit import LoggedServer
-from tests.server.test_serve import start_server, submitter_key, wait_until_healthy
+from tests.server.test_serve import live_project, start_server, submitter_key, wait_until_healthy
 
 
 def test_replicas_share_idempotency_keys_without_deciding_twice(
     tmp_path: Path, postgres_database_url: str
 ) -> None:
     database = postgres_database_url
-    project = make_project(tmp_path / "project")
-    lockgate("release", "create", "routing", cwd=project, database=database)
-    lockgate("release", "promote", "routing@1", cwd=project, database=database)
-    key = submitter_key(project, database)
+    project, key = live_project(tmp_path, database)
     servers = [start_server(project, database) for _ in range(2)]
     try:
         for process, base in servers:

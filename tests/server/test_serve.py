@@ -37,11 +37,22 @@ models:
 """
 
 
-def start_server(project: Path, database_url: str) -> tuple[subprocess.Popen[str], str]:
+def live_project(tmp_path: Path, database_url: str) -> tuple[Path, str]:
+    """A project whose `routing` task has a live release, and a submitter's key for it."""
+    project = make_project(tmp_path / "project")
+    lockgate("release", "create", "routing", cwd=project, database=database_url)
+    lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
+    return project, submitter_key(project, database_url)
+
+
+def start_server(
+    project: Path, database_url: str, *options: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`lockgate serve` on a free port, with `options` added to its command line."""
     port = free_port()
     env = {**os.environ, "LOCKGATE_DATABASE_URL": database_url}
     server = subprocess.Popen(
-        lockgate_command("serve", "--project", str(project), "--port", str(port)),
+        lockgate_command("serve", "--project", str(project), "--port", str(port), *options),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

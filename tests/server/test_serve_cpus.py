@@ -4,14 +4,13 @@ list it cannot use is refused in one line before anything starts."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.cli.kit import lockgate, lockgate_command, make_project
-from tests.server.test_serve import free_port, submitter_key, wait_until_healthy
+from tests.cli.kit import lockgate, make_project
+from tests.server.test_serve import live_project, start_server, wait_until_healthy
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="CPU affinity is a Linux feature"
@@ -41,22 +40,9 @@ def test_a_cpu_list_it_cannot_use_is_refused_before_anything_starts(
 def test_the_server_and_its_threads_run_on_the_cpus_given(
     tmp_path: Path, sqlite_database_url: str
 ) -> None:
-    url = sqlite_database_url
-    project = make_project(tmp_path / "project")
-    lockgate("release", "create", "routing", cwd=project, database=url)
-    lockgate("release", "promote", "routing@1", cwd=project, database=url)
-    secret = submitter_key(project, url)
+    project, secret = live_project(tmp_path, sqlite_database_url)
     cpu = str(min(os.sched_getaffinity(0)))
-    port = free_port()
-    command = lockgate_command("serve", "--project", str(project), "--port", str(port))
-    server = subprocess.Popen(
-        [*command, "--cpus", cpu],
-        env={**os.environ, "LOCKGATE_DATABASE_URL": url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(project, sqlite_database_url, "--cpus", cpu)
     try:
         wait_until_healthy(server, base)
         decided = httpx.post(

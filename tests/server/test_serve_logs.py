@@ -21,7 +21,7 @@ from lockgate.testing.collector import SpanCollector
 from lockgate.testing.fault_server import Fault, FaultServer
 from tests.cli.kit import lockgate, make_project
 from tests.monitor.test_redaction_paths import NEEDLES, SEEDED_TEXT, SEEDS, echo
-from tests.server.test_serve import start_server, submitter_key, wait_until_healthy
+from tests.server.test_serve import live_project, start_server, submitter_key, wait_until_healthy
 from tests.store.test_database_errors import refuse_new_decisions
 
 PLAIN_PII = "Alice Example of 221B Baker Street"
@@ -46,13 +46,6 @@ def serving(project: Path, database_url: str) -> Iterator[tuple[str, list[str]]]
         if server.poll() is None:
             server.kill()
             server.communicate()
-
-
-def live_project(tmp_path: Path, database_url: str) -> tuple[Path, str]:
-    project = make_project(tmp_path / "project")
-    lockgate("release", "create", "routing", cwd=project, database=database_url)
-    lockgate("release", "promote", "routing@1", cwd=project, database=database_url)
-    return project, submitter_key(project, database_url)
 
 
 def test_a_database_error_under_a_request_prints_no_personal_data(
