@@ -383,19 +383,12 @@ def insert_rows(
     return found
 
 
-_PROCESSORS: dict[tuple[str, str, tuple[str, ...]], tuple[Callable[[Any], Any] | None, ...]] = {}
-
-
+@lru_cache(maxsize=64)
 def _bind_processors(
     dialect: Dialect, table: Table, names: tuple[str, ...]
 ) -> tuple[Callable[[Any], Any] | None, ...]:
-    key = (dialect.name, table.name, names)
-    found = _PROCESSORS.get(key)
-    if found is None:
-        found = _PROCESSORS[key] = tuple(
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        )
-    return found
+    """Per column, the conversion SQLAlchemy applies to a bound value (None: none)."""
+    return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
 
 
 @lru_cache(maxsize=256)
