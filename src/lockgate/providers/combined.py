@@ -135,14 +135,12 @@ class Calibration:
     """Each member's exponent in the geometric mean (`weights`), in the members' order."""
 
     def members_tempered(self, stacked: np.ndarray) -> np.ndarray:
-        """Each member's probability row (one per member, in order) at its own temperature."""
+        """Each member's probabilities (members first: one row, or rows, per member, in order)
+        at its own temperature."""
         if len(self.member_temperatures) != len(stacked):
             return stacked
-        return np.vstack(
-            [
-                _tempered(row[None, :], t)
-                for row, t in zip(stacked, self.member_temperatures, strict=True)
-            ]
+        return np.stack(
+            [_tempered(rows, t) for rows, t in zip(stacked, self.member_temperatures, strict=True)]
         )
 
     def distribution(self, probs: np.ndarray) -> np.ndarray:
@@ -181,9 +179,9 @@ def pooled(
 
 def _tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits = np.log(np.maximum(probs, _EPS)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
+    logits -= logits.max(axis=-1, keepdims=True)
     out = np.exp(logits)
-    return np.asarray(out / out.sum(axis=1, keepdims=True))
+    return np.asarray(out / out.sum(axis=-1, keepdims=True))
 
 
 # ---------------------------------------------------------------- combining
@@ -209,6 +207,13 @@ def combine(
     """One candidate per input from the members' answers (see the module docstring)."""
     n = len(answers[0].failures)
     fields = list(values)
+    whole_rows = [i for i in range(n) if all(a.failures[i] is None for a in answers)]
+    position = {i: j for j, i in enumerate(whole_rows)}
+    pooled_whole = (
+        {}
+        if method == "agreement" or not whole_rows
+        else {name: _pooled_rows(method, calibration, answers, name, whole_rows) for name in fields}
+    )
     results: list[Candidate | ProviderError] = []
     for i in range(n):
         alive = [a for a in answers if a.failures[i] is None]
@@ -227,6 +232,15 @@ def combine(
         confidence = 1.0
         notes: list[str] = []
         for name in fields:
+            names = values[name]
+            if i in position and name in pooled_whole:  # every member answered: done above
+                dist_all, top_all, score_all = pooled_whole[name]
+                j = position[i]
+                dist, top = dist_all[j], top_all[j]
+                output[name] = names[top[0]]
+                alternatives[name] = [(names[t], float(dist[t])) for t in top]
+                confidence = min(confidence, float(score_all[j]))
+                continue
             rows = [a.probabilities[name][i] for a in alive]
             stacked = np.vstack([r for r in rows if r is not None])
             # With a member missing, the survivors' own answer, as they gave it.
@@ -237,7 +251,6 @@ def combine(
             mean = pooled(method, stacked, weights)[None, :]
             dist = calibration.distribution(mean)[0] if whole else mean[0]
             order = np.argsort(-dist, kind="stable")
-            names = values[name]
             output[name] = names[order[0]]
             alternatives[name] = [(names[j], float(dist[j])) for j in order[:3]]
             if method == "agreement" and len(alive) > 1:
@@ -272,6 +285,25 @@ def combine(
             )
         )
     return results
+
+
+def _pooled_rows(
+    method: Method,
+    calibration: Calibration,
+    answers: Sequence[MemberAnswers],
+    name: str,
+    rows: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the `rows` every member answered, in one pass: the calibrated distributions over
+    field `name`'s values, the indices of each row's three best values (best first) and each
+    row's confidence. The same arithmetic as `combine` does row by row for the other rows."""
+    stacked = np.stack([np.vstack([a.probabilities[name][i] for i in rows]) for a in answers])
+    if method == "mean":
+        stacked = calibration.members_tempered(stacked)
+    dist = calibration.distribution(pooled(method, stacked, calibration.member_weights))
+    top = np.argsort(-dist, axis=1, kind="stable")[:, :3]
+    scores = calibration.confidence(np.take_along_axis(dist, top[:, :1], axis=1)[:, 0])
+    return dist, top, scores
 
 
 def from_candidates(
