@@ -297,13 +297,19 @@ def _pooled_rows(
     """For the `rows` every member answered, in one pass: the calibrated distributions over
     field `name`'s values, the indices of each row's three best values (best first) and each
     row's confidence. The same arithmetic as `combine` does row by row for the other rows."""
-    stacked = np.stack([np.vstack([a.probabilities[name][i] for i in rows]) for a in answers])
+    stacked = np.stack([np.vstack([_row(a, name, i) for i in rows]) for a in answers])
     if method == "mean":
         stacked = calibration.members_tempered(stacked)
     dist = calibration.distribution(pooled(method, stacked, calibration.member_weights))
     top = np.argsort(-dist, axis=1, kind="stable")[:, :3]
     scores = calibration.confidence(np.take_along_axis(dist, top[:, :1], axis=1)[:, 0])
     return dist, top, scores
+
+
+def _row(answers: MemberAnswers, name: str, i: int) -> np.ndarray:
+    row = answers.probabilities[name][i]
+    assert row is not None  # the member answered row i
+    return row
 
 
 def from_candidates(
