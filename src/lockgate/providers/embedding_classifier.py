@@ -111,22 +111,25 @@ class NearestHead:
     """Where each value's group starts in `order`."""
     weights: tuple[float, float] = (1.0, 1.0)
 
-    def log_scores(self, similarity: np.ndarray) -> np.ndarray:
+    def log_scores(self, similarity: np.ndarray, grouped: bool = False) -> np.ndarray:
         """Log-probabilities (rows: inputs; columns: `classes`) from the inputs' similarity to
-        every training text (columns in training order)."""
-        grouped = similarity[:, self.order]
-        bounds = [*self.starts.tolist(), grouped.shape[1]]
-        scores = np.empty((len(grouped), len(self.classes)), dtype=np.float64)
+        every training text (columns in training order, or already in `order` if `grouped`)."""
+        if not grouped:
+            similarity = similarity[:, self.order]
+        bounds = [*self.starts.tolist(), similarity.shape[1]]
+        scores = np.empty((len(similarity), len(self.classes)), dtype=np.float64)
         for c in range(len(self.classes)):
-            block = grouped[:, bounds[c] : bounds[c + 1]]
+            block = similarity[:, bounds[c] : bounds[c + 1]]
             k = min(self.k, block.shape[1])
             top = np.partition(block, block.shape[1] - k, axis=1)[:, -k:]
             scores[:, c] = top.mean(axis=1)
         return np.asarray(log_softmax(scores * NEAREST_SCALE, axis=1))
 
-    def joined(self, logistic: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    def joined(
+        self, logistic: np.ndarray, similarity: np.ndarray, grouped: bool = False
+    ) -> np.ndarray:
         """The logistic head's probabilities joined to this head's."""
-        return join(logistic, self.log_scores(similarity), self.weights)
+        return join(logistic, self.log_scores(similarity, grouped), self.weights)
 
 
 def join(logistic: np.ndarray, nearest_logs: np.ndarray, weights: Sequence[float]) -> np.ndarray:
@@ -178,9 +181,11 @@ def scored(
     nearest: Mapping[str, NearestHead] | None,
     vectors: np.ndarray,
     examples: np.ndarray | None,
+    grouped_for: str | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Per output field the probabilities over the head's classes, and each vector's best
-    similarity to `examples` (None without them)."""
+    similarity to `examples` (None without them). `grouped_for`: the field whose nearest
+    head's `order` the rows of `examples` are already in (its head then gathers nothing)."""
     if examples is None:
         return {name: head.probabilities(vectors) for name, head in heads.items()}, None
     if not nearest:
@@ -190,7 +195,11 @@ def scored(
     out = {}
     for name, head in heads.items():
         logistic = head.probabilities(vectors)
-        out[name] = nearest[name].joined(logistic, matrix) if name in nearest else logistic
+        out[name] = (
+            nearest[name].joined(logistic, matrix, grouped=name == grouped_for)
+            if name in nearest
+            else logistic
+        )
     best = matrix.max(axis=1) if matrix.shape[1] else np.full(len(vectors), -1.0)
     return out, best.astype(np.float32)
 
@@ -243,7 +252,13 @@ class EmbeddingClassifierProvider:
         self.model = model
         self.encoder = encoder
         self._fields = tuple(model.heads)
-        self._examples = model.examples.astype(np.float32) if model.nearest else None
+        self._examples: np.ndarray | None = None
+        self._grouped_for: str | None = None
+        if model.nearest:
+            # The training texts in the first nearest head's order, so that its similarity
+            # columns come out grouped by value (no gather of the whole matrix per batch).
+            self._grouped_for, first = next(iter(model.nearest.items()))
+            self._examples = model.examples[first.order].astype(np.float32)
 
     @classmethod
     def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
@@ -293,7 +308,9 @@ class EmbeddingClassifierProvider:
         if self._examples is None:
             raw, similarity = scored(self.model.heads, None, vectors, self.model.examples)
         else:
-            raw, similarity = scored(self.model.heads, self.model.nearest, vectors, self._examples)
+            raw, similarity = scored(
+                self.model.heads, self.model.nearest, vectors, self._examples, self._grouped_for
+            )
         out: dict[str, np.ndarray] = {}
         for name, head in self.model.heads.items():
             values = task.enum_values(name) if task is not None else head.classes
