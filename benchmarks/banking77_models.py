@@ -10,8 +10,9 @@
    95% Clopper-Pearson lower bound >= the target (default 0.99) is picked (as `lockgate
    calibrate` does) and then applied to the test set: accuracy, coverage and the realised
    accuracy of the automated share.
-4. Throughput: test.csv decided in batches through the real pipeline (a store that keeps
-   nothing, as evals use), with an empty embedding cache; the embedding rows/s alone.
+4. Throughput: test.csv decided through the real pipeline in the batches `lockgate run`
+   commits (500 records; 256 before 2026-11-30), with a store that keeps nothing, as evals
+   use, and an empty embedding cache; the embedding rows/s alone.
 5. Out of scope: a model trained on half of the intents (the train part's rows of those), its
    threshold calibrated on their calibration rows; on test.csv the other half's rows are out of
    scope: the share of them automated, and the in-scope coverage; the same again at the
@@ -204,15 +205,21 @@ def scored(answers_: Sequence[Candidate], truth: Sequence[str]) -> tuple[np.ndar
     return conf, right
 
 
-async def pipeline_rate(task: TaskSpec, provider: BatchProvider, texts: Sequence[str]) -> float:
-    """Decisions per second through the real pipeline in batches of 256 (nothing stored)."""
+RUN_BATCH = Settings.__dataclass_fields__["batch_size"].default
+"""Records per `decide_many` in `lockgate run` (the `batch_size` setting's default)."""
+
+
+async def pipeline_rate(
+    task: TaskSpec, provider: BatchProvider, texts: Sequence[str], size: int = RUN_BATCH
+) -> float:
+    """Decisions per second through the real pipeline in batches of `size` (nothing stored)."""
     runtime = ReleaseRuntime(task=task, release=1, models=(ChainModel(task.models[0], provider),))
     pipeline = Pipeline(DiscardingStore())
     started = time.perf_counter()
-    for start in range(0, len(texts), 256):
+    for start in range(0, len(texts), size):
         batch = [
             DecisionRequest(input={"text": t}, idempotency_key=f"k{start + i}")
-            for i, t in enumerate(texts[start : start + 256])
+            for i, t in enumerate(texts[start : start + size])
         ]
         await pipeline.decide_many(runtime, batch)
     return len(texts) / (time.perf_counter() - started)
