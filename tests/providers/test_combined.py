@@ -8,13 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 pytest.importorskip("onnxruntime", reason="needs the embeddings extra (make test installs it)")
 
 from lockgate.decide.policy import route
 from lockgate.decide.task import TaskSpec, parse_task
 from lockgate.errors import ConfigError
-from lockgate.providers.base import BatchProvider, PreparedRequest, ProviderContext, ProviderError
+from lockgate.providers.base import (
+    BatchProvider,
+    Candidate,
+    PreparedRequest,
+    ProviderContext,
+    ProviderError,
+)
 from lockgate.providers.combined import (
     Calibration,
     CombinedBatchProvider,
@@ -189,6 +196,54 @@ def test_temperature_calibration_cools_an_overconfident_model() -> None:
     answers = combine("mean", cal, {"label": tuple("abcd")}, members)
     confidence = np.asarray([a.confidence for a in answers])  # type: ignore[union-attr]
     assert abs(confidence.mean() - 0.7) < 0.05
+
+
+@pytest.mark.parametrize("method", ["mean", "geometric"])
+def test_each_row_of_a_batch_is_answered_as_if_it_were_alone(method: str) -> None:
+    """Rows every member answered are combined together, a row with a failed member on its
+    own: the answers must not depend on the batch (or on a neighbour's failure)."""
+    rng = np.random.default_rng(2)
+    n, k = 6, 5
+    first, second = rng.dirichlet(np.ones(k), n), rng.dirichlet(np.ones(k), n)
+    cal = Calibration(
+        method,  # type: ignore[arg-type]
+        "isotonic",
+        ("x", "y"),
+        iso_x=(0.0, 0.5, 1.0),
+        iso_y=(0.1, 0.4, 0.95),
+        member_temperatures=(1.5, 0.8) if method == "mean" else (),
+        member_weights=(0.7, 0.4) if method == "geometric" else (),
+    )
+    values = {"label": tuple("abcde")}
+    failures = [None, None, "timeout", None, None, None]
+
+    def members(rows: list[int]) -> list[MemberAnswers]:
+        return [
+            MemberAnswers("x", {"label": [first[i] for i in rows]}, [None] * len(rows),
+                          [None] * len(rows)),
+            MemberAnswers("y", {"label": [None if failures[i] else second[i] for i in rows]},
+                          [None] * len(rows), [failures[i] for i in rows]),
+        ]  # fmt: skip
+
+    together = combine(method, cal, values, members(list(range(n))))  # type: ignore[arg-type]
+    alone = [combine(method, cal, values, members([i]))[0] for i in range(n)]  # type: ignore[arg-type]
+    assert together == alone
+    # Independently, for the rows both members answered: each member at its temperature then
+    # averaged (mean), or the members' logs weighted and renormalised (geometric); the
+    # confidence through the isotonic map.
+    if method == "mean":
+        pooled = (softmax(np.log(first) / 1.5, axis=1) + softmax(np.log(second) / 0.8, axis=1)) / 2
+    else:
+        pooled = softmax(0.7 * np.log(first) + 0.4 * np.log(second), axis=1)
+    for i in (0, 1, 3, 4, 5):
+        answer = together[i]
+        assert isinstance(answer, Candidate)
+        best = int(np.argmax(pooled[i]))
+        assert answer.output == {"label": "abcde"[best]}
+        assert answer.confidence == pytest.approx(np.interp(pooled[i, best], cal.iso_x, cal.iso_y))
+        assert answer.alternatives["label"][0][1] == pytest.approx(pooled[i, best])
+    assert together[2].note == "y failed (timeout): the answer of x alone"  # type: ignore[union-attr]
+    assert together[0].confidence != together[2].confidence  # type: ignore[union-attr]
 
 
 def test_isotonic_calibration_maps_confidence_to_accuracy() -> None:
