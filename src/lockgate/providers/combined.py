@@ -241,15 +241,12 @@ def combine(
                 alternatives[name] = [(names[t], float(dist[t])) for t in top]
                 confidence = min(confidence, float(score_all[j]))
                 continue
+            # Here a member failed (the survivors' own answer, as they gave it), or the method
+            # is agreement (its mean ignores weights; its members are not tempered).
             rows = [a.probabilities[name][i] for a in alive]
             stacked = np.vstack([r for r in rows if r is not None])
-            # With a member missing, the survivors' own answer, as they gave it.
-            whole = len(alive) == len(answers)
-            if whole and method == "mean":
-                stacked = calibration.members_tempered(stacked)
-            weights = calibration.member_weights if whole else None
-            mean = pooled(method, stacked, weights)[None, :]
-            dist = calibration.distribution(mean)[0] if whole else mean[0]
+            mean = pooled(method, stacked)[None, :]
+            dist = calibration.distribution(mean)[0] if len(alive) == len(answers) else mean[0]
             order = np.argsort(-dist, kind="stable")
             output[name] = names[order[0]]
             alternatives[name] = [(names[j], float(dist[j])) for j in order[:3]]
@@ -264,8 +261,6 @@ def combine(
                     continue
                 raw = 1.0 - float(np.prod(1.0 - stacked[:, tops[0]]))
                 score = float(calibration.confidence(np.asarray([raw]))[0])
-            elif len(alive) == len(answers):
-                score = float(calibration.confidence(np.asarray([dist[order[0]]]))[0])
             else:
                 score = float(dist[order[0]])
             confidence = min(confidence, score)
