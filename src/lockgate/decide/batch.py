@@ -220,11 +220,12 @@ async def run_batch(
     *,
     out: Path | None = None,
     run_id: str | None = None,
-    batch_size: int = 500,
+    batch_size: int,
     retry_failed: bool = True,
     on_progress: Callable[[int], None] | None = None,
 ) -> BatchSummary:
-    """Decide every record of `path`; each chunk is committed before the next one starts.
+    """Decide every record of `path` in chunks of `batch_size` (the `batch_size` setting);
+    each chunk is committed before the next one starts.
     A record whose decision failed in an earlier run is decided again (under a new
     idempotency key, `KEY:retryN`), unless `retry_failed` is False."""
     started = time.perf_counter()

@@ -116,6 +116,7 @@ def run_demo(
                     loaded,
                     directory / "data" / "incoming.csv",
                     out=out,
+                    batch_size=runtime.settings.batch_size,
                     on_progress=on_progress,
                 )
             finally:
