@@ -5,15 +5,18 @@ backend: ``test_x[sqlite]`` and ``test_x[postgresql]``.
 
 The PostgreSQL variant needs a server; ``make test`` (via
 ``scripts/postgres.sh run``) starts a throw-away one and exports
-``LOCKGATE_TEST_POSTGRES_URL``. Every test gets its own freshly created
-database on that server, dropped afterwards. Without the variable the
-PostgreSQL variants are skipped, unless ``LOCKGATE_REQUIRE_POSTGRES=1`` or
-``CI`` is set, in which case they fail: CI must never silently lose a backend.
+``LOCKGATE_TEST_POSTGRES_URL``. Every test gets a migrated database on that
+server to itself; afterwards it is emptied for a later test of the same
+worker, or dropped if the test changed its schema (``PostgresPool``).
+Without the variable the PostgreSQL variants are skipped, unless
+``LOCKGATE_REQUIRE_POSTGRES=1`` or ``CI`` is set, in which case they fail: CI
+must never silently lose a backend.
 
 Migrations run once per test run (once per pytest-xdist worker): a session
 fixture migrates a template, and each test gets a copy of it, a file copy on
-SQLite and ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL. Tests of migrating
-itself take ``empty_database_url`` instead, an unmigrated database.
+SQLite and ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL (or a used copy,
+emptied). Tests of migrating itself take ``empty_database_url`` instead, an
+unmigrated database.
 
 Only stdlib, pytest, PyYAML and SQLAlchemy are imported at module level, so
 this file loads whatever state the ``lockgate`` package is in; the template
@@ -177,13 +180,136 @@ def sqlite_database_url(tmp_path: Path, sqlite_template: Path) -> str:
     return f"sqlite:///{path}"
 
 
+# What a database's schema is made of, as one digest: a reset database must match its template's.
+_SCHEMA_DIGEST = """
+select md5(coalesce(string_agg(item, ';' order by item), '')) from (
+  select 'c:' || table_name || '.' || column_name || ':' || data_type || ':'
+         || coalesce(column_default, '') || ':' || is_nullable as item
+    from information_schema.columns where table_schema = 'public'
+  union all select 'i:' || indexdef from pg_indexes where schemaname = 'public'
+  union all select 's:' || sequencename from pg_sequences where schemaname = 'public'
+  union all select 'v:' || viewname from pg_views where schemaname = 'public'
+  union all select 'r:' || conname || ':' || pg_get_constraintdef(oid) from pg_constraint
+    where connamespace = 'public'::regnamespace
+  union all select 'f:' || proname from pg_proc where pronamespace = 'public'::regnamespace
+  union all select 't:' || tgname from pg_trigger where not tgisinternal
+  union all select 'a:' || version_num from alembic_version
+) as parts
+"""
+_TABLES = "select tablename from pg_tables where schemaname = 'public'"
+_SEQUENCES = "select sequencename from pg_sequences where schemaname = 'public'"
+
+
+class PostgresPool:
+    """This worker's migrated PostgreSQL databases, handed to one test at a time.
+
+    A new database is a copy of the template (``CREATE DATABASE ... TEMPLATE``): 0.1-0.3 s on
+    an idle server, 0.57 s per test on average in a whole run on two cores; emptying a used
+    one takes about 0.1 s (benchmarks/RESULTS.md, "The whole suite"). After each test
+    ``give_back`` ends the connections the test left, drops the tables it created, deletes
+    every row and restarts every sequence, then compares the schema's digest with the
+    template's: a database that differs in any way (a column, an index, a migration) is
+    dropped instead of reused."""
+
+    def __init__(self, admin_url: URL, template: str) -> None:
+        self.admin_url = admin_url
+        self.template = template
+        self.free: list[str] = []
+        self.made: list[str] = []
+        self._digest: str | None = None  # the template's schema, read from its first copy
+        self._tables: set[str] = set()
+
+    def url(self, name: str) -> str:
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def take(self) -> str:
+        if self.free:  # the one that rested longest
+            return self.free.pop(0)
+        name = f"lg_test_{uuid.uuid4().hex[:12]}"
+        _admin_execute(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self.made.append(name)
+        if self._digest is None:
+            self._digest, self._tables = self._schema(name)
+        return name
+
+    def give_back(self, name: str) -> None:
+        try:
+            clean = self._reset(name)
+        except sa.exc.SQLAlchemyError:
+            clean = False
+        if clean:
+            self.free.append(name)
+        else:
+            self.drop(name)
+
+    def drop(self, name: str) -> None:
+        _admin_execute(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.made.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.made):
+            self.drop(name)
+
+    def _schema(self, name: str) -> tuple[str, set[str]]:
+        engine = _admin_engine(self.admin_url.set(database=name))
+        try:
+            with engine.connect() as conn:
+                digest = str(conn.execute(sa.text(_SCHEMA_DIGEST)).scalar_one())
+                return digest, set(conn.execute(sa.text(_TABLES)).scalars())
+        finally:
+            engine.dispose()
+
+    def _reset(self, name: str) -> bool:
+        engine = _admin_engine(self.admin_url.set(database=name))
+        try:
+            with engine.connect() as conn:
+                # Waits (up to 10 s each) until the sessions the test left have ended.
+                conn.execute(
+                    sa.text(
+                        "select pg_terminate_backend(pid, 10000) from pg_stat_activity"
+                        " where datname = current_database() and pid <> pg_backend_pid()"
+                    )
+                )
+                conn.execute(sa.text("set lock_timeout = '10s'"))
+                extra = sorted(set(conn.execute(sa.text(_TABLES)).scalars()) - self._tables)
+                if extra:
+                    conn.execute(sa.text("drop table " + ", ".join(f'"{t}"' for t in extra)))
+                sequences = conn.execute(sa.text(_SEQUENCES)).scalars()
+                # Foreign keys are triggers: with the replica role none fires, so the order of
+                # the deletes does not matter. One round trip; the connection closes after.
+                conn.exec_driver_sql(
+                    "; ".join(
+                        ["set session_replication_role = replica"]
+                        + [f'delete from "{t}"' for t in sorted(self._tables - {"alembic_version"})]
+                        + [f'alter sequence "{name}" restart' for name in list(sequences)]
+                    )
+                )
+                return str(conn.execute(sa.text(_SCHEMA_DIGEST)).scalar_one()) == self._digest
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_pool(postgres_template: str) -> Iterator[PostgresPool]:
+    """This worker's reusable migrated databases (see `PostgresPool`), dropped at the end."""
+    pool = PostgresPool(_require_postgres(), postgres_template)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
 def postgres_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """URL of a new PostgreSQL database at the newest migration, dropped after the test."""
-    admin_url = _require_postgres()
-    template: str = request.getfixturevalue("postgres_template")
-    with _postgres_database(admin_url, template) as url:
-        yield url
+    """URL of a PostgreSQL database at the newest migration holding no rows, for this test
+    alone; emptied afterwards for a later test, or dropped (see `PostgresPool`)."""
+    _require_postgres()
+    pool: PostgresPool = request.getfixturevalue("postgres_pool")
+    name = pool.take()
+    try:
+        yield pool.url(name)
+    finally:
+        pool.give_back(name)
 
 
 @pytest.fixture
@@ -215,10 +341,13 @@ def module_database_url(
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
-    admin_url = _require_postgres()
-    name: str = request.getfixturevalue("postgres_template")
-    with _postgres_database(admin_url, name) as url:
-        yield url
+    _require_postgres()
+    pool: PostgresPool = request.getfixturevalue("postgres_pool")
+    name = pool.take()
+    try:
+        yield pool.url(name)
+    finally:
+        pool.give_back(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])

@@ -81,3 +81,69 @@ def test_project_dir_and_write_task(
     }
     with pytest.raises(ValueError):
         write_task(project_dir, "description: no name\n")
+
+
+def test_a_postgresql_database_comes_back_empty_and_unchanged_or_not_at_all(
+    postgres_template: str,
+) -> None:
+    """What the next test relies on when it gets a database another test used: no rows, no
+    table the other test made, sequences from the start, no session of the other test; and a
+    database whose schema the other test changed is dropped rather than handed on."""
+    from lockgate.store.tables import metadata
+    from tests.conftest import PostgresPool, _require_postgres
+
+    pool = PostgresPool(_require_postgres(), postgres_template)
+    try:
+        name = pool.take()
+        engine = sa.create_engine(pool.url(name), poolclass=NullPool)
+        leaked = engine.connect()  # a session the test never closed, inside a transaction
+        leaked.execute(sa.text("create table crm_tickets (id integer primary key)"))
+        leaked.execute(sa.text("insert into crm_tickets values (1)"))
+        leaked.execute(
+            sa.text(
+                "insert into api_keys (id, name, key_hash, role, tasks, created_at)"
+                " values ('k1', 'ops', 'x', 'admin', '[]', now())"
+            )
+        )
+        sequence = leaked.execute(
+            sa.text("select sequencename from pg_sequences where schemaname = 'public' limit 1")
+        ).scalar_one()
+        first = leaked.execute(sa.text(f"select nextval('{sequence}')")).scalar_one()
+        leaked.execute(sa.text(f"select nextval('{sequence}')"))
+        leaked.commit()
+        leaked.execute(sa.text("select 1 from api_keys for update"))  # holds a row lock
+
+        pool.give_back(name)
+        leaked.invalidate()  # its session was ended by give_back
+
+        assert pool.free == [name]
+        again = pool.take()
+        assert again == name
+        with engine.connect() as conn:
+            tables = set(conn.execute(sa.text("select tablename from pg_tables")).scalars())
+            assert "crm_tickets" not in tables
+            for table in metadata.sorted_tables:
+                count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                assert count == 0, table.name
+            assert conn.execute(sa.text(f"select nextval('{sequence}')")).scalar_one() == first
+            others = conn.execute(
+                sa.text(
+                    "select count(*) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+            assert others == 0
+            conn.execute(sa.text("alter table decisions add column note text"))
+            conn.commit()
+        pool.give_back(name)
+        assert pool.free == [] and pool.made == []
+        engine.dispose()
+        admin = sa.create_engine(pool.admin_url, poolclass=NullPool)
+        with admin.connect() as conn:
+            exists = conn.execute(
+                sa.text("select count(*) from pg_database where datname = :n"), {"n": name}
+            ).scalar_one()
+        admin.dispose()
+        assert exists == 0
+    finally:
+        pool.close()
