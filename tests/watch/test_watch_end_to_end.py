@@ -88,9 +88,9 @@ def test_drift_alerts_spot_checks_retrain_and_the_dashboard(
         (root / "lockgate.yaml").read_text() + settings(receiver, smtp)
     )
     server = LoggedServer(root, database, tmp_path / "serve.log")
+    client = httpx.Client(timeout=30)  # closed below: a leaked one fails a later test
     try:
-        base = server.wait_until_serving()
-        client = httpx.Client(base_url=base, timeout=30)
+        client.base_url = httpx.URL(server.wait_until_serving())
 
         def submit(texts: list[str], prefix: str) -> None:
             def one(pair: tuple[int, str]) -> None:
@@ -154,6 +154,7 @@ def test_drift_alerts_spot_checks_retrain_and_the_dashboard(
         assert (live["n"], live["agree"]) == (judged, judged - len(wrong))
         assert live["low"] < live["accuracy"] < live["high"]
     finally:
+        client.close()
         server.stop()
         receiver.stop()
         smtp.stop()
