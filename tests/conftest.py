@@ -232,6 +232,15 @@ class PostgresPool:
             self._digest, self._tables = self._schema(name)
         return name
 
+    @contextmanager
+    def lend(self) -> Iterator[str]:
+        """The URL of a database for the caller alone, given back when the block ends."""
+        name = self.take()
+        try:
+            yield self.url(name)
+        finally:
+            self.give_back(name)
+
     def give_back(self, name: str) -> None:
         try:
             clean = self._reset(name)
@@ -305,11 +314,8 @@ def postgres_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     alone; emptied afterwards for a later test, or dropped (see `PostgresPool`)."""
     _require_postgres()
     pool: PostgresPool = request.getfixturevalue("postgres_pool")
-    name = pool.take()
-    try:
-        yield pool.url(name)
-    finally:
-        pool.give_back(name)
+    with pool.lend() as url:
+        yield url
 
 
 @pytest.fixture
@@ -343,11 +349,8 @@ def module_database_url(
         return
     _require_postgres()
     pool: PostgresPool = request.getfixturevalue("postgres_pool")
-    name = pool.take()
-    try:
-        yield pool.url(name)
-    finally:
-        pool.give_back(name)
+    with pool.lend() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
