@@ -128,17 +128,27 @@ def _admin_execute(admin_url: URL, statement: str) -> None:
         engine.dispose()
 
 
-@contextmanager
-def _postgres_database(admin_url: URL, template: str | None = None) -> Iterator[str]:
-    """A new database (a copy of ``template`` if given) on the test server, dropped after."""
+def _create_database(admin_url: URL, template: str | None = None) -> str:
+    """The name of a new database (a copy of ``template`` if given) on the test server."""
     name = f"lg_test_{uuid.uuid4().hex[:12]}"
     copy = f' TEMPLATE "{template}"' if template else ""
     _admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
+    return name
+
+
+def _drop_database(admin_url: URL, name: str) -> None:
+    # WITH (FORCE) (PostgreSQL 13+) ends connections a test leaked.
+    _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _postgres_database(admin_url: URL, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template`` if given) on the test server, dropped after."""
+    name = _create_database(admin_url, template)
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        # WITH (FORCE) (PostgreSQL 13+) ends connections a test leaked.
-        _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +179,7 @@ def postgres_template() -> Iterator[str]:
         _admin_execute(admin_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         yield name
     finally:
-        _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin_url, name)
 
 
 @pytest.fixture
@@ -216,8 +226,10 @@ class PostgresPool:
         self.template = template
         self.free: list[str] = []
         self.made: list[str] = []
-        self._digest: str | None = None  # the template's schema, read from its first copy
+        # The template's schema, tables and sequences, read from its first copy.
+        self._digest: str | None = None
         self._tables: set[str] = set()
+        self._sequences: list[str] = []
 
     def url(self, name: str) -> str:
         return self.admin_url.set(database=name).render_as_string(hide_password=False)
@@ -225,11 +237,10 @@ class PostgresPool:
     def take(self) -> str:
         if self.free:  # the one that rested longest
             return self.free.pop(0)
-        name = f"lg_test_{uuid.uuid4().hex[:12]}"
-        _admin_execute(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        name = _create_database(self.admin_url, self.template)
         self.made.append(name)
         if self._digest is None:
-            self._digest, self._tables = self._schema(name)
+            self._digest, self._tables, self._sequences = self._schema(name)
         return name
 
     @contextmanager
@@ -252,19 +263,21 @@ class PostgresPool:
             self.drop(name)
 
     def drop(self, name: str) -> None:
-        _admin_execute(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(self.admin_url, name)
         self.made.remove(name)
 
     def close(self) -> None:
         for name in list(self.made):
             self.drop(name)
 
-    def _schema(self, name: str) -> tuple[str, set[str]]:
+    def _schema(self, name: str) -> tuple[str, set[str], list[str]]:
         engine = _admin_engine(self.admin_url.set(database=name))
         try:
             with engine.connect() as conn:
                 digest = str(conn.execute(sa.text(_SCHEMA_DIGEST)).scalar_one())
-                return digest, set(conn.execute(sa.text(_TABLES)).scalars())
+                tables = set(conn.execute(sa.text(_TABLES)).scalars())
+                sequences = sorted(conn.execute(sa.text(_SEQUENCES)).scalars())
+                return digest, tables, sequences
         finally:
             engine.dispose()
 
@@ -283,14 +296,14 @@ class PostgresPool:
                 extra = sorted(set(conn.execute(sa.text(_TABLES)).scalars()) - self._tables)
                 if extra:
                     conn.execute(sa.text("drop table " + ", ".join(f'"{t}"' for t in extra)))
-                sequences = conn.execute(sa.text(_SEQUENCES)).scalars()
                 # Foreign keys are triggers: with the replica role none fires, so the order of
-                # the deletes does not matter. One round trip; the connection closes after.
+                # the deletes does not matter. One round trip; the connection closes after. A
+                # sequence the test made itself changes the digest below.
                 conn.exec_driver_sql(
                     "; ".join(
                         ["set session_replication_role = replica"]
                         + [f'delete from "{t}"' for t in sorted(self._tables - {"alembic_version"})]
-                        + [f'alter sequence "{name}" restart' for name in list(sequences)]
+                        + [f'alter sequence "{seq}" restart' for seq in self._sequences]
                     )
                 )
                 return str(conn.execute(sa.text(_SCHEMA_DIGEST)).scalar_one()) == self._digest

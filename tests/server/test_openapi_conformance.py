@@ -42,7 +42,7 @@ import pytest
 
 from lockgate.security import PERMISSIONS, ROLES, Action, Role
 from tests.cli.kit import lockgate, make_project
-from tests.conftest import _postgres_database, _require_postgres
+from tests.conftest import _require_postgres
 from tests.server.test_group_commit import LoggedServer
 
 pytestmark = pytest.mark.slow
@@ -147,7 +147,8 @@ def servers(
             template: Path = request.getfixturevalue("sqlite_template")
             shutil.copyfile(template, root / "lockgate.db")
             return f"sqlite:///{root / 'lockgate.db'}"
-        made = _postgres_database(_require_postgres(), request.getfixturevalue("postgres_template"))
+        _require_postgres()
+        made = request.getfixturevalue("postgres_pool").lend()
         databases.append(made)
         return made.__enter__()
 
