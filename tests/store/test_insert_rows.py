@@ -1,4 +1,4 @@
-"""`database.insert_rows`, the driver-level insert of decisions and attempts on SQLite, stores
+"""`driver.insert_rows`, the driver-level insert of decisions and attempts on SQLite, stores
 every value exactly as SQLAlchemy's own insert stores it: other queries compare and parse
 these columns (datetimes as text, JSON), so one differing format would split them."""
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from lockgate.decide.decision import Attempt
-from lockgate.store import Store, database
+from lockgate.store import Store, database, driver
 from lockgate.store.decisions import _row
 from lockgate.store.tables import attempts, decisions
 from tests.store.test_store import decision
@@ -46,15 +46,15 @@ def test_rows_are_stored_as_sqlalchemys_insert_stores_them(tmp_path: Path) -> No
     ours, theirs = decision("ours", **shape), decision("theirs", **shape)  # type: ignore[arg-type]
     try:
         with store.engine.begin() as conn:
-            inserted = database.insert_rows(
+            inserted = driver.insert_rows(
                 conn, decisions, [_row(ours)], or_ignore=True, returning="id"
             )
-            again = database.insert_rows(
+            again = driver.insert_rows(
                 conn, decisions, [_row(ours)], or_ignore=True, returning="id"
             )
             conn.execute(decisions.insert(), [_row(theirs)])
             trail = {"seq": 1, **{k: getattr(ours.attempts[0], k) for k in _ATTEMPT}}
-            database.insert_rows(conn, attempts, [{"decision_id": ours.id, **trail}])
+            driver.insert_rows(conn, attempts, [{"decision_id": ours.id, **trail}])
             conn.execute(attempts.insert(), [{"decision_id": theirs.id, **trail}])
         read_back = store.decisions.get(ours.id)
     finally:
@@ -87,7 +87,7 @@ def test_a_refused_row_raises_sqlalchemys_error_without_the_values(tmp_path: Pat
     orphan.update(provider="p", endpoint="Alice Example, 221B Baker Street", outcome="valid")
     try:
         with pytest.raises(IntegrityError) as raised, store.engine.begin() as conn:
-            database.insert_rows(conn, attempts, [orphan])  # the foreign key refuses it
+            driver.insert_rows(conn, attempts, [orphan])  # the foreign key refuses it
     finally:
         store.close()
     assert "FOREIGN KEY" in str(raised.value)
@@ -99,7 +99,7 @@ def test_many_rows_are_split_below_the_drivers_limit_of_parameters(tmp_path: Pat
     batch = [decision(f"k-{i}") for i in range(1_234)]
     try:
         with store.engine.begin() as conn:
-            ids = database.insert_rows(conn, decisions, [_row(d) for d in batch], returning="id")
+            ids = driver.insert_rows(conn, decisions, [_row(d) for d in batch], returning="id")
         with database.read(store.engine) as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(decisions)).scalar()
     finally:
@@ -111,6 +111,6 @@ def test_it_refuses_another_database(postgres_database_url: str) -> None:
     store = Store(postgres_database_url)
     try:
         with pytest.raises(ValueError, match="runs on SQLite"), store.engine.begin() as conn:
-            database.insert_rows(conn, decisions, [_row(decision("k"))])
+            driver.insert_rows(conn, decisions, [_row(decision("k"))])
     finally:
         store.close()

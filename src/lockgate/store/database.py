@@ -5,20 +5,21 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from lockgate import jsontext
 from lockgate.errors import ConfigError
+from lockgate.store import driver
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 7_343_001
@@ -150,15 +151,7 @@ def _sqlite_engine(url: str, timeout_seconds: float) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Transactions are begun explicitly below; WAL lets readers run beside one writer, and
-        # synchronous=FULL makes every commit durable across a power cut, not only a crash.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-        cursor.close()
+        driver.configure(dbapi_connection, busy_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -166,6 +159,9 @@ def _sqlite_engine(url: str, timeout_seconds: float) -> Engine:
         read_only = conn.get_execution_options().get("lockgate_read_only", False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
+    if database and database != ":memory:" and not make_url(url).query:
+        # A file (not a URI with options): the hot path's statements run on the driver.
+        driver.attach(engine, database, busy_ms)
     return engine
 
 
@@ -326,77 +322,3 @@ def aware(value: datetime) -> datetime:
 def placeholder(conn: Connection) -> str:
     """The driver's positional parameter marker, for SQL run with `exec_driver_sql`."""
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
-
-
-def insert_rows(
-    conn: Connection,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    or_ignore: bool = False,
-    returning: str | None = None,
-) -> list[Any]:
-    """Insert `rows` (mappings with the same keys) into `table` on SQLite, in multi-row
-    VALUES statements run on the driver's own cursor, inside `conn`'s transaction. Returns
-    the `returning` column of the rows inserted (with `or_ignore`, a row whose unique key is
-    stored already is skipped, and so is its value).
-
-    Each value goes through the bind processor SQLAlchemy itself would apply for the
-    column's type (JSON to text, datetimes to SQLite's text format), so a row is stored
-    exactly as `conn.execute(table.insert(), rows)` stores it. What is left out is
-    SQLAlchemy's work per statement: for a commit of a few decisions that cost several times
-    the CPU of SQLite's own work, and on a virtual machine whose caches go cold between
-    requests, several times that again (benchmarks/RESULTS.md, issue 10, sixth session).
-    Driver errors are raised as SQLAlchemy raises them (`DBAPIError`, values hidden).
-    """
-    if not rows:
-        return []
-    driver = conn.connection.driver_connection
-    if not isinstance(driver, sqlite3.Connection):
-        raise ValueError("insert_rows runs on SQLite; use SQLAlchemy's insert elsewhere")
-    names = tuple(rows[0])
-    convert = _bind_processors(conn.dialect, table, names)
-    per_statement = max(
-        1, min(500, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names))
-    )
-    found: list[Any] = []
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        values: list[Any] = []
-        for row in chunk:
-            values.extend(
-                row[name] if process is None else process(row[name])
-                for name, process in zip(names, convert, strict=True)
-            )
-        statement = _insert_sql(table.name, names, len(chunk), or_ignore, returning)
-        try:
-            cursor = driver.execute(statement, values)
-            if returning is not None:
-                found.extend(value for (value,) in cursor.fetchall())
-            cursor.close()
-        except sqlite3.Error as exc:
-            # As SQLAlchemy raises it, so callers catch one kind of error: the statement is
-            # named, the values never are (they hold input, and input holds personal data).
-            raise DBAPIError.instance(
-                statement, values, exc, sqlite3.Error, hide_parameters=True, dialect=conn.dialect
-            ) from exc
-    return found
-
-
-@lru_cache(maxsize=64)
-def _bind_processors(
-    dialect: Dialect, table: Table, names: tuple[str, ...]
-) -> tuple[Callable[[Any], Any] | None, ...]:
-    """Per column, the conversion SQLAlchemy applies to a bound value (None: none)."""
-    return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
-
-
-@lru_cache(maxsize=256)
-def _insert_sql(
-    table: str, names: tuple[str, ...], count: int, or_ignore: bool, returning: str | None
-) -> str:
-    row = "(" + ", ".join("?" * len(names)) + ")"
-    verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
-    columns = ", ".join(f'"{name}"' for name in names)
-    tail = f' RETURNING "{returning}"' if returning else ""
-    return f'{verb} INTO "{table}" ({columns}) VALUES ' + ", ".join([row] * count) + tail

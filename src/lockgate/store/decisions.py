@@ -13,8 +13,9 @@ from sqlalchemy.dialects import postgresql
 
 from lockgate.decide.decision import Attempt, Decision
 from lockgate.errors import Unavailable
-from lockgate.store import database, outbox, shadow_runs
+from lockgate.store import database, driver, outbox, shadow_runs
 from lockgate.store.database import aware
+from lockgate.store.driver import Driver, insert_rows, on_driver, on_sqlite, select_rows
 from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import attempts, decisions
 from lockgate.waits import waiting_on_database
@@ -81,28 +82,34 @@ _BY_KEYS = select(decisions).where(
 """Built once, as SQLAlchemy then skips building and hashing it on each call."""
 
 
-def by_keys(conn: Connection, task: str, keys: Iterable[str]) -> dict[str, Decision]:
+def by_keys(conn: Connection | Driver, task: str, keys: Iterable[str]) -> dict[str, Decision]:
     """The stored decisions of `task` under these keys, by key.
 
-    Most keys a server looks up are new: a plain query on the driver first says which keys
-    are stored (usually none), and only those are read as decisions. SQLAlchemy's compiled
-    select with its expanding IN cost more CPU than the lookup itself in every group of
-    decisions (benchmarks/RESULTS.md, issue 10, sixth session)."""
+    Most keys a server looks up are new: a plain query first says which keys are stored
+    (usually none), and only those are read as decisions. On SQLite both run on the driver
+    (`store.driver`); SQLAlchemy's compiled select with its expanding IN cost more CPU than
+    the lookup itself in every group of decisions (benchmarks/RESULTS.md, issue 10, sixth
+    and seventh sessions)."""
     keys = list(dict.fromkeys(keys))
     found: dict[str, Decision] = {}
-    mark = database.placeholder(conn)
+    sqlite = on_sqlite(conn)
+    mark = "?" if sqlite else "%s"
     for start in range(0, len(keys), _KEY_CHUNK):
         chunk = keys[start : start + _KEY_CHUNK]
-        stored = [
-            key
-            for (key,) in conn.exec_driver_sql(
-                "SELECT idempotency_key FROM decisions WHERE task = "
-                f"{mark} AND idempotency_key IN ({', '.join([mark] * len(chunk))})",
-                (task, *chunk),
-            )
-        ]
+        query = (
+            f"SELECT idempotency_key FROM decisions WHERE task = {mark} "
+            f"AND idempotency_key IN ({', '.join([mark] * len(chunk))})"
+        )
+        if sqlite:
+            stored = [key for (key,) in on_driver(conn).rows(query, (task, *chunk))]
+            where = f"task = ? AND idempotency_key IN ({', '.join('?' * len(stored))})"
+            rows: Iterable[Any] = select_rows(conn, decisions, where, (task, *stored))
+        else:
+            assert isinstance(conn, Connection)
+            stored = [key for (key,) in conn.exec_driver_sql(query, (task, *chunk))]
+            rows = conn.execute(_BY_KEYS, {"task": task, "keys": stored}).mappings()
         if stored:
-            for row in conn.execute(_BY_KEYS, {"task": task, "keys": stored}).mappings():
+            for row in rows:
                 found[row["idempotency_key"]] = from_row(row)
     return found
 
@@ -125,7 +132,9 @@ def attempts_of(conn: Connection, decision_id: str) -> list[Attempt]:
     ]
 
 
-def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> set[str]:
+def insert_many(
+    conn: Connection | Driver, batch: Sequence[Decision], sinks: Sequence[str] = ()
+) -> set[str]:
     """Insert decisions not yet stored under their idempotency key, with their attempts and,
     for automated final ones, an outbox row per sink. Returns the ids actually inserted."""
     if not batch:
@@ -133,14 +142,15 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
     # In key order: two writers inserting overlapping keys then lock them in the same order,
     # which keeps PostgreSQL from deadlocking them (the executor retries one that still does).
     rows = [_row(d) for d in sorted(batch, key=lambda d: d.idempotency_key)]
-    sqlite = conn.dialect.name == "sqlite"
+    sqlite = on_sqlite(conn)
     if sqlite:
-        # Multi-row VALUES on the driver (`database.insert_rows`); `OR IGNORE` skips a row
+        # Multi-row VALUES on the driver (`driver.insert_rows`); `OR IGNORE` skips a row
         # whose key another writer stored first, as `ON CONFLICT DO NOTHING` would, and back
         # come the ids actually inserted. A row skipped for another reason (a NOT NULL or
         # CHECK constraint) is caught by `save_all`, which then finds no decision under its key.
-        inserted = set(database.insert_rows(conn, decisions, rows, or_ignore=True, returning="id"))
+        inserted = set(insert_rows(conn, decisions, rows, or_ignore=True, returning="id"))
     else:
+        assert isinstance(conn, Connection)
         statement = postgresql.insert(decisions).on_conflict_do_nothing(
             index_elements=["task", "idempotency_key"]
         )
@@ -177,8 +187,9 @@ def insert_many(conn: Connection, batch: Sequence[Decision], sinks: Sequence[str
         for seq, a in enumerate(d.attempts, start=1)
     ]
     if sqlite:
-        database.insert_rows(conn, attempts, attempt_rows)
+        insert_rows(conn, attempts, attempt_rows)
     elif attempt_rows:
+        assert isinstance(conn, Connection)
         conn.execute(attempts.insert(), attempt_rows)
     outbox.enqueue(conn, (d for d in batch if d.id in inserted and d.status == "decided"), sinks)
     # Shadow releases run these inputs later, from a queue: same transaction, no model call.
@@ -234,7 +245,7 @@ class DecisionRepository:
 
     def find(self, task: str, keys: Iterable[str]) -> dict[str, Decision]:
         """The stored decisions of `task` with these idempotency keys, by key."""
-        with database.read(self.engine) as conn:
+        with driver.read(self.engine) as conn:
             return by_keys(conn, task, keys)
 
     def save(self, batch: Sequence[Decision], sinks: Sequence[str] = ()) -> list[Decision]:
@@ -249,7 +260,7 @@ class DecisionRepository:
         """`save` for several batches (of any tasks) in one transaction: one commit, one
         fsync, for all of them."""
         saved: list[list[Decision]] = []
-        with self.engine.begin() as conn:
+        with driver.write(self.engine) as conn:
             for batch, sinks in batches:
                 inserted = insert_many(conn, batch, sinks)
                 lost = [d.idempotency_key for d in batch if d.id not in inserted]

@@ -20,12 +20,13 @@ from lockgate.delivery.types import DeliveryResult, OutboxRow
 from lockgate.errors import Conflict, NotFound
 from lockgate.store import audit, database
 from lockgate.store.database import aware
+from lockgate.store.driver import Driver, insert_rows
 from lockgate.store.tables import decisions, outbox
 
 _CHUNK = 500
 
 
-def enqueue(conn: Connection, finals: Iterable[Decision], sinks: Sequence[str]) -> int:
+def enqueue(conn: Connection | Driver, finals: Iterable[Decision], sinks: Sequence[str]) -> int:
     """Add one pending outbox row per (decision, sink) for decisions that just became final.
 
     Call it inside the transaction that stores the final outcome, so a crash either keeps both
@@ -44,7 +45,9 @@ def enqueue(conn: Connection, finals: Iterable[Decision], sinks: Sequence[str]) 
         for d in finals
         for sink in sinks
     ]
-    if rows:
+    if isinstance(conn, Driver):
+        insert_rows(conn, outbox, rows)
+    elif rows:
         conn.execute(outbox.insert(), rows)
     return len(rows)
 

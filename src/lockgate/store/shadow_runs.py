@@ -11,14 +11,14 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 from lockgate.decide.decision import Decision, utcnow
 from lockgate.rollout.types import DROPPED, ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store import audit
-from lockgate.store.database import placeholder
+from lockgate.store.driver import Driver, insert_rows, on_driver, on_sqlite
 from lockgate.store.tables import decisions, outbox, reviews
 from lockgate.store.tables import shadow_runs as runs
 
 _CHUNK = 500
 
 
-def queue_shadow_runs(conn: Connection, inserted: Sequence[Decision]) -> int:
+def queue_shadow_runs(conn: Connection | Driver, inserted: Sequence[Decision]) -> int:
     """One pending shadow run per (new decision, shadow release of its task); called in the
     transaction that stores the decisions, so a decision is never without its queued runs."""
     if not inserted:
@@ -30,9 +30,15 @@ def queue_shadow_runs(conn: Connection, inserted: Sequence[Decision]) -> int:
     rows: list[dict[str, Any]] = []
     # On the driver: it runs in every commit of decisions, where SQLAlchemy's work on even a
     # cached select cost more than SQLite's.
-    shadows = f"SELECT number FROM releases WHERE task = {placeholder(conn)} AND stage = 'shadow'"
+    sqlite = on_sqlite(conn)
+    mark = "?" if sqlite else "%s"
+    shadows = f"SELECT number FROM releases WHERE task = {mark} AND stage = 'shadow'"
     for task, group in by_task.items():
-        numbers = [number for (number,) in conn.exec_driver_sql(shadows, (task,))]
+        if sqlite:
+            numbers = [number for (number,) in on_driver(conn).rows(shadows, (task,))]
+        else:
+            assert isinstance(conn, Connection)
+            numbers = [number for (number,) in conn.exec_driver_sql(shadows, (task,))]
         rows.extend(
             {
                 "decision_id": d.id,
@@ -45,7 +51,10 @@ def queue_shadow_runs(conn: Connection, inserted: Sequence[Decision]) -> int:
             for d in group
             if d.release != n
         )
-    if rows:
+    if sqlite:
+        insert_rows(conn, runs, rows)
+    elif rows:
+        assert isinstance(conn, Connection)
         conn.execute(runs.insert(), rows)
     return len(rows)
 
