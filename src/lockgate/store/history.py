@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.decide.decision import utcnow
@@ -120,8 +120,11 @@ def add_cells(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         )
 
 
-def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
-    c = decisions.c
+def _pending_statement(postgres: bool) -> Any:
+    """Decisions not rolled up yet, oldest id first, each with its attempts' token sums and
+    how many of its attempts failed (per-row subqueries: one statement, built once)."""
+    c, a = decisions.c, attempts.c
+    mine = a.decision_id == c.id
     statement = (
         select(
             c.id,
@@ -136,26 +139,32 @@ def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
             c.confidence,
             c.output,
             c.cached_from,
+            select(func.coalesce(func.sum(a.input_tokens), 0)).where(mine).scalar_subquery(),
+            select(func.coalesce(func.sum(a.output_tokens), 0)).where(mine).scalar_subquery(),
+            select(func.count())
+            .where(mine, a.error_class.is_not(None))
+            .scalar_subquery()
+            .label("failed_attempts"),
         )
         .where(c.rolled_up_at.is_(None))
         .order_by(c.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    if conn.dialect.name == "postgresql":
+    if postgres:
         statement = statement.with_for_update(skip_locked=True, of=decisions)
-    rows = conn.execute(statement).mappings().all()
+    return statement
+
+
+_PENDING = {False: _pending_statement(False), True: _pending_statement(True)}
+
+
+def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
+    rows = conn.execute(_PENDING[conn.dialect.name == "postgresql"], {"limit": limit}).all()
     if not rows:
         return []
-    tokens: dict[str, tuple[int, int]] = {}
     errors: dict[str, list[str]] = defaultdict(list)
     a = attempts.c
-    for chunk in _chunks([r["id"] for r in rows]):
-        for decision_id, used_in, used_out in conn.execute(
-            select(a.decision_id, func.sum(a.input_tokens), func.sum(a.output_tokens))
-            .where(a.decision_id.in_(chunk))
-            .group_by(a.decision_id)
-        ):
-            tokens[decision_id] = (int(used_in or 0), int(used_out or 0))
+    for chunk in _chunks([r[0] for r in rows if r[14]]):  # the few with failed attempts
         for decision_id, error_class in conn.execute(
             select(a.decision_id, a.error_class)
             .where(a.decision_id.in_(chunk), a.error_class.is_not(None))
@@ -165,7 +174,7 @@ def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
     # The label counted is the model's: a reviewed decision's first verdict kept it.
     model_output: dict[str, Any] = {}
     rv = reviews.c
-    for chunk in _chunks([r["id"] for r in rows if r["status"] in _REVIEWED]):
+    for chunk in _chunks([r[0] for r in rows if r[5] in _REVIEWED]):
         for decision_id, previous in conn.execute(
             select(rv.decision_id, rv.previous_output)
             .where(rv.decision_id.in_(chunk))
@@ -174,23 +183,39 @@ def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
             model_output.setdefault(decision_id, previous)
     return [
         DecisionFacts(
-            id=r["id"],
-            task=r["task"],
-            release=r["release"],
-            created_at=aware(r["created_at"]),
-            route=r["route"],
-            status=r["status"],
-            reason=r["reason"],
-            cost=r["cost"],
-            latency_ms=r["latency_ms"],
-            confidence=r["confidence"],
-            output=model_output.get(r["id"], r["output"]),
-            input_tokens=tokens.get(r["id"], (0, 0))[0],
-            output_tokens=tokens.get(r["id"], (0, 0))[1],
-            attempt_errors=tuple(errors.get(r["id"], ())),
-            cached=r["cached_from"] is not None,
+            id=id_,
+            task=task,
+            release=release,
+            created_at=aware(created_at),
+            route=route,
+            status=status,
+            reason=reason,
+            cost=cost,
+            latency_ms=latency_ms,
+            confidence=confidence,
+            output=model_output.get(id_, output),
+            input_tokens=int(used_in),
+            output_tokens=int(used_out),
+            attempt_errors=tuple(errors.get(id_, ())),
+            cached=cached_from is not None,
         )
-        for r in rows
+        for (
+            id_,
+            task,
+            release,
+            created_at,
+            route,
+            status,
+            reason,
+            cost,
+            latency_ms,
+            confidence,
+            output,
+            cached_from,
+            used_in,
+            used_out,
+            _,
+        ) in rows
     ]
 
 
