@@ -115,3 +115,14 @@ def test_select_rows_converts_as_sqlalchemy_reads(store: Store) -> None:
         (row,) = driver.select_rows(conn, decisions, "idempotency_key = ?", ["k-1"])
     assert row["created_at"] == made.created_at.replace(tzinfo=None)  # SQLite keeps it naive
     assert row["input"] == {"text": "hello"} and row["confidence"] == 0.9
+
+
+def test_reading_connections_keep_a_small_page_cache(store: Store) -> None:
+    # A server reads on up to 8 threads; each at SQLite's default 2 MiB grew it by 10 MiB.
+    with driver.read(store.engine) as reading:
+        assert isinstance(reading, driver.Driver)
+        assert reading.rows("PRAGMA cache_size") == [(-256,)]
+    with driver.write(store.engine) as writing:
+        assert isinstance(writing, driver.Driver)
+        assert writing.connection is not reading.connection
+        assert writing.rows("PRAGMA cache_size") == [(-2000,)]

@@ -114,3 +114,24 @@ def test_it_refuses_another_database(postgres_database_url: str) -> None:
             driver.insert_rows(conn, decisions, [_row(decision("k"))])
     finally:
         store.close()
+
+
+def test_batches_of_every_size_share_a_few_prepared_statements(tmp_path: Path) -> None:
+    # A connection keeps its statements prepared; one per batch size held up to 64 of them,
+    # each with up to a thousand parameters: megabytes a server never gave back.
+    store = Store(f"sqlite:///{tmp_path / 'lockgate.db'}")
+    statements: set[str] = set()
+    try:
+        with driver.write(store.engine) as conn:
+            assert isinstance(conn, driver.Driver)
+            conn.connection.set_trace_callback(statements.add)
+            for size in range(1, 65):
+                batch = [_row(decision(f"k-{size}-{i}")) for i in range(size)]
+                ids = driver.insert_rows(conn, decisions, batch, returning="id")
+                assert sorted(ids) == sorted(row["id"] for row in batch)
+            conn.connection.set_trace_callback(None)
+    finally:
+        store.close()
+    # The trace shows each statement with its values in place: its shape is its row count.
+    shapes = {s.count("), (") + 1 for s in statements if s.startswith("INSERT")}
+    assert shapes == {1, 2, 4, 8, 16, 32, 64}

@@ -7,12 +7,13 @@ machine, after the idle gap a request at concurrency 1 leaves, that was 1.0 ms o
 one-decision commit whose SQLite work and fsync took 0.3 ms, and 0.35 ms for a lookup of
 0.07 ms (benchmarks/RESULTS.md, issue 10, seventh session).
 
-So on a SQLite file the store keeps one plain `sqlite3` connection per thread
-(`connections`), configured as the engine's own connections are (`configure`), and runs
-those statements on it (`write`, `read`), with the values converted by the same bind and
-result processors SQLAlchemy applies to the columns: what is stored and read back is the
-same as through SQLAlchemy. A driver error is raised as SQLAlchemy raises it (`DBAPIError`,
-its values hidden), so callers see one kind of error whichever path ran.
+So on a SQLite file the store keeps plain `sqlite3` connections per thread (one to write
+with, one to read with, whose page cache is small), configured as the engine's own
+connections are (`configure`), and runs those statements on them (`write`, `read`), with the
+values converted by the same bind and result processors SQLAlchemy applies to the columns:
+what is stored and read back is the same as through SQLAlchemy. A driver error is raised as
+SQLAlchemy raises it (`DBAPIError`, its values hidden), so callers see one kind of error
+whichever path ran.
 
 On PostgreSQL, and on a SQLite database without a file (`:memory:`, shared by one pool
 connection), `write` and `read` hand out SQLAlchemy connections as before.
@@ -85,11 +86,13 @@ def on_sqlite(conn: Connection | Driver) -> bool:
 
 class _Connections:
     """One `sqlite3` connection per thread (and process) to one SQLite file, opened on first
-    use; all closed when the engine is disposed, after which threads open new ones."""
+    use; all closed when the engine is disposed, after which threads open new ones.
+    `cache_kib` bounds each connection's page cache (None: SQLite's default, 2 MiB)."""
 
-    def __init__(self, path: str, busy_ms: int) -> None:
+    def __init__(self, path: str, busy_ms: int, cache_kib: int | None = None) -> None:
         self._path = path
         self._busy_ms = busy_ms
+        self._cache_kib = cache_kib
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: list[sqlite3.Connection] = []
@@ -103,6 +106,8 @@ class _Connections:
             self._path, timeout=self._busy_ms / 1000, check_same_thread=False
         )
         configure(connection, self._busy_ms)
+        if self._cache_kib is not None:
+            connection.execute(f"PRAGMA cache_size=-{self._cache_kib}")
         with self._lock:
             self._open.append(connection)
             self._local.held = (self._generation, os.getpid(), connection)
@@ -116,13 +121,30 @@ class _Connections:
             connection.close()
 
 
-_CONNECTIONS: weakref.WeakKeyDictionary[Engine, _Connections] = weakref.WeakKeyDictionary()
+_READ_CACHE_KIB = 256
+"""The page cache of each reading connection. A server reads on up to 8 threads, and what
+they read (one key in a unique index) is spread at random: with SQLite's default of 2 MiB
+each, a server grew by 10 MiB over its first 100,000 decisions while the caches filled;
+the operating system's file cache still holds the pages."""
+
+_CONNECTIONS: weakref.WeakKeyDictionary[Engine, tuple[_Connections, _Connections]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per engine on a SQLite file: the writing connections, then the reading ones."""
 
 
 def attach(engine: Engine, path: str, busy_ms: int) -> None:
-    """Give `engine` (on the SQLite file `path`) its per-thread driver connections."""
-    connections = _CONNECTIONS[engine] = _Connections(path, busy_ms)
-    event.listen(engine, "engine_disposed", lambda _engine: connections.close())
+    """Give `engine` (on the SQLite file `path`) its per-thread driver connections: one to
+    write with and one to read with, per thread that does either."""
+    writing = _Connections(path, busy_ms)
+    reading = _Connections(path, busy_ms, cache_kib=_READ_CACHE_KIB)
+    _CONNECTIONS[engine] = (writing, reading)
+
+    def close(_engine: Engine) -> None:
+        writing.close()
+        reading.close()
+
+    event.listen(engine, "engine_disposed", close)
 
 
 @contextmanager
@@ -135,7 +157,7 @@ def write(engine: Engine) -> Iterator[Connection | Driver]:
         with engine.begin() as conn:
             yield conn
         return
-    driver = Driver(connections.get(), engine.dialect)
+    driver = Driver(connections[0].get(), engine.dialect)
     driver.rows("BEGIN IMMEDIATE")
     try:
         yield driver
@@ -156,7 +178,11 @@ def read(engine: Engine) -> Iterator[Connection | Driver]:
         with engine.connect().execution_options(lockgate_read_only=True) as conn:
             yield conn
         return
-    yield Driver(connections.get(), engine.dialect)
+    yield Driver(connections[1].get(), engine.dialect)
+
+
+_MOST_ROWS = 256
+"""The most rows one INSERT statement takes (also bounded by SQLite's parameter limit)."""
 
 
 def insert_rows(
@@ -181,12 +207,18 @@ def insert_rows(
     driver = on_driver(conn)
     names = tuple(rows[0])
     convert = _bind_processors(driver.dialect, table, names)
-    per_statement = max(
-        1, min(500, driver.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names))
+    most = min(
+        _MOST_ROWS, driver.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names)
     )
     found: list[Any] = []
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
+    start = 0
+    while start < len(rows):
+        # Statements of 1, 2, 4, ... rows: a handful of distinct statements per table, which
+        # the connection keeps prepared. One statement per batch size instead kept up to 64
+        # prepared statements of up to a thousand parameters each: 10 MiB more in a server.
+        count = 1 << (min(len(rows) - start, max(1, most)).bit_length() - 1)
+        chunk = rows[start : start + count]
+        start += count
         values: list[Any] = []
         for row in chunk:
             values.extend(
