@@ -126,3 +126,21 @@ def test_reading_connections_keep_a_small_page_cache(store: Store) -> None:
         assert isinstance(writing, driver.Driver)
         assert writing.connection is not reading.connection
         assert writing.rows("PRAGMA cache_size") == [(-2000,)]
+
+
+def test_a_lookup_of_new_keys_is_one_statement(store: Store) -> None:
+    # The lookup every decision makes: new keys (the usual case) cost one query, and only
+    # keys found stored are read as decisions.
+    store.decisions.save([decision("k-stored")])
+    with driver.read(store.engine) as conn:
+        assert isinstance(conn, driver.Driver)
+        statements: list[str] = []
+        conn.connection.set_trace_callback(statements.append)
+        try:
+            assert store.decisions.find("routing", ["k-new-1", "k-new-2"]) == {}
+            assert len(statements) == 1
+            statements.clear()
+            assert list(store.decisions.find("routing", ["k-new-3", "k-stored"])) == ["k-stored"]
+            assert len(statements) == 2
+        finally:
+            conn.connection.set_trace_callback(None)

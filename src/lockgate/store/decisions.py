@@ -102,15 +102,19 @@ def by_keys(conn: Connection | Driver, task: str, keys: Iterable[str]) -> dict[s
         )
         if sqlite:
             stored = [key for (key,) in on_driver(conn).rows(query, (task, *chunk))]
+        else:
+            assert isinstance(conn, Connection)
+            stored = [key for (key,) in conn.exec_driver_sql(query, (task, *chunk))]
+        if not stored:
+            continue  # the usual case: every key is new
+        if sqlite:
             where = f"task = ? AND idempotency_key IN ({', '.join('?' * len(stored))})"
             rows: Iterable[Any] = select_rows(conn, decisions, where, (task, *stored))
         else:
             assert isinstance(conn, Connection)
-            stored = [key for (key,) in conn.exec_driver_sql(query, (task, *chunk))]
             rows = conn.execute(_BY_KEYS, {"task": task, "keys": stored}).mappings()
-        if stored:
-            for row in rows:
-                found[row["idempotency_key"]] = from_row(row)
+        for row in rows:
+            found[row["idempotency_key"]] = from_row(row)
     return found
 
 
