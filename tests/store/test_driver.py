@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from lockgate.store import Store, database, driver
-from lockgate.store.decisions import _BY_KEYS, from_row, insert_many
+from lockgate.store.decisions import _BY_KEYS, from_row, store_batches
 from lockgate.store.tables import decisions
 from tests.store.test_store import decision
 
@@ -50,7 +50,7 @@ def test_decisions_read_on_the_driver_equal_sqlalchemys_reading(store: Store) ->
 
 def test_a_failed_write_leaves_nothing_and_the_connection_usable(store: Store) -> None:
     with pytest.raises(RuntimeError, match="stop"), driver.write(store.engine) as conn:
-        insert_many(conn, [decision("k-1")])
+        store_batches(conn, [([decision("k-1")], ())])
         raise RuntimeError("stop")
     assert store.decisions.find("routing", ["k-1"]) == {}
     store.decisions.save([decision("k-2")])  # no transaction was left open

@@ -136,16 +136,17 @@ def attempts_of(conn: Connection, decision_id: str) -> list[Attempt]:
     ]
 
 
-def insert_many(
-    conn: Connection | Driver, batch: Sequence[Decision], sinks: Sequence[str] = ()
-) -> set[str]:
-    """Insert decisions not yet stored under their idempotency key, with their attempts and,
-    for automated final ones, an outbox row per sink. Returns the ids actually inserted."""
+def insert_decisions(conn: Connection | Driver, batch: Sequence[Decision]) -> set[str]:
+    """Insert the decision rows not yet stored under their key; the ids actually inserted.
+
+    In (task, key) order: two writers inserting overlapping keys then lock them in the same
+    order, which keeps PostgreSQL from deadlocking them. So a transaction of several batches
+    inserts all its decisions here at once (`DecisionRepository.save_all`): batch by batch,
+    one replica holding k-7 of its first batch could wait for k-1, which the other replica
+    holds while it waits for k-7."""
     if not batch:
         return set()
-    # In key order: two writers inserting overlapping keys then lock them in the same order,
-    # which keeps PostgreSQL from deadlocking them (the executor retries one that still does).
-    rows = [_row(d) for d in sorted(batch, key=lambda d: d.idempotency_key)]
+    rows = [_row(d) for d in sorted(batch, key=lambda d: (d.task, d.idempotency_key))]
     sqlite = on_sqlite(conn)
     if sqlite:
         # Multi-row VALUES on the driver (`driver.insert_rows`); `OR IGNORE` skips a row
@@ -170,6 +171,15 @@ def insert_many(
                 select(decisions.c.id).where(decisions.c.id.in_(ids[start : start + _KEY_CHUNK]))
             )
         }
+    return inserted
+
+
+def insert_trails(
+    conn: Connection | Driver, batch: Sequence[Decision], inserted: set[str], sinks: Sequence[str]
+) -> None:
+    """For the decisions of `batch` in `inserted`: their attempts, an outbox row per sink for
+    the automated final ones, and their queued shadow runs."""
+    sqlite = on_sqlite(conn)
     attempt_rows = [
         {
             "decision_id": d.id,
@@ -198,7 +208,24 @@ def insert_many(
     outbox.enqueue(conn, (d for d in batch if d.id in inserted and d.status == "decided"), sinks)
     # Shadow releases run these inputs later, from a queue: same transaction, no model call.
     shadow_runs.queue_shadow_runs(conn, [d for d in batch if d.id in inserted])
-    return inserted
+
+
+def store_batches(
+    conn: Connection | Driver, batches: Sequence[tuple[Sequence[Decision], Sequence[str]]]
+) -> list[list[Decision]]:
+    """Store several batches (with outbox rows for each one's sinks) inside `conn`'s
+    transaction: their decisions in one insert in key order (`insert_decisions`). Where
+    another writer stored a key first, its decision comes back in place of ours."""
+    inserted = insert_decisions(conn, [d for batch, _ in batches for d in batch])
+    saved: list[list[Decision]] = []
+    for batch, sinks in batches:
+        insert_trails(conn, batch, inserted, sinks)
+        lost = [d.idempotency_key for d in batch if d.id not in inserted]
+        winners = by_keys(conn, batch[0].task, lost) if lost else {}
+        if len(winners) < len(set(lost)):
+            raise RuntimeError("a decision was neither inserted nor found under its key")
+        saved.append([d if d.id in inserted else winners[d.idempotency_key] for d in batch])
+    return saved
 
 
 @dataclass(frozen=True)
@@ -263,16 +290,8 @@ class DecisionRepository:
     ) -> list[list[Decision]]:
         """`save` for several batches (of any tasks) in one transaction: one commit, one
         fsync, for all of them."""
-        saved: list[list[Decision]] = []
         with driver.write(self.engine) as conn:
-            for batch, sinks in batches:
-                inserted = insert_many(conn, batch, sinks)
-                lost = [d.idempotency_key for d in batch if d.id not in inserted]
-                winners = by_keys(conn, batch[0].task, lost) if lost else {}
-                if len(winners) < len(set(lost)):
-                    raise RuntimeError("a decision was neither inserted nor found under its key")
-                saved.append([d if d.id in inserted else winners[d.idempotency_key] for d in batch])
-        return saved
+            return store_batches(conn, batches)
 
     def page(self, query: DecisionFilter) -> list[Decision]:
         """Decisions newest first, `query.limit + 1` at most (see `page`)."""

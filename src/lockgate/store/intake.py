@@ -1,7 +1,7 @@
 """Intake queries: source state, quarantine, duplicates, content hashes and schema events.
 
 `commit` is the intake's one transaction: the decisions of a batch (through
-`decisions.insert_many`) with the source's new cursor, counters, quarantined records,
+`decisions.store_batches`) with the source's new cursor, counters, quarantined records,
 duplicates and schema events. A source's cursor therefore never moves past a record whose
 outcome is not stored, and a crash at any point leaves either all of a batch or none of it.
 """
@@ -27,7 +27,7 @@ from lockgate.intake.types import (
     SourceStatus,
 )
 from lockgate.store import database
-from lockgate.store.decisions import by_keys, insert_many
+from lockgate.store.decisions import by_keys, store_batches
 from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import (
     intake_duplicates,
@@ -228,15 +228,8 @@ class IntakeRepository:
         """Store each part's decisions (as `DecisionRepository.save` does, with outbox rows
         for its sinks) and `progress`, all in one transaction. Where another writer stored a
         key first, its decision comes back in place of ours."""
-        stored: list[list[Decision]] = []
         with self.engine.begin() as conn:
-            for batch, sinks in parts:
-                inserted = insert_many(conn, batch, sinks)
-                lost = [d.idempotency_key for d in batch if d.id not in inserted]
-                winners = by_keys(conn, batch[0].task, lost) if lost else {}
-                stored.append(
-                    [d if d.id in inserted else winners[d.idempotency_key] for d in batch]
-                )
+            stored = store_batches(conn, parts)
             if progress is not None:
                 apply(conn, progress)
         return stored
