@@ -317,8 +317,3 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
 def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; every datetime Lockgate stores is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def placeholder(conn: Connection) -> str:
-    """The driver's positional parameter marker, for SQL run with `exec_driver_sql`."""
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"

@@ -15,7 +15,14 @@ from lockgate.decide.decision import Attempt, Decision
 from lockgate.errors import Unavailable
 from lockgate.store import database, driver, outbox, shadow_runs
 from lockgate.store.database import aware
-from lockgate.store.driver import Driver, insert_rows, on_driver, on_sqlite, select_rows
+from lockgate.store.driver import (
+    Driver,
+    driver_rows,
+    insert_rows,
+    on_sqlite,
+    placeholder,
+    select_rows,
+)
 from lockgate.store.executor import StoreExecutor
 from lockgate.store.tables import attempts, decisions
 from lockgate.waits import waiting_on_database
@@ -92,22 +99,17 @@ def by_keys(conn: Connection | Driver, task: str, keys: Iterable[str]) -> dict[s
     and seventh sessions)."""
     keys = list(dict.fromkeys(keys))
     found: dict[str, Decision] = {}
-    sqlite = on_sqlite(conn)
-    mark = "?" if sqlite else "%s"
+    mark = placeholder(conn)
     for start in range(0, len(keys), _KEY_CHUNK):
         chunk = keys[start : start + _KEY_CHUNK]
         query = (
             f"SELECT idempotency_key FROM decisions WHERE task = {mark} "
             f"AND idempotency_key IN ({', '.join([mark] * len(chunk))})"
         )
-        if sqlite:
-            stored = [key for (key,) in on_driver(conn).rows(query, (task, *chunk))]
-        else:
-            assert isinstance(conn, Connection)
-            stored = [key for (key,) in conn.exec_driver_sql(query, (task, *chunk))]
+        stored = [key for (key,) in driver_rows(conn, query, (task, *chunk))]
         if not stored:
             continue  # the usual case: every key is new
-        if sqlite:
+        if on_sqlite(conn):
             where = f"task = ? AND idempotency_key IN ({', '.join('?' * len(stored))})"
             rows: Iterable[Any] = select_rows(conn, decisions, where, (task, *stored))
         else:

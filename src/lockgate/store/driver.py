@@ -84,6 +84,20 @@ def on_sqlite(conn: Connection | Driver) -> bool:
     return isinstance(conn, Driver) or conn.dialect.name == "sqlite"
 
 
+def placeholder(conn: Connection | Driver) -> str:
+    """The driver's positional parameter marker, for SQL run with `driver_rows`."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def driver_rows(conn: Connection | Driver, statement: str, values: Sequence[Any]) -> list[Any]:
+    """The rows of one SQL statement (markers from `placeholder`) run on the driver: on
+    SQLite through `Driver.rows`, elsewhere through SQLAlchemy's `exec_driver_sql`."""
+    if on_sqlite(conn):
+        return on_driver(conn).rows(statement, values)
+    assert isinstance(conn, Connection)
+    return list(conn.exec_driver_sql(statement, tuple(values)))
+
+
 class _Connections:
     """One `sqlite3` connection per thread (and process) to one SQLite file, opened on first
     use; all closed when the engine is disposed, after which threads open new ones.

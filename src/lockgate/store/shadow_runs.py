@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 from lockgate.decide.decision import Decision, utcnow
 from lockgate.rollout.types import DROPPED, ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store import audit
-from lockgate.store.driver import Driver, insert_rows, on_driver, on_sqlite
+from lockgate.store.driver import Driver, driver_rows, insert_rows, on_sqlite, placeholder
 from lockgate.store.tables import decisions, outbox, reviews
 from lockgate.store.tables import shadow_runs as runs
 
@@ -30,15 +30,9 @@ def queue_shadow_runs(conn: Connection | Driver, inserted: Sequence[Decision]) -
     rows: list[dict[str, Any]] = []
     # On the driver: it runs in every commit of decisions, where SQLAlchemy's work on even a
     # cached select cost more than SQLite's.
-    sqlite = on_sqlite(conn)
-    mark = "?" if sqlite else "%s"
-    shadows = f"SELECT number FROM releases WHERE task = {mark} AND stage = 'shadow'"
+    shadows = f"SELECT number FROM releases WHERE task = {placeholder(conn)} AND stage = 'shadow'"
     for task, group in by_task.items():
-        if sqlite:
-            numbers = [number for (number,) in on_driver(conn).rows(shadows, (task,))]
-        else:
-            assert isinstance(conn, Connection)
-            numbers = [number for (number,) in conn.exec_driver_sql(shadows, (task,))]
+        numbers = [number for (number,) in driver_rows(conn, shadows, (task,))]
         rows.extend(
             {
                 "decision_id": d.id,
@@ -51,7 +45,7 @@ def queue_shadow_runs(conn: Connection | Driver, inserted: Sequence[Decision]) -
             for d in group
             if d.release != n
         )
-    if sqlite:
+    if on_sqlite(conn):
         insert_rows(conn, runs, rows)
     elif rows:
         assert isinstance(conn, Connection)
