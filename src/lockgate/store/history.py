@@ -164,7 +164,7 @@ def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
         return []
     errors: dict[str, list[str]] = defaultdict(list)
     a = attempts.c
-    for chunk in _chunks([r[0] for r in rows if r[14]]):  # the few with failed attempts
+    for chunk in _chunks([r.id for r in rows if r.failed_attempts]):  # the few that have them
         for decision_id, error_class in conn.execute(
             select(a.decision_id, a.error_class)
             .where(a.decision_id.in_(chunk), a.error_class.is_not(None))
@@ -174,7 +174,7 @@ def _pending_decisions(conn: Connection, limit: int) -> list[DecisionFacts]:
     # The label counted is the model's: a reviewed decision's first verdict kept it.
     model_output: dict[str, Any] = {}
     rv = reviews.c
-    for chunk in _chunks([r[0] for r in rows if r[5] in _REVIEWED]):
+    for chunk in _chunks([r.id for r in rows if r.status in _REVIEWED]):
         for decision_id, previous in conn.execute(
             select(rv.decision_id, rv.previous_output)
             .where(rv.decision_id.in_(chunk))
