@@ -189,7 +189,9 @@ def read(engine: Engine) -> Iterator[Connection | Driver]:
     elsewhere `database.read`'s connection."""
     connections = _CONNECTIONS.get(engine)
     if connections is None:
-        with engine.connect().execution_options(lockgate_read_only=True) as conn:
+        from lockgate.store import database  # it imports this module for `configure`
+
+        with database.read(engine) as conn:
             yield conn
         return
     yield Driver(connections[1].get(), engine.dialect)
