@@ -138,3 +138,57 @@ def test_with_allow_overlap_the_eval_is_marked_and_no_gate_accepts_it(tmp_path: 
     assert promoted.returncode != 0
     assert "FAIL held_out = 20" in promoted.stderr
     assert "not gate-worthy" in promoted.stderr
+
+
+def test_after_calibrating_the_calibration_rows_can_be_trained_on_and_the_threshold_stays(
+    tmp_path: Path,
+) -> None:
+    """docs/evaluation.md, "Then train on every row": calibrate, train again on the training
+    and calibration rows, and the next release keeps the threshold; the gate still scores it,
+    and the calibration set, now training data, is refused for calibrating that release."""
+    lockgate("init", "support", cwd=tmp_path)
+    project = tmp_path / "support"
+    with (project / "data/routing-train.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    held = rows[500:]
+    seen = {r["text"].strip() for r in held}
+    gate = {r["text"].strip() for r in held[:150]}  # the calibration rows will be trained on
+    parts = {
+        "train": [r for r in rows[:500] if r["text"].strip() not in seen],
+        "gate": held[:150],
+        "calib": [r for r in held[150:] if r["text"].strip() not in gate],
+    }
+    for name, part in parts.items():
+        with (project / f"data/{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["id", "text", "queue"])
+            writer.writeheader()
+            writer.writerows(part)
+    lockgate("dataset", "add", "routing", "gate", "data/gate.csv", "--sealed", cwd=project)
+    lockgate("dataset", "add", "routing", "calib", "data/calib.csv", cwd=project)
+    lockgate("train", "routing", "--data", "data/train.csv", cwd=project)
+    first = lockgate("release", "create", "routing", cwd=project).stdout
+    calibrated = lockgate("calibrate", "routing", "--release", _release(first),
+                          "--target-accuracy", "0.9", "--dataset", "calib",
+                          cwd=project).stdout  # fmt: skip
+    threshold = float(calibrated.split("auto_min_confidence ")[1].split()[0])
+
+    lockgate("train", "routing", "--data", "data/train.csv", "--data", "data/calib.csv",
+             cwd=project)  # fmt: skip
+    retrained = _release(lockgate("release", "create", "routing", cwd=project).stdout)
+    shown = json.loads(lockgate("release", "show", retrained, cwd=project).stdout)
+    assert shown["spec"]["policy"]["auto_min_confidence"] == pytest.approx(threshold, abs=1e-4)
+    before = json.loads(lockgate("release", "show", _release(first), cwd=project).stdout)
+    assert shown["artifacts"] != before["artifacts"], "the retrained release kept the first model"
+
+    gate = json.loads(lockgate("eval", "routing", "--release", retrained, "--dataset", "gate",
+                               "--json", cwd=project).stdout)  # fmt: skip
+    assert gate["gate_worthy"] is True and gate["n"] == 150
+    again = lockgate("calibrate", "routing", "--release", retrained, "--dataset", "calib",
+                     "--target-accuracy", "0.9", cwd=project, check=False)  # fmt: skip
+    assert again.returncode == 2
+    assert "rows of dataset 'calib' have the same input as rows" in again.stderr
+
+
+def _release(output: str) -> str:
+    """The `routing@N` a `release create` or `calibrate` printed it created."""
+    return output.split("created ")[1].split()[0]
