@@ -149,8 +149,7 @@ def insert_decisions(conn: Connection | Driver, batch: Sequence[Decision]) -> se
     if not batch:
         return set()
     rows = [_row(d) for d in sorted(batch, key=lambda d: (d.task, d.idempotency_key))]
-    sqlite = on_sqlite(conn)
-    if sqlite:
+    if on_sqlite(conn):
         # Multi-row VALUES on the driver (`driver.insert_rows`); `OR IGNORE` skips a row
         # whose key another writer stored first, as `ON CONFLICT DO NOTHING` would, and back
         # come the ids actually inserted. A row skipped for another reason (a NOT NULL or
@@ -181,7 +180,6 @@ def insert_trails(
 ) -> None:
     """For the decisions of `batch` in `inserted`: their attempts, an outbox row per sink for
     the automated final ones, and their queued shadow runs."""
-    sqlite = on_sqlite(conn)
     attempt_rows = [
         {
             "decision_id": d.id,
@@ -202,11 +200,7 @@ def insert_trails(
         if d.id in inserted
         for seq, a in enumerate(d.attempts, start=1)
     ]
-    if sqlite:
-        insert_rows(conn, attempts, attempt_rows)
-    elif attempt_rows:
-        assert isinstance(conn, Connection)
-        conn.execute(attempts.insert(), attempt_rows)
+    driver.insert(conn, attempts, attempt_rows)
     outbox.enqueue(conn, (d for d in batch if d.id in inserted and d.status == "decided"), sinks)
     # Shadow releases run these inputs later, from a queue: same transaction, no model call.
     shadow_runs.queue_shadow_runs(conn, [d for d in batch if d.id in inserted])

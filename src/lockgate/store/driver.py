@@ -248,6 +248,16 @@ def insert_rows(
     return found
 
 
+def insert(conn: Connection | Driver, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert `rows` inside `conn`'s transaction: on SQLite on the driver (`insert_rows`),
+    elsewhere as SQLAlchemy's executemany."""
+    if on_sqlite(conn):
+        insert_rows(conn, table, rows)
+    elif rows:
+        assert isinstance(conn, Connection)
+        conn.execute(table.insert(), rows)
+
+
 def select_rows(
     conn: Connection | Driver, table: Table, where: str, values: Sequence[Any]
 ) -> list[dict[str, Any]]:

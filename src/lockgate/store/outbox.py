@@ -20,7 +20,7 @@ from lockgate.delivery.types import DeliveryResult, OutboxRow
 from lockgate.errors import Conflict, NotFound
 from lockgate.store import audit, database
 from lockgate.store.database import aware
-from lockgate.store.driver import Driver, insert_rows
+from lockgate.store.driver import Driver, insert
 from lockgate.store.tables import decisions, outbox
 
 _CHUNK = 500
@@ -45,10 +45,7 @@ def enqueue(conn: Connection | Driver, finals: Iterable[Decision], sinks: Sequen
         for d in finals
         for sink in sinks
     ]
-    if isinstance(conn, Driver):
-        insert_rows(conn, outbox, rows)
-    elif rows:
-        conn.execute(outbox.insert(), rows)
+    insert(conn, outbox, rows)
     return len(rows)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 from lockgate.decide.decision import Decision, utcnow
 from lockgate.rollout.types import DROPPED, ShadowJob, ShadowOutcome, ShadowPair
 from lockgate.store import audit
-from lockgate.store.driver import Driver, driver_rows, insert_rows, on_sqlite, placeholder
+from lockgate.store.driver import Driver, driver_rows, insert, placeholder
 from lockgate.store.tables import decisions, outbox, reviews
 from lockgate.store.tables import shadow_runs as runs
 
@@ -45,11 +45,7 @@ def queue_shadow_runs(conn: Connection | Driver, inserted: Sequence[Decision]) -
             for d in group
             if d.release != n
         )
-    if on_sqlite(conn):
-        insert_rows(conn, runs, rows)
-    elif rows:
-        assert isinstance(conn, Connection)
-        conn.execute(runs.insert(), rows)
+    insert(conn, runs, rows)
     return len(rows)
 
 
