@@ -49,7 +49,7 @@ def imap_source(server: Dovecot, folder: str, after: str = "flag", port: int | N
         "    password_env: MAIL_PASSWORD\n"
         f"    folder: {folder}\n"
         f"    after: {after}\n"
-        "    move_to: Done\n"
+        f"    move_to: {folder}-done\n"
         "    timeout_s: 5\n"
         "    report_after: 1\n"
         "    batch_size: 2\n"
@@ -94,6 +94,27 @@ def test_messages_are_decided_once_by_uid_and_flagged_seen(
     assert server.uids(mailbox, "UNSEEN") == []
 
 
+def test_a_batch_committed_but_not_flagged_is_flagged_by_the_next_run(
+    tmp_path: Path, database_url: str, server: Dovecot, mailbox: str
+) -> None:
+    """A process killed between a batch's commit and its flagging leaves that batch unread; the
+    next run flags it (and only it: a message a reader marked unread again stays unread)."""
+    project = prepare(tmp_path / "p", database_url, imap_source(server, mailbox))
+    for i in range(5):
+        server.deliver(message(f"m{i}", f"message number {i}"), folder=mailbox)
+    intake_once(project, database_url)  # batches of 2: uids 1-2, 3-4, then 5
+    assert show(project, database_url, "mail")["cursor"]["uid"] == 5
+    with server.connect() as client:  # the state the kill leaves, and a reader's own choice
+        client.select(mailbox)
+        client.uid("STORE", "5,1", "-FLAGS.SILENT", r"(\Seen)")
+    assert server.uids(mailbox, "UNSEEN") == [1, 5]
+
+    (again,) = intake_once(project, database_url)
+    assert again["records"] == 0, "nothing is decided twice"
+    assert server.uids(mailbox, "UNSEEN") == [1]
+    assert len(decision_keys(database_url)) == 5
+
+
 def test_after_move_the_messages_leave_the_folder(
     tmp_path: Path, database_url: str, server: Dovecot, mailbox: str
 ) -> None:
@@ -103,6 +124,8 @@ def test_after_move_the_messages_leave_the_folder(
     intake_once(project, database_url)
     assert server.uids(mailbox) == []
     assert len(decision_keys(database_url)) == 3
+    intake_once(project, database_url)  # moves the cursor's batch again: nothing is there
+    assert len(server.uids(f"{mailbox}-done")) == 3, "no message is moved twice"
 
 
 def test_a_mailbox_that_does_not_answer_is_retried_and_its_cursor_stays(

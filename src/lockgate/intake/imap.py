@@ -1,9 +1,12 @@
 """The IMAP source: messages of a mailbox folder become records with `subject`, `sender`,
 `to`, `date`, `message_id`, `body` (text; HTML converted) and `attachments` (names).
 
-Messages are read in UID order past the cursor (UIDVALIDITY and the last UID), which is
-committed with the batch's decisions; then they are flagged \\Seen or moved. A new UIDVALIDITY
-(the folder was recreated) starts again from its first message: keys carry the validity.
+Messages are read in UID order past the cursor (UIDVALIDITY, the last UID and the first UID of
+its batch), which is committed with the batch's decisions; then they are flagged \\Seen or
+moved. A process killed between the commit and the flagging leaves that one batch unflagged, so
+each run first flags or moves the cursor's batch again (harmless where it already was). A new
+UIDVALIDITY (the folder was recreated) starts again from its first message: keys carry the
+validity.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ def fields(raw: bytes) -> dict[str, Any]:
     }
 
 
+def _uid_set(uids: list[int]) -> str:
+    return ",".join(map(str, uids))
+
+
 def _unavailable(exc: BaseException) -> SourceUnavailable:
     return SourceUnavailable(f"cannot read the mailbox: {type(exc).__name__}")
 
@@ -121,8 +128,8 @@ class _Mailbox:
                     messages[int(match.group(1))] = item[1]
         return messages
 
-    def done(self, uids: list[int]) -> None:
-        wanted = ",".join(map(str, uids))
+    def done(self, wanted: str) -> None:
+        """Flag or move the messages of the UID set `wanted` ("3,5" or "3:9")."""
         if self.spec.after == "move":
             self.client.create(f'"{self.spec.move_to}"')  # fails harmlessly when it exists
             if "MOVE" in self.client.capabilities:
@@ -160,7 +167,10 @@ class ImapReader:
         run = SourceRun()
         box: _Mailbox = await self._call(_Mailbox, self.spec, self.password)
         try:
-            last = int(cursor.get("uid", 0)) if cursor.get("uidvalidity") == box.validity else 0
+            same = cursor.get("uidvalidity") == box.validity
+            last = int(cursor.get("uid", 0)) if same else 0
+            if same and cursor.get("from"):
+                await self._call(box.done, f"{int(cursor['from'])}:{last}")
             pending: list[int] = await self._call(box.new_uids, last)
             for start in range(0, len(pending), self.spec.batch_size):
                 uids = pending[start : start + self.spec.batch_size]
@@ -168,21 +178,23 @@ class ImapReader:
                 records = [self._record(box.validity, uid, messages.get(uid)) for uid in uids]
 
                 def position(_: Any, n: int, uids: list[int] = uids) -> dict[str, Any] | None:
-                    return {"uidvalidity": box.validity, "uid": uids[n - 1]} if n else None
+                    if not n:
+                        return None
+                    return {"uidvalidity": box.validity, "uid": uids[n - 1], "from": uids[0]}
 
                 try:
                     outcome = await intake.process(records, position)
                 except SourcePaused as paused:
                     # The messages decided before a budget limit cut the batch are done.
                     if paused.settled:
-                        await self._call(box.done, uids[: paused.settled])
+                        await self._call(box.done, _uid_set(uids[: paused.settled]))
                     raise
                 if outcome.stopped:
                     run.stopped = outcome.stopped
                     return run
                 run.counts.update(outcome.counts)
                 run.items.extend(r.position for r in records)
-                await self._call(box.done, uids)
+                await self._call(box.done, _uid_set(uids))
             return run
         finally:
             await asyncio.to_thread(box.close)
