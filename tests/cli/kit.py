@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -134,13 +135,32 @@ def nothing_left_open(args: tuple[str, ...]) -> Iterator[None]:
         raise AssertionError(f"lockgate {' '.join(args)} left open: {'; '.join(left)}")
 
 
-def threads_still_running(before: set[threading.Thread]) -> list[threading.Thread]:
+def threads_still_running(
+    before: set[threading.Thread], grace_seconds: float = THREAD_GRACE_SECONDS
+) -> list[threading.Thread]:
     """Threads started since `before` and still running after a grace period: some stop on
-    their own once the event loop that used them is closed (AnyIO's worker threads)."""
-    deadline = time.monotonic() + THREAD_GRACE_SECONDS
-    for thread in set(threading.enumerate()) - before:
+    their own once the event loop that used them is closed (AnyIO's worker threads).
+
+    A thread that joined a pool already running before (an in-process server's store
+    readers, grown by its own background loops while the command ran) is that pool's, not
+    the command's, and is left out."""
+    pools_before = {id(pool) for t in before if (pool := _pool_of(t)) is not None}
+    deadline = time.monotonic() + grace_seconds
+    started = [
+        t for t in set(threading.enumerate()) - before if id(_pool_of(t)) not in pools_before
+    ]
+    for thread in started:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    return [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    return [t for t in started if t.is_alive()]
+
+
+def _pool_of(thread: threading.Thread) -> object | None:
+    """The `ThreadPoolExecutor` a worker thread belongs to: CPython starts each worker with a
+    weak reference to its executor as the first argument."""
+    args = getattr(thread, "_args", ())
+    if args and isinstance(args[0], weakref.ref):
+        return args[0]()
+    return None
 
 
 def exit_status(code: object, stderr: io.StringIO) -> int:
