@@ -466,7 +466,7 @@ def main() -> None:
                 "calibration_split": at(threshold, conf_c, right_c),
                 "test_at_threshold": at(threshold, conf_t, right_t),
                 "off_topic_tickets": len(off_topic),
-                "off_topic_automated": round(float((conf_off >= (threshold or 1.01)).mean()), 4),
+                "off_topic_automated": automated_share(conf_off, threshold),
                 "off_topic_flagged_by_similarity": round(
                     float(np.mean([a.out_of_scope is not None for a in off])), 4
                 ),
@@ -539,9 +539,14 @@ def refit_all(
         "rows": len(rows),
         "test_accuracy": round(float(right_t.mean()), 4),
         "test_at_threshold": at(threshold, conf_t, right_t),
-        "off_topic_automated": round(float((off >= (threshold or 1.01)).mean()), 4),
+        "off_topic_automated": automated_share(off, threshold),
         "at_calibration_coverage_0.8": by_coverage(0.8, conf_c, conf_t, right_t, off),
     }
+
+
+def automated_share(confidences: np.ndarray, threshold: float | None) -> float:
+    """The share of answers at or above `threshold` (none when there is no threshold)."""
+    return round(float((confidences >= (threshold or 1.01)).mean()), 4)
 
 
 def by_coverage(
