@@ -269,6 +269,14 @@ def keep_embeddings(root: Path) -> None:
             return
 
 
+# options passed on to the embedding member's `fine_tune:` block, when set
+TUNE_OPTIONS: dict[str, tuple[str, type, str]] = {
+    "--layers": ("layers", int, "keep only the encoder's first N layers (0: all)"),
+    "--learning-rate": ("learning_rate", float, "the step size (0: its default, 1e-4)"),
+    "--tune-batch-size": ("batch_size", int, "texts per tuning step (0: its default, 32)"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
@@ -309,23 +317,15 @@ def main() -> None:
         "--fine-tune", type=int, default=0,
         help="fine-tune the embedding member's encoder for this many epochs (0: off)",
     )  # fmt: skip
-    parser.add_argument(
-        "--layers", type=int, default=0,
-        help="with --fine-tune: keep only the encoder's first N layers (fine_tune.layers)",
-    )  # fmt: skip
+    for flag, (key, kind, what) in TUNE_OPTIONS.items():
+        parser.add_argument(
+            flag, type=kind, default=0, help=f"with --fine-tune: fine_tune.{key}, {what}"
+        )
     parser.add_argument(
         "--quantize", action="store_true",
         help="the embedding member's encoder with int8 weights (quantize: int8)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32, help="the embedding member's")
-    parser.add_argument(
-        "--learning-rate", type=float, default=0.0,
-        help="with --fine-tune: fine_tune.learning_rate (0: its default)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--tune-batch-size", type=int, default=0,
-        help="with --fine-tune: fine_tune.batch_size (0: its default)",
-    )  # fmt: skip
     parser.add_argument(
         "--nearest", type=int, default=0,
         help="the embedding member's nearest: K head (0: off)",
@@ -370,12 +370,10 @@ def main() -> None:
     tune: dict[str, Any] | None = (
         {"epochs": args.fine_tune, "threads": args.threads} if args.fine_tune else None
     )
-    if tune and args.layers:
-        tune["layers"] = args.layers
-    if tune and args.learning_rate:
-        tune["learning_rate"] = args.learning_rate
-    if tune and args.tune_batch_size:
-        tune["batch_size"] = args.tune_batch_size
+    for flag, (key, _kind, _what) in TUNE_OPTIONS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if tune and value:
+            tune[key] = value
     if tune:
         embedding["fine_tune"] = tune
     if args.quantize:
