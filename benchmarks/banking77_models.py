@@ -370,11 +370,10 @@ def main() -> None:
     tune: dict[str, Any] | None = (
         {"epochs": args.fine_tune, "threads": args.threads} if args.fine_tune else None
     )
-    for flag, (key, _kind, _what) in TUNE_OPTIONS.items():
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if tune and value:
-            tune[key] = value
     if tune:
+        for flag, (key, _kind, _what) in TUNE_OPTIONS.items():
+            if value := getattr(args, flag[2:].replace("-", "_")):
+                tune[key] = value
         embedding["fine_tune"] = tune
     if args.quantize:
         embedding["quantize"] = "int8"

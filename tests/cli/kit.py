@@ -144,11 +144,9 @@ def threads_still_running(
     A thread that joined a pool already running before (an in-process server's store
     readers, grown by its own background loops while the command ran) is that pool's, not
     the command's, and is left out."""
-    pools_before = {id(pool) for t in before if (pool := _pool_of(t)) is not None}
+    pools_before = {pool for t in before if (pool := _pool_of(t)) is not None}
     deadline = time.monotonic() + grace_seconds
-    started = [
-        t for t in set(threading.enumerate()) - before if id(_pool_of(t)) not in pools_before
-    ]
+    started = [t for t in set(threading.enumerate()) - before if _pool_of(t) not in pools_before]
     for thread in started:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     return [t for t in started if t.is_alive()]
