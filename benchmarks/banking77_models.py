@@ -37,7 +37,9 @@ Usage: python benchmarks/banking77_models.py [--data DIR] [--seed 0] [--threads 
        is tuned on the rest)] [--nearest K (the embedding member's `nearest: K` head)]
        [--refit-all (each chain trained again on train.csv's train and calibration parts
        together, test.csv scored at the threshold the calibration part gave)]
-Chain `combined-weighted`: the geometric combination with `calibration: weights`.
+Chain `combined-weighted`: the geometric combination with `calibration: weights`. Chain
+`combined-escalate`: combined-geometric with `escalate: {below: --escalate-below (0.5), models:
+[embedding-classifier with model: all-mpnet-base-v2, nearest: 3]}` (the `mpnet` extra).
 """
 
 from __future__ import annotations
@@ -118,6 +120,13 @@ def trained(settings: Settings, task: TaskSpec, kind: str) -> bool:
     return (settings.artifact_dir / task.name / kind / "latest.json").exists()
 
 
+def artifact_of(member: ModelSpec) -> str:
+    """The artifact folder a member's training writes (one per encoder for embeddings)."""
+    from lockgate.providers.embedding_classifier import artifact_kind
+
+    return artifact_kind(member) if member.provider == "embedding-classifier" else member.provider
+
+
 def train_all(task: TaskSpec, data: Path, settings: Settings, seed: int) -> dict[str, float]:
     """Train what the chain needs; what the work folder already holds (the same rows) is kept:
     a combined model reuses its members' artifacts and fits only its calibration."""
@@ -135,17 +144,21 @@ def train_all(task: TaskSpec, data: Path, settings: Settings, seed: int) -> dict
             if not trained(settings, task, "embedding-classifier"):
                 train_embedding_classifier(task, data, settings, model, seed=seed)
         elif model.provider == "combined":
-            members = CombineSpec.parse(model).members
+            members = CombineSpec.parse(model).everyone
             for member in members:  # a member not trained yet is trained alone, once
-                if member.provider == "local-classifier" and not trained(
-                    settings, task, member.provider
-                ):
+                if trained(settings, task, artifact_of(member)):
+                    continue
+                if member.provider == "local-classifier":
                     train_classifier(task, data, settings, seed=seed)
-            ready = all(trained(settings, task, m.provider) for m in members)
+                elif member.provider == "embedding-classifier":
+                    train_embedding_classifier(task, data, settings, member, seed=seed)
+            ready = all(trained(settings, task, artifact_of(m)) for m in members)
             parsed = CombineSpec.parse(model)
             method = parsed.method
             if parsed.calibration == "weights":
                 method += "-weights"
+            if parsed.escalation:
+                method += "-escalate"
             marker = settings.artifact_dir / task.name / f"combined-{method}.done"
             if not marker.exists():
                 train_combined(task, model, data, settings, seed=seed, train_members=not ready)
@@ -199,6 +212,11 @@ def at(threshold: float | None, confidences: np.ndarray, right: np.ndarray) -> d
         "auto_accuracy": round(float(right[auto].mean()), 4) if auto.any() else None,
         "automated": int(auto.sum()),
     }
+
+
+def escalated_share(answers_: Sequence[Candidate]) -> float:
+    """The share of answers a combined model's `escalate` members were consulted for."""
+    return round(sum("escalated (" in (a.note or "") for a in answers_) / max(len(answers_), 1), 4)
 
 
 def scored(answers_: Sequence[Candidate], truth: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -335,6 +353,10 @@ def main() -> None:
         help="the share of the train part `lockgate train` holds out (evaluation.holdout_share)",
     )  # fmt: skip
     parser.add_argument(
+        "--escalate-below", type=float, default=0.5,
+        help="chain combined-escalate: all-mpnet-base-v2 is consulted below this confidence",
+    )  # fmt: skip
+    parser.add_argument(
         "--refit-all", action="store_true",
         help="after calibrating on the calibration part, train each chain again on the train "
         "and calibration parts together (a second work folder) and score test.csv at the "
@@ -379,6 +401,10 @@ def main() -> None:
         embedding["quantize"] = "int8"
     if args.nearest:
         embedding["nearest"] = args.nearest
+    mpnet = {
+        "provider": "embedding-classifier", "model": "all-mpnet-base-v2",
+        "threads": args.threads, "batch_size": args.batch_size, "nearest": args.nearest or 3,
+    }  # fmt: skip
     chains: dict[str, list[dict[str, Any]]] = {
         "local-classifier": [{"provider": "local-classifier"}],
         "embedding-classifier": [embedding],
@@ -400,6 +426,12 @@ def main() -> None:
             {"provider": "combined",
              "combine": {"method": "agreement",
                          "models": [{"provider": "local-classifier"}, embedding]}}
+        ],
+        "combined-escalate": [
+            {"provider": "combined",
+             "combine": {"method": "geometric",
+                         "models": [{"provider": "local-classifier"}, embedding],
+                         "escalate": {"below": args.escalate_below, "models": [mpnet]}}}
         ],
     }  # fmt: skip
     off_topic = sorted(
@@ -474,6 +506,7 @@ def main() -> None:
             figures["chains"][name] = {
                 "train_seconds": trained,
                 "test_accuracy": round(float(right_t.mean()), 4),
+                "test_escalated": escalated_share(test_answers),
                 # the figure to choose settings by: test.csv stays sealed
                 "calibration_accuracy": round(float(right_c.mean()), 4),
                 "calibration_split": at(threshold, conf_c, right_c),
@@ -543,14 +576,14 @@ def refit_all(
     settings = Settings(project_dir=folder, database_url="sqlite://")
     seconds = train_all(task, write(folder / "train.csv", rows), settings, seed)
     provider = build(task, settings)
-    conf_t, right_t = scored(
-        answers(provider, task, [r["text"] for r in test]), [r["category"] for r in test]
-    )
+    test_answers = answers(provider, task, [r["text"] for r in test])
+    conf_t, right_t = scored(test_answers, [r["category"] for r in test])
     off = np.asarray([a.confidence or 0.0 for a in answers(provider, task, off_topic)])
     return {
         "train_seconds": seconds,
         "rows": len(rows),
         "test_accuracy": round(float(right_t.mean()), 4),
+        "test_escalated": escalated_share(test_answers),
         "test_at_threshold": at(threshold, conf_t, right_t),
         "off_topic_automated": automated_share(off, threshold),
         "at_calibration_coverage_0.8": by_coverage(0.8, conf_c, conf_t, right_t, off),

@@ -4,6 +4,8 @@ averaged or required to agree, calibrated by `lockgate train`, and surviving a f
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -399,3 +401,97 @@ def test_geometric_with_fitted_weights_is_trained_pinned_and_answers(
     provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
     assert provider.calibration.member_weights == report.calibration.member_weights
     routes_banking_and_flags_off_topic(provider, task)
+
+
+# ---------------------------------------------------------------- escalate
+
+STOLEN_RULE = {
+    "provider": "rules",
+    "rules": [
+        {"if_matches": "(?i)stolen", "then": {"intent": "lost_or_stolen_card"}, "confidence": 0.99}
+    ],
+}
+
+
+def escalating(below: float, first: list[dict[str, object]], extra: list[dict[str, object]]):
+    return combined_task(
+        "geometric", first, calibration="none", escalate={"below": below, "models": extra}
+    )
+
+
+def test_escalate_members_answer_only_the_inputs_the_first_are_unsure_of(
+    settings: Settings, data: Path
+) -> None:
+    task = escalating(1.0, [{"provider": "local-classifier"}], [STOLEN_RULE])
+    train_combined(task, task.models[0], data, settings)
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    assert provider.labels == ["local-classifier", "rules"]
+    stolen, late = ask(provider, task, ["My card was stolen", "My card has still not arrived"])
+    # below 1.0: every input is unsure; the rule answers the first, fails on the second
+    assert stolen.output == {"intent": "lost_or_stolen_card"}
+    assert stolen.note is not None and stolen.note.startswith("escalated (confidence 0.")
+    assert stolen.note.endswith("below 1): rules consulted")
+    assert late.output == {"intent": "card_arrival"}
+    assert late.note is not None and late.note.endswith(
+        "rules failed (no_rule_matched): the first answer kept"
+    )
+    alone = CombinedProvider.from_spec(
+        escalating(0.01, [{"provider": "local-classifier"}], [STOLEN_RULE]).models[0],
+        ProviderContext(task, settings),
+    )
+    sure = ask(alone, task, ["My card was stolen", "My card has still not arrived"])
+    assert [a.note for a in sure] == [None, None]  # nobody below 0.01: the rule never asked
+    assert [a.output for a in sure] == [stolen.output, late.output]
+    # the one-at-a-time path escalates the same way
+    one = asyncio.run(
+        CombinedProvider.complete(provider, PreparedRequest(task, {"text": "My card was stolen"}))
+    )
+    assert (one.output, one.note) == (stolen.output, stolen.note)
+
+
+def test_an_out_of_scope_input_is_not_escalated(settings: Settings, data: Path) -> None:
+    task = escalating(1.0, [{"provider": "embedding-classifier", "threads": 1}], [STOLEN_RULE])
+    train_combined(task, task.models[0], data, settings)
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    (off,) = ask(provider, task, [OFF_TOPIC[0]])
+    assert off.out_of_scope is not None and off.confidence == 0.0
+    assert "escalated" not in (off.note or "")
+
+
+def test_training_fits_a_calibration_for_the_first_members_and_one_for_all(
+    settings: Settings, data: Path
+) -> None:
+    first = [{"provider": "local-classifier"}]
+    extra = [{"provider": "embedding-classifier", "threads": 1}]
+    task = combined_task("geometric", first, escalate={"below": 0.9, "models": extra})
+    report = train_combined(task, task.models[0], data, settings)
+    assert report.calibration.members == ("local-classifier", "embedding-classifier")
+    assert report.calibration.first is not None
+    assert report.calibration.first.members == ("local-classifier",)
+    assert report.calibration.first.temperature != report.calibration.temperature
+    meta = json.loads(report.path.with_suffix(".json").read_text()) if report.path else {}
+    assert meta["escalate"]["below"] == 0.9
+    assert 0.0 <= meta["escalate"]["holdout_share_escalated"] <= 1.0
+    provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
+    pinned = CombinedProvider.pinned_artifacts(task.models[0], ProviderContext(task, settings))
+    assert set(pinned) == {
+        "models.0.local-classifier",
+        "models.1.embedding-classifier",
+        "combined",
+    }
+    answers = ask(provider, task, ["My card was stolen on the train", "Is my card on its way?"])
+    assert [a.output["intent"] for a in answers] == ["lost_or_stolen_card", "card_arrival"]
+
+
+@pytest.mark.parametrize(
+    ("escalate", "says"),
+    [
+        ({"below": 0.5}, "combine.escalate: needs `below:` (a confidence) and `models:` (a list)"),
+        ({"below": 1.5, "models": [STOLEN_RULE]}, "combine.escalate.below: must be above 0"),
+        ({"below": 0.5, "models": []}, "combine.escalate.models: list at least one model"),
+        ({"below": 0.5, "models": [{"model": "x"}]}, "combine.escalate.models.0: needs a"),
+    ],
+)
+def test_a_malformed_escalate_is_named(escalate: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        built(combined_task("geometric", [{"provider": "local-classifier"}], escalate=escalate))

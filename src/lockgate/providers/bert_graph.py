@@ -8,6 +8,11 @@ weight`, `encoder.layer.0.attention.self.query.weight`, ...), such as a sentence
 always 0 (one segment), so the first token-type row is folded into the position table, and the
 attention scale into the query weights.
 
+MPNet's weights (all-mpnet-base-v2) are read into the same graph by `from_mpnet`: the same
+layers under other names, no token types, positions counted from 2, a LayerNorm epsilon of 1e-5,
+and a bias per attention head by the distance between two tokens (bucketed as in T5), which is
+added to every layer's attention scores.
+
 Building needs the `onnx` package (in the `tune` extra); running the result needs only
 ONNX Runtime.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,8 +40,64 @@ def layer_count(weights: Mapping[str, np.ndarray]) -> int:
     return count
 
 
-def build_bert_onnx(weights: Mapping[str, np.ndarray], *, heads: int) -> bytes:
+@dataclass(frozen=True)
+class EncoderWeights:
+    """An encoder's weights in BertModel's naming, and what sets it apart from BERT."""
+
+    weights: Mapping[str, np.ndarray]
+    heads: int
+    layer_norm_eps: float = LAYER_NORM_EPS
+    relative_bias: np.ndarray | None = None
+    """(heads, tokens, tokens): added to the attention scores of every layer (MPNet)."""
+
+
+_MPNET_NAMES = {
+    "attention.attn.q.": "attention.self.query.",
+    "attention.attn.k.": "attention.self.key.",
+    "attention.attn.v.": "attention.self.value.",
+    "attention.attn.o.": "attention.output.dense.",
+    "attention.LayerNorm.": "attention.output.LayerNorm.",
+}
+MPNET_POSITION_OFFSET = 2  # MPNet numbers positions from its padding index (1) plus one
+
+
+def from_mpnet(weights: Mapping[str, np.ndarray], *, heads: int, tokens: int) -> EncoderWeights:
+    """MPNet's weights (Hugging Face's `MPNetModel` naming) as a BERT graph builds them, with
+    the relative-position bias precomputed for up to `tokens` tokens."""
+    table = weights.get("encoder.relative_attention_bias.weight")
+    if table is None:
+        raise ConfigError("these weights are not an MPNet encoder (no relative attention bias)")
+    renamed: dict[str, np.ndarray] = {}
+    for key, value in weights.items():
+        for old, new in _MPNET_NAMES.items():
+            key = key.replace(old, new)
+        renamed[key] = value
+    positions = np.asarray(weights["embeddings.position_embeddings.weight"])
+    renamed["embeddings.position_embeddings.weight"] = positions[MPNET_POSITION_OFFSET:]
+    buckets = relative_buckets(tokens, int(table.shape[0]))
+    bias = np.asarray(table, np.float32)[buckets].transpose(2, 0, 1)  # (heads, query, key)
+    return EncoderWeights(renamed, heads, 1e-5, np.ascontiguousarray(bias))
+
+
+def relative_buckets(tokens: int, buckets: int, max_distance: int = 128) -> np.ndarray:
+    """(tokens, tokens) bucket of each key's offset from each query: half the buckets for keys
+    before the query, half for keys after; distances below a quarter of the buckets each have
+    their own, longer ones share buckets spaced by the logarithm of the distance."""
+    offset = np.arange(tokens)[None, :] - np.arange(tokens)[:, None]  # key - query
+    half = buckets // 2
+    out = np.where(offset > 0, half, 0)
+    distance = np.abs(offset)
+    exact = half // 2
+    far = exact + (
+        np.log(np.maximum(distance, 1) / exact) / math.log(max_distance / exact) * (half - exact)
+    ).astype(np.int64)
+    return np.asarray(out + np.where(distance < exact, distance, np.minimum(far, half - 1)))
+
+
+def build_bert_onnx(weights: Mapping[str, np.ndarray] | EncoderWeights, *, heads: int = 0) -> bytes:
     """The serialised ONNX model of the encoder the weights describe."""
+    encoder = weights if isinstance(weights, EncoderWeights) else EncoderWeights(weights, heads)
+    weights, heads = encoder.weights, encoder.heads
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -73,14 +135,15 @@ def build_bert_onnx(weights: Mapping[str, np.ndarray], *, heads: int) -> bytes:
 
     def layer_norm(x: str, key: str, out: str) -> str:
         g, b = const(f"{out}.g", weight(key + ".weight")), const(f"{out}.b", weight(key + ".bias"))
-        return node("LayerNormalization", [x, g, b], out, axis=-1, epsilon=LAYER_NORM_EPS)
+        return node("LayerNormalization", [x, g, b], out, axis=-1, epsilon=encoder.layer_norm_eps)
 
     # embeddings: word + (position + token type 0), then LayerNorm
     word = node(
         "Gather", [const("word", weight("embeddings.word_embeddings.weight")), "input_ids"], "e.w"
     )
     positions = weight("embeddings.position_embeddings.weight")
-    positions = positions + weight("embeddings.token_type_embeddings.weight")[0]
+    if "embeddings.token_type_embeddings.weight" in weights:
+        positions = positions + weight("embeddings.token_type_embeddings.weight")[0]
     shape = node("Shape", ["input_ids"], "e.shape")
     width = node("Gather", [shape, const("one", np.array([1], np.int64))], "e.width")
     zero = const("zero", np.array([0], np.int64))
@@ -92,6 +155,13 @@ def build_bert_onnx(weights: Mapping[str, np.ndarray], *, heads: int) -> bytes:
     mask = node("Sub", [mask, const("m.one", np.array(1.0, np.float32))], "m.neg")
     mask = node("Mul", [mask, const("m.big", np.array(10000.0, np.float32))], "m.scaled")
     mask = node("Unsqueeze", [mask, const("m.axes", np.array([1, 2], np.int64))], "m.bias")
+    if encoder.relative_bias is not None:  # (heads, tokens, tokens), cut to this batch's width
+        axes = const("r.axes", np.array([1, 2], np.int64))
+        widths = node("Concat", [width, width], "r.widths", axis=0)
+        table = const("relative", encoder.relative_bias.astype(np.float32))
+        start = const("r.zero", np.array([0, 0], np.int64))
+        cut = node("Slice", [table, start, widths, axes], "r.cut")
+        mask = node("Add", [mask, cut], "m.relative")
 
     split_heads = const("split", np.array([0, 0, heads, head_size], np.int64))
     merge_heads = const("merge", np.array([0, 0, hidden], np.int64))

@@ -25,8 +25,16 @@ trainable member on a share of the rows, fits the calibration on their answers f
 rest, refits the members on every row and stores the calibration as a `combined` artifact
 (pinned by sha256 like the members' own).
 
+`escalate: {below: 0.6, models: [...]}` lists members consulted only for the inputs the others
+are unsure of: where the combination of `models` is below `below` (and not out of scope), the
+`escalate` members answer those inputs too and the combination of all of them decides, with a
+calibration of its own; the reason says so. This keeps a slow, strong member (an
+`embedding-classifier` with `model: all-mpnet-base-v2`) off the inputs the fast members
+settle alone. `lockgate train` fits both calibrations on the same held-out rows.
+
 When a member fails (it raises, or answers one input with an error), the others' answer is
-used with their own confidence, and the reason says so. The combination is a provider rather
+used with their own confidence, and the reason says so; an `escalate` member that fails leaves
+the first answer in place. The combination is a provider rather
 than a pipeline feature: the chain, timeouts, retries and breaker apply to it as a whole.
 """
 
@@ -35,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +79,14 @@ class CombineSpec:
     method: Method
     calibration: CalibrationKind
     members: tuple[ModelSpec, ...]
+    escalation: tuple[ModelSpec, ...] = ()
+    """Members asked only where the others' combined confidence is below `escalate_below`."""
+    escalate_below: float = 0.0
+
+    @property
+    def everyone(self) -> tuple[ModelSpec, ...]:
+        """Every member, the escalation ones last (the order of labels and calibrations)."""
+        return self.members + self.escalation
 
     @classmethod
     def parse(cls, spec: ModelSpec) -> CombineSpec:
@@ -80,10 +96,11 @@ class CombineSpec:
                 "a combined model needs `combine: {method: mean, models: [...]}`",
                 hint="list at least two models under combine.models",
             )
-        unknown = sorted(set(raw) - {"method", "calibration", "models"})
+        unknown = sorted(set(raw) - {"method", "calibration", "models", "escalate"})
         if unknown:
             raise ConfigError(
-                f"combine: unknown key(s) {', '.join(unknown)} (known: method, calibration, models)"
+                f"combine: unknown key(s) {', '.join(unknown)} "
+                "(known: method, calibration, models, escalate)"
             )
         method = raw.get("method", "mean")
         if method not in METHODS:
@@ -103,19 +120,43 @@ class CombineSpec:
                 hint="set combine.method: geometric, or calibration: temperature",
             )
         models = raw.get("models")
-        if not isinstance(models, list) or len(models) < 2:
+        escalate = raw.get("escalate")
+        if escalate is not None and isinstance(models, list) and len(models) == 1:
+            pass  # one model first, the escalate ones where it is unsure
+        elif not isinstance(models, list) or len(models) < 2:
             raise ConfigError("combine.models: list at least two models to combine")
-        members = []
-        for i, entry in enumerate(models):
-            if not isinstance(entry, Mapping) or "provider" not in entry:
-                raise ConfigError(f"combine.models.{i}: needs a `provider:` key")
-            if entry["provider"] == KIND:
-                raise ConfigError(f"combine.models.{i}: a combined model cannot contain another")
-            try:
-                members.append(ModelSpec.model_validate(dict(entry)))
-            except Exception as exc:
-                raise ConfigError(f"combine.models.{i}: {exc}") from None
-        return cls(method, calibration, tuple(members))
+        members = _member_specs(models, "combine.models")
+        if escalate is None:
+            return cls(method, calibration, members)
+        if not isinstance(escalate, Mapping) or set(escalate) != {"below", "models"}:
+            raise ConfigError(
+                "combine.escalate: needs `below:` (a confidence) and `models:` (a list)",
+                hint="for example escalate: {below: 0.6, models: [{provider: ...}]}",
+            )
+        below = escalate["below"]
+        if isinstance(below, bool) or not isinstance(below, int | float) or not 0 < below <= 1:
+            raise ConfigError(
+                f"combine.escalate.below: must be above 0 and at most 1, not {below!r}"
+            )
+        extra = escalate["models"]
+        if not isinstance(extra, list) or not extra:
+            raise ConfigError("combine.escalate.models: list at least one model")
+        escalation = _member_specs(extra, "combine.escalate.models")
+        return cls(method, calibration, members, escalation, float(below))
+
+
+def _member_specs(entries: list[Any], where: str) -> tuple[ModelSpec, ...]:
+    members = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or "provider" not in entry:
+            raise ConfigError(f"{where}.{i}: needs a `provider:` key")
+        if entry["provider"] == KIND:
+            raise ConfigError(f"{where}.{i}: a combined model cannot contain another")
+        try:
+            members.append(ModelSpec.model_validate(dict(entry)))
+        except Exception as exc:
+            raise ConfigError(f"{where}.{i}: {exc}") from None
+    return tuple(members)
 
 
 @dataclass(frozen=True)
@@ -133,6 +174,9 @@ class Calibration:
     """Each member's own temperature, applied before averaging (mean with a temperature)."""
     member_weights: tuple[float, ...] = ()
     """Each member's exponent in the geometric mean (`weights`), in the members' order."""
+    first: Calibration | None = None
+    """With `escalate`: the calibration of the members that answer every input, by themselves
+    (this one is for all of them together)."""
 
     def members_tempered(self, stacked: np.ndarray) -> np.ndarray:
         """Each member's probabilities (members first: one row, or rows, per member, in order)
@@ -196,6 +240,19 @@ class MemberAnswers:
     probabilities: dict[str, list[np.ndarray | None]]
     out_of_scope: list[str | None]
     failures: list[str | None]
+
+    def subset(self, rows: Sequence[int]) -> MemberAnswers:
+        """The answers for `rows` only, in that order."""
+        return MemberAnswers(
+            self.label,
+            {name: [p[i] for i in rows] for name, p in self.probabilities.items()},
+            [self.out_of_scope[i] for i in rows],
+            [self.failures[i] for i in rows],
+        )
+
+
+def _joined(note: str | None, more: str) -> str:
+    return f"{note}; {more}" if note else more
 
 
 def combine(
@@ -301,6 +358,17 @@ def _pooled_rows(
     return dist, top, scores
 
 
+def _confidences(calibration: Calibration, stacked: np.ndarray) -> np.ndarray:
+    """Each row's confidence in the combination of the members' rows (members x rows x values),
+    as `_pooled_rows` computes it (mean or geometric)."""
+    if calibration.method == "mean":
+        stacked = calibration.members_tempered(stacked)
+    dist = calibration.distribution(
+        pooled(calibration.method, stacked, calibration.member_weights or None)
+    )
+    return np.asarray(calibration.confidence(dist.max(axis=1)))
+
+
 def _row(answers: MemberAnswers, name: str, i: int) -> np.ndarray:
     row = answers.probabilities[name][i]
     assert row is not None  # the member answered row i
@@ -390,7 +458,9 @@ class CombinedProvider:
         self.task = task
         self.spec = combine_spec
         self.members = tuple(members)
-        self.labels = _labels(combine_spec.members)
+        self.labels = _labels(combine_spec.everyone)
+        self.first = len(combine_spec.members)
+        """How many members answer every input (the rest only where escalated)."""
         self.calibration = calibration
         self.sha256 = sha256
         ids = "+".join(m.endpoint for m in self.members)
@@ -404,7 +474,7 @@ class CombinedProvider:
         combine_spec = CombineSpec.parse(spec)
         registry = ProviderRegistry.discover()
         pinned: dict[str, str] = {}
-        for j, member in enumerate(combine_spec.members):
+        for j, member in enumerate(combine_spec.everyone):
             sub = ProviderContext(task=context.task, settings=context.settings)
             for key, digest in registry.pinned_artifacts(member, sub).items():
                 pinned[f"models.{j}.{key}"] = digest
@@ -426,7 +496,7 @@ class CombinedProvider:
                 )
         registry = ProviderRegistry.discover()
         members = []
-        for j, member in enumerate(combine_spec.members):
+        for j, member in enumerate(combine_spec.everyone):
             prefix = f"models.{j}."
             pinned = {
                 k.removeprefix(prefix): v
@@ -439,7 +509,7 @@ class CombinedProvider:
         if combine_spec.calibration != "none":
             sha = context.artifacts.get(KIND) or _latest(context)
             calibration = _load(context.settings, task.name, sha)
-            if calibration.members != tuple(_labels(combine_spec.members)) or (
+            if calibration.members != tuple(_labels(combine_spec.everyone)) or (
                 calibration.method != combine_spec.method
             ):
                 raise ConfigError(
@@ -468,15 +538,68 @@ class CombinedProvider:
             except Exception as exc:
                 return exc
 
-        answers = await asyncio.gather(*(ask(m) for m in self.members))
-        members = [
-            from_candidates(label, self.values, [answer])
-            for label, answer in zip(self.labels, answers, strict=True)
-        ]
-        (result,) = combine(self.spec.method, self.calibration, self.values, members)
+        async def answers(first: int, last: int) -> list[MemberAnswers]:
+            got = await asyncio.gather(*(ask(m) for m in self.members[first:last]))
+            labels = self.labels[first:last]
+            return [
+                from_candidates(label, self.values, [answer])
+                for label, answer in zip(labels, got, strict=True)
+            ]
+
+        members = await answers(0, self.first)
+        results = combine(self.spec.method, self.first_calibration, self.values, members)
+        if self.unsure(results):
+            extra = await answers(self.first, len(self.members))
+            results = self.escalated(results, members, extra, [0])
+        (result,) = results
         if isinstance(result, ProviderError):
             raise result
         return result
+
+    @property
+    def first_calibration(self) -> Calibration:
+        """The calibration of the members that answer every input."""
+        if not self.spec.escalation:
+            return self.calibration
+        return self.calibration.first or replace(UNCALIBRATED, method=self.spec.method)
+
+    def unsure(self, results: Sequence[Candidate | ProviderError]) -> list[int]:
+        """The inputs to escalate: answered, in scope, and below `escalate.below`."""
+        if not self.spec.escalation:
+            return []
+        return [
+            i
+            for i, r in enumerate(results)
+            if isinstance(r, Candidate)
+            and r.out_of_scope is None
+            and (r.confidence or 0.0) < self.spec.escalate_below
+        ]
+
+    def escalated(
+        self,
+        results: list[Candidate | ProviderError],
+        first: Sequence[MemberAnswers],
+        extra: Sequence[MemberAnswers],
+        unsure: Sequence[int],
+    ) -> list[Candidate | ProviderError]:
+        """`results` with the `unsure` inputs decided by every member (`extra` answered those
+        inputs only, in order); where an escalation member failed, the first answer stays."""
+        both = [a.subset(unsure) for a in first] + list(extra)
+        full = combine(self.spec.method, self.calibration, self.values, both)
+        asked = ", ".join(a.label for a in extra)
+        for j, (i, answer) in enumerate(zip(unsure, full, strict=True)):
+            before = results[i]
+            assert isinstance(before, Candidate)
+            failed = [f"{a.label} failed ({a.failures[j]})" for a in extra if a.failures[j]]
+            why = f"confidence {before.confidence or 0.0:.2f} below {self.spec.escalate_below:g}"
+            if failed or not isinstance(answer, Candidate):
+                broke = "; ".join(failed) or "it failed"
+                note = f"escalated ({why}), but {broke}: the first answer kept"
+                results[i] = replace(before, note=_joined(before.note, note))
+            else:
+                note = f"escalated ({why}): {asked} consulted"
+                results[i] = replace(answer, note=_joined(answer.note, note))
+        return results
 
     async def aclose(self) -> None:
         for member in self.members:
@@ -491,11 +614,22 @@ class CombinedBatchProvider(CombinedProvider):
     ) -> Sequence[Candidate | ProviderError]:
         if not requests:
             return []
-        answers = [
+        first = [
             member_answers(label, member, requests, self.values)
-            for label, member in zip(self.labels, self.members, strict=True)
+            for label, member in zip(self.labels, self.members[: self.first], strict=False)
         ]
-        return combine(self.spec.method, self.calibration, self.values, answers)
+        results = combine(self.spec.method, self.first_calibration, self.values, first)
+        unsure = self.unsure(results)
+        if not unsure:
+            return results
+        asked = [requests[i] for i in unsure]
+        extra = [
+            member_answers(label, member, asked, self.values)
+            for label, member in zip(
+                self.labels[self.first :], self.members[self.first :], strict=True
+            )
+        ]
+        return self.escalated(results, first, extra, unsure)
 
     async def complete(self, request: PreparedRequest) -> Candidate:
         (result,) = self.complete_batch([request])
@@ -790,7 +924,7 @@ def train_combined(
     started = time.perf_counter()
     say = progress or (lambda _message: None)
     combine_spec = CombineSpec.parse(spec)
-    labels = _labels(combine_spec.members)
+    labels = _labels(combine_spec.everyone)
     rows = list(records) if not isinstance(records, str | Path) else records
     data = read_labeled(task, rows, sealed=sealed)
     train, test = _split(data.labels, task.evaluation.holdout_share, seed)
@@ -798,7 +932,7 @@ def train_combined(
     calibrate = combine_spec.calibration != "none"
     reports: dict[str, Any] = {}
     if train_members:
-        for label, member in zip(labels, combine_spec.members, strict=True):
+        for label, member in zip(labels, combine_spec.everyone, strict=True):
             if member.provider == EMBEDDING:
                 say(f"{label}: training on every row")
                 reports[label] = train_embedding_classifier(
@@ -810,7 +944,7 @@ def train_combined(
                 reports[label] = train_classifier(task, rows, settings, seed=seed, sealed=sealed)
     if calibrate:
         # after the members: a fine-tuned encoder (tuned on the same `train` rows) is used
-        for label, member in zip(labels, combine_spec.members, strict=True):
+        for label, member in zip(labels, combine_spec.everyone, strict=True):
             say(f"{label}: fitting on {len(train)} rows to calibrate on {len(test)} held out")
             rows_by_field = holdout_rows(
                 member, task, data.texts, data.labels, train, test, seed, settings
@@ -828,6 +962,21 @@ def train_combined(
     calibration = fit_calibration(
         combine_spec.method, combine_spec.calibration, labels, per_field[first], truth
     )
+    escalated: float | None = None
+    if combine_spec.escalation:
+        n = len(combine_spec.members)
+        alone = fit_calibration(
+            combine_spec.method, combine_spec.calibration, labels[:n], per_field[first][:n], truth
+        )
+        calibration = replace(calibration, first=alone)
+        if combine_spec.method != "agreement":
+            escalated = float(
+                (
+                    _confidences(alone, np.stack(per_field[first][:n]))
+                    < combine_spec.escalate_below
+                ).mean()
+            )
+            say(f"escalate: {escalated:.1%} of the held-out rows are below the threshold")
     accuracy = {}
     for name, member_probs in per_field.items():
         names = task.enum_values(name)
@@ -848,6 +997,11 @@ def train_combined(
         "members": labels,
         "temperature": calibration.temperature,
         "member_weights": list(calibration.member_weights),
+        "escalate": (
+            {"below": combine_spec.escalate_below, "holdout_share_escalated": escalated}
+            if combine_spec.escalation
+            else None
+        ),
         "n_holdout": len(test),
         "holdout_accuracy": accuracy,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -4,6 +4,7 @@ and a logistic-regression head per output field, trained by `lockgate train`.
     - provider: embedding-classifier
       threads: 2              # ONNX Runtime threads (default: min(4, cores))
       batch_size: 32          # texts per model call
+      # model: all-mpnet-base-v2     # the larger encoder (the `mpnet` extra), float32 only
       # model_path / tokenizer_path: another BERT-style ONNX encoder and its tokenizer.json
       fine_tune:              # optional: fine-tune the encoder on the training rows first
         epochs: 2             # passes over the rows (3 to 6 minutes each for 8,000 rows
@@ -23,6 +24,15 @@ vectors of that graph, the one that will run. An artifact lives in
 `artifact_dir/TASK/embedding-classifier/` as `SHA256.joblib` (named by the sha256 of its bytes),
 `SHA256.json` and `latest.json`, like the local classifier's; a release pins it by sha256. The
 artifact also records the sha256 of the encoder's model file: it is refused with another one.
+
+`model: all-mpnet-base-v2` embeds with MPNet (110M parameters, 768 dimensions, about 8 times
+the work of all-MiniLM-L6-v2 per text) instead: `lockgate train` builds its float32 graph from
+the weights the `mpnet` extra installs and writes it beside the artifact with its tokenizer
+(`SHA256.onnx`, `SHA256.tokenizer.json`). It is used as it is: neither `fine_tune` nor
+`quantize` applies (int8 ruins its vectors). Its artifacts live in
+`artifact_dir/TASK/embedding-classifier-all-mpnet-base-v2/`, so that a combined model can hold
+one member of each encoder; it suits a combined model's `escalate` list, consulted only for the
+inputs the others are unsure of.
 
 `nearest: K` adds a second head on the same vectors, at almost no cost (the similarity to the
 training texts is computed for the out-of-scope check anyway): each value scores the mean
@@ -262,13 +272,15 @@ class EmbeddingClassifierProvider:
 
     @classmethod
     def pinned_artifacts(cls, spec: ModelSpec, context: ProviderContext) -> dict[str, str]:
-        return {KIND: _latest(context)}
+        kind = artifact_kind(spec)
+        return {kind: _latest(context, kind)}
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, context: ProviderContext) -> EmbeddingClassifierProvider:
         task = context.task
-        sha = context.artifacts.get(KIND) or _latest(context)
-        model = load_artifact(context.settings, task.name, sha)
+        kind = artifact_kind(spec)
+        sha = context.artifacts.get(kind) or _latest(context, kind)
+        model = load_artifact(context.settings, task.name, sha, kind)
         missing = [name for name in task.output if name not in model.heads]
         if missing:
             raise ConfigError(
@@ -392,26 +404,63 @@ def encoder_files(spec: ModelSpec) -> EncoderFiles:
     return resolve_files(spec.option("model_path"), spec.option("tokenizer_path"))
 
 
+def encoder_option(spec: ModelSpec) -> str:
+    """The encoder a model names in `model:` (all-MiniLM-L6-v2 unless it says otherwise),
+    checked against the settings that cannot go with it."""
+    from lockgate.providers import mpnet
+
+    name = spec.model or DEFAULT_MODEL
+    if name not in (DEFAULT_MODEL, mpnet.NAME):
+        raise ConfigError(
+            f"model: the embedding classifier's encoder is {DEFAULT_MODEL} (the default) or "
+            f"{mpnet.NAME}, not {name!r}",
+            hint="for another BERT-style ONNX encoder set model_path and tokenizer_path",
+        )
+    if name == mpnet.NAME:
+        for key, why in (
+            ("model_path", "it is built from the weights of the mpnet extra"),
+            ("fine_tune", "fine-tuning is for all-MiniLM-L6-v2; MPNet is used as it is"),
+            ("quantize", "int8 weights ruin its vectors; it runs in float32"),
+        ):
+            if spec.option(key) not in (None, False):
+                raise ConfigError(
+                    f"model: {mpnet.NAME} cannot be combined with {key} ({why})",
+                    hint=f"remove {key} from the model",
+                )
+    return str(name)
+
+
+def artifact_kind(spec: ModelSpec | None) -> str:
+    """The folder of a model's artifacts: one per encoder, so that a combined model can hold a
+    member of each."""
+    name = DEFAULT_MODEL if spec is None else encoder_option(spec)
+    return KIND if name == DEFAULT_MODEL else f"{KIND}-{name}"
+
+
 def tuned_files(
     settings: Settings, task_name: str, model: EmbeddingClassifierModel, spec: ModelSpec
 ) -> EncoderFiles:
-    """The fine-tuned encoder an artifact names, with the installed tokenizer."""
-    path = artifact_folder(settings, task_name) / str(model.encoder_file)
+    """The encoder an artifact names, written at training, with the tokenizer written beside it
+    (all-mpnet-base-v2) or else the installed one."""
+    path = artifact_folder(settings, task_name, artifact_kind(spec)) / str(model.encoder_file)
     if not path.is_file():
         raise ConfigError(
             f"task {task_name!r}: the fine-tuned encoder {path.name} is missing from {path.parent}",
             hint=f"run `lockgate train {task_name} --data FILE` to retrain",
         )
-    tokenizer = encoder_files(spec).tokenizer_path
+    written = path.with_suffix(".tokenizer.json")
+    tokenizer = written if written.is_file() else encoder_files(spec).tokenizer_path
     return EncoderFiles(model.encoder_name, path, tokenizer, file_sha256(path))
 
 
 def trained_encoder(spec: ModelSpec, task: TaskSpec, settings: Settings) -> Encoder:
-    """The encoder of the latest artifact when it was written at training (fine-tuned or
-    quantized), else the installed one."""
-    if TuneSettings.parse(spec.option("fine_tune")) is None and not quantize_option(spec):
+    """The encoder of the latest artifact when it was written at training (fine-tuned,
+    quantized or MPNet), else the installed one."""
+    kind = artifact_kind(spec)
+    written = TuneSettings.parse(spec.option("fine_tune")) is not None or quantize_option(spec)
+    if not written and kind == KIND:
         return encoder_for(spec)
-    model = load_artifact(settings, task.name, _latest(ProviderContext(task, settings)))
+    model = load_artifact(settings, task.name, _latest(ProviderContext(task, settings), kind), kind)
     if not model.encoder_file:
         return encoder_for(spec)
     return encoder_for(spec, tuned_files(settings, task.name, model, spec))
@@ -436,15 +485,15 @@ def encoder_for(spec: ModelSpec, files: EncoderFiles | None = None) -> Encoder:
 # ---------------------------------------------------------------- artifacts
 
 
-def artifact_folder(settings: Settings, task_name: str) -> Path:
-    return settings.artifact_dir / task_name / KIND
+def artifact_folder(settings: Settings, task_name: str, kind: str = KIND) -> Path:
+    return settings.artifact_dir / task_name / kind
 
 
-def _latest(context: ProviderContext) -> str:
+def _latest(context: ProviderContext, kind: str = KIND) -> str:
     from lockgate.providers.classifier_training import _SHA256
 
     name = context.task.name
-    pointer = artifact_folder(context.settings, name) / "latest.json"
+    pointer = artifact_folder(context.settings, name, kind) / "latest.json"
     retrain = f"run `lockgate train {name} --data FILE`"
     try:
         sha = json.loads(pointer.read_text(encoding="utf-8")).get("sha256")
@@ -459,14 +508,16 @@ def _latest(context: ProviderContext) -> str:
     return sha
 
 
-def load_artifact(settings: Settings, task_name: str, sha256: str) -> EmbeddingClassifierModel:
+def load_artifact(
+    settings: Settings, task_name: str, sha256: str, kind: str = KIND
+) -> EmbeddingClassifierModel:
     """Load an embedding classifier after checking its bytes still hash to `sha256`."""
     from lockgate.providers.classifier_training import _SHA256
 
     retrain = f"run `lockgate train {task_name} --data FILE` to retrain"
     if not _SHA256.match(sha256):
         raise ConfigError(f"{sha256!r} is not a sha256 of an embedding-classifier artifact")
-    path = artifact_folder(settings, task_name) / f"{sha256}.joblib"
+    path = artifact_folder(settings, task_name, kind) / f"{sha256}.joblib"
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -649,11 +700,12 @@ def train_embedding_classifier(
     tune = TuneSettings.parse(spec.option("fine_tune"))
     quantize = quantize_option(spec)
     nearest_k = nearest_option(spec)
+    kind = artifact_kind(spec)  # checks the encoder's settings before any work
     data = read_labeled(task, records, sealed=sealed)
     files = encoder_files(spec)
     train, test = _split(data.labels, task.evaluation.holdout_share, seed)
     tuned: dict[str, Any] | None = None
-    if tune is not None or quantize is not None:
+    if tune is not None or quantize is not None or kind != KIND:
         files, tuned = _written_encoder(
             task, settings, spec, files, data, train, tune, quantize, seed, say
         )
@@ -720,7 +772,7 @@ def train_embedding_classifier(
         ),
         "seed": seed,
     }
-    sha, path = store_artifact(settings, task.name, KIND, model, meta)
+    sha, path = store_artifact(settings, task.name, kind, model, meta)
     return EmbeddingTrainReport(
         task=task.name,
         sha256=sha,
@@ -746,8 +798,8 @@ def _written_encoder(
     seed: int,
     say: Callable[[str], None],
 ) -> tuple[EncoderFiles, dict[str, Any]]:
-    """all-MiniLM-L6-v2 fine-tuned on `rows` of the data (`tune`) and/or quantized, written as
-    an ONNX graph beside the artifacts."""
+    """all-MiniLM-L6-v2 fine-tuned on `rows` of the data (`tune`) and/or quantized, or
+    all-mpnet-base-v2 as it is, written as an ONNX graph beside the artifacts."""
     from lockgate.providers.bert_graph import build_bert_onnx, layer_count, quantize_int8
     from lockgate.providers.classifier_training import _write_atomic
     from lockgate.providers.encoder_tuning import HEADS, base_model
@@ -759,6 +811,11 @@ def _written_encoder(
             hint=f"remove model_path (or {what}) from the model",
         )
     started = time.perf_counter()
+    kind = artifact_kind(spec)
+    folder = artifact_folder(settings, task.name, kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind != KIND:
+        return _written_mpnet(folder, started, say)
     weights, _ = base_model()
     if tune is not None:
         weights = _tuned_weights(weights, files, data, rows, tune, seed, say)
@@ -767,8 +824,6 @@ def _written_encoder(
         say(f"quantizing the encoder's weights to {quantize}")
         graph = quantize_int8(graph)
     sha = hashlib.sha256(graph).hexdigest()
-    folder = artifact_folder(settings, task.name)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{sha}.onnx"
     _write_atomic(path, graph)
     seconds = round(time.perf_counter() - started, 1)
@@ -779,6 +834,25 @@ def _written_encoder(
     name = DEFAULT_MODEL + (" fine-tuned" if tune is not None else "")
     name += f" {quantize}" if quantize is not None else ""
     return EncoderFiles(name, path, files.tokenizer_path, sha), info
+
+
+def _written_mpnet(
+    folder: Path, started: float, say: Callable[[str], None]
+) -> tuple[EncoderFiles, dict[str, Any]]:
+    """all-mpnet-base-v2's float32 graph and tokenizer, written beside the artifacts."""
+    from lockgate.providers import mpnet
+    from lockgate.providers.bert_graph import build_bert_onnx
+    from lockgate.providers.classifier_training import _write_atomic
+
+    say(f"building the {mpnet.NAME} encoder from its installed weights")
+    weights, tokenizer = mpnet.load(MAX_TOKENS)
+    graph = build_bert_onnx(weights)
+    sha = hashlib.sha256(graph).hexdigest()
+    path = folder / f"{sha}.onnx"
+    _write_atomic(path, graph)
+    _write_atomic(path.with_suffix(".tokenizer.json"), tokenizer)
+    info = {"seconds": round(time.perf_counter() - started, 1), "file": path.name}
+    return EncoderFiles(mpnet.NAME, path, path.with_suffix(".tokenizer.json"), sha), info
 
 
 def _tuned_weights(

@@ -92,8 +92,12 @@ def first_layers(weights: Mapping[str, np.ndarray], layers: int) -> dict[str, np
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The tensors of a `.safetensors` file (an 8-byte header length, a JSON header, data)."""
-    data = path.read_bytes()
+    """The tensors of a `.safetensors` file."""
+    return parse_safetensors(path.read_bytes(), str(path))
+
+
+def parse_safetensors(data: bytes, where: str = "safetensors") -> dict[str, np.ndarray]:
+    """The tensors of `.safetensors` bytes (an 8-byte header length, a JSON header, data)."""
     size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + size])
     body = memoryview(data)[8 + size :]
@@ -103,7 +107,7 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             continue
         dtype = _DTYPES.get(entry["dtype"])
         if dtype is None:
-            raise ConfigError(f"{path}: tensor {name} has unsupported type {entry['dtype']}")
+            raise ConfigError(f"{where}: tensor {name} has unsupported type {entry['dtype']}")
         start, end = entry["data_offsets"]
         out[name] = np.frombuffer(body[start:end], dtype=dtype).reshape(entry["shape"]).copy()
     return out
