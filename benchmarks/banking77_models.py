@@ -39,7 +39,8 @@ Usage: python benchmarks/banking77_models.py [--data DIR] [--seed 0] [--threads 
        together, test.csv scored at the threshold the calibration part gave)]
 Chain `combined-weighted`: the geometric combination with `calibration: weights`. Chain
 `combined-escalate`: combined-geometric with `escalate: {below: --escalate-below (0.5), models:
-[embedding-classifier with model: all-mpnet-base-v2, nearest: 3]}` (the `mpnet` extra).
+[embedding-classifier with model: all-mpnet-base-v2, nearest: 3]}` (the `mpnet` extra);
+`combined-escalate-weighted` the same with `calibration: weights`.
 """
 
 from __future__ import annotations
@@ -403,7 +404,7 @@ def main() -> None:
         embedding["nearest"] = args.nearest
     mpnet = {
         "provider": "embedding-classifier", "model": "all-mpnet-base-v2",
-        "threads": args.threads, "batch_size": args.batch_size, "nearest": args.nearest or 3,
+        "threads": args.threads, "nearest": args.nearest or 3,
     }  # fmt: skip
     chains: dict[str, list[dict[str, Any]]] = {
         "local-classifier": [{"provider": "local-classifier"}],
@@ -430,6 +431,12 @@ def main() -> None:
         "combined-escalate": [
             {"provider": "combined",
              "combine": {"method": "geometric",
+                         "models": [{"provider": "local-classifier"}, embedding],
+                         "escalate": {"below": args.escalate_below, "models": [mpnet]}}}
+        ],
+        "combined-escalate-weighted": [
+            {"provider": "combined",
+             "combine": {"method": "geometric", "calibration": "weights",
                          "models": [{"provider": "local-classifier"}, embedding],
                          "escalate": {"below": args.escalate_below, "models": [mpnet]}}}
         ],

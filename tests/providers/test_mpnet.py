@@ -119,6 +119,7 @@ def test_an_mpnet_classifier_is_stored_apart_pinned_and_answers(
     pinned = EmbeddingClassifierProvider.pinned_artifacts(spec, context)
     assert pinned == {f"{KIND}-all-mpnet-base-v2": trained.sha256}
     provider = EmbeddingClassifierProvider.from_spec(spec, ProviderContext(task, settings, pinned))
+    assert provider.encoder.batch_size == 8  # MPNet's own default: faster than 32 on a CPU
     answers = provider.complete_batch(
         [PreparedRequest(task, {"text": t}) for t in ["My card was stolen on the bus"]]
     )

@@ -3,7 +3,7 @@ and a logistic-regression head per output field, trained by `lockgate train`.
 
     - provider: embedding-classifier
       threads: 2              # ONNX Runtime threads (default: min(4, cores))
-      batch_size: 32          # texts per model call
+      batch_size: 32          # texts per model call (8 for all-mpnet-base-v2)
       # model: all-mpnet-base-v2     # the larger encoder (the `mpnet` extra), float32 only
       # model_path / tokenizer_path: another BERT-style ONNX encoder and its tokenizer.json
       fine_tune:              # optional: fine-tune the encoder on the training rows first
@@ -472,9 +472,16 @@ def quantize_option(spec: ModelSpec) -> str | None:
     return parse_quantize(spec.option("quantize"))
 
 
+MPNET_BATCH = 8
+"""all-mpnet-base-v2's default texts per model call: on 2 cores banking77's texts took 16.5 ms
+each in batches of 8, 22.8 in batches of 32 and 60 in batches of 128 (benchmarks/RESULTS.md,
+issue 16, twelfth pass)."""
+
+
 def encoder_for(spec: ModelSpec, files: EncoderFiles | None = None) -> Encoder:
     threads = spec.option("threads")
-    batch = spec.option("batch_size", DEFAULT_BATCH)
+    default = DEFAULT_BATCH if artifact_kind(spec) == KIND else MPNET_BATCH
+    batch = spec.option("batch_size", default)
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError("threads: must be a whole number of at least 1")
     if not isinstance(batch, int) or batch < 1:
