@@ -616,7 +616,9 @@ class CombinedBatchProvider(CombinedProvider):
             return []
         first = [
             member_answers(label, member, requests, self.values)
-            for label, member in zip(self.labels, self.members[: self.first], strict=False)
+            for label, member in zip(
+                self.labels[: self.first], self.members[: self.first], strict=True
+            )
         ]
         results = combine(self.spec.method, self.first_calibration, self.values, first)
         unsure = self.unsure(results)
