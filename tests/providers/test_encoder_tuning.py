@@ -170,7 +170,8 @@ def test_a_missing_tuned_encoder_is_refused_with_what_to_run(
     settings = Settings(project_dir=copy, database_url="sqlite://")
     for graph in artifact_folder(settings, "banking").glob("*.onnx"):
         graph.unlink()
-    with pytest.raises(ConfigError, match=r"fine-tuned encoder \S+ is missing") as caught:
+    missing = r"encoder file \S+ written at training is missing"
+    with pytest.raises(ConfigError, match=missing) as caught:
         EmbeddingClassifierProvider.from_spec(task.models[0], ProviderContext(task, settings))
     assert "lockgate train banking" in (caught.value.hint or "")
 

@@ -143,3 +143,11 @@ def test_settings_that_cannot_go_with_mpnet_are_refused_before_any_work(
     settings = Settings(project_dir=Path("/nonexistent"), database_url="sqlite://")
     with pytest.raises(ConfigError, match=re.escape(says)):
         train_embedding_classifier(task, [], settings, spec)
+
+
+def test_a_custom_encoder_may_still_carry_a_model_label() -> None:
+    spec = ModelSpec.model_validate(
+        {"provider": "embedding-classifier", "model": "my-encoder", "model_path": "m.onnx",
+         "tokenizer_path": "t.json"}
+    )  # fmt: skip
+    assert artifact_kind(spec) == KIND

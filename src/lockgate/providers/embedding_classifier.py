@@ -410,6 +410,8 @@ def encoder_option(spec: ModelSpec) -> str:
     from lockgate.providers import mpnet
 
     name = spec.model or DEFAULT_MODEL
+    if name != mpnet.NAME and spec.option("model_path") is not None:
+        return DEFAULT_MODEL  # a custom encoder: `model` is only its label
     if name not in (DEFAULT_MODEL, mpnet.NAME):
         raise ConfigError(
             f"model: the embedding classifier's encoder is {DEFAULT_MODEL} (the default) or "
@@ -445,7 +447,8 @@ def tuned_files(
     path = artifact_folder(settings, task_name, artifact_kind(spec)) / str(model.encoder_file)
     if not path.is_file():
         raise ConfigError(
-            f"task {task_name!r}: the fine-tuned encoder {path.name} is missing from {path.parent}",
+            f"task {task_name!r}: the encoder file {path.name} written at training is missing "
+            f"from {path.parent}",
             hint=f"run `lockgate train {task_name} --data FILE` to retrain",
         )
     written = path.with_suffix(".tokenizer.json")
