@@ -135,26 +135,23 @@ def train_all(task: TaskSpec, data: Path, settings: Settings, seed: int) -> dict
     from lockgate.providers.combined import CombineSpec, train_combined
     from lockgate.providers.embedding_classifier import train_embedding_classifier
 
+    def train_missing(member: ModelSpec) -> None:  # what the folder holds already is kept
+        if trained(settings, task, artifact_of(member)):
+            return
+        if member.provider == "local-classifier":
+            train_classifier(task, data, settings, seed=seed)
+        elif member.provider == "embedding-classifier":
+            train_embedding_classifier(task, data, settings, member, seed=seed)
+
     times = {}
     for index, model in enumerate(task.models):
         started = time.perf_counter()
-        if model.provider == "local-classifier":
-            if not trained(settings, task, "local-classifier"):
-                train_classifier(task, data, settings, seed=seed)
-        elif model.provider == "embedding-classifier":
-            if not trained(settings, task, "embedding-classifier"):
-                train_embedding_classifier(task, data, settings, model, seed=seed)
+        if model.provider in ("local-classifier", "embedding-classifier"):
+            train_missing(model)
         elif model.provider == "combined":
-            members = CombineSpec.parse(model).everyone
-            for member in members:  # a member not trained yet is trained alone, once
-                if trained(settings, task, artifact_of(member)):
-                    continue
-                if member.provider == "local-classifier":
-                    train_classifier(task, data, settings, seed=seed)
-                elif member.provider == "embedding-classifier":
-                    train_embedding_classifier(task, data, settings, member, seed=seed)
-            ready = all(trained(settings, task, artifact_of(m)) for m in members)
             parsed = CombineSpec.parse(model)
+            for member in parsed.everyone:  # each trained alone, once
+                train_missing(member)
             method = parsed.method
             if parsed.calibration == "weights":
                 method += "-weights"
@@ -162,7 +159,7 @@ def train_all(task: TaskSpec, data: Path, settings: Settings, seed: int) -> dict
                 method += "-escalate"
             marker = settings.artifact_dir / task.name / f"combined-{method}.done"
             if not marker.exists():
-                train_combined(task, model, data, settings, seed=seed, train_members=not ready)
+                train_combined(task, model, data, settings, seed=seed, train_members=False)
                 latest = settings.artifact_dir / task.name / "combined" / "latest.json"
                 marker.write_text(latest.read_text())
             else:  # point latest at this method's calibration again

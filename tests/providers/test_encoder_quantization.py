@@ -20,7 +20,12 @@ import onnx
 from lockgate.decide.task import ModelSpec, TaskSpec, parse_task
 from lockgate.errors import ConfigError
 from lockgate.providers.base import PreparedRequest, ProviderContext
-from lockgate.providers.bert_graph import build_bert_onnx, parse_quantize, quantize_int8
+from lockgate.providers.bert_graph import (
+    EncoderWeights,
+    build_bert_onnx,
+    parse_quantize,
+    quantize_int8,
+)
 from lockgate.providers.embedding_classifier import (
     KIND,
     EmbeddingClassifierProvider,
@@ -50,7 +55,7 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Encoder, Encoder, 
     """The float32 graph of the untuned weights and its int8 version, as encoders."""
     folder = tmp_path_factory.mktemp("graphs")
     weights, _ = base_model()
-    float32 = build_bert_onnx(weights, heads=12)
+    float32 = build_bert_onnx(EncoderWeights(weights, 12))
     (folder / "float32.onnx").write_bytes(float32)
     (folder / "int8.onnx").write_bytes(quantize_int8(float32))
     tokenizer = resolve_files().tokenizer_path

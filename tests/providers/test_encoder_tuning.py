@@ -25,7 +25,7 @@ import torch
 from lockgate.decide.task import ModelSpec, TaskSpec, parse_task
 from lockgate.errors import ConfigError
 from lockgate.providers.base import PreparedRequest, ProviderContext
-from lockgate.providers.bert_graph import build_bert_onnx
+from lockgate.providers.bert_graph import EncoderWeights, build_bert_onnx
 from lockgate.providers.embedding_classifier import (
     KIND,
     EmbeddingClassifierProvider,
@@ -154,7 +154,7 @@ def test_the_onnx_graph_computes_what_the_training_model_computes(tmp_path: Path
         pooled = model(*_padded(torch, tokens)).numpy()
     pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
     path = tmp_path / "base.onnx"
-    path.write_bytes(build_bert_onnx(weights, heads=12))
+    path.write_bytes(build_bert_onnx(EncoderWeights(weights, 12)))
     graph = Encoder(EncoderFiles("base", path, files.tokenizer_path, "x"), threads=1)
     vectors = graph.embed(list(UNSEEN))
     assert np.all((vectors * pooled).sum(axis=1) > 0.9999)

@@ -94,9 +94,8 @@ def relative_buckets(tokens: int, buckets: int, max_distance: int = 128) -> np.n
     return np.asarray(out + np.where(distance < exact, distance, np.minimum(far, half - 1)))
 
 
-def build_bert_onnx(weights: Mapping[str, np.ndarray] | EncoderWeights, *, heads: int = 0) -> bytes:
+def build_bert_onnx(encoder: EncoderWeights) -> bytes:
     """The serialised ONNX model of the encoder the weights describe."""
-    encoder = weights if isinstance(weights, EncoderWeights) else EncoderWeights(weights, heads)
     weights, heads = encoder.weights, encoder.heads
     try:
         import onnx

@@ -350,23 +350,20 @@ def _pooled_rows(
     field `name`'s values, the indices of each row's three best values (best first) and each
     row's confidence. The same arithmetic as `combine` does row by row for the other rows."""
     stacked = np.stack([np.vstack([_row(a, name, i) for i in rows]) for a in answers])
+    return _pooled_stack(method, calibration, stacked)
+
+
+def _pooled_stack(
+    method: Method, calibration: Calibration, stacked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_pooled_rows` for the members' probability rows already stacked (members x rows x
+    values): the calibrated distributions, each row's three best values and its confidence."""
     if method == "mean":
         stacked = calibration.members_tempered(stacked)
     dist = calibration.distribution(pooled(method, stacked, calibration.member_weights))
     top = np.argsort(-dist, axis=1, kind="stable")[:, :3]
     scores = calibration.confidence(np.take_along_axis(dist, top[:, :1], axis=1)[:, 0])
     return dist, top, scores
-
-
-def _confidences(calibration: Calibration, stacked: np.ndarray) -> np.ndarray:
-    """Each row's confidence in the combination of the members' rows (members x rows x values),
-    as `_pooled_rows` computes it (mean or geometric)."""
-    if calibration.method == "mean":
-        stacked = calibration.members_tempered(stacked)
-    dist = calibration.distribution(
-        pooled(calibration.method, stacked, calibration.member_weights or None)
-    )
-    return np.asarray(calibration.confidence(dist.max(axis=1)))
 
 
 def _row(answers: MemberAnswers, name: str, i: int) -> np.ndarray:
@@ -974,7 +971,7 @@ def train_combined(
         if combine_spec.method != "agreement":
             escalated = float(
                 (
-                    _confidences(alone, np.stack(per_field[first][:n]))
+                    _pooled_stack(combine_spec.method, alone, np.stack(per_field[first][:n]))[2]
                     < combine_spec.escalate_below
                 ).mean()
             )
@@ -982,12 +979,8 @@ def train_combined(
     accuracy = {}
     for name, member_probs in per_field.items():
         names = task.enum_values(name)
-        stacked = np.stack(member_probs)
-        temps = calibration.member_temperatures
-        if combine_spec.method == "mean" and len(temps) == len(stacked):
-            stacked = np.stack([_tempered(p, t) for p, t in zip(stacked, temps, strict=True)])
-        pool = pooled(combine_spec.method, stacked, calibration.member_weights or None)
-        predicted = np.asarray(names)[pool.argmax(axis=1)]
+        _, top, _ = _pooled_stack(combine_spec.method, calibration, np.stack(member_probs))
+        predicted = np.asarray(names)[top[:, 0]]
         accuracy[name] = float(
             (predicted == np.asarray([data.labels[name][i] for i in test])).mean()
         )

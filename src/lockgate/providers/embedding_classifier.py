@@ -810,7 +810,12 @@ def _written_encoder(
 ) -> tuple[EncoderFiles, dict[str, Any]]:
     """all-MiniLM-L6-v2 fine-tuned on `rows` of the data (`tune`) and/or quantized, or
     all-mpnet-base-v2 as it is, written as an ONNX graph beside the artifacts."""
-    from lockgate.providers.bert_graph import build_bert_onnx, layer_count, quantize_int8
+    from lockgate.providers.bert_graph import (
+        EncoderWeights,
+        build_bert_onnx,
+        layer_count,
+        quantize_int8,
+    )
     from lockgate.providers.classifier_training import _write_atomic
     from lockgate.providers.encoder_tuning import HEADS, base_model
 
@@ -829,7 +834,7 @@ def _written_encoder(
     weights, _ = base_model()
     if tune is not None:
         weights = _tuned_weights(weights, files, data, rows, tune, seed, say)
-    graph = build_bert_onnx(weights, heads=HEADS)
+    graph = build_bert_onnx(EncoderWeights(weights, HEADS))
     if quantize is not None:
         say(f"quantizing the encoder's weights to {quantize}")
         graph = quantize_int8(graph)
