@@ -9,8 +9,9 @@ import asyncio
 import difflib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockgate.costs.budgets import BudgetGuard, overall_budget
@@ -19,6 +20,7 @@ from lockgate.costs.metrics import CostMetrics
 from lockgate.decide.decision import utcnow
 from lockgate.decide.groups import DecisionGroups
 from lockgate.decide.pipeline import ChainModel, Pipeline, ReleaseRuntime
+from lockgate.decide.records import Record
 from lockgate.decide.task import TaskSpec, load_tasks, task_files, task_to_dict
 from lockgate.errors import ConfigError, NotFound
 from lockgate.intake.api import ApiIntake
@@ -232,7 +234,29 @@ class Runtime:
             release_runtime=self.release_runtime,
             derived_draft=self.derived_draft,
             concurrency=self.settings.concurrency,
+            fold_runtime=self.fold_runtime,
         )
+
+    def fold_runtime(
+        self,
+        spec: TaskSpec,
+        records: Sequence[Record],
+        folder: Path,
+        progress: Callable[[str], None],
+    ) -> ReleaseRuntime:
+        """The task's chain trained on `records` (as `lockgate train` trains it; rows of a
+        sealed dataset refused), its artifacts in `folder`, built to decide; for a fold of a
+        cross-fitted calibration."""
+        from lockgate.providers.chain_training import train_chain
+
+        settings = replace(self.settings, project_dir=folder)
+        sealed = self.store.datasets.sealed_inputs(spec.name)
+        train_chain(spec, records, settings, sealed=sealed, progress=progress)
+        models = tuple(
+            ChainModel(model, self.registry.build(model, ProviderContext(spec, settings)))
+            for model in spec.models
+        )
+        return ReleaseRuntime(task=spec, release=0, models=models)
 
     def release_runtime(self, task_name: str, number: int | None = None) -> ReleaseRuntime:
         """The given release, or the live one, ready to decide (built once per process)."""

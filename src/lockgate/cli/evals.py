@@ -297,6 +297,15 @@ def calibrate(
         typer.Option("--dataset", help="Dataset name; default: evaluation.calibration_dataset."),
     ] = None,
     allow_overlap: AllowOverlapOption = False,
+    cross_fit: Annotated[
+        int | None,
+        typer.Option(
+            "--cross-fit",
+            help="Calibrate on the training data itself: split the dataset into this many "
+            "folds and decide each fold with the release's chain trained on the others (K "
+            "trainings; no row is given up to calibration).",
+        ),
+    ] = None,
     actor: ActorOption = "cli",
     project: ProjectOption = None,
     database: DatabaseOption = None,
@@ -318,8 +327,10 @@ def calibrate(
                 dataset=dataset,
                 actor=actor,
                 allow_overlap=allow_overlap,
+                cross_fit=cross_fit,
                 on_progress=step,
                 on_start=start,
+                on_message=lambda message: typer.echo(message, err=True),
             ),
         )
         if outcome.release is not None:
@@ -352,7 +363,13 @@ def calibrate(
         f"at >={target:.1%} accuracy ({confidence:.0%} lower bound {chosen.lower_bound:.1%}, "
         f"observed {chosen.accuracy:.1%}), {chosen.coverage:.1%} of inputs are automated at "
         f"threshold {chosen.threshold:.3f} ({chosen.automated} of {chosen.total} on "
-        f"{outcome.dataset.name})"
+        f"{outcome.dataset.name}"
+        + (
+            f", cross-fitted: each row decided by the chain trained without its fold, "
+            f"{cross_fit} folds)"
+            if cross_fit
+            else ")"
+        )
     )
     assert outcome.release is not None
     if outcome.created:

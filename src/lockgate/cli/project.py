@@ -61,7 +61,8 @@ def train(
     Example: lockgate train routing --data data/routing-train.csv --data data/labels.csv
     """
     from lockgate.decide.task import load_tasks
-    from lockgate.providers.classifier_training import combined_records, train_classifier
+    from lockgate.providers.chain_training import train_chain
+    from lockgate.providers.classifier_training import combined_records
     from lockgate.providers.registry import ProviderRegistry
     from lockgate.settings import load_settings
     from lockgate.store import Store
@@ -84,14 +85,15 @@ def train(
             + (f" ({dropped} with the same input as a later row left out)" if dropped else ""),
             err=True,
         )
-    report = train_classifier(
+    trained = train_chain(
         tasks[task],
         records,
         settings,
         seed=seed,
-        progress=lambda msg: typer.echo(msg, err=True),
         sealed=sealed,
+        progress=lambda msg: typer.echo(msg, err=True),
     )
+    report = trained.local
     typer.echo(f"trained on {report.n_rows} rows in {report.duration_s:.1f} s")
     for name, metrics in report.holdout.items():
         typer.echo(
@@ -103,57 +105,35 @@ def train(
             if labels:
                 typer.echo(f"warning: {name} values never seen in training: {', '.join(labels)}")
     typer.echo(f"artifact {report.sha256[:12]} (data {report.data_hash[:12]})")
-    _train_chain_models(tasks[task], records, settings, seed, sealed)
+    for index, model_report in trained.models:
+        _echo_model_report(index, model_report)
     typer.echo(f"next: lockgate release create {task}")
 
 
-def _train_chain_models(
-    spec: Any, data: "Path | list[Record]", settings: Any, seed: int, sealed: dict[str, str]
-) -> None:
-    """Train the other trained models of the task's chain: embedding classifiers, and the
-    members and calibration of combined models."""
-    for index, model in enumerate(spec.models):
-        say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
-        if model.provider == "embedding-classifier":
-            from lockgate.providers.embedding_classifier import train_embedding_classifier
+def _echo_model_report(index: int, report: Any) -> None:
+    """The figures of an embedding classifier's or a combined model's training."""
+    from lockgate.providers.embedding_classifier import EmbeddingTrainReport
 
-            emb = train_embedding_classifier(
-                spec, data, settings, model, seed=seed, progress=say, sealed=sealed
+    if isinstance(report, EmbeddingTrainReport):
+        for name, accuracy in report.holdout_accuracy.items():
+            typer.echo(
+                f"models.{index} embedding-classifier: held-out {name} accuracy "
+                f"{accuracy:.3f} ({report.n_holdout} rows not used for fitting); "
+                f"out-of-scope similarity threshold {report.oos_threshold:.2f}"
             )
-            for name, accuracy in emb.holdout_accuracy.items():
-                typer.echo(
-                    f"models.{index} embedding-classifier: held-out {name} accuracy "
-                    f"{accuracy:.3f} ({emb.n_holdout} rows not used for fitting); "
-                    f"out-of-scope similarity threshold {emb.oos_threshold:.2f}"
-                )
-            typer.echo(f"models.{index} artifact {emb.sha256[:12]}")
-        elif model.provider == "combined":
-            from lockgate.providers.combined import train_combined
-
-            combined = train_combined(
-                spec,
-                model,
-                data,
-                settings,
-                seed=seed,
-                progress=say,
-                sealed=sealed,
-                local_trained=True,
-            )
-            cal = combined.calibration
-            for name, accuracy in combined.holdout_accuracy.items():
-                typer.echo(
-                    f"models.{index} combined ({cal.method}): held-out {name} accuracy "
-                    f"{accuracy:.3f}"
-                )
-            if combined.sha256:
-                how = (
-                    f"temperature {cal.temperature:.2f}" if cal.kind == "temperature" else cal.kind
-                )
-                typer.echo(
-                    f"models.{index} calibration ({how}, on {cal.n_rows} held-out rows) "
-                    f"artifact {combined.sha256[:12]}"
-                )
+        typer.echo(f"models.{index} artifact {report.sha256[:12]}")
+        return
+    cal = report.calibration
+    for name, accuracy in report.holdout_accuracy.items():
+        typer.echo(
+            f"models.{index} combined ({cal.method}): held-out {name} accuracy {accuracy:.3f}"
+        )
+    if report.sha256:
+        how = f"temperature {cal.temperature:.2f}" if cal.kind == "temperature" else cal.kind
+        typer.echo(
+            f"models.{index} calibration ({how}, on {cal.n_rows} held-out rows) "
+            f"artifact {report.sha256[:12]}"
+        )
 
 
 def _data_files(data: list[Path]) -> list[Path]:

@@ -38,10 +38,10 @@ def retrain(
 
     Example: lockgate retrain routing --data data/routing-train.csv
     """
-    from lockgate.cli.project import _data_files, _train_chain_models
+    from lockgate.cli.project import _data_files, _echo_model_report
     from lockgate.cli.quality import profile_release
     from lockgate.decide.decision import utcnow
-    from lockgate.providers.classifier_training import train_classifier
+    from lockgate.providers.chain_training import train_chain
     from lockgate.rollout import gates
     from lockgate.watch.retrain import human_labels, retrain_set
 
@@ -61,21 +61,23 @@ def retrain(
             "sealed_left_out": chosen.sealed_left_out,
         }
 
-        report = train_classifier(
+        trained = train_chain(
             spec,
             chosen.records,
             runtime.settings,
             seed=seed,
-            progress=lambda msg: typer.echo(msg, err=True),
             sealed=sealed,
+            progress=lambda msg: typer.echo(msg, err=True),
         )
+        report = trained.local
         holdout = {name: round(m.accuracy, 4) for name, m in report.holdout.items()}
         say(
             f"2/5 trained on {report.n_rows} rows: held-out accuracy "
             + ", ".join(f"{name} {value:.3f}" for name, value in holdout.items())
             + f" ({report.n_holdout} rows), artifact {report.sha256[:12]}"
         )
-        _train_chain_models(spec, chosen.records, runtime.settings, seed, sealed)
+        for index, model_report in trained.models if not as_json else ():
+            _echo_model_report(index, model_report)
         figures["train"] = {"rows": report.n_rows, "holdout_accuracy": holdout}
 
         release, created = runtime.create_release(task, actor)

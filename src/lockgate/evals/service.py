@@ -12,6 +12,7 @@ from lockgate.decide.pipeline import ReleaseRuntime
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
 from lockgate.evals.calibration import Threshold, pick_threshold
+from lockgate.evals.cross_fit import FoldRuntime, cross_fitted
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
 from lockgate.evals.storage import DatasetStore, EvalStore, ReleaseStore
 from lockgate.evals.types import Dataset, DatasetRow, EvalRun, content_hash, input_fingerprint
@@ -120,6 +121,9 @@ class Calibration:
     created: bool = False
     training_overlap: int = 0
     """Rows of the dataset the source release was trained on (with --allow-overlap; else 0)."""
+    cross_fit: int | None = None
+    """With cross-fitting: the number of folds (each row decided by models trained without
+    it)."""
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -129,6 +133,7 @@ class Calibration:
             "target_accuracy": self.target,
             "confidence": self.confidence,
             **({"training_overlap": self.training_overlap} if self.training_overlap else {}),
+            **({"cross_fit": self.cross_fit} if self.cross_fit else {}),
             **(self.chosen.figures() if self.chosen is not None else {}),
         }
 
@@ -147,6 +152,8 @@ class EvalService:
     derived_draft: Callable[[Release, Mapping[str, Any]], Release]
     """A draft with a changed spec pinning the source's artifacts, checked to build."""
     concurrency: int = 16
+    fold_runtime: FoldRuntime | None = None
+    """Trains a chain in a folder of its own, for cross-fitted calibration."""
 
     async def evaluate(
         self,
@@ -202,12 +209,15 @@ class EvalService:
         dataset: str | None = None,
         actor: str = "cli",
         allow_overlap: bool = False,
+        cross_fit: int | None = None,
         on_progress: Progress | None = None,
         on_start: Callable[[int], None] | None = None,
+        on_message: Callable[[str], None] | None = None,
     ) -> Calibration:
         """Pick the lowest threshold whose automated accuracy on the calibration dataset has a
         Clopper-Pearson lower bound >= target, and create a release with it (none if no threshold
-        qualifies)."""
+        qualifies). With `cross_fit` K, the dataset is the training data: each row is decided by
+        the release's chain trained on the other folds' rows (see `cross_fit.py`)."""
         if not 0 < target < 1:
             raise ConfigError("--target-accuracy must be between 0 and 1, e.g. 0.98")
         if not 0 < confidence < 1:
@@ -227,18 +237,52 @@ class EvalService:
                 "evaluation.calibration_dataset or with --dataset",
             )
         data = self.datasets.get(task, name)
+        if cross_fit is not None and data.sealed:
+            raise ConfigError(
+                f"{name!r} is a sealed dataset: cross-fitting trains on its rows, and a sealed "
+                "dataset is never trained on",
+                hint="cross-fit on the training data added as an open dataset "
+                "(`lockgate dataset add TASK NAME FILE`)",
+            )
         rows = verified_rows(self.datasets, data)
         loaded = self.release_runtime(task, source.number)
-        overlap = training_overlap(loaded, rows)
-        check_overlap(source, data, overlap, allow=allow_overlap, action="calibrating")
         context = scoring_context(loaded.task)
+        overlap = 0
+        if cross_fit is None:
+            overlap = training_overlap(loaded, rows)
+            check_overlap(source, data, overlap, allow=allow_overlap, action="calibrating")
         if on_start is not None:
             on_start(len(rows))
-        result = await run_eval(loaded, rows, concurrency=self.concurrency, on_progress=on_progress)
-        chosen, considered = pick_threshold(result.runs[0], context, target, confidence)
+        if cross_fit is None:
+            result = await run_eval(
+                loaded, rows, concurrency=self.concurrency, on_progress=on_progress
+            )
+            items = result.runs[0]
+        else:
+            if self.fold_runtime is None:
+                raise ConfigError("cross-fitting needs a project runtime to train the folds in")
+            items = await cross_fitted(
+                loaded.task,
+                rows,
+                cross_fit,
+                self.fold_runtime,
+                dataset=name,
+                sealed=self.datasets.sealed_inputs(task),
+                concurrency=self.concurrency,
+                on_progress=on_progress,
+                say=on_message,
+            )
+        chosen, considered = pick_threshold(items, context, target, confidence)
         best = max(considered, key=lambda t: t.lower_bound, default=None)
         outcome = Calibration(
-            source, data, target, confidence, chosen, best, training_overlap=overlap
+            source,
+            data,
+            target,
+            confidence,
+            chosen,
+            best,
+            training_overlap=overlap,
+            cross_fit=cross_fit,
         )
         if chosen is None:
             return outcome

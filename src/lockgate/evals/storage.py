@@ -34,6 +34,10 @@ class DatasetStore(Protocol):
 
     def rows(self, dataset: Dataset) -> list[DatasetRow]: ...
 
+    def sealed_inputs(self, task: str) -> dict[str, str]:
+        """Input hash -> name of the sealed dataset of `task` that holds it."""
+        ...
+
 
 class EvalStore(Protocol):
     def save(
