@@ -244,19 +244,19 @@ class Runtime:
         folder: Path,
         progress: Callable[[str], None],
     ) -> ReleaseRuntime:
-        """The task's chain trained on `records` (as `lockgate train` trains it; rows of a
-        sealed dataset refused), its artifacts in `folder`, built to decide; for a fold of a
-        cross-fitted calibration."""
-        from lockgate.providers.chain_training import train_chain
+        """The task's chain trained on `records` in `folder` (rows of the task's sealed
+        datasets refused), ready to decide: a fold of a cross-fitted calibration."""
+        from lockgate.evals.cross_fit import trained_chain
 
-        settings = replace(self.settings, project_dir=folder)
-        sealed = self.store.datasets.sealed_inputs(spec.name)
-        train_chain(spec, records, settings, sealed=sealed, progress=progress)
-        models = tuple(
-            ChainModel(model, self.registry.build(model, ProviderContext(spec, settings)))
-            for model in spec.models
+        return trained_chain(
+            spec,
+            records,
+            folder,
+            progress,
+            settings=self.settings,
+            registry=self.registry,
+            sealed=self.store.datasets.sealed_inputs(spec.name),
         )
-        return ReleaseRuntime(task=spec, release=0, models=models)
 
     def release_runtime(self, task_name: str, number: int | None = None) -> ReleaseRuntime:
         """The given release, or the live one, ready to decide (built once per process)."""

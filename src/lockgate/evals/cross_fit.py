@@ -5,9 +5,8 @@ fold, the release's chain is trained on the other folds' rows, as `lockgate trai
 in a folder of its own, and decides the fold's rows. Every row is thus decided by models that
 never saw it, and the threshold is picked on all of them at once, as on a calibration dataset.
 It costs K trainings, but no labelled row is given up to calibration, and the threshold rests
-on every row instead of a held-out share: on banking77, a threshold from a 2,000-row
-calibration share moved by 0.015 between two draws, one from 10,003 cross-fitted rows by
-0.0002 (benchmarks/RESULTS.md).
+on every row instead of a held-out share, so it moves less from one draw to the next
+(benchmarks/banking77_crossfit.py; figures in benchmarks/RESULTS.md).
 
 The release keeps the models trained on every row; they are a little surer than the fold
 models, so the threshold is carried over to them, as from any calibration dataset."""
@@ -18,9 +17,10 @@ import asyncio
 import random
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from lockgate.decide.pipeline import ReleaseRuntime
+from lockgate.decide.pipeline import ChainModel, ReleaseRuntime
 from lockgate.decide.records import Record
 from lockgate.decide.task import OUT_OF_SCOPE, TaskSpec
 from lockgate.errors import ConfigError
@@ -28,12 +28,39 @@ from lockgate.evals.datasets import describe_overlap
 from lockgate.evals.runner import run_eval
 from lockgate.evals.scorers import Scored
 from lockgate.evals.types import DatasetRow
+from lockgate.providers.base import ProviderContext
+from lockgate.providers.registry import ProviderRegistry
+from lockgate.settings import Settings
 
 FoldRuntime = Callable[[TaskSpec, Sequence[Record], Path, Callable[[str], None]], ReleaseRuntime]
 """Trains the task's chain on the records, its artifacts in the folder (progress messages to
 the callable), and returns the chain ready to decide."""
 
 MAX_FOLDS = 20
+
+
+def trained_chain(
+    task: TaskSpec,
+    records: Sequence[Record],
+    folder: Path,
+    progress: Callable[[str], None],
+    *,
+    settings: Settings,
+    registry: ProviderRegistry,
+    sealed: Mapping[str, str],
+) -> ReleaseRuntime:
+    """The task's chain trained on `records` as `lockgate train` trains it (rows in `sealed`
+    refused), its artifacts in `folder` (the rest of `settings` kept), built to decide: a
+    `FoldRuntime` once the keyword arguments are given."""
+    from lockgate.providers.chain_training import train_chain
+
+    local = replace(settings, project_dir=folder)
+    train_chain(task, records, local, sealed=sealed, progress=progress)
+    models = tuple(
+        ChainModel(model, registry.build(model, ProviderContext(task, local)))
+        for model in task.models
+    )
+    return ReleaseRuntime(task=task, release=0, models=models)
 
 
 def fold_of(rows: Sequence[DatasetRow], folds: int, seed: int) -> list[int]:

@@ -1,0 +1,199 @@
+"""Where does a calibrated threshold land on banking77's sealed test set: picked on a 2,000-row
+held-out share of train.csv, or cross-fitted on all of train.csv (`lockgate calibrate
+--cross-fit K`, the same code)?
+
+For each seed:
+1. split: the chain trained on 80% of train.csv (a seeded split, same inputs together) decides
+   the other 20%; the lowest threshold whose 95% Clopper-Pearson lower bound reaches the
+   target is picked there.
+2. cross-fit: train.csv dealt into K folds (seeded); each fold decided by the chain trained on
+   the others; the threshold picked on all 10,003 rows (`lockgate.evals.cross_fit`, through
+   the decision pipeline, as `lockgate calibrate --cross-fit` runs it).
+3. The chain trained on every row of train.csv decides test.csv; both thresholds are applied
+   to it: coverage and accuracy of the automated share.
+
+The chain is a combined geometric model of frozen encoders, so that K trainings take minutes:
+the local classifier (TF-IDF), all-MiniLM-L6-v2 and all-mpnet-base-v2 (embedding classifiers,
+`nearest: 3`, no fine-tuning). Needs the `embeddings` and `mpnet` extras.
+
+Usage: python benchmarks/banking77_crossfit.py [--data DIR] [--seeds 0,1,2] [--folds 5]
+       [--target 0.99] [--threads 2] [--calibration temperature|weights] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import banking77_models as bm
+import numpy as np
+
+from lockgate.evals.calibration import pick_threshold
+from lockgate.evals.cross_fit import cross_fitted, trained_chain
+from lockgate.evals.datasets import read_dataset
+from lockgate.evals.runner import scoring_context
+from lockgate.providers.base import BatchProvider, ProviderContext
+from lockgate.providers.chain_training import train_chain
+from lockgate.providers.registry import ProviderRegistry
+from lockgate.settings import Settings
+
+
+def chain(threads: int, calibration: str) -> list[dict[str, Any]]:
+    minilm = {"provider": "embedding-classifier", "threads": threads, "nearest": 3}
+    mpnet = {**minilm, "model": "all-mpnet-base-v2"}
+    return [
+        {
+            "provider": "combined",
+            "combine": {
+                "method": "geometric",
+                "calibration": calibration,
+                "models": [{"provider": "local-classifier"}, minilm, mpnet],
+            },
+        }
+    ]
+
+
+def threshold_figures(scored: list[Any], task: Any, target: float) -> tuple[float | None, dict]:
+    chosen, _ = pick_threshold(scored, scoring_context(task), target, 0.95)
+    if chosen is None:
+        return None, {"threshold": None}
+    return chosen.threshold, {
+        k: round(v, 4) if isinstance(v, float) else v for k, v in chosen.figures().items()
+    }
+
+
+def run_seed(
+    args: argparse.Namespace, seed: int, root: Path, every_row: tuple[np.ndarray, np.ndarray]
+) -> dict[str, Any]:
+    categories = json.loads((args.data / "categories.json").read_text())
+    task = bm.task_for(categories, chain(args.threads, args.calibration))
+    registry = ProviderRegistry.discover()
+    base = Settings(project_dir=root, database_url="sqlite://")
+    say = lambda message: print(f"[seed {seed}] {message}", file=sys.stderr, flush=True)  # noqa: E731
+    rows = read_dataset(task, args.data / "train.csv")
+    figures: dict[str, Any] = {"seed": seed, "folds": args.folds, "rows": len(rows)}
+
+    # 1. the split: 80% trains, 20% calibrates
+    train, calib = bm.split(bm.read(args.data / "train.csv"), seed, 0.8)
+    started = time.perf_counter()
+    part = trained_chain(
+        task,
+        [_record(i, r) for i, r in enumerate(train)],
+        root / f"part-{seed}",
+        say,
+        settings=base,
+        registry=registry,
+        sealed={},
+    )
+    provider = part.models[0].provider
+    assert isinstance(provider, BatchProvider)
+    conf_c, right_c = bm.scored(
+        bm.answers(provider, task, [r["text"] for r in calib]), [r["category"] for r in calib]
+    )
+    split_threshold = bm.pick(conf_c, right_c, args.target)
+    figures["split"] = {
+        "calibration_rows": len(calib),
+        "calibration": bm.at(split_threshold, conf_c, right_c),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+    # 2. cross-fitted on every row, as `lockgate calibrate --cross-fit` does
+    started = time.perf_counter()
+
+    def fold(task_: Any, records: Any, folder: Path, progress: Any) -> Any:
+        return trained_chain(
+            task_, records, folder, progress, settings=base, registry=registry, sealed={}
+        )
+
+    scored = asyncio.run(
+        cross_fitted(task, rows, args.folds, fold, dataset="train.csv", seed=seed, say=say)
+    )
+    crossed, crossed_figures = threshold_figures(scored, task, args.target)
+    figures["cross_fit"] = {**crossed_figures, "seconds": round(time.perf_counter() - started, 1)}
+
+    # 3. both thresholds on test.csv, decided by the chain trained on every row
+    conf_t, right_t = every_row
+    figures["test_at_split_threshold"] = bm.at(split_threshold, conf_t, right_t)
+    figures["test_at_cross_fit_threshold"] = bm.at(crossed, conf_t, right_t)
+    return figures
+
+
+def every_row_answers(args: argparse.Namespace, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """test.csv decided by the chain trained on every row of train.csv (trained once: the
+    seeds move only the split and the folds)."""
+    categories = json.loads((args.data / "categories.json").read_text())
+    task = bm.task_for(categories, chain(args.threads, args.calibration))
+    settings = Settings(project_dir=root / "all", database_url="sqlite://")
+    say = lambda message: print(f"[every row] {message}", file=sys.stderr, flush=True)  # noqa: E731
+    train_chain(task, args.data / "train.csv", settings, progress=say)
+    built = ProviderRegistry.discover().build(task.models[0], ProviderContext(task, settings))
+    assert isinstance(built, BatchProvider)
+    test = bm.read(args.data / "test.csv")
+    return bm.scored(
+        bm.answers(built, task, [r["text"] for r in test]),
+        [r["category"] for r in test],
+    )
+
+
+def _record(i: int, row: dict[str, str]) -> Any:
+    from lockgate.decide.records import Record
+
+    return Record(str(i + 1), i + 1, {"text": row["text"], "category": row["category"]})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--data", type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared/datasets/banking77",
+    )  # fmt: skip
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--target", type=float, default=0.99)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calibration", default="temperature")
+    parser.add_argument("--workdir", type=Path, help="keep the folds' artifacts here")
+    args = parser.parse_args()
+    args.data = args.data.resolve()
+    if not (args.data / "train.csv").exists():
+        sys.exit(f"banking77 not found in {args.data}; pass --data DIR")
+    bm.HOLDOUT_SHARE = 0.1
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workdir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        every_row = every_row_answers(args, root)
+        accuracy = round(float(every_row[1].mean()), 4)
+        print(json.dumps({"test_accuracy": accuracy}), file=sys.stderr, flush=True)
+        for seed in (int(s) for s in args.seeds.split(",")):
+            results.append(run_seed(args, seed, root, every_row))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    thresholds = {
+        kind: [r[kind].get("threshold") for r in results] for kind in ("split", "cross_fit")
+    }
+    print(
+        json.dumps(
+            {
+                "target": args.target,
+                "calibration": args.calibration,
+                "test_accuracy": accuracy,
+                "seeds": results,
+                "threshold_range": {
+                    k: round(float(np.ptp([x for x in v if x is not None])), 4)
+                    for k, v in thresholds.items()
+                    if any(x is not None for x in v)
+                },
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
