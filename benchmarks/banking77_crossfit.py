@@ -131,7 +131,8 @@ def every_row_answers(args: argparse.Namespace, root: Path) -> tuple[np.ndarray,
     task = bm.task_for(categories, chain(args.threads, args.calibration))
     settings = Settings(project_dir=root / "all", database_url="sqlite://")
     say = lambda message: print(f"[every row] {message}", file=sys.stderr, flush=True)  # noqa: E731
-    train_chain(task, args.data / "train.csv", settings, progress=say)
+    if not (settings.artifact_dir / task.name / "combined" / "latest.json").exists():
+        train_chain(task, args.data / "train.csv", settings, progress=say)  # else kept
     built = ProviderRegistry.discover().build(task.models[0], ProviderContext(task, settings))
     assert isinstance(built, BatchProvider)
     test = bm.read(args.data / "test.csv")

@@ -223,11 +223,26 @@ _ENCODERS: dict[tuple[str, str, int, int], Encoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
+_TOKENIZER_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _tokenizer_digest(path: Path) -> str:
+    """The tokenizer file's sha256 (read once per path, size and modification time)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    digest = _TOKENIZER_DIGESTS.get(key)
+    if digest is None:
+        digest = _TOKENIZER_DIGESTS[key] = file_sha256(path)
+    return digest
+
+
 def shared_encoder(
     files: EncoderFiles, *, threads: int | None = None, batch_size: int = DEFAULT_BATCH
 ) -> Encoder:
-    """One encoder per model file and setting in a process (loading takes a moment)."""
-    key = (files.sha256, str(files.tokenizer_path), threads or 0, batch_size)
+    """One encoder per model and tokenizer content and setting in a process (loading takes a
+    moment): copies of the same files in other folders, such as the written encoder of each
+    fold of a cross-fitted calibration, share it and its cache of vectors."""
+    key = (files.sha256, _tokenizer_digest(files.tokenizer_path), threads or 0, batch_size)
     with _ENCODERS_LOCK:
         encoder = _ENCODERS.get(key)
         if encoder is None:
