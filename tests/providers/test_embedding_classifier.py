@@ -22,7 +22,7 @@ from lockgate.providers.embedding_classifier import (
     EmbeddingTrainReport,
     artifact_folder,
 )
-from lockgate.providers.embeddings import Encoder, resolve_files
+from lockgate.providers.embeddings import Encoder, resolve_files, shared_encoder
 from lockgate.providers.registry import ProviderRegistry
 from lockgate.settings import Settings
 from tests.providers.model_texts import INTENTS, OFF_TOPIC, task_data
@@ -69,6 +69,31 @@ def test_the_cache_serves_a_repeated_text_without_the_model(encoder: Encoder) ->
     again = encoder.embed(["How do I report a lost card today?"])
     assert encoder.computed == before + 1
     assert np.array_equal(first[0], again[0])
+
+
+def test_copies_of_the_same_files_share_one_encoder_and_its_vectors(tmp_path: Path) -> None:
+    """Each fold of a cross-fitted calibration writes its encoder into a folder of its own:
+    the same model and tokenizer elsewhere reuse the loaded encoder and what it embedded; a
+    different tokenizer does not."""
+    files = resolve_files()
+    copies = []
+    for name in ("fold-1", "fold-2"):
+        folder = tmp_path / name
+        folder.mkdir()
+        model = shutil.copy(files.model_path, folder / "model.onnx")
+        tokenizer = shutil.copy(files.tokenizer_path, folder / "tokenizer.json")
+        copies.append(resolve_files(str(model), str(tokenizer), name="copy"))
+    first = shared_encoder(copies[0], threads=1, batch_size=8)
+    first.embed(["Has my new card been posted yet?"])
+    second = shared_encoder(copies[1], threads=1, batch_size=8)
+    assert second is first
+    before = second.computed
+    second.embed(["Has my new card been posted yet?"])
+    assert second.computed == before  # served from the cache
+
+    changed = tmp_path / "fold-2" / "tokenizer.json"
+    changed.write_text(changed.read_text().replace('"[UNK]"', '"[UNKNOWN]"', 1))
+    assert shared_encoder(copies[1], threads=1, batch_size=8) is not first
 
 
 def test_the_thread_setting_is_applied(encoder: Encoder) -> None:
