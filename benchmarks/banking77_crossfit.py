@@ -176,7 +176,8 @@ def main() -> None:
             results.append(run_seed(args, seed, root, every_row))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     thresholds = {
-        kind: [r[kind].get("threshold") for r in results] for kind in ("split", "cross_fit")
+        "split": [r["split"]["calibration"]["threshold"] for r in results],
+        "cross_fit": [r["cross_fit"]["threshold"] for r in results],
     }
     print(
         json.dumps(

@@ -5,8 +5,8 @@ fold, the release's chain is trained on the other folds' rows, as `lockgate trai
 in a folder of its own, and decides the fold's rows. Every row is thus decided by models that
 never saw it, and the threshold is picked on all of them at once, as on a calibration dataset.
 It costs K trainings, but no labelled row is given up to calibration, and the threshold rests
-on every row instead of a held-out share, so it moves less from one draw to the next
-(benchmarks/banking77_crossfit.py; figures in benchmarks/RESULTS.md).
+on every row instead of a held-out share: its lower bound is tighter, so the same target
+automates more (benchmarks/banking77_crossfit.py; figures in benchmarks/RESULTS.md).
 
 The release keeps the models trained on every row; they are a little surer than the fold
 models, so the threshold is carried over to them, as from any calibration dataset."""
