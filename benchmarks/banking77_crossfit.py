@@ -175,10 +175,7 @@ def _record(i: int, row: dict[str, str]) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--data", type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared/datasets/banking77",
-    )  # fmt: skip
+    parser.add_argument("--data", type=Path, default=bm.DATA)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--target", type=float, default=0.99)

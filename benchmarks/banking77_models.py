@@ -101,6 +101,9 @@ def split(rows: list[dict[str, str]], seed: int, share: float) -> tuple[list, li
 
 HOLDOUT_SHARE = 0.2
 
+DATA = Path(__file__).resolve().parents[2] / "shared/datasets/banking77"
+"""Where banking77 is read from by default: `../shared/datasets/banking77` beside the clone."""
+
 
 def task_for(categories: list[str], models: list[dict[str, Any]]) -> TaskSpec:
     """The task; `lockgate train` holds out HOLDOUT_SHARE of the rows it is given (to measure,
@@ -295,10 +298,7 @@ TUNE_OPTIONS: dict[str, tuple[str, type, str]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--data", type=Path,
-        default=Path(__file__).resolve().parents[2] / "shared/datasets/banking77",
-    )  # fmt: skip
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--target", type=float, default=0.99)
