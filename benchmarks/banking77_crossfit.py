@@ -29,12 +29,14 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import banking77_models as bm
 import numpy as np
 
+from lockgate.decide.task import TaskSpec
 from lockgate.evals.calibration import pick_threshold
 from lockgate.evals.cross_fit import cross_fitted, trained_chain
 from lockgate.evals.datasets import read_dataset
@@ -60,6 +62,11 @@ def chain(threads: int, calibration: str) -> list[dict[str, Any]]:
     ]
 
 
+def task_of(args: argparse.Namespace) -> TaskSpec:
+    categories = json.loads((args.data / "categories.json").read_text())
+    return bm.task_for(categories, chain(args.threads, args.calibration))
+
+
 def threshold_figures(scored: list[Any], task: Any, target: float) -> tuple[float | None, dict]:
     chosen, _ = pick_threshold(scored, scoring_context(task), target, 0.95)
     if chosen is None:
@@ -72,10 +79,14 @@ def threshold_figures(scored: list[Any], task: Any, target: float) -> tuple[floa
 def run_seed(
     args: argparse.Namespace, seed: int, root: Path, every_row: tuple[np.ndarray, np.ndarray]
 ) -> dict[str, Any]:
-    categories = json.loads((args.data / "categories.json").read_text())
-    task = bm.task_for(categories, chain(args.threads, args.calibration))
-    registry = ProviderRegistry.discover()
-    base = Settings(project_dir=root, database_url="sqlite://")
+    task = task_of(args)
+    # a fold: the chain trained, as `lockgate calibrate --cross-fit` trains it, in a folder
+    fold = partial(
+        trained_chain,
+        settings=Settings(project_dir=root, database_url="sqlite://"),
+        registry=ProviderRegistry.discover(),
+        sealed={},
+    )
     say = lambda message: print(f"[seed {seed}] {message}", file=sys.stderr, flush=True)  # noqa: E731
     rows = read_dataset(task, args.data / "train.csv")
     figures: dict[str, Any] = {"seed": seed, "folds": args.folds, "rows": len(rows)}
@@ -83,15 +94,7 @@ def run_seed(
     # 1. the split: 80% trains, 20% calibrates
     train, calib = bm.split(bm.read(args.data / "train.csv"), seed, 0.8)
     started = time.perf_counter()
-    part = trained_chain(
-        task,
-        [_record(i, r) for i, r in enumerate(train)],
-        root / f"part-{seed}",
-        say,
-        settings=base,
-        registry=registry,
-        sealed={},
-    )
+    part = fold(task, [_record(i, r) for i, r in enumerate(train)], root / f"part-{seed}", say)
     provider = part.models[0].provider
     assert isinstance(provider, BatchProvider)
     conf_c, right_c = bm.scored(
@@ -106,12 +109,6 @@ def run_seed(
 
     # 2. cross-fitted on every row, as `lockgate calibrate --cross-fit` does
     started = time.perf_counter()
-
-    def fold(task_: Any, records: Any, folder: Path, progress: Any) -> Any:
-        return trained_chain(
-            task_, records, folder, progress, settings=base, registry=registry, sealed={}
-        )
-
     scored = asyncio.run(
         cross_fitted(task, rows, args.folds, fold, dataset="train.csv", seed=seed, say=say)
     )
@@ -125,17 +122,27 @@ def run_seed(
     return figures
 
 
+def every_row_chain(
+    args: argparse.Namespace, root: Path, *, train: bool
+) -> tuple[TaskSpec, BatchProvider]:
+    """The chain trained on every row of train.csv, kept in `root`/all (`train`: trained
+    there first when missing; else a missing one is an error)."""
+    task = task_of(args)
+    settings = Settings(project_dir=root / "all", database_url="sqlite://")
+    if not (settings.artifact_dir / task.name / "combined" / "latest.json").exists():
+        if not train:
+            sys.exit(f"no chain trained on every row in {root}: run without --speed first")
+        say = lambda message: print(f"[every row] {message}", file=sys.stderr, flush=True)  # noqa: E731
+        train_chain(task, args.data / "train.csv", settings, progress=say)
+    built = ProviderRegistry.discover().build(task.models[0], ProviderContext(task, settings))
+    assert isinstance(built, BatchProvider)
+    return task, built
+
+
 def every_row_answers(args: argparse.Namespace, root: Path) -> tuple[np.ndarray, np.ndarray]:
     """test.csv decided by the chain trained on every row of train.csv (trained once: the
     seeds move only the split and the folds)."""
-    categories = json.loads((args.data / "categories.json").read_text())
-    task = bm.task_for(categories, chain(args.threads, args.calibration))
-    settings = Settings(project_dir=root / "all", database_url="sqlite://")
-    say = lambda message: print(f"[every row] {message}", file=sys.stderr, flush=True)  # noqa: E731
-    if not (settings.artifact_dir / task.name / "combined" / "latest.json").exists():
-        train_chain(task, args.data / "train.csv", settings, progress=say)  # else kept
-    built = ProviderRegistry.discover().build(task.models[0], ProviderContext(task, settings))
-    assert isinstance(built, BatchProvider)
+    task, built = every_row_chain(args, root, train=True)
     test = bm.read(args.data / "test.csv")
     return bm.scored(
         bm.answers(built, task, [r["text"] for r in test]),
@@ -146,13 +153,7 @@ def every_row_answers(args: argparse.Namespace, root: Path) -> tuple[np.ndarray,
 def speed(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """Decisions per second of the chain trained on every row (train it first: a run without
     --speed), test.csv through the pipeline in `lockgate run`'s batches, empty caches."""
-    categories = json.loads((args.data / "categories.json").read_text())
-    task = bm.task_for(categories, chain(args.threads, args.calibration))
-    settings = Settings(project_dir=root / "all", database_url="sqlite://")
-    if not (settings.artifact_dir / task.name / "combined" / "latest.json").exists():
-        sys.exit(f"no chain trained on every row in {root}: run without --speed first")
-    built = ProviderRegistry.discover().build(task.models[0], ProviderContext(task, settings))
-    assert isinstance(built, BatchProvider)
+    task, built = every_row_chain(args, root, train=False)
     texts = [r["text"] for r in bm.read(args.data / "test.csv")]
     bm.answers(built, task, texts[:64])  # loads what a session's first call loads; not timed
     rates = []

@@ -42,33 +42,27 @@ def train_chain(
     local = train_classifier(task, rows, settings, seed=seed, progress=progress, sealed=sealed)
     models: list[tuple[int, EmbeddingTrainReport | CombinedTrainReport]] = []
     for index, model in enumerate(task.models):
+        report: EmbeddingTrainReport | CombinedTrainReport
         if model.provider == "embedding-classifier":
             from lockgate.providers.embedding_classifier import train_embedding_classifier
 
-            models.append(
-                (
-                    index,
-                    train_embedding_classifier(
-                        task, rows, settings, model, seed=seed, progress=progress, sealed=sealed
-                    ),
-                )
+            report = train_embedding_classifier(
+                task, rows, settings, model, seed=seed, progress=progress, sealed=sealed
             )
         elif model.provider == "combined":
             from lockgate.providers.combined import train_combined
 
-            models.append(
-                (
-                    index,
-                    train_combined(
-                        task,
-                        model,
-                        rows,
-                        settings,
-                        seed=seed,
-                        progress=progress,
-                        sealed=sealed,
-                        local_trained=True,
-                    ),
-                )
+            report = train_combined(
+                task,
+                model,
+                rows,
+                settings,
+                seed=seed,
+                progress=progress,
+                sealed=sealed,
+                local_trained=True,
             )
+        else:
+            continue  # trained above (the local classifier), or not trained at all
+        models.append((index, report))
     return ChainTraining(local, tuple(models))
