@@ -251,6 +251,8 @@ class EvalService:
         if cross_fit is None:
             overlap = training_overlap(loaded, rows)
             check_overlap(source, data, overlap, allow=allow_overlap, action="calibrating")
+        elif self.fold_runtime is None:
+            raise ConfigError("cross-fitting needs a project runtime to train the folds in")
         if on_start is not None:
             on_start(len(rows))
         if cross_fit is None:
@@ -259,8 +261,7 @@ class EvalService:
             )
             items = result.runs[0]
         else:
-            if self.fold_runtime is None:
-                raise ConfigError("cross-fitting needs a project runtime to train the folds in")
+            assert self.fold_runtime is not None  # checked above
             items = await cross_fitted(
                 loaded.task,
                 rows,
