@@ -77,11 +77,11 @@ def test_a_cross_fitted_threshold_is_recorded_on_the_release_it_creates(
     project = _project(tmp_path, _example_rows(tmp_path), database_url)
 
     done = lockgate("calibrate", "routing", "--release", "1", "--dataset", "train",
-                    "--target-accuracy", "0.9", "--cross-fit", "5", cwd=project,
-                    database=database_url)  # fmt: skip
+                    "--target-accuracy", "0.9", "--cross-fit", "5", "--seed", "3",
+                    cwd=project, database=database_url)  # fmt: skip
     assert (
         "of 800 on train, cross-fitted: each row decided by the chain trained without its fold, "
-        "5 folds)"
+        "5 folds, seed 3)"
     ) in done.stdout
     assert "created routing@2 with auto_min_confidence" in done.stdout
     assert "fold 5/5: training on " in done.stderr
@@ -91,13 +91,20 @@ def test_a_cross_fitted_threshold_is_recorded_on_the_release_it_creates(
                        check=False)  # fmt: skip
     assert refused.returncode == 2
     assert "800 of the 800 rows of dataset 'train'" in refused.stderr
+    # --seed deals folds: without --cross-fit it is refused, not ignored
+    unseeded = lockgate("calibrate", "routing", "--release", "1", "--dataset", "train",
+                        "--target-accuracy", "0.9", "--seed", "3", cwd=project,
+                        database=database_url, check=False)  # fmt: skip
+    assert unseeded.returncode == 2
+    assert "error: --seed deals the rows into folds: it needs --cross-fit" in unseeded.stderr
 
     with project_runtime(project, database_url) as runtime:
         first, second = runtime.store.releases.list_for("routing")
         (entry,) = [e for e in runtime.store.audit.entries("routing")
                     if e.action == "policy.calibrate"]  # fmt: skip
     figures = entry.details
-    assert (figures["cross_fit"], figures["n"], figures["dataset"]) == (5, 800, "train")
+    assert (figures["cross_fit"], figures["seed"], figures["n"]) == (5, 3, 800)
+    assert figures["dataset"] == "train"
     assert figures["lower_bound"] >= 0.9
     assert second.spec["policy"]["auto_min_confidence"] == figures["threshold"]
     assert second.artifacts == first.artifacts  # the models trained on every row

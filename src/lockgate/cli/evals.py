@@ -306,6 +306,14 @@ def calibrate(
             "trainings; no row is given up to calibration).",
         ),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="With --cross-fit: the seed that deals the rows into folds (default 0). "
+            "Another seed shows how far the threshold moves with the draw.",
+        ),
+    ] = None,
     actor: ActorOption = "cli",
     project: ProjectOption = None,
     database: DatabaseOption = None,
@@ -328,6 +336,7 @@ def calibrate(
                 actor=actor,
                 allow_overlap=allow_overlap,
                 cross_fit=cross_fit,
+                seed=seed,
                 on_progress=step,
                 on_start=start,
                 on_message=lambda message: typer.echo(message, err=True),
@@ -366,7 +375,7 @@ def calibrate(
         f"{outcome.dataset.name}"
         + (
             f", cross-fitted: each row decided by the chain trained without its fold, "
-            f"{cross_fit} folds)"
+            f"{cross_fit} folds" + (f", seed {seed})" if seed else ")")
             if cross_fit
             else ")"
         )

@@ -124,6 +124,8 @@ class Calibration:
     cross_fit: int | None = None
     """With cross-fitting: the number of folds (each row decided by models trained without
     it)."""
+    seed: int = 0
+    """With cross-fitting: the seed that dealt the rows into folds."""
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -133,7 +135,7 @@ class Calibration:
             "target_accuracy": self.target,
             "confidence": self.confidence,
             **({"training_overlap": self.training_overlap} if self.training_overlap else {}),
-            **({"cross_fit": self.cross_fit} if self.cross_fit else {}),
+            **({"cross_fit": self.cross_fit, "seed": self.seed} if self.cross_fit else {}),
             **(self.chosen.figures() if self.chosen is not None else {}),
         }
 
@@ -210,6 +212,7 @@ class EvalService:
         actor: str = "cli",
         allow_overlap: bool = False,
         cross_fit: int | None = None,
+        seed: int | None = None,
         on_progress: Progress | None = None,
         on_start: Callable[[int], None] | None = None,
         on_message: Callable[[str], None] | None = None,
@@ -217,7 +220,13 @@ class EvalService:
         """Pick the lowest threshold whose automated accuracy on the calibration dataset has a
         Clopper-Pearson lower bound >= target, and create a release with it (none if no threshold
         qualifies). With `cross_fit` K, the dataset is the training data: each row is decided by
-        the release's chain trained on the other folds' rows (see `cross_fit.py`)."""
+        the release's chain trained on the other folds' rows, dealt into folds by `seed` (see
+        `cross_fit.py`)."""
+        if seed is not None and cross_fit is None:
+            raise ConfigError(
+                "--seed deals the rows into folds: it needs --cross-fit",
+                hint="add --cross-fit K (for example 5), or leave --seed out",
+            )
         if not 0 < target < 1:
             raise ConfigError("--target-accuracy must be between 0 and 1, e.g. 0.98")
         if not 0 < confidence < 1:
@@ -269,6 +278,7 @@ class EvalService:
                 self.fold_runtime,
                 dataset=name,
                 sealed=self.datasets.sealed_inputs(task),
+                seed=seed or 0,
                 concurrency=self.concurrency,
                 on_progress=on_progress,
                 say=on_message,
@@ -284,6 +294,7 @@ class EvalService:
             best,
             training_overlap=overlap,
             cross_fit=cross_fit,
+            seed=seed or 0,
         )
         if chosen is None:
             return outcome
