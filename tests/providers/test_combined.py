@@ -24,6 +24,7 @@ from lockgate.providers.base import (
     ProviderContext,
     ProviderError,
 )
+from lockgate.providers.classifier_training import HeldOut
 from lockgate.providers.combined import (
     Calibration,
     CombinedBatchProvider,
@@ -401,6 +402,36 @@ def test_geometric_with_fitted_weights_is_trained_pinned_and_answers(
     provider = CombinedProvider.from_spec(task.models[0], ProviderContext(task, settings))
     assert provider.calibration.member_weights == report.calibration.member_weights
     routes_banking_and_flags_off_topic(provider, task)
+
+
+def test_members_trained_for_the_combination_calibrate_it_with_their_held_out_answers(
+    mean_provider: CombinedProvider, settings: Settings, data: Path
+) -> None:
+    # Training a member already fits it without the held-out rows and asks it about them:
+    # the combination's calibration uses those answers instead of fitting each member again,
+    # and comes out exactly as when it fits them again itself.
+    task = combined_task("geometric", calibration="weights")
+    said: list[str] = []
+    reused = train_combined(task, task.models[0], data, settings, progress=said.append)
+    calibrating = [m for m in said if "held-out rows" in m or "to calibrate" in m]
+    assert [m.split(":")[0] for m in calibrating] == ["local-classifier", "embedding-classifier"]
+    assert all(
+        re.fullmatch(r"[a-z-]+: calibrating with its answers on the \d+ held-out rows", m)
+        for m in calibrating
+    ), calibrating
+    refitted = train_combined(task, task.models[0], data, settings, train_members=False)
+    assert reused.calibration.member_weights == pytest.approx(
+        refitted.calibration.member_weights, abs=1e-9
+    )
+    assert reused.holdout_accuracy == refitted.holdout_accuracy
+
+
+def test_held_out_answers_serve_only_the_same_rows_of_the_same_data() -> None:
+    rows = np.asarray([3, 7, 9])
+    answers = HeldOut("a" * 64, rows, {"intent": np.eye(3)})
+    assert answers.for_split("a" * 64, np.asarray([3, 7, 9])) is answers.probabilities
+    assert answers.for_split("b" * 64, rows) is None  # other data
+    assert answers.for_split("a" * 64, np.asarray([3, 7, 8])) is None  # another split
 
 
 # ---------------------------------------------------------------- escalate

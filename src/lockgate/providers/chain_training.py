@@ -60,7 +60,7 @@ def train_chain(
                 seed=seed,
                 progress=progress,
                 sealed=sealed,
-                local_trained=True,
+                local=local,
             )
         else:
             continue  # trained above (the local classifier), or not trained at all

@@ -61,6 +61,25 @@ class FieldMetrics:
     macro_f1: float
 
 
+@dataclass(frozen=True, eq=False)
+class HeldOut:
+    """What a model fitted on the training share said about the held-out rows: per output
+    field, a probability row per held-out row, columns in the order of the field's enum values.
+    A combined model's calibration fits its members on the same split, so it reuses these
+    instead of fitting each member a second time."""
+
+    data_hash: str
+    """The training data's hash (`LabeledTexts.data_hash`)."""
+    rows: np.ndarray
+    """The held-out rows' positions in that data."""
+    probabilities: Mapping[str, np.ndarray]
+
+    def for_split(self, data_hash: str, test: np.ndarray) -> Mapping[str, np.ndarray] | None:
+        """The probability rows, if they are for exactly these held-out rows of this data."""
+        same = data_hash == self.data_hash and np.array_equal(self.rows, test)
+        return self.probabilities if same else None
+
+
 @dataclass(frozen=True)
 class TrainReport:
     task: str
@@ -73,6 +92,8 @@ class TrainReport:
     unseen_labels: Mapping[str, tuple[str, ...]]
     """Enum values with no training example, per output field: the model never predicts them."""
     duration_s: float
+    held_out: HeldOut | None = None
+    """The model fitted without the held-out rows, on them (None for a single-label field)."""
 
     @property
     def holdout_accuracy(self) -> dict[str, float]:
@@ -117,7 +138,7 @@ def train_classifier(
     }
     train, test = _split(labels, task.evaluation.holdout_share, seed)
     say(f"fitting on {len(train)} rows, measuring on {len(test)} held out")
-    holdout = _evaluate(texts, labels, train, test, seed)
+    holdout, held_probabilities = _evaluate(task, texts, labels, train, test, seed)
     say(f"fitting on all {len(texts)} rows")
     model = _fit(task.name, input_fields, texts, labels, seed, seen_inputs)
     say("writing artifact")
@@ -147,6 +168,9 @@ def train_classifier(
         holdout=holdout,
         unseen_labels=unseen,
         duration_s=time.perf_counter() - started,
+        held_out=(
+            HeldOut(data_hash, test, held_probabilities) if held_probabilities is not None else None
+        ),
     )
 
 
@@ -354,28 +378,40 @@ def _split(
 
 
 def _evaluate(
+    task: TaskSpec,
     texts: list[str],
     labels: Mapping[str, list[str]],
     train: np.ndarray,
     test: np.ndarray,
     seed: int,
-) -> dict[str, FieldMetrics]:
+) -> tuple[dict[str, FieldMetrics], dict[str, np.ndarray] | None]:
+    """Scores on the held-out rows of a model fitted on the training share, and its
+    probability rows for them (None when a field had a single label to fit)."""
+    from lockgate.providers.embedding_classifier import align
+
     features = _features()
     x_train = features.fit_transform([texts[i] for i in train])
     x_test = features.transform([texts[i] for i in test])
     metrics: dict[str, FieldMetrics] = {}
+    probabilities: dict[str, np.ndarray] | None = {}
     for name, ys in labels.items():
         y_train = [ys[i] for i in train]
         y_test = [ys[i] for i in test]
         if len(set(y_train)) < 2:  # a tiny, skewed set: the model can only say the one label
             predicted = [y_train[0]] * len(y_test)
+            probabilities = None
         else:
-            predicted = list(_classifier(seed).fit(x_train, y_train).predict(x_test))
+            clf = _classifier(seed).fit(x_train, y_train)
+            probs = clf.predict_proba(x_test)
+            predicted = list(clf.classes_[probs.argmax(axis=1)])
+            if probabilities is not None:
+                classes = [str(c) for c in clf.classes_]
+                probabilities[name] = align(probs, classes, task.enum_values(name))
         metrics[name] = FieldMetrics(
             accuracy=float(accuracy_score(y_test, predicted)),
             macro_f1=float(f1_score(y_test, predicted, average="macro", zero_division=0)),
         )
-    return metrics
+    return metrics, probabilities
 
 
 def _fit(

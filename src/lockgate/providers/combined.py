@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -62,6 +62,9 @@ from lockgate.providers.base import (
     ProviderError,
 )
 from lockgate.settings import Settings
+
+if TYPE_CHECKING:
+    from lockgate.providers.classifier_training import TrainReport
 
 KIND = "combined"
 Method = Literal["mean", "geometric", "agreement"]
@@ -906,10 +909,12 @@ def train_combined(
     progress: Callable[[str], None] | None = None,
     sealed: Mapping[str, str] | None = None,
     train_members: bool = True,
-    local_trained: bool = False,
+    local: TrainReport | None = None,
 ) -> CombinedTrainReport:
     """Train the trainable members and fit the combination's calibration on held-out rows
-    (`local_trained`: the local classifier was just trained on these rows already)."""
+    (`local`: the report of the local classifier just trained on these rows, which is then
+    not trained again). A member trained here, or `local`, already answered the held-out rows
+    from the same split: its answers are reused rather than fitting it a second time."""
     from lockgate.providers.classifier_training import _split, train_classifier
     from lockgate.providers.embedding_classifier import (
         KIND as EMBEDDING,
@@ -937,17 +942,25 @@ def train_combined(
                 reports[label] = train_embedding_classifier(
                     task, rows, settings, member, seed=seed, sealed=sealed, progress=progress
                 )
-            elif member.provider == "local-classifier" and not local_trained:
-                local_trained = True
+            elif member.provider == "local-classifier" and local is None:
                 say(f"{label}: training on every row")
-                reports[label] = train_classifier(task, rows, settings, seed=seed, sealed=sealed)
+                reports[label] = local = train_classifier(
+                    task, rows, settings, seed=seed, sealed=sealed
+                )
     if calibrate:
         # after the members: a fine-tuned encoder (tuned on the same `train` rows) is used
         for label, member in zip(labels, combine_spec.everyone, strict=True):
-            say(f"{label}: fitting on {len(train)} rows to calibrate on {len(test)} held out")
-            rows_by_field = holdout_rows(
-                member, task, data.texts, data.labels, train, test, seed, settings
-            )
+            trained = local if member.provider == "local-classifier" else reports.get(label)
+            answered = trained.held_out if trained is not None else None
+            reused = answered.for_split(data.data_hash, test) if answered is not None else None
+            if reused is not None:
+                say(f"{label}: calibrating with its answers on the {len(test)} held-out rows")
+                rows_by_field = dict(reused)
+            else:
+                say(f"{label}: fitting on {len(train)} rows to calibrate on {len(test)} held out")
+                rows_by_field = holdout_rows(
+                    member, task, data.texts, data.labels, train, test, seed, settings
+                )
             for name, probs in rows_by_field.items():
                 per_field[name].append(probs)
     if not calibrate:

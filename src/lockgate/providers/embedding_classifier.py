@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
@@ -80,6 +80,9 @@ from lockgate.providers.embeddings import (
 )
 from lockgate.providers.encoder_tuning import TuneSettings
 from lockgate.settings import Settings
+
+if TYPE_CHECKING:
+    from lockgate.providers.classifier_training import HeldOut
 
 KIND = "embedding-classifier"
 TOP_ALTERNATIVES = 3
@@ -685,6 +688,8 @@ class EmbeddingTrainReport:
     oos_threshold: float
     embedded_per_second: float
     duration_s: float
+    held_out: HeldOut | None = None
+    """The heads fitted without the held-out rows, on them."""
 
 
 def train_embedding_classifier(
@@ -699,7 +704,7 @@ def train_embedding_classifier(
 ) -> EmbeddingTrainReport:
     """Embed the rows, fit a head per output field on a share and measure it on the rest,
     calibrate the out-of-scope threshold on that held-out share, refit on every row, store."""
-    from lockgate.providers.classifier_training import _split
+    from lockgate.providers.classifier_training import HeldOut, _split
 
     started = time.perf_counter()
     say = progress or (lambda _message: None)
@@ -793,6 +798,14 @@ def train_embedding_classifier(
         oos_threshold=threshold,
         embedded_per_second=rate,
         duration_s=time.perf_counter() - started,
+        held_out=HeldOut(
+            data.data_hash,
+            test,
+            {
+                name: align(held[name], head.classes, task.enum_values(name))
+                for name, head in heads.items()
+            },
+        ),
     )
 
 
