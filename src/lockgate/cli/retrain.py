@@ -76,8 +76,9 @@ def retrain(
             + ", ".join(f"{name} {value:.3f}" for name, value in holdout.items())
             + f" ({report.n_holdout} rows), artifact {report.sha256[:12]}"
         )
-        for index, model_report in trained.models if not as_json else ():
-            _echo_model_report(index, model_report)
+        if not as_json:
+            for index, model_report in trained.models:
+                _echo_model_report(index, model_report)
         figures["train"] = {"rows": report.n_rows, "holdout_accuracy": holdout}
 
         release, created = runtime.create_release(task, actor)

@@ -93,7 +93,7 @@ class TrainReport:
     """Enum values with no training example, per output field: the model never predicts them."""
     duration_s: float
     held_out: HeldOut | None = None
-    """The model fitted without the held-out rows, on them (None for a single-label field)."""
+    """The model fitted without the held-out rows, on them."""
 
     @property
     def holdout_accuracy(self) -> dict[str, float]:
@@ -168,9 +168,7 @@ def train_classifier(
         holdout=holdout,
         unseen_labels=unseen,
         duration_s=time.perf_counter() - started,
-        held_out=(
-            HeldOut(data_hash, test, held_probabilities) if held_probabilities is not None else None
-        ),
+        held_out=HeldOut(data_hash, test, held_probabilities),
     )
 
 
@@ -379,34 +377,31 @@ def _split(
 
 def _evaluate(
     task: TaskSpec,
-    texts: list[str],
-    labels: Mapping[str, list[str]],
+    texts: Sequence[str],
+    labels: Mapping[str, Sequence[str]],
     train: np.ndarray,
     test: np.ndarray,
     seed: int,
-) -> tuple[dict[str, FieldMetrics], dict[str, np.ndarray] | None]:
+) -> tuple[dict[str, FieldMetrics], dict[str, np.ndarray]]:
     """Scores on the held-out rows of a model fitted on the training share, and its
-    probability rows for them (None when a field had a single label to fit)."""
+    probability rows for them (columns in the order of each field's enum values)."""
     from lockgate.providers.embedding_classifier import align
 
     features = _features()
     x_train = features.fit_transform([texts[i] for i in train])
     x_test = features.transform([texts[i] for i in test])
     metrics: dict[str, FieldMetrics] = {}
-    probabilities: dict[str, np.ndarray] | None = {}
+    probabilities: dict[str, np.ndarray] = {}
     for name, ys in labels.items():
         y_train = [ys[i] for i in train]
         y_test = [ys[i] for i in test]
         if len(set(y_train)) < 2:  # a tiny, skewed set: the model can only say the one label
-            predicted = [y_train[0]] * len(y_test)
-            probabilities = None
+            classes, probs = [y_train[0]], np.ones((len(test), 1))
         else:
             clf = _classifier(seed).fit(x_train, y_train)
-            probs = clf.predict_proba(x_test)
-            predicted = list(clf.classes_[probs.argmax(axis=1)])
-            if probabilities is not None:
-                classes = [str(c) for c in clf.classes_]
-                probabilities[name] = align(probs, classes, task.enum_values(name))
+            classes, probs = [str(c) for c in clf.classes_], clf.predict_proba(x_test)
+        predicted = [classes[j] for j in probs.argmax(axis=1)]
+        probabilities[name] = align(probs, classes, task.enum_values(name))
         metrics[name] = FieldMetrics(
             accuracy=float(accuracy_score(y_test, predicted)),
             macro_f1=float(f1_score(y_test, predicted, average="macro", zero_division=0)),

@@ -873,25 +873,18 @@ def holdout_rows(
         trained_encoder,
     )
 
-    values = {name: task.enum_values(name) for name in labels}
-    fit_labels = {name: [ys[i] for i in train] for name, ys in labels.items()}
     if member.provider == EMBEDDING:
         encoder = trained_encoder(member, task, settings) if settings else encoder_for(member)
         vectors = encoder.embed(list(texts))
         heads, _, held = holdout_scores(vectors, labels, train, test, seed, nearest_option(member))
-        return {name: align(held[name], head.classes, values[name]) for name, head in heads.items()}
+        return {
+            name: align(held[name], head.classes, task.enum_values(name))
+            for name, head in heads.items()
+        }
     if member.provider == "local-classifier":
-        from lockgate.providers import classifier_training as training
+        from lockgate.providers.classifier_training import _evaluate
 
-        features = training._features()
-        x_train = features.fit_transform([texts[i] for i in train])
-        x_test = features.transform([texts[i] for i in test])
-        out = {}
-        for name, ys in fit_labels.items():
-            clf = training._classifier(seed).fit(x_train, ys)
-            classes = [str(c) for c in clf.classes_]
-            out[name] = align(clf.predict_proba(x_test), classes, values[name])
-        return out
+        return _evaluate(task, texts, labels, train, test, seed)[1]
     raise ConfigError(
         f"combine: cannot calibrate over {member.provider!r}: only local-classifier and "
         "embedding-classifier members are trained by `lockgate train`",
