@@ -4,6 +4,7 @@ calibrate` creating (or refusing to create) a release with it."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import shlex
 from pathlib import Path
@@ -245,3 +246,61 @@ def test_release_create_warns_when_its_policy_differs_from_the_live_release(
         "auto_min_confidence 0.7 -> 0.8; promoting routing@1 changes it. To keep the live value, "
         "write it into tasks/routing.yaml and run `lockgate release create routing` again"
     ) in result.stderr
+
+
+# Two "card" rows labeled payments: the kit's model answers them `cards` at 0.95, above any
+# threshold, so each one counts against every threshold.
+MISLABELED = [
+    *CALIBRATION[:30],
+    ("card 90", "payments"),
+    *CALIBRATION[30:],
+    ("card 91", "payments"),
+]
+
+
+def test_calibrate_names_the_automated_rows_that_disagree_with_their_label(
+    tmp_path: Path, database_url: str
+) -> None:
+    project = make_project(tmp_path)
+    write_rows(project / "calib.csv", MISLABELED)
+    run = lambda *a, **k: lockgate(*a, cwd=project, database=database_url, **k)  # noqa: E731
+    run("release", "create", "routing")
+    run("dataset", "add", "routing", "calib", "calib.csv")
+    calibrate = ("calibrate", "routing", "--release", "1", "--target-accuracy", "0.9")
+
+    told = run(*calibrate)
+    assert "observed 98.4%), 80.3% of inputs are automated at threshold 0.700 (122 of 152" in (
+        told.stdout
+    )  # 120 right of 122
+    assert (
+        "2 of the 122 rows automated at 0.700 disagree with their label; a wrong label among "
+        "them lowers what the target automates: check them with --errors FILE"
+    ) in told.stdout
+
+    listed = run(*calibrate, "--errors", "out/errors.csv")
+    assert "wrote 2 of the 122 rows automated at 0.700 that disagree with their label to " in (
+        listed.stdout
+    )
+    with (project / "out/errors.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    # The row numbers are the file's: row 31 is the first data row after 30 others.
+    assert [(r["row"], r["text"], r["expected"], r["answer"]) for r in rows] == [
+        ("31", "card 90", "payments", "cards"),
+        ("152", "card 91", "payments", "cards"),
+    ]
+    assert [float(r["confidence"]) for r in rows] == [0.95, 0.95]
+    assert list(rows[0]) == ["row", "expected", "answer", "confidence", "text"]
+
+    # Where no threshold qualifies, the rows at the closest one are named on stderr.
+    short = run(*calibrate[:-1], "0.995", "--errors", "errors.jsonl", check=False)
+    assert short.returncode == 1
+    assert "wrote 2 of the " in short.stderr
+    lines = (project / "errors.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["row"] for line in lines] == [31, 152]
+
+    # An unknown file type is refused before anything is decided.
+    refused = run(*calibrate, "--errors", "errors.txt", check=False)
+    assert refused.returncode == 2
+    assert "errors.txt: unknown file type .txt" in refused.stderr
+    with project_runtime(project, database_url) as runtime:
+        assert len(runtime.store.releases.list_for("routing")) == 2  # routing@2, created once

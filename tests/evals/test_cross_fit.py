@@ -60,8 +60,8 @@ def test_labels_a_model_only_remembers_get_no_threshold_when_cross_fitted(
     assert "created routing@2" in remembered.stdout
 
     crossed = lockgate("calibrate", "routing", "--release", "1", "--dataset", "train",
-                       "--target-accuracy", "0.6", "--cross-fit", "3", cwd=project,
-                       check=False)  # fmt: skip
+                       "--target-accuracy", "0.6", "--cross-fit", "3", "--errors", "errors.csv",
+                       cwd=project, check=False)  # fmt: skip
     assert crossed.returncode == 1
     assert "error: no threshold reaches 60.0% accuracy at 95% confidence on train" in (
         crossed.stderr
@@ -69,6 +69,19 @@ def test_labels_a_model_only_remembers_get_no_threshold_when_cross_fitted(
     for k in (1, 2, 3):
         assert f"fold {k}/3: training on " in crossed.stderr
     assert "routing@3" not in crossed.stdout
+    # The rows the closest threshold gets wrong are named by their row in data.csv, though
+    # the folds decided them out of order.
+    with (project / "data.csv").open(newline="", encoding="utf-8") as handle:
+        data = list(csv.DictReader(handle))
+    with (project / "errors.csv").open(newline="", encoding="utf-8") as handle:
+        errors = list(csv.DictReader(handle))
+    assert errors
+    for error in errors:
+        row = data[int(error["row"]) - 1]
+        assert (error["text"], error["expected"]) == (row["text"], row["queue"])
+        assert error["answer"] != error["expected"]
+    confidences = [float(e["confidence"]) for e in errors]
+    assert confidences == sorted(confidences, reverse=True)
 
 
 def test_a_cross_fitted_threshold_is_recorded_on_the_release_it_creates(

@@ -21,7 +21,8 @@ from lockgate.cli.common import stderr as err_console
 
 if TYPE_CHECKING:
     # The eval service pulls scipy (the calibration's confidence bounds) and the store.
-    from lockgate.evals.service import Evaluation
+    from lockgate.decide.task import TaskSpec
+    from lockgate.evals.service import Calibration, Evaluation
     from lockgate.runtime import Runtime
 
 dataset_app = command_group("Labeled datasets to measure releases on.")
@@ -314,6 +315,14 @@ def calibrate(
             "Another seed shows how far the threshold moves with the draw.",
         ),
     ] = None,
+    errors_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--errors",
+            help="Write the rows the threshold automates with another answer than their label "
+            "to this file (.csv or .jsonl; surest first), to check their labels.",
+        ),
+    ] = None,
     actor: ActorOption = "cli",
     project: ProjectOption = None,
     database: DatabaseOption = None,
@@ -323,6 +332,10 @@ def calibrate(
 
     Example: lockgate calibrate routing --release routing@2 --target-accuracy 0.98
     """
+    if errors_out is not None:
+        from lockgate.decide.records import record_format
+
+        record_format(errors_out)  # an unknown suffix is refused before any work
     next_steps: list[str] = []
     with open_runtime(project, database) as runtime, _progress("calibrating") as (start, step):
         outcome = run_async(
@@ -346,6 +359,8 @@ def calibrate(
             next_steps = _next_eval(runtime, task, outcome.release.ref, outcome.dataset.name)
         if outcome.chosen is not None:
             next_steps.insert(0, _keep_in_task_file(runtime, task, outcome.chosen.threshold))
+        spec = runtime.task(task)
+    errors_line = _errors_line(outcome, spec, errors_out)
     chosen = outcome.chosen
     if outcome.training_overlap:
         typer.echo(
@@ -367,6 +382,8 @@ def calibrate(
         typer.echo(
             "hint: lower the target, label more calibration data, or improve the model", err=True
         )
+        if errors_line:
+            typer.echo(errors_line, err=True)
         raise typer.Exit(1)
     typer.echo(
         f"at >={target:.1%} accuracy ({confidence:.0%} lower bound {chosen.lower_bound:.1%}, "
@@ -380,6 +397,8 @@ def calibrate(
             else ")"
         )
     )
+    if errors_line:
+        typer.echo(errors_line)
     assert outcome.release is not None
     if outcome.created:
         typer.echo(f"created {outcome.release.ref} with auto_min_confidence {chosen.threshold:.4f}")
@@ -387,6 +406,35 @@ def calibrate(
         typer.echo(f"unchanged: {outcome.release.ref} already has this threshold")
     for line in next_steps:
         typer.echo(line)
+
+
+def _errors_line(outcome: "Calibration", spec: "TaskSpec", out: Path | None) -> str:
+    """What the automated rows that disagree with their label come to (written to `out` when
+    given): every one of them costs the threshold coverage, and a wrong label among them costs
+    it for nothing."""
+    at = outcome.chosen or outcome.best
+    if at is None:
+        return ""
+    n = len(outcome.errors)
+    where = f"{n} of the {at.automated} rows automated at {at.threshold:.3f}"
+    if out is not None:
+        from lockgate.decide.records import record_format, write_records
+        from lockgate.evals.calibration import error_table
+        from lockgate.evals.runner import scoring_context
+
+        columns, rows = error_table(outcome.errors, scoring_context(spec).field, list(spec.input))
+        write_records(out, rows, columns, record_format(out))
+        return (
+            f"wrote {where} that disagree with their label to {out} (surest first): where the "
+            "label is what is wrong, fix it in the dataset's file, add it again and calibrate "
+            "again; each fixed label lets the same target automate more"
+        )
+    if not n:
+        return ""
+    return (
+        f"{where} disagree with their label; a wrong label among them lowers what the target "
+        "automates: check them with --errors FILE"
+    )
 
 
 def _keep_in_task_file(runtime: "Runtime", task: str, threshold: float) -> str:

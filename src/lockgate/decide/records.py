@@ -1,11 +1,14 @@
-"""Reading input records from CSV or JSON Lines files, with errors that name the line."""
+"""Reading input records from CSV or JSON Lines files, with errors that name the line, and
+writing rows back in the same formats."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,3 +91,35 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_records(
+    path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str
+) -> None:
+    """Write `rows` as CSV (a header of `columns`, nested values as JSON) or JSON Lines
+    (`fmt`: csv or jsonl), replacing `path` atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            if fmt == "csv":
+                writer = csv.DictWriter(file, fieldnames=list(columns))
+                writer.writeheader()
+                writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+            else:
+                for row in rows:
+                    file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scipy.stats import beta
 
 from lockgate.evals.scorers import Scored, ScoringContext
+from lockgate.evals.types import DatasetRow
 
 
 def clopper_pearson_lower(successes: int, trials: int, confidence: float) -> float:
@@ -90,3 +92,53 @@ def pick_threshold(
     considered = thresholds(items, context, confidence)
     passing = [t for t in considered if t.lower_bound >= target]
     return (min(passing, key=lambda t: t.threshold) if passing else None), considered
+
+
+def confident_errors(
+    items: Sequence[Scored], context: ScoringContext, threshold: float
+) -> list[Scored]:
+    """The items a threshold automates whose answer differs from their label, surest first.
+    Each one costs the threshold coverage; where the label is what is wrong (on banking77
+    most of them are: benchmarks/RESULTS.md, issue 16, fifteenth pass), fixing it lets the
+    same target automate more."""
+    wrong = [
+        i
+        for i in items
+        if i.eligible
+        and i.confidence is not None
+        and i.confidence >= threshold
+        and not context.correct(i)
+    ]
+    return sorted(wrong, key=lambda i: (-(i.confidence or 0.0), i.row))
+
+
+@dataclass(frozen=True)
+class ConfidentError:
+    """A dataset row that a threshold automates with another answer than its label."""
+
+    row: DatasetRow
+    answer: Any
+    confidence: float
+
+
+ERROR_COLUMNS = ("row", "expected", "answer", "confidence")
+
+
+def error_table(
+    errors: Sequence[ConfidentError], field: str, inputs: Sequence[str]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of a file listing `errors` for review: the dataset row number, its
+    label and the answer for the scored `field`, the confidence, then the input fields (an
+    input field named like one of the first four is written as `input.NAME`)."""
+    named = {name: f"input.{name}" if name in ERROR_COLUMNS else name for name in inputs}
+    rows = [
+        {
+            "row": e.row.seq,
+            "expected": e.row.expected.get(field),
+            "answer": e.answer,
+            "confidence": round(e.confidence, 6),
+            **{named[name]: e.row.input.get(name) for name in inputs},
+        }
+        for e in errors
+    ]
+    return [*ERROR_COLUMNS, *named.values()], rows

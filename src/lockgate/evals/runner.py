@@ -110,6 +110,7 @@ def _scored(task: TaskSpec, row: DatasetRow, decision: Decision) -> Scored:
         latency_ms=decision.latency_ms,
         valid_answers=sum(a.outcome == "valid" for a in decision.attempts),
         invalid_answers=sum(a.outcome == "invalid" for a in decision.attempts),
+        row=row.seq,
     )
 
 

@@ -46,6 +46,8 @@ class Scored:
     latency_ms: float = 0.0
     valid_answers: int = 0
     invalid_answers: int = 0
+    row: int = 0
+    """The dataset row it came from (`DatasetRow.seq`: the Nth record of the file)."""
 
 
 @dataclass(frozen=True)

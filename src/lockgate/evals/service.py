@@ -11,7 +11,12 @@ from typing import Any
 from lockgate.decide.pipeline import ReleaseRuntime
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError, NotFound
-from lockgate.evals.calibration import Threshold, pick_threshold
+from lockgate.evals.calibration import (
+    ConfidentError,
+    Threshold,
+    confident_errors,
+    pick_threshold,
+)
 from lockgate.evals.cross_fit import FoldRuntime, cross_fitted
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
 from lockgate.evals.storage import DatasetStore, EvalStore, ReleaseStore
@@ -126,6 +131,9 @@ class Calibration:
     it)."""
     seed: int = 0
     """With cross-fitting: the seed that dealt the rows into folds."""
+    errors: tuple[ConfidentError, ...] = ()
+    """The rows automated at the chosen threshold (else at `best`'s) whose answer differs from
+    their label, surest first: what holds the threshold up."""
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -285,6 +293,12 @@ class EvalService:
             )
         chosen, considered = pick_threshold(items, context, target, confidence)
         best = max(considered, key=lambda t: t.lower_bound, default=None)
+        at = chosen or best
+        by_seq = {row.seq: row for row in rows}
+        errors = tuple(
+            ConfidentError(by_seq[i.row], (i.output or {}).get(context.field), i.confidence or 0.0)
+            for i in (confident_errors(items, context, at.threshold) if at else ())
+        )
         outcome = Calibration(
             source,
             data,
@@ -295,6 +309,7 @@ class EvalService:
             training_overlap=overlap,
             cross_fit=cross_fit,
             seed=seed or 0,
+            errors=errors,
         )
         if chosen is None:
             return outcome

@@ -9,16 +9,11 @@ output the reviewer wrote. Rejected decisions carry no label and are left out (a
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lockgate.decide.records import record_format
+from lockgate.decide.records import record_format, write_records
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.review.storage import ReviewStore
@@ -82,7 +77,7 @@ def export_labels(
             f"({', '.join(clash)}); a label file cannot hold both"
         )
     rows, counts = label_rows(reviews, spec)
-    _write_atomic(path, rows, columns, chosen)
+    write_records(path, rows, columns, chosen)
     return LabelExport(
         path=path,
         format=chosen,
@@ -92,33 +87,3 @@ def export_labels(
         rejected_left_out=counts["rejected"],
         columns=columns,
     )
-
-
-def _write_atomic(
-    path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: Format
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            if fmt == "csv":
-                writer = csv.DictWriter(file, fieldnames=list(columns))
-                writer.writeheader()
-                writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-            else:
-                for row in rows:
-                    file.write(json.dumps(row, ensure_ascii=False) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, Mapping | list):
-        return json.dumps(value, ensure_ascii=False)
-    return value
