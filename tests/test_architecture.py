@@ -33,6 +33,7 @@ STORE_MAY_IMPORT = (
     "lockgate.security",
     "lockgate.waits",
     "lockgate.jsontext",
+    "lockgate.files",
     # The domain types the store persists, and nothing else of the domains: the decision and
     # release records, and each domain's `types` module.
     "lockgate.decide.decision",

@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lockgate.errors import ConfigError
+from lockgate.files import replaced
 
 
 @dataclass(frozen=True)
@@ -98,23 +97,14 @@ def write_records(
 ) -> None:
     """Write `rows` as CSV (a header of `columns`, nested values as JSON) or JSON Lines
     (`fmt`: csv or jsonl), replacing `path` atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            if fmt == "csv":
-                writer = csv.DictWriter(file, fieldnames=list(columns))
-                writer.writeheader()
-                writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-            else:
-                for row in rows:
-                    file.write(json.dumps(row, ensure_ascii=False) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with replaced(path) as file:
+        if fmt == "csv":
+            writer = csv.DictWriter(file, fieldnames=list(columns))
+            writer.writeheader()
+            writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+        else:
+            for row in rows:
+                file.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _cell(value: Any) -> Any:

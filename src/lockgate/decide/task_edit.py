@@ -8,14 +8,13 @@ their indentation (or inside the braces of a flow mapping).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lockgate.errors import ConfigError
+from lockgate.files import replaced
 
 
 def set_value(text: str, path: tuple[str, str], value: str) -> str:
@@ -60,16 +59,8 @@ def write_value(path: Path, setting: tuple[str, str], value: str) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Replace the file at `path` with `text` at once (a new file keeps the usual mode)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced(path, keep_mode=True) as handle:
+        handle.write(text)
 
 
 def _child(mapping: MappingNode, key: str) -> Node | None:

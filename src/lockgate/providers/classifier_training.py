@@ -14,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
 import re
-import tempfile
 import time
 import zlib
 from collections import Counter
@@ -42,6 +40,7 @@ from lockgate.decide.validation import validate_input
 from lockgate.errors import ConfigError
 from lockgate.evals.datasets import describe_overlap, overlap_lines
 from lockgate.evals.types import input_fingerprint
+from lockgate.files import replaced
 from lockgate.providers.classifier_model import ClassifierModel, FastTfidfVectorizer
 from lockgate.settings import Settings
 
@@ -477,16 +476,8 @@ def _unpickle(data: bytes) -> Any:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced(path, binary=True) as handle:
+        handle.write(data)
 
 
 def _text(value: Any) -> str:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from lockgate.errors import ConfigError
+from lockgate.files import replaced
 from lockgate.store import audit, database
 from lockgate.store.audit import Head
 
@@ -41,17 +40,8 @@ def write(path: Path, head: Head) -> bool:
     body = json.dumps(
         {"audit_head": {"id": head.id, "hash": head.hash, "at": head.at.isoformat()}}, indent=2
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".anchor-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(body + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replaced(path) as out:
+        out.write(body + "\n")
     return True
 
 
