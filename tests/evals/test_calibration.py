@@ -304,3 +304,20 @@ def test_calibrate_names_the_automated_rows_that_disagree_with_their_label(
     assert "errors.txt: unknown file type .txt" in refused.stderr
     with project_runtime(project, database_url) as runtime:
         assert len(runtime.store.releases.list_for("routing")) == 2  # routing@2, created once
+
+
+def test_an_errors_file_that_cannot_be_written_leaves_the_calibration_standing(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    write_rows(project / "calib.csv", MISLABELED)
+    lockgate("release", "create", "routing", cwd=project)
+    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project)
+    (project / "taken").write_text("a file, not a folder\n")
+
+    result = lockgate("calibrate", "routing", "--release", "1", "--target-accuracy", "0.9",
+                      "--errors", "taken/errors.csv", cwd=project)  # fmt: skip
+
+    assert "warning: could not write taken/errors.csv" in result.stderr
+    assert "the rest stands" in result.stderr
+    assert "created routing@2 with auto_min_confidence 0.7000" in result.stdout

@@ -21,7 +21,6 @@ from lockgate.cli.common import stderr as err_console
 
 if TYPE_CHECKING:
     # The eval service pulls scipy (the calibration's confidence bounds) and the store.
-    from lockgate.decide.task import TaskSpec
     from lockgate.evals.service import Calibration, Evaluation
     from lockgate.runtime import Runtime
 
@@ -359,8 +358,7 @@ def calibrate(
             next_steps = _next_eval(runtime, task, outcome.release.ref, outcome.dataset.name)
         if outcome.chosen is not None:
             next_steps.insert(0, _keep_in_task_file(runtime, task, outcome.chosen.threshold))
-        spec = runtime.task(task)
-    errors_line = _errors_line(outcome, spec, errors_out)
+    errors_line = _errors_line(outcome, errors_out)
     chosen = outcome.chosen
     if outcome.training_overlap:
         typer.echo(
@@ -408,7 +406,7 @@ def calibrate(
         typer.echo(line)
 
 
-def _errors_line(outcome: "Calibration", spec: "TaskSpec", out: Path | None) -> str:
+def _errors_line(outcome: "Calibration", out: Path | None) -> str:
     """What the automated rows that disagree with their label come to (written to `out` when
     given): every one of them costs the threshold coverage, and a wrong label among them costs
     it for nothing."""
@@ -422,8 +420,15 @@ def _errors_line(outcome: "Calibration", spec: "TaskSpec", out: Path | None) -> 
         from lockgate.evals.calibration import error_table
         from lockgate.evals.runner import scoring_context
 
+        spec = outcome.source.task_spec()
         columns, rows = error_table(outcome.errors, scoring_context(spec).field, list(spec.input))
-        write_records(out, rows, columns, record_format(out))
+        try:
+            write_records(out, rows, columns, record_format(out))
+        except OSError as exc:
+            typer.echo(
+                f"warning: could not write {out} ({exc.strerror}); the rest stands", err=True
+            )
+            return ""
         return (
             f"wrote {where} that disagree with their label to {out} (surest first): where the "
             "label is what is wrong, fix it in the dataset's file, add it again and calibrate "
