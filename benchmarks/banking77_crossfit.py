@@ -37,12 +37,13 @@ import banking77_models as bm
 import numpy as np
 
 from lockgate.decide.task import TaskSpec
-from lockgate.evals.calibration import pick_threshold
+from lockgate.evals.calibration import confident_errors, pick_threshold
 from lockgate.evals.cross_fit import cross_fitted, trained_chain
 from lockgate.evals.datasets import read_dataset
 from lockgate.evals.runner import scoring_context
-from lockgate.providers.base import BatchProvider, ProviderContext
+from lockgate.providers.base import BatchProvider, PreparedRequest, ProviderContext
 from lockgate.providers.chain_training import train_chain
+from lockgate.providers.combined import CombinedProvider, member_answers
 from lockgate.providers.registry import ProviderRegistry
 from lockgate.settings import Settings
 
@@ -77,7 +78,10 @@ def threshold_figures(scored: list[Any], task: Any, target: float) -> tuple[floa
 
 
 def run_seed(
-    args: argparse.Namespace, seed: int, root: Path, every_row: tuple[np.ndarray, np.ndarray]
+    args: argparse.Namespace,
+    seed: int,
+    root: Path,
+    every_row: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> dict[str, Any]:
     task = task_of(args)
     # a fold: the chain trained, as `lockgate calibrate --cross-fit` trains it, in a folder
@@ -116,9 +120,19 @@ def run_seed(
     figures["cross_fit"] = {**crossed_figures, "seconds": round(time.perf_counter() - started, 1)}
 
     # 3. both thresholds on test.csv, decided by the chain trained on every row
-    conf_t, right_t = every_row
+    conf_t, right_t, agreed_t = every_row
     figures["test_at_split_threshold"] = bm.at(split_threshold, conf_t, right_t)
     figures["test_at_cross_fit_threshold"] = bm.at(crossed, conf_t, right_t)
+
+    # 4. the errors above the cross-fitted threshold
+    if crossed is not None:
+        wrong_t = (conf_t >= crossed) & ~right_t
+        wrong = confident_errors(scored, scoring_context(task), crossed)
+        figures["cross_fit"]["wrong"] = len(wrong)
+        figures["test_at_cross_fit_threshold"]["wrong"] = int(wrong_t.sum())
+        figures["test_at_cross_fit_threshold"]["wrong_every_member_agrees"] = int(
+            (wrong_t & agreed_t).sum()
+        )
     return figures
 
 
@@ -139,15 +153,37 @@ def every_row_chain(
     return task, built
 
 
-def every_row_answers(args: argparse.Namespace, root: Path) -> tuple[np.ndarray, np.ndarray]:
+def every_row_answers(
+    args: argparse.Namespace, root: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """test.csv decided by the chain trained on every row of train.csv (trained once: the
-    seeds move only the split and the folds)."""
+    seeds move only the split and the folds): the confidences, whether each answer is right,
+    and whether every member's most probable value is the chain's answer."""
     task, built = every_row_chain(args, root, train=True)
     test = bm.read(args.data / "test.csv")
-    return bm.scored(
-        bm.answers(built, task, [r["text"] for r in test]),
-        [r["category"] for r in test],
-    )
+    texts = [r["text"] for r in test]
+    answers = bm.answers(built, task, texts)
+    conf, right = bm.scored(answers, [r["category"] for r in test])
+    return conf, right, every_member_agrees(built, task, texts, answers)
+
+
+def every_member_agrees(
+    built: BatchProvider, task: TaskSpec, texts: list[str], answers: list[Any]
+) -> np.ndarray:
+    """Per text: does each member of the combined chain give the chain's answer the highest
+    probability?"""
+    assert isinstance(built, CombinedProvider)
+    values = {"category": task.enum_values("category")}
+    index = {v: j for j, v in enumerate(values["category"])}
+    chosen = [index[a.output["category"]] for a in answers]
+    agree = np.ones(len(texts), dtype=bool)
+    requests = [PreparedRequest(task, {"text": t}) for t in texts]
+    for label, member in zip(built.labels, built.members[: built.first], strict=False):
+        rows = member_answers(label, member, requests, values).probabilities["category"]
+        agree &= np.array(
+            [r is not None and int(np.argmax(r)) == c for r, c in zip(rows, chosen, strict=True)]
+        )
+    return agree
 
 
 def speed(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -202,7 +238,9 @@ def main() -> None:
             return
         every_row = every_row_answers(args, root)
         accuracy = round(float(every_row[1].mean()), 4)
-        print(json.dumps({"test_accuracy": accuracy}), file=sys.stderr, flush=True)
+        agreed = round(float(every_row[2].mean()), 4)
+        print(json.dumps({"test_accuracy": accuracy, "every_member_agrees": agreed}),
+              file=sys.stderr, flush=True)  # fmt: skip
         for seed in (int(s) for s in args.seeds.split(",")):
             results.append(run_seed(args, seed, root, every_row))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
@@ -216,6 +254,7 @@ def main() -> None:
                 "target": args.target,
                 "calibration": args.calibration,
                 "test_accuracy": accuracy,
+                "test_every_member_agrees": agreed,
                 "seeds": results,
                 "threshold_range": {
                     k: round(float(np.ptp([x for x in v if x is not None])), 4)
