@@ -110,9 +110,11 @@ CALIBRATION = [
 ]
 
 
-def calibration_project(tmp_path: Path, database: str) -> Path:
+def calibration_project(
+    tmp_path: Path, database: str | None = None, rows: list[tuple[str, str]] = CALIBRATION
+) -> Path:
     project = make_project(tmp_path)
-    write_rows(project / "calib.csv", CALIBRATION)
+    write_rows(project / "calib.csv", rows)
     lockgate("release", "create", "routing", cwd=project, database=database)
     lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project, database=database)
     return project
@@ -261,11 +263,8 @@ MISLABELED = [
 def test_calibrate_names_the_automated_rows_that_disagree_with_their_label(
     tmp_path: Path, database_url: str
 ) -> None:
-    project = make_project(tmp_path)
-    write_rows(project / "calib.csv", MISLABELED)
+    project = calibration_project(tmp_path, database_url, MISLABELED)
     run = lambda *a, **k: lockgate(*a, cwd=project, database=database_url, **k)  # noqa: E731
-    run("release", "create", "routing")
-    run("dataset", "add", "routing", "calib", "calib.csv")
     calibrate = ("calibrate", "routing", "--release", "1", "--target-accuracy", "0.9")
 
     told = run(*calibrate)
@@ -309,10 +308,7 @@ def test_calibrate_names_the_automated_rows_that_disagree_with_their_label(
 def test_an_errors_file_that_cannot_be_written_leaves_the_calibration_standing(
     tmp_path: Path,
 ) -> None:
-    project = make_project(tmp_path)
-    write_rows(project / "calib.csv", MISLABELED)
-    lockgate("release", "create", "routing", cwd=project)
-    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project)
+    project = calibration_project(tmp_path, rows=MISLABELED)
     (project / "taken").write_text("a file, not a folder\n")
 
     result = lockgate("calibrate", "routing", "--release", "1", "--target-accuracy", "0.9",

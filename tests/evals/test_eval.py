@@ -238,3 +238,32 @@ def test_the_promotion_gate_reads_the_stored_eval_a_worse_release_is_refused(
     assert refused.returncode == 1
     assert f"min_accuracy = {bad['accuracy']:.4g}" in refused.stderr
     assert "routing@1 is live" in lockgate("release", "promote", "routing@1", cwd=project).stdout
+
+
+def test_eval_lists_the_automated_rows_that_disagree_with_their_label(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    write_rows(project / "gate.csv", ROWS)
+    lockgate("release", "create", "routing", cwd=project)
+    lockgate("dataset", "add", "routing", "gate", "gate.csv", "--sealed", cwd=project)
+
+    told = lockgate("eval", "routing", cwd=project)
+    assert "1 automated row disagrees with their label: list them with --errors FILE" in (
+        told.stdout
+    )
+
+    listed = lockgate("eval", "routing", "--json", "--errors", "gate-errors.jsonl", cwd=project)
+    json.loads(listed.stdout)  # still exactly one JSON object on stdout
+    assert "1 automated row disagrees with their label: written to gate-errors.jsonl" in (
+        listed.stderr
+    )
+    lines = (project / "gate-errors.jsonl").read_text(encoding="utf-8").splitlines()
+    # Only the automated wrong row: "pay me back please" is wrong too, but goes to review.
+    assert [json.loads(line) for line in lines] == [
+        {
+            "row": 9,
+            "expected": "payments",
+            "answer": "cards",
+            "confidence": 0.95,  # kit.ANSWERS: "card" rows are answered cards at 0.95
+            "text": "card blocked at the till",
+        }
+    ]

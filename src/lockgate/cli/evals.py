@@ -21,7 +21,11 @@ from lockgate.cli.common import stderr as err_console
 
 if TYPE_CHECKING:
     # The eval service pulls scipy (the calibration's confidence bounds) and the store.
+    from collections.abc import Sequence
+
+    from lockgate.evals.calibration import ConfidentError
     from lockgate.evals.service import Calibration, Evaluation
+    from lockgate.rollout.release import Release
     from lockgate.runtime import Runtime
 
 dataset_app = command_group("Labeled datasets to measure releases on.")
@@ -179,6 +183,14 @@ def eval_(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
     ] = None,
+    errors_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--errors",
+            help="Write the rows the release automates with another answer than their label "
+            "to this file (.csv or .jsonl; surest first).",
+        ),
+    ] = None,
     allow_overlap: AllowOverlapOption = False,
     actor: EvalActorOption = "cli",
     project: ProjectOption = None,
@@ -191,6 +203,7 @@ def eval_(
     """
     from lockgate.evals import report_html
 
+    _check_errors_file(errors_out)
     with open_runtime(project, database) as runtime, _progress("evaluating") as (start, step):
         done = run_async(
             runtime,
@@ -219,7 +232,16 @@ def eval_(
     if done.training_overlap:
         warning = _overlap_warning(done.training_overlap, done.release.ref)
         typer.echo(f"warning: {warning}", err=True)
+    n = len(done.errors)
+    wrong = f"{n} automated row{'s disagree' if n != 1 else ' disagrees'} with their label"
+    errors_line = ""
+    if errors_out is not None and _write_errors(done.errors, done.release, errors_out):
+        errors_line = f"{wrong}: written to {errors_out} (surest first)"
+    elif errors_out is None and done.errors:
+        errors_line = f"{wrong}: list them with --errors FILE"
     if as_json:
+        if errors_out is not None and errors_line:
+            typer.echo(errors_line, err=True)
         print_json(
             {
                 **run.metrics,
@@ -231,6 +253,8 @@ def eval_(
         )
         return
     typer.echo(_readable(done))
+    if errors_line:
+        typer.echo(errors_line)
     if html is not None:
         typer.echo(f"HTML report: {html}")
 
@@ -331,10 +355,7 @@ def calibrate(
 
     Example: lockgate calibrate routing --release routing@2 --target-accuracy 0.98
     """
-    if errors_out is not None:
-        from lockgate.decide.records import record_format
-
-        record_format(errors_out)  # an unknown suffix is refused before any work
+    _check_errors_file(errors_out)
     next_steps: list[str] = []
     with open_runtime(project, database) as runtime, _progress("calibrating") as (start, step):
         outcome = run_async(
@@ -416,18 +437,7 @@ def _errors_line(outcome: "Calibration", out: Path | None) -> str:
     n = len(outcome.errors)
     where = f"{n} of the {at.automated} rows automated at {at.threshold:.3f}"
     if out is not None:
-        from lockgate.decide.records import record_format, write_records
-        from lockgate.evals.calibration import error_table
-        from lockgate.evals.runner import scoring_context
-
-        spec = outcome.source.task_spec()
-        columns, rows = error_table(outcome.errors, scoring_context(spec).field, list(spec.input))
-        try:
-            write_records(out, rows, columns, record_format(out))
-        except OSError as exc:
-            typer.echo(
-                f"warning: could not write {out} ({exc.strerror}); the rest stands", err=True
-            )
+        if not _write_errors(outcome.errors, outcome.source, out):
             return ""
         return (
             f"wrote {where} that disagree with their label to {out} (surest first): where the "
@@ -440,6 +450,31 @@ def _errors_line(outcome: "Calibration", out: Path | None) -> str:
         f"{where} disagree with their label; a wrong label among them lowers what the target "
         "automates: check them with --errors FILE"
     )
+
+
+def _check_errors_file(out: Path | None) -> None:
+    """An --errors file of an unknown type is refused before any work."""
+    if out is not None:
+        from lockgate.decide.records import record_format
+
+        record_format(out)
+
+
+def _write_errors(errors: "Sequence[ConfidentError]", release: "Release", out: Path) -> bool:
+    """Write the rows to `out` (the scored field and the input fields of the release's task);
+    a file that cannot be written is a warning, and False."""
+    from lockgate.decide.records import record_format, write_records
+    from lockgate.evals.calibration import error_table
+    from lockgate.evals.runner import scoring_context
+
+    spec = release.task_spec()
+    columns, rows = error_table(errors, scoring_context(spec).field, list(spec.input))
+    try:
+        write_records(out, rows, columns, record_format(out))
+    except OSError as exc:
+        typer.echo(f"warning: could not write {out} ({exc.strerror}); the rest stands", err=True)
+        return False
+    return True
 
 
 def _keep_in_task_file(runtime: "Runtime", task: str, threshold: float) -> str:

@@ -19,6 +19,7 @@ from lockgate.evals.calibration import (
 )
 from lockgate.evals.cross_fit import FoldRuntime, cross_fitted
 from lockgate.evals.runner import EvalResult, run_eval, scoring_context
+from lockgate.evals.scorers import Scored, ScoringContext
 from lockgate.evals.storage import DatasetStore, EvalStore, ReleaseStore
 from lockgate.evals.types import Dataset, DatasetRow, EvalRun, content_hash, input_fingerprint
 from lockgate.providers.base import TrainedProvider
@@ -106,6 +107,9 @@ class Evaluation:
     release: Release
     dataset: Dataset
     result: EvalResult
+    errors: tuple[ConfidentError, ...] = ()
+    """The rows the release automates (its first run's) with another answer than their label,
+    surest first."""
 
     @property
     def training_overlap(self) -> int:
@@ -207,7 +211,9 @@ class EvalService:
             report=report,
             actor=actor,
         )
-        return Evaluation(run, chosen, data, result)
+        threshold = loaded.task.policy.auto_min_confidence
+        errors = _confident_errors(rows, result.runs[0], scoring_context(loaded.task), threshold)
+        return Evaluation(run, chosen, data, result, errors)
 
     async def calibrate(
         self,
@@ -294,11 +300,7 @@ class EvalService:
         chosen, considered = pick_threshold(items, context, target, confidence)
         best = max(considered, key=lambda t: t.lower_bound, default=None)
         at = chosen or best
-        by_seq = {row.seq: row for row in rows}
-        errors = tuple(
-            ConfidentError(by_seq[i.row], (i.output or {}).get(context.field), i.confidence or 0.0)
-            for i in (confident_errors(items, context, at.threshold) if at else ())
-        )
+        errors = _confident_errors(rows, items, context, at.threshold) if at else ()
         outcome = Calibration(
             source,
             data,
@@ -318,3 +320,14 @@ class EvalService:
         draft = self.derived_draft(source, body)
         created_release, created = self.releases.create_calibrated(draft, actor, outcome.figures())
         return replace(outcome, release=created_release, created=created)
+
+
+def _confident_errors(
+    rows: Sequence[DatasetRow], items: Sequence[Scored], context: ScoringContext, threshold: float
+) -> tuple[ConfidentError, ...]:
+    """`confident_errors` at `threshold`, each with its dataset row."""
+    by_seq = {row.seq: row for row in rows}
+    return tuple(
+        ConfidentError(by_seq[i.row], (i.output or {}).get(context.field), i.confidence or 0.0)
+        for i in confident_errors(items, context, threshold)
+    )
