@@ -127,7 +127,8 @@ def run_seed(
     # 4. the errors above the cross-fitted threshold
     if crossed is not None:
         wrong_t = (conf_t >= crossed) & ~right_t
-        wrong = confident_errors(scored, scoring_context(task), crossed)
+        automated = [i for i in scored if i.automated_at(crossed)]
+        wrong = confident_errors(automated, scoring_context(task))
         figures["cross_fit"]["wrong"] = len(wrong)
         figures["test_at_cross_fit_threshold"]["wrong"] = int(wrong_t.sum())
         figures["test_at_cross_fit_threshold"]["wrong_every_member_agrees"] = int(

@@ -237,10 +237,10 @@ def eval_(
     errors_line = ""
     if errors_out is not None and _write_errors(done.errors, done.release, errors_out):
         errors_line = f"{wrong}: written to {errors_out} (surest first)"
-    elif errors_out is None and done.errors:
+    elif errors_out is None and done.errors and not as_json:
         errors_line = f"{wrong}: list them with --errors FILE"
     if as_json:
-        if errors_out is not None and errors_line:
+        if errors_line:
             typer.echo(errors_line, err=True)
         print_json(
             {

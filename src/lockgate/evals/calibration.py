@@ -9,7 +9,7 @@ confidence level, is at or above the target. The lowest qualifying t automates t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,21 +94,12 @@ def pick_threshold(
     return (min(passing, key=lambda t: t.threshold) if passing else None), considered
 
 
-def confident_errors(
-    items: Sequence[Scored], context: ScoringContext, threshold: float
-) -> list[Scored]:
-    """The items a threshold automates whose answer differs from their label, surest first.
-    Each one costs the threshold coverage; where the label is what is wrong (on banking77
-    most of them are: benchmarks/RESULTS.md, issue 16, fifteenth pass), fixing it lets the
-    same target automate more."""
-    wrong = [
-        i
-        for i in items
-        if i.eligible
-        and i.confidence is not None
-        and i.confidence >= threshold
-        and not context.correct(i)
-    ]
+def confident_errors(automated: Iterable[Scored], context: ScoringContext) -> list[Scored]:
+    """The automated items whose answer differs from their label, surest first. Each one costs
+    the threshold coverage; where the label is what is wrong (on banking77 most of them are:
+    benchmarks/RESULTS.md, issue 16, fifteenth pass), fixing it lets the same target automate
+    more."""
+    wrong = [i for i in automated if not context.correct(i)]
     return sorted(wrong, key=lambda i: (-(i.confidence or 0.0), i.row))
 
 

@@ -49,6 +49,10 @@ class Scored:
     row: int = 0
     """The dataset row it came from (`DatasetRow.seq`: the Nth record of the file)."""
 
+    def automated_at(self, threshold: float) -> bool:
+        """Would a confidence threshold of `threshold` automate it?"""
+        return self.eligible and self.confidence is not None and self.confidence >= threshold
+
 
 @dataclass(frozen=True)
 class ScoringContext:
@@ -230,7 +234,7 @@ def routing(items: Sequence[Scored], context: ScoringContext) -> Score:
     curve = []
     for threshold in np.linspace(0.0, 1.0, 51):
         t = round(float(threshold), 2)
-        chosen = [i for i in items if i.eligible and i.confidence is not None and i.confidence >= t]
+        chosen = [i for i in items if i.automated_at(t)]
         curve.append(
             (t, _share(len(chosen), n), _share(sum(map(context.correct, chosen)), len(chosen)))
         )

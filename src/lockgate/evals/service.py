@@ -211,8 +211,8 @@ class EvalService:
             report=report,
             actor=actor,
         )
-        threshold = loaded.task.policy.auto_min_confidence
-        errors = _confident_errors(rows, result.runs[0], scoring_context(loaded.task), threshold)
+        automated = [i for i in result.runs[0] if i.route == "auto"]
+        errors = _confident_errors(rows, automated, scoring_context(loaded.task))
         return Evaluation(run, chosen, data, result, errors)
 
     async def calibrate(
@@ -300,7 +300,8 @@ class EvalService:
         chosen, considered = pick_threshold(items, context, target, confidence)
         best = max(considered, key=lambda t: t.lower_bound, default=None)
         at = chosen or best
-        errors = _confident_errors(rows, items, context, at.threshold) if at else ()
+        automated = [i for i in items if i.automated_at(at.threshold)] if at else []
+        errors = _confident_errors(rows, automated, context)
         outcome = Calibration(
             source,
             data,
@@ -323,11 +324,11 @@ class EvalService:
 
 
 def _confident_errors(
-    rows: Sequence[DatasetRow], items: Sequence[Scored], context: ScoringContext, threshold: float
+    rows: Sequence[DatasetRow], automated: Sequence[Scored], context: ScoringContext
 ) -> tuple[ConfidentError, ...]:
-    """`confident_errors` at `threshold`, each with its dataset row."""
+    """`confident_errors` of the automated items, each with its dataset row."""
     by_seq = {row.seq: row for row in rows}
     return tuple(
         ConfidentError(by_seq[i.row], (i.output or {}).get(context.field), i.confidence or 0.0)
-        for i in confident_errors(items, context, threshold)
+        for i in confident_errors(automated, context)
     )
