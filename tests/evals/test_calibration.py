@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from scipy.stats import beta
 
+from lockgate.decide.records import write_records
 from lockgate.decide.task import parse_task
 from lockgate.errors import ConfigError
 from lockgate.evals.calibration import clopper_pearson_lower, pick_threshold
@@ -282,20 +283,39 @@ def test_calibrate_names_the_automated_rows_that_disagree_with_their_label(
     )
     with (project / "out/errors.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    # The row numbers are the file's: row 31 is the first data row after 30 others.
-    assert [(r["row"], r["text"], r["expected"], r["answer"]) for r in rows] == [
+    # The row numbers are the file's: row 31 is the first data row after 30 others. Each row
+    # is the dataset's (label under the field's name), with the model's answer beside it.
+    assert list(rows[0]) == ["dataset.row", "queue", "model.answer", "model.confidence", "text"]
+    assert [(r["dataset.row"], r["text"], r["queue"], r["model.answer"]) for r in rows] == [
         ("31", "card 90", "payments", "cards"),
         ("152", "card 91", "payments", "cards"),
     ]
-    assert [float(r["confidence"]) for r in rows] == [0.95, 0.95]
-    assert list(rows[0]) == ["row", "expected", "answer", "confidence", "text"]
+    assert [float(r["model.confidence"]) for r in rows] == [0.95, 0.95]
 
     # Where no threshold qualifies, the rows at the closest one are named on stderr.
     short = run(*calibrate[:-1], "0.995", "--errors", "errors.jsonl", check=False)
     assert short.returncode == 1
     assert "wrote 2 of the " in short.stderr
     lines = (project / "errors.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["row"] for line in lines] == [31, 152]
+    assert [json.loads(line)["dataset.row"] for line in lines] == [31, 152]
+
+    # The reviewer corrects the one label that is wrong and adds the dataset again with the
+    # reviewed file after it: row 31 is relabelled in place, row 152 keeps its label.
+    rows[0]["queue"] = "cards"
+    write_records(project / "out/errors.csv", rows, list(rows[0]), "csv")
+    added = run("dataset", "add", "routing", "calib", "calib.csv", "out/errors.csv")
+    assert (
+        "out/errors.csv: 2 row(s) with an input read before relabel it (1 label(s) changed), "
+        "0 new row(s) added"
+    ) in added.stdout
+    assert "added dataset routing/calib: 152 rows" in added.stdout
+    with project_runtime(project, database_url) as runtime:
+        stored = runtime.store.datasets
+        by_seq = {r.seq: r for r in stored.rows(stored.get("routing", "calib"))}
+    assert (by_seq[31].input["text"], by_seq[31].expected) == ("card 90", {"queue": "cards"})
+    assert (by_seq[152].input["text"], by_seq[152].expected) == ("card 91", {"queue": "payments"})
+    again = run(*calibrate)
+    assert "1 of the 122 rows automated at 0.700 disagrees with their label" in again.stdout
 
     # An unknown file type is refused before anything is decided.
     refused = run(*calibrate, "--errors", "errors.txt", check=False)

@@ -77,11 +77,19 @@ def test_labels_a_model_only_remembers_get_no_threshold_when_cross_fitted(
         errors = list(csv.DictReader(handle))
     assert errors
     for error in errors:
-        row = data[int(error["row"]) - 1]
-        assert (error["text"], error["expected"]) == (row["text"], row["queue"])
-        assert error["answer"] != error["expected"]
-    confidences = [float(e["confidence"]) for e in errors]
+        row = data[int(error["dataset.row"]) - 1]
+        assert (error["text"], error["queue"]) == (row["text"], row["queue"])
+        assert error["model.answer"] != error["queue"]
+    confidences = [float(e["model.confidence"]) for e in errors]
     assert confidences == sorted(confidences, reverse=True)
+    # The list is labeled data too: given after the training file, its rows' labels win.
+    trained = lockgate("train", "routing", "--data", "data.csv", "--data", "errors.csv",
+                       cwd=project)  # fmt: skip
+    unique = len({row["text"] for row in data})  # every listed row is one of data.csv's
+    assert (
+        f"{unique} rows from 2 files ({len(data) + len(errors) - unique} with the same input "
+        in (trained.stderr)
+    )
 
 
 def test_a_cross_fitted_threshold_is_recorded_on_the_release_it_creates(

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from lockgate.decide.decision import input_hash
 from lockgate.errors import ConfigError, Conflict
 from lockgate.evals import service
-from lockgate.evals.datasets import check_name, read_dataset
+from lockgate.evals.datasets import check_name, read_dataset, read_datasets
 from lockgate.store.tables import dataset_rows
 from tests.evals.kit import make_project, project_runtime, write_rows
 
@@ -61,6 +61,43 @@ def test_inputs_are_normalised_and_hashed_like_the_pipeline_does(tmp_path: Path)
     assert row.input == {"text": "my card"}
     assert row.expected == {"queue": "cards"}
     assert row.input_hash == input_hash({"text": "my card"})
+
+
+def test_a_later_file_relabels_the_rows_it_repeats_in_place_and_adds_the_rest(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    first = write_rows(tmp_path / "first.csv", [*GATE, ("my card is blocked", "cards")])
+    later = write_rows(
+        tmp_path / "later.csv",
+        [
+            ("  my card is blocked ", "fraud"),  # the same input once normalised: both rows
+            ("hello there", "other"),  # the same label: repeated, not changed
+            ("where is my refund", "payments"),  # new
+        ],
+    )
+    with project_runtime(project, f"sqlite:///{tmp_path}/db.sqlite") as runtime:
+        task = runtime.task("routing")
+        rows, (report,) = read_datasets(task, [first, later])
+        with pytest.raises(ConfigError) as caught:
+            read_datasets(task, [first, write_rows(tmp_path / "bad.csv", [("x", "nope")])])
+
+    assert [(r.seq, r.input["text"], r.expected["queue"]) for r in rows] == [
+        (1, "my card is blocked", "fraud"),
+        (2, "please pay my bill", "payments"),
+        (3, "card stolen in Lisbon", "fraud"),
+        (4, "hello there", "other"),
+        (5, "my card is blocked", "fraud"),
+        (6, "where is my refund", "payments"),
+    ]
+    assert (report.source, report.repeated, report.changed, report.added) == (
+        str(later),
+        2,
+        1,
+        1,
+    )
+    # A later file's bad rows are named with that file, as the first file's would be.
+    assert caught.value.message.startswith(f"{tmp_path / 'bad.csv'}: cannot use these rows")
 
 
 def test_a_sealed_dataset_is_immutable_and_adding_it_again_unchanged_is_a_no_op(

@@ -260,10 +260,10 @@ def test_eval_lists_the_automated_rows_that_disagree_with_their_label(tmp_path: 
     # Only the automated wrong row: "pay me back please" is wrong too, but goes to review.
     assert [json.loads(line) for line in lines] == [
         {
-            "row": 9,
-            "expected": "payments",
-            "answer": "cards",
-            "confidence": 0.95,  # kit.ANSWERS: "card" rows are answered cards at 0.95
+            "dataset.row": 9,
+            "queue": "payments",
+            "model.answer": "cards",
+            "model.confidence": 0.95,  # kit.ANSWERS: "card" rows are answered cards at 0.95
             "text": "card blocked at the till",
         }
     ]

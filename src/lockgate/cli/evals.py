@@ -59,7 +59,15 @@ EvalActorOption = Annotated[
 def dataset_add(
     task: Annotated[str, typer.Argument(help="Task name.")],
     name: Annotated[str, typer.Argument(help="Dataset name, e.g. gate.")],
-    file: Annotated[Path, typer.Argument(help="Labeled rows: .csv (header row) or .jsonl.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Labeled rows: .csv (header row) or .jsonl. Several files are read as one: a "
+            "row of a later file whose input was read before relabels it in place (a reviewed "
+            "--errors file); a new input is added at the end.",
+            show_default=False,
+        ),
+    ],
     sealed: Annotated[
         bool,
         typer.Option("--sealed", help="Pin the content by its hash: immutable, never trained on."),
@@ -71,14 +79,21 @@ def dataset_add(
     """Import labeled examples (columns named by the task's input and output fields).
 
     Example: lockgate dataset add routing gate data/gate.csv --sealed
+
+    Example: lockgate dataset add routing calib data/calib.csv calib-errors.csv
     """
-    from lockgate.evals.datasets import check_name, read_dataset
+    from lockgate.evals.datasets import check_name, read_datasets
 
     check_name(name)
     with open_runtime(project, database) as runtime:
-        rows = read_dataset(runtime.task(task), file)
+        rows, later = read_datasets(runtime.task(task), files)
         dataset, changed = runtime.store.datasets.add(
-            task, name, rows, sealed=sealed, source=str(file), actor=actor
+            task, name, rows, sealed=sealed, source=" + ".join(map(str, files)), actor=actor
+        )
+    for f in later:
+        typer.echo(
+            f"{f.source}: {f.repeated} row(s) with an input read before relabel it "
+            f"({f.changed} label(s) changed), {f.added} new row(s) added"
         )
     kind = "sealed dataset" if dataset.sealed else "dataset"
     if changed:
@@ -439,16 +454,19 @@ def _errors_line(outcome: "Calibration", out: Path | None) -> str:
     if out is not None:
         if not _write_errors(outcome.errors, outcome.source, out):
             return ""
+        data = outcome.dataset
         return (
-            f"wrote {where} that disagree with their label to {out} (surest first): where the "
-            "label is what is wrong, fix it in the dataset's file, add it again and calibrate "
-            "again; each fixed label lets the same target automate more"
+            f"wrote {where} that disagree with their label to {out} (surest first): correct "
+            "the labels that are wrong there, add the dataset again with that file after its "
+            f"own (lockgate dataset add {data.task} {data.name} FILE {out}), fix the training "
+            "data the same way and calibrate again; each fixed label lets the same target "
+            "automate more"
         )
     if not n:
         return ""
     return (
-        f"{where} disagree with their label; a wrong label among them lowers what the target "
-        "automates: check them with --errors FILE"
+        f"{where} {'disagrees' if n == 1 else 'disagree'} with their label; a wrong label among "
+        "them lowers what the target automates: check them with --errors FILE"
     )
 
 
@@ -461,14 +479,14 @@ def _check_errors_file(out: Path | None) -> None:
 
 
 def _write_errors(errors: "Sequence[ConfidentError]", release: "Release", out: Path) -> bool:
-    """Write the rows to `out` (the scored field and the input fields of the release's task);
-    a file that cannot be written is a warning, and False."""
+    """Write the rows to `out` (the rows of the dataset, with the release's answers); a file
+    that cannot be written is a warning, and False."""
     from lockgate.decide.records import record_format, write_records
     from lockgate.evals.calibration import error_table
     from lockgate.evals.runner import scoring_context
 
     spec = release.task_spec()
-    columns, rows = error_table(errors, scoring_context(spec).field, list(spec.input))
+    columns, rows = error_table(errors, scoring_context(spec).field, spec)
     try:
         write_records(out, rows, columns, record_format(out))
     except OSError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 from scipy.stats import beta
 
+from lockgate.decide.task import TaskSpec
 from lockgate.evals.scorers import Scored, ScoringContext
 from lockgate.evals.types import DatasetRow
 
@@ -112,24 +113,29 @@ class ConfidentError:
     confidence: float
 
 
-ERROR_COLUMNS = ("row", "expected", "answer", "confidence")
+ROW_COLUMN, ANSWER_COLUMN, CONFIDENCE_COLUMN = "dataset.row", "model.answer", "model.confidence"
+"""The columns an errors file adds to a dataset's own. A field name is an identifier, so none
+of them can be a field's: readers of labeled rows ignore them."""
 
 
 def error_table(
-    errors: Sequence[ConfidentError], field: str, inputs: Sequence[str]
+    errors: Sequence[ConfidentError], field: str, task: TaskSpec
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of a file listing `errors` for review: the dataset row number, its
-    label and the answer for the scored `field`, the confidence, then the input fields (an
-    input field named like one of the first four is written as `input.NAME`)."""
-    named = {name: f"input.{name}" if name in ERROR_COLUMNS else name for name in inputs}
+    label for the scored `field` (under the field's name), the model's answer and confidence,
+    the other labels, then the input fields. Each row is the dataset's row as it was added, so
+    a reviewed file, its wrong labels corrected, is itself labeled data: added after the
+    original file (`lockgate dataset add`, `lockgate train --data`), its labels win."""
+    others = [name for name in task.output if name != field]
+    columns = [ROW_COLUMN, field, ANSWER_COLUMN, CONFIDENCE_COLUMN, *others, *task.input]
     rows = [
         {
-            "row": e.row.seq,
-            "expected": e.row.expected.get(field),
-            "answer": e.answer,
-            "confidence": round(e.confidence, 6),
-            **{named[name]: e.row.input.get(name) for name in inputs},
+            ROW_COLUMN: e.row.seq,
+            ANSWER_COLUMN: e.answer,
+            CONFIDENCE_COLUMN: round(e.confidence, 6),
+            **e.row.expected,
+            **{name: e.row.input.get(name) for name in task.input},
         }
         for e in errors
     ]
-    return [*ERROR_COLUMNS, *named.values()], rows
+    return columns, rows

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,46 @@ def read_dataset(task: TaskSpec, path: str | Path) -> list[DatasetRow]:
     Values are never echoed in errors: inputs may hold personal data.
     """
     return rows_from_records(task, iter_records(path), str(path))
+
+
+@dataclass(frozen=True)
+class LaterFile:
+    """What a later file of a dataset did: rows whose input was read before give those rows
+    their labels (`repeated`, of which `changed` differ); rows with a new input are added."""
+
+    source: str
+    repeated: int
+    changed: int
+    added: int
+
+
+def read_datasets(
+    task: TaskSpec, paths: Sequence[str | Path]
+) -> tuple[list[DatasetRow], list[LaterFile]]:
+    """Read several files as one dataset. The first file's rows keep their order and numbers.
+    A row of a later file whose input was read before relabels every row with that input, in
+    place (so a reviewed `--errors` file, its wrong labels corrected, fixes them); a row with
+    a new input is added at the end. Every file is checked as `read_dataset` checks one."""
+    rows = read_dataset(task, paths[0])
+    at: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        at.setdefault(row.input_hash, []).append(i)
+    later_files = []
+    for path in paths[1:]:
+        repeated = changed = added = 0
+        for row in read_dataset(task, path):
+            if row.input_hash not in at:
+                at[row.input_hash] = [len(rows)]
+                rows.append(replace(row, seq=len(rows) + 1))
+                added += 1
+                continue
+            repeated += 1
+            earlier = at[row.input_hash]
+            changed += any(rows[i].expected != row.expected for i in earlier)
+            for i in earlier:
+                rows[i] = replace(rows[i], expected=row.expected)
+        later_files.append(LaterFile(str(path), repeated, changed, added))
+    return rows, later_files
 
 
 def rows_from_records(task: TaskSpec, records: Iterable[Record], source: str) -> list[DatasetRow]:
