@@ -15,7 +15,16 @@ from scipy.stats import beta
 from lockgate.decide.records import write_records
 from lockgate.decide.task import parse_task
 from lockgate.errors import ConfigError
-from lockgate.evals.calibration import clopper_pearson_lower, pick_threshold
+from lockgate.evals.calibration import (
+    ANSWER_COLUMN,
+    CONFIDENCE_COLUMN,
+    ROW_COLUMN,
+    ConfidentError,
+    clopper_pearson_lower,
+    error_table,
+    pick_threshold,
+)
+from lockgate.evals.datasets import read_datasets
 from lockgate.evals.scorers import Scored, ScoringContext
 from tests.cli.kit import lockgate
 from tests.evals.kit import EVAL_TASK, make_project, project_runtime, write_rows
@@ -251,6 +260,48 @@ def test_release_create_warns_when_its_policy_differs_from_the_live_release(
     ) in result.stderr
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_errors_list_is_labeled_data_that_relabels_its_rows(tmp_path: Path, fmt: str) -> None:
+    task = parse_task(
+        {
+            "name": "t",
+            "input": {"text": {"type": "string"}, "answer": {"type": "string"}},
+            "output": {
+                "label": {"type": "enum", "values": ["a", "b"]},
+                "amount": {"type": "number"},
+            },
+            "models": [{"provider": "deterministic"}],
+        },
+        "tasks/t.yaml",
+    )
+    original = tmp_path / f"data.{fmt}"
+    write_records(
+        original,
+        [{"text": f"row {i}", "answer": "x", "label": "a", "amount": i / 2} for i in range(4)],
+        ["text", "answer", "label", "amount"],
+        fmt,
+    )
+    rows = read_datasets(task, [original])[0]
+    errors = [ConfidentError(rows[2], "b", 0.97), ConfidentError(rows[0], "b", 0.9)]
+
+    columns, listed = error_table(errors, "label", task)
+    assert columns == [ROW_COLUMN, "label", ANSWER_COLUMN, CONFIDENCE_COLUMN, "amount", "text",
+                       "answer"]  # fmt: skip
+    assert [list(r) for r in listed] == [columns, columns]
+    listed[0]["label"] = "b"  # the reviewer's correction of row 3; row 1's label stands
+    reviewed = tmp_path / f"errors.{fmt}"
+    write_records(reviewed, listed, columns, fmt)
+
+    again, (report,) = read_datasets(task, [original, reviewed])
+    assert [(r.seq, r.expected) for r in again] == [
+        (1, {"label": "a", "amount": 0.0}),
+        (2, {"label": "a", "amount": 0.5}),
+        (3, {"label": "b", "amount": 1.0}),
+        (4, {"label": "a", "amount": 1.5}),
+    ]
+    assert (report.repeated, report.changed, report.added) == (2, 1, 0)
+
+
 # Two "card" rows labeled payments: the kit's model answers them `cards` at 0.95, above any
 # threshold, so each one counts against every threshold.
 MISLABELED = [
@@ -305,8 +356,7 @@ def test_calibrate_names_the_automated_rows_that_disagree_with_their_label(
     write_records(project / "out/errors.csv", rows, list(rows[0]), "csv")
     added = run("dataset", "add", "routing", "calib", "calib.csv", "out/errors.csv")
     assert (
-        "out/errors.csv: 2 row(s) with an input read before relabel it (1 label(s) changed), "
-        "0 new row(s) added"
+        "out/errors.csv: relabelled 2 row(s) read before (1 label(s) changed), added 0 new row(s)"
     ) in added.stdout
     assert "added dataset routing/calib: 152 rows" in added.stdout
     with project_runtime(project, database_url) as runtime:

@@ -92,8 +92,8 @@ def dataset_add(
         )
     for f in later:
         typer.echo(
-            f"{f.source}: {f.repeated} row(s) with an input read before relabel it "
-            f"({f.changed} label(s) changed), {f.added} new row(s) added"
+            f"{f.source}: relabelled {f.repeated} row(s) read before ({f.changed} label(s) "
+            f"changed), added {f.added} new row(s)"
         )
     kind = "sealed dataset" if dataset.sealed else "dataset"
     if changed:

@@ -128,14 +128,14 @@ def error_table(
     original file (`lockgate dataset add`, `lockgate train --data`), its labels win."""
     others = [name for name in task.output if name != field]
     columns = [ROW_COLUMN, field, ANSWER_COLUMN, CONFIDENCE_COLUMN, *others, *task.input]
-    rows = [
-        {
+    rows = []
+    for e in errors:
+        values = {
             ROW_COLUMN: e.row.seq,
             ANSWER_COLUMN: e.answer,
             CONFIDENCE_COLUMN: round(e.confidence, 6),
             **e.row.expected,
-            **{name: e.row.input.get(name) for name in task.input},
+            **e.row.input,
         }
-        for e in errors
-    ]
+        rows.append({name: values.get(name) for name in columns})
     return columns, rows
