@@ -332,6 +332,10 @@ def test_calibrate_names_the_automated_rows_that_disagree_with_their_label(
     assert "wrote 2 of the 122 rows automated at 0.700 that disagree with their label to " in (
         listed.stdout
     )
+    # How to apply the reviewed list; the calibration set is not trained on, so not "train".
+    assert "(lockgate dataset add routing calib FILE out/errors.csv) and calibrate again" in (
+        listed.stdout
+    )
     with (project / "out/errors.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     # The row numbers are the file's: row 31 is the first data row after 30 others. Each row

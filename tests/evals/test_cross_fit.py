@@ -69,6 +69,10 @@ def test_labels_a_model_only_remembers_get_no_threshold_when_cross_fitted(
     for k in (1, 2, 3):
         assert f"fold {k}/3: training on " in crossed.stderr
     assert "routing@3" not in crossed.stdout
+    assert (
+        "(lockgate dataset add routing train FILE errors.csv), train with --data FILE --data "
+        "errors.csv and calibrate again"
+    ) in crossed.stderr
     # The rows the closest threshold gets wrong are named by their row in data.csv, though
     # the folds decided them out of order.
     with (project / "data.csv").open(newline="", encoding="utf-8") as handle:

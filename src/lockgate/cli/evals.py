@@ -455,12 +455,13 @@ def _errors_line(outcome: "Calibration", out: Path | None) -> str:
         if not _write_errors(outcome.errors, outcome.source, out):
             return ""
         data = outcome.dataset
+        # cross-fitted, the dataset is the training data: the corrected rows are trained on
+        train = f", train with --data FILE --data {out}" if outcome.cross_fit else ""
         return (
             f"wrote {where} that disagree with their label to {out} (surest first): correct "
             "the labels that are wrong there, add the dataset again with that file after its "
-            f"own (lockgate dataset add {data.task} {data.name} FILE {out}), fix the training "
-            "data the same way and calibrate again; each fixed label lets the same target "
-            "automate more"
+            f"own (lockgate dataset add {data.task} {data.name} FILE {out}){train} and "
+            "calibrate again; each fixed label lets the same target automate more"
         )
     if not n:
         return ""
