@@ -151,7 +151,7 @@ class DatasetRepository:
                     return previous, False
                 raise Conflict(
                     f"dataset {name!r} of task {task!r} is sealed and cannot change "
-                    f"(sealed content {previous.content_hash[:12]}, this file "
+                    f"(sealed content {previous.content_hash[:12]}, the new content "
                     f"{digest[:12]})",
                     hint="add the new data under another name; a sealed set stays as it was",
                 )
