@@ -154,6 +154,7 @@ class FaultServer:
         self._host = host
         self._port = port
         self._lock = threading.Lock()
+        self._received = threading.Condition(self._lock)
         self._queue: deque[Fault] = deque()
         self._default = Fault.ok()
         self._bodies: list[dict[str, Any]] = []
@@ -198,6 +199,14 @@ class FaultServer:
     @property
     def request_count(self) -> int:
         with self._lock:
+            return len(self._bodies)
+
+    def wait_for_requests(self, n: int, timeout_s: float = 10.0) -> int:
+        """Wait until `n` chat-completions requests have been received, or `timeout_s` has
+        passed; return how many have. A client that gave up on a request (its timeout) may be
+        back before this server's thread has read that request."""
+        with self._received:
+            self._received.wait_for(lambda: len(self._bodies) >= n, timeout_s)
             return len(self._bodies)
 
     @property
@@ -305,10 +314,11 @@ class FaultServer:
             body = json.loads(raw)
         except ValueError:
             body = None
-        with self._lock:
+        with self._received:
             self._bodies.append(body if isinstance(body, dict) else {})
             self._headers.append(dict(request.headers))
             fault = self._queue.popleft() if self._queue else self._default
+            self._received.notify_all()
         if not isinstance(body, dict):
             return _error(400, "the request body is not a JSON object", "invalid_request_error")
         if fault.delay_s > 0 and await self._stopped_within(fault.delay_s):
