@@ -127,3 +127,39 @@ def test_calibrate_counts_an_automated_out_of_scope_row_as_an_error(
     refused = lockgate("calibrate", "routing", "--release", "routing@1", "--target-accuracy",
                        "0.95", cwd=project, database=database_url, check=False)  # fmt: skip
     assert "no threshold reaches 95.0% accuracy" in refused.stdout + refused.stderr
+
+
+def test_calibrate_never_counts_a_row_judged_out_of_scope_as_automated(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A model may judge an input out of scope and still be sure of an answer: the decision goes
+    to review whatever the threshold, so calibrate must not count it as automated, and it says
+    how many rows labelled in scope no threshold can automate, and which setting moves that."""
+    sure_but_unknown = '{if_contains: "weather", output: {queue: other}, confidence: 0.99, '
+    task = EVAL_TASK.replace(
+        "    answers:\n",
+        f'    answers:\n      - {sure_but_unknown}out_of_scope: "off-topic"}}\n',
+    )
+    project = make_project(tmp_path, task)
+    rows = [
+        *[(f"card {i}", "cards") for i in range(40)],
+        *[(f"weather report {i}", "other") for i in range(5)],  # in scope, judged out of it
+        *[(f"weather today {i}", OUT_OF_SCOPE) for i in range(2)],  # judged so, rightly
+    ]
+    write_rows(project / "calib.csv", rows)
+    lockgate("release", "create", "routing", cwd=project, database=database_url)
+    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project,
+             database=database_url)  # fmt: skip
+    result = lockgate("calibrate", "routing", "--release", "routing@1", "--target-accuracy",
+                      "0.9", cwd=project, database=database_url)  # fmt: skip
+    # Independently: only the 40 card rows can be automated (0.95, all right); the seven
+    # weather rows go to review as out of scope, although the model answers them at 0.99.
+    assert "threshold 0.950 (40 of 47 on calib)" in result.stdout
+    assert (
+        "5 of the 47 rows (10.6%) have an answer but were judged out of scope, so no threshold "
+        "automates them: an embedding-classifier's in_scope_pass"
+    ) in result.stdout
+    decided = lockgate("decide", "routing", "--release", "routing@2", "--input",
+                       '{"text": "weather report 1"}', cwd=project,
+                       database=database_url)  # fmt: skip
+    assert json.loads(decided.stdout)["route"] == "review"

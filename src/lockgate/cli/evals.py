@@ -395,6 +395,7 @@ def calibrate(
         if outcome.chosen is not None:
             next_steps.insert(0, _keep_in_task_file(runtime, task, outcome.chosen.threshold))
     errors_line = _errors_line(outcome, errors_out)
+    scope_line = _scope_line(outcome)
     chosen = outcome.chosen
     if outcome.training_overlap:
         typer.echo(
@@ -416,8 +417,9 @@ def calibrate(
         typer.echo(
             "hint: lower the target, label more calibration data, or improve the model", err=True
         )
-        if errors_line:
-            typer.echo(errors_line, err=True)
+        for line in (errors_line, scope_line):
+            if line:
+                typer.echo(line, err=True)
         raise typer.Exit(1)
     typer.echo(
         f"at >={target:.1%} accuracy ({confidence:.0%} lower bound {chosen.lower_bound:.1%}, "
@@ -431,8 +433,9 @@ def calibrate(
             else ")"
         )
     )
-    if errors_line:
-        typer.echo(errors_line)
+    for line in (errors_line, scope_line):
+        if line:
+            typer.echo(line)
     assert outcome.release is not None
     if outcome.created:
         typer.echo(f"created {outcome.release.ref} with auto_min_confidence {chosen.threshold:.4f}")
@@ -440,6 +443,22 @@ def calibrate(
         typer.echo(f"unchanged: {outcome.release.ref} already has this threshold")
     for line in next_steps:
         typer.echo(line)
+
+
+def _scope_line(outcome: "Calibration") -> str:
+    """What the out-of-scope judgement costs: rows labelled in scope that no threshold can
+    automate, because the models judged them out of scope."""
+    n = outcome.judged_out_of_scope
+    if not n:
+        return ""
+    rows = outcome.dataset.rows
+    return (
+        f"{n} of the {rows} rows ({n / rows:.1%}) have an answer but were judged out of scope, "
+        "so no threshold automates them: an embedding-classifier's in_scope_pass (default "
+        "0.95) is the share of in-scope inputs it lets through; a higher one automates more "
+        "and catches fewer unknown inputs (measure oos_caught on rows labelled "
+        "__out_of_scope__ before raising it)"
+    )
 
 
 def _errors_line(outcome: "Calibration", out: Path | None) -> str:

@@ -62,6 +62,16 @@ def check_rules(
     return None
 
 
+OUT_OF_SCOPE_REASON = "out of scope"
+"""How the reason of a decision the model judged out of scope begins."""
+
+
+def judged_out_of_scope(reason: str) -> bool:
+    """Was the decision with this reason sent to review (or rejected) because the model judged
+    its input out of scope? Then no confidence threshold would have automated it."""
+    return reason.startswith(f"{OUT_OF_SCOPE_REASON} (")
+
+
 def route(
     policy: PolicySpec,
     output: Mapping[str, Any],
@@ -91,9 +101,8 @@ def _route(
     if rejected:
         return Routing("reject", rejected)
     if out_of_scope is not None:
-        if policy.out_of_scope == "reject":
-            return Routing("reject", f"out of scope ({out_of_scope})")
-        return Routing("review", f"out of scope ({out_of_scope})")
+        why = f"{OUT_OF_SCOPE_REASON} ({out_of_scope})"
+        return Routing("reject" if policy.out_of_scope == "reject" else "review", why)
     reviewed = check_rules(policy, "review_when", output, inputs)
     if reviewed:
         return Routing("review", reviewed)

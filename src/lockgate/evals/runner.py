@@ -17,7 +17,7 @@ from typing import Any
 
 from lockgate.decide.decision import Decision, new_id
 from lockgate.decide.pipeline import DecisionRequest, Pipeline, ReleaseRuntime
-from lockgate.decide.policy import route
+from lockgate.decide.policy import judged_out_of_scope, route
 from lockgate.decide.task import TaskSpec
 from lockgate.errors import ConfigError
 from lockgate.evals.scorers import Score, Scored, ScorerRegistry, ScoringContext
@@ -94,7 +94,8 @@ async def decide_rows(
 
 def _scored(task: TaskSpec, row: DatasetRow, decision: Decision) -> Scored:
     eligible = False
-    if decision.output is not None:
+    out_of_scope = judged_out_of_scope(decision.reason)
+    if decision.output is not None and not out_of_scope:
         # Would any threshold automate it? Only if no rule (or suggest mode) sends it elsewhere.
         anything_goes = task.policy.model_copy(update={"auto_min_confidence": 0.0})
         routing = route(anything_goes, decision.output, decision.confidence, decision.input)
@@ -106,6 +107,7 @@ def _scored(task: TaskSpec, row: DatasetRow, decision: Decision) -> Scored:
         route=decision.route,
         status=decision.status,
         eligible=eligible,
+        out_of_scope=out_of_scope,
         cost=decision.cost,
         latency_ms=decision.latency_ms,
         valid_answers=sum(a.outcome == "valid" for a in decision.attempts),

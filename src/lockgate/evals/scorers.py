@@ -41,7 +41,11 @@ class Scored:
     status: str
     eligible: bool
     """True when only the confidence threshold stood between this decision and `auto`: it has
-    a valid output and no policy rule sent it to review or reject."""
+    a valid output, the model did not judge the input out of scope, and no policy rule sent it
+    to review or reject."""
+    out_of_scope: bool = False
+    """The model judged the input out of scope (`in_scope_pass`): review or reject at any
+    threshold."""
     cost: float = 0.0
     latency_ms: float = 0.0
     valid_answers: int = 0

@@ -138,6 +138,9 @@ class Calibration:
     errors: tuple[ConfidentError, ...] = ()
     """The rows automated at the chosen threshold (else at `best`'s) whose answer differs from
     their label, surest first: what holds the threshold up."""
+    judged_out_of_scope: int = 0
+    """Rows labelled with an answer (in scope) that the models judged out of scope: no
+    threshold automates them."""
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -149,6 +152,7 @@ class Calibration:
             **({"training_overlap": self.training_overlap} if self.training_overlap else {}),
             **({"cross_fit": self.cross_fit, "seed": self.seed} if self.cross_fit else {}),
             **(self.chosen.figures() if self.chosen is not None else {}),
+            "judged_out_of_scope": self.judged_out_of_scope,
         }
 
 
@@ -313,6 +317,7 @@ class EvalService:
             cross_fit=cross_fit,
             seed=seed or 0,
             errors=errors,
+            judged_out_of_scope=sum(i.out_of_scope and not context.out_of_scope(i) for i in items),
         )
         if chosen is None:
             return outcome
