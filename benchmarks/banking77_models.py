@@ -178,6 +178,11 @@ def build(task: TaskSpec, settings: Settings) -> BatchProvider:
     return provider
 
 
+def off_topic_tickets(seed: int) -> list[str]:
+    """The out-of-scope set: the demo's off-topic tickets (its `other` queue), unique texts."""
+    return sorted({t.text for t in generate_tickets(4000, seed=seed) if t.queue == "other"})
+
+
 def answers(provider: BatchProvider, task: TaskSpec, texts: Sequence[str]) -> list[Candidate]:
     out: list[Candidate] = []
     for start in range(0, len(texts), 512):
@@ -438,9 +443,7 @@ def main() -> None:
                          "escalate": {"below": args.escalate_below, "models": [mpnet]}}}
         ],
     }  # fmt: skip
-    off_topic = sorted(
-        {t.text for t in generate_tickets(4000, seed=args.seed) if t.queue == "other"}
-    )
+    off_topic = off_topic_tickets(args.seed)
     figures: dict[str, Any] = {
         "seed": args.seed,
         "threads": args.threads,
