@@ -7,6 +7,7 @@ tickets' kind), answered by the shipped deterministic provider as any text is.""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,19 @@ def test_a_label_that_is_neither_a_value_nor_the_reserved_one_is_still_refused(
     assert "is not one of the field's values" in result.stdout + result.stderr
 
 
+def calibrated_on(
+    project: Path, rows: list[tuple[str, str]], database_url: str
+) -> subprocess.CompletedProcess[str]:
+    """`lockgate calibrate` of the task's first release at a 90% target, on `rows` added as
+    the calibration dataset."""
+    write_rows(project / "calib.csv", rows)
+    lockgate("release", "create", "routing", cwd=project, database=database_url)
+    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project,
+             database=database_url)  # fmt: skip
+    return lockgate("calibrate", "routing", "--release", "routing@1", "--target-accuracy",
+                    "0.9", cwd=project, database=database_url)  # fmt: skip
+
+
 def test_calibrate_counts_an_automated_out_of_scope_row_as_an_error(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -110,12 +124,7 @@ def test_calibrate_counts_an_automated_out_of_scope_row_as_an_error(
         *[(f"pay {i}", "payments") for i in range(40)],
         *[(f"card trick {i}", OUT_OF_SCOPE) for i in range(2)],  # cards at 0.95: wrong
     ]
-    write_rows(project / "calib.csv", rows)
-    lockgate("release", "create", "routing", cwd=project, database=database_url)
-    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project,
-             database=database_url)  # fmt: skip
-    result = lockgate("calibrate", "routing", "--release", "routing@1", "--target-accuracy",
-                      "0.9", cwd=project, database=database_url)  # fmt: skip
+    result = calibrated_on(project, rows, database_url)
     # Independently: at 0.7, 82 automated with 80 right (the two out-of-scope rows are wrong).
     bound = clopper_pearson_lower(80, 82, 0.95)
     assert (
@@ -146,12 +155,7 @@ def test_calibrate_never_counts_a_row_judged_out_of_scope_as_automated(
         *[(f"weather report {i}", "other") for i in range(5)],  # in scope, judged out of it
         *[(f"weather today {i}", OUT_OF_SCOPE) for i in range(2)],  # judged so, rightly
     ]
-    write_rows(project / "calib.csv", rows)
-    lockgate("release", "create", "routing", cwd=project, database=database_url)
-    lockgate("dataset", "add", "routing", "calib", "calib.csv", cwd=project,
-             database=database_url)  # fmt: skip
-    result = lockgate("calibrate", "routing", "--release", "routing@1", "--target-accuracy",
-                      "0.9", cwd=project, database=database_url)  # fmt: skip
+    result = calibrated_on(project, rows, database_url)
     # Independently: only the 40 card rows can be automated (0.95, all right); the seven
     # weather rows go to review as out of scope, although the model answers them at 0.99.
     assert "threshold 0.950 (40 of 47 on calib)" in result.stdout
