@@ -451,13 +451,15 @@ def _scope_line(outcome: "Calibration") -> str:
     n = outcome.judged_out_of_scope
     if not n:
         return ""
+    from lockgate.providers.embedding_classifier import DEFAULT_IN_SCOPE_PASS
+
     rows = outcome.dataset.rows
     return (
         f"{n} of the {rows} rows ({n / rows:.1%}) have an answer but were judged out of scope, "
         "so no threshold automates them: an embedding-classifier's in_scope_pass (default "
-        "0.95) is the share of in-scope inputs it lets through; a higher one automates more "
-        "and catches fewer unknown inputs (measure oos_caught on rows labelled "
-        "__out_of_scope__ before raising it)"
+        f"{DEFAULT_IN_SCOPE_PASS:g}) is the share of in-scope inputs it lets through; a higher "
+        "one automates more and catches fewer unknown inputs (measure oos_caught on rows "
+        "labelled __out_of_scope__ before raising it)"
     )
 
 
