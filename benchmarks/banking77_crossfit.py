@@ -127,22 +127,24 @@ def run_seed(
     conf_t, right_t, agreed_t = every_row.confidence, every_row.right, every_row.agreed
     figures["test_at_split_threshold"] = bm.at(split_threshold, conf_t, right_t)
     figures["test_at_cross_fit_threshold"] = bm.at(crossed, conf_t, right_t)
-    if crossed is not None:  # the out-of-scope bar, on the same chain and threshold
-        figures["off_topic_automated_at_cross_fit_threshold"] = {
-            "n": int((every_row.off_topic >= crossed).sum()),
-            "of": len(every_row.off_topic),
-        }
+    if crossed is None:
+        return figures
 
-    # 4. the errors above the cross-fitted threshold
-    if crossed is not None:
-        wrong_t = (conf_t >= crossed) & ~right_t
-        automated = [i for i in scored if i.automated_at(crossed)]
-        wrong = confident_errors(automated, scoring_context(task))
-        figures["cross_fit"]["wrong"] = len(wrong)
-        figures["test_at_cross_fit_threshold"]["wrong"] = int(wrong_t.sum())
-        figures["test_at_cross_fit_threshold"]["wrong_every_member_agrees"] = int(
-            (wrong_t & agreed_t).sum()
-        )
+    # 4. the out-of-scope bar, on the same chain and threshold
+    figures["off_topic_automated_at_cross_fit_threshold"] = {
+        "n": int((every_row.off_topic >= crossed).sum()),
+        "of": len(every_row.off_topic),
+    }
+
+    # 5. the errors above the cross-fitted threshold
+    wrong_t = (conf_t >= crossed) & ~right_t
+    automated = [i for i in scored if i.automated_at(crossed)]
+    wrong = confident_errors(automated, scoring_context(task))
+    figures["cross_fit"]["wrong"] = len(wrong)
+    figures["test_at_cross_fit_threshold"]["wrong"] = int(wrong_t.sum())
+    figures["test_at_cross_fit_threshold"]["wrong_every_member_agrees"] = int(
+        (wrong_t & agreed_t).sum()
+    )
     return figures
 
 
